@@ -1,0 +1,40 @@
+"""Shared pytest configuration: the astropy test header and the real-data fixture."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+try:
+    from pytest_astropy_header.display import PYTEST_HEADER_MODULES, TESTED_VERSIONS
+except ImportError:  # pytest-astropy-header is optional for running the tests
+    PYTEST_HEADER_MODULES, TESTED_VERSIONS = {}, {}
+
+
+def pytest_configure(config):
+    """Show the versions that matter for radiofm in the pytest header."""
+    config.option.astropy_header = True
+    PYTEST_HEADER_MODULES.clear()
+    for name in ("numpy", "astropy", "photutils", "regions", "onnxruntime", "scikit-learn",
+                 "matplotlib", "torch", "timm", "bdsf"):
+        PYTEST_HEADER_MODULES[name] = name.replace("-", "_").replace("scikit_learn", "sklearn")
+    from radiofm import __version__
+
+    TESTED_VERSIONS["radiofm"] = __version__
+
+
+def shared_data_root():
+    """Where the real data lives: $RADIOFM_DATA, else ../shared/data from the working dir."""
+    return Path(os.environ.get("RADIOFM_DATA", Path("..") / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path of the read-only real data folder; skips the test when it is absent."""
+    root = shared_data_root()
+    if not root.is_dir():
+        pytest.skip(
+            f"real data folder {root} is absent; set RADIOFM_DATA to the shared/data folder "
+            "to run this test"
+        )
+    return root

@@ -1,0 +1,108 @@
+"""The one internal form of an input image."""
+
+import astropy.units as u
+import numpy as np
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+__all__ = ["RadioImage"]
+
+
+class RadioImage:
+    """A 2-D radio continuum image with its celestial WCS, beam and frequency.
+
+    Build one with `read_image`, which accepts every input radiofm knows; the
+    constructor is for code that already has each piece.
+
+    Parameters
+    ----------
+    pixels : object
+        A pixel reader (see ``radiofm.image._pixels``) with ``shape``, ``read(rows, cols)``,
+        ``full()`` and ``close()``.
+    wcs : `~astropy.wcs.WCS`
+        The 2-D celestial WCS of the plane.
+    beam : `~radiofm.image.Beam` or None
+        Restoring beam.
+    frequency : `~astropy.units.Quantity` or None
+        Observing frequency of the plane.
+    unit : `~astropy.units.UnitBase`
+        Brightness unit.
+    header : `~astropy.io.fits.Header` or None
+        The original header, with non-printable characters cleaned.
+    source : str
+        Where the image came from (a path or a description), for provenance in tables.
+    plane : tuple of int
+        Indices chosen on the non-celestial axes, in numpy order (empty for 2-D data).
+    """
+
+    def __init__(
+        self, pixels, wcs, *, beam=None, frequency=None, unit=u.dimensionless_unscaled,
+        header=None, source="<array>", plane=(),
+    ):
+        self._pixels = pixels
+        self.wcs = wcs
+        self.beam = beam
+        self.frequency = frequency
+        self.unit = unit
+        self.header = header
+        self.source = source
+        self.plane = plane
+
+    @property
+    def shape(self):
+        """(ny, nx) of the plane."""
+        return self._pixels.shape
+
+    @property
+    def data(self):
+        """The 2-D plane as an array.
+
+        Memory-mapped (nothing read yet) for uncompressed FITS files without scaling;
+        decompressed or scaled in memory otherwise. Use `read_region` or
+        `radiofm.tiling` to stream large images with bounded memory.
+        """
+        return self._pixels.full()
+
+    @property
+    def pixel_scale(self):
+        """Angular size of a pixel (geometric mean of the two axes), in arcsec."""
+        scales = proj_plane_pixel_scales(self.wcs) * u.Unit(self.wcs.wcs.cunit[0] or u.deg)
+        return np.sqrt(scales[0] * scales[1]).to(u.arcsec)
+
+    def read_region(self, rows, cols):
+        """Read a block of the plane as a new native float32 array.
+
+        Parameters
+        ----------
+        rows, cols : slice
+            Numpy-style slices (``y`` then ``x``); steps decimate.
+
+        Returns
+        -------
+        block : `~numpy.ndarray`
+            float32, BSCALE/BZERO applied, blanked pixels NaN.
+        """
+        return self._pixels.read(rows, cols)
+
+    def close(self):
+        """Release the file behind the image (no-op for in-memory data)."""
+        self._pixels.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        ny, nx = self.shape
+        beam = (
+            "none"
+            if self.beam is None
+            else f"{self.beam.major.to_value(u.arcsec):.2f}x{self.beam.minor.to_value(u.arcsec):.2f}"
+            f" arcsec, {self.beam.pa.to_value(u.deg):.1f} deg"
+        )
+        frequency = "unknown" if self.frequency is None else f"{self.frequency.to(u.MHz):.1f}"
+        return (
+            f"<RadioImage {nx}x{ny} px, {self.pixel_scale:.3g}/px, beam {beam}, "
+            f"frequency {frequency}, unit {self.unit}, from {self.source}>"
+        )

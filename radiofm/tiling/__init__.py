@@ -1,0 +1,13 @@
+"""Tiling: a grid of square tiles over a radio image, and the shared normalisation.
+
+`tile_image` lays a grid over any image `radiofm.image.read_image` accepts and returns a
+`TileSet`: a QTable of tiles with pixel bounds and sky centres, per-tile WCS, DS9/CRTF
+footprints, and normalised float32 batches streamed with bounded memory. `normalize` with
+parameters from `fit_normalization` is the one intensity stretch used by training and
+inference alike.
+"""
+
+from ._normalize import Normalization, fit_normalization, normalize
+from ._tileset import TileSet, tile_image
+
+__all__ = ["Normalization", "TileSet", "fit_normalization", "normalize", "tile_image"]

@@ -1,0 +1,174 @@
+"""The one intensity normalisation shared by training and inference.
+
+Both methods are ``f((x - offset) / scale)`` with parameters fitted once per parent image:
+
+``"percentile"``
+    ``offset`` and ``offset + scale`` are the ``lower`` and ``upper`` percentiles of the
+    image's finite pixels (2 and 98 by default, the stretch of the source work), and ``f``
+    clips to [0, 1].
+``"snr"``
+    ``offset`` is the robust background (sigma-clipped median) and ``scale`` the robust
+    noise (sigma-clipped MAD standard deviation) times ``softening``; ``f`` is arcsinh, so
+    the output is a compressed signal-to-noise ratio: linear near the noise, logarithmic
+    for bright sources.
+
+Blank (NaN) pixels become 0 in both methods.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+
+from ..image import read_image
+
+__all__ = ["Normalization", "fit_normalization", "normalize"]
+
+METHODS = ("percentile", "snr")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Fitted parameters of `normalize`: ``f((x - offset) / scale)``.
+
+    Parameters
+    ----------
+    method : {"percentile", "snr"}
+        Which ``f``: clip to [0, 1] or arcsinh.
+    offset, scale : float
+        Subtracted and divided out before ``f``. ``scale`` must be positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.tiling import Normalization
+    >>> stretch = Normalization("percentile", offset=0.0, scale=2.0)
+    >>> stretch(np.array([-1.0, 1.0, 3.0, np.nan]))
+    array([0. , 0.5, 1. , 0. ], dtype=float32)
+    """
+
+    method: str
+    offset: float
+    scale: float
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown normalisation method {self.method!r}; use one of {METHODS}")
+        if not (np.isfinite(self.scale) and self.scale > 0 and np.isfinite(self.offset)):
+            raise ValueError(
+                f"normalisation needs a finite offset and a positive scale, got "
+                f"offset={self.offset}, scale={self.scale}"
+            )
+
+    def __call__(self, array, *, out=None):
+        return normalize(array, self, out=out)
+
+    def to_dict(self):
+        """JSON-ready parameters, e.g. for model metadata."""
+        return {key: (float(v) if key != "method" else v) for key, v in asdict(self).items()}
+
+
+def normalize(array, normalization, *, out=None):
+    """Apply a fitted `Normalization` to an array of pixels.
+
+    Parameters
+    ----------
+    array : array-like
+        Pixel values in the image's unit; NaN marks blank pixels.
+    normalization : `Normalization`
+        Parameters from `fit_normalization` on the parent image.
+    out : `~numpy.ndarray`, optional
+        float32 array of the same shape to write into (may be ``array`` itself).
+
+    Returns
+    -------
+    normalized : `~numpy.ndarray`
+        float32; in [0, 1] for "percentile", arcsinh(S/N / softening) for "snr"; blank
+        pixels are 0.
+    """
+    out = np.subtract(array, np.float32(normalization.offset), out=out, dtype=np.float32)
+    out *= np.float32(1.0 / normalization.scale)
+    if normalization.method == "percentile":
+        # fmax/fmin return the non-NaN operand, so blank pixels become 0 here for free.
+        np.fmax(out, np.float32(0.0), out=out)
+        np.fmin(out, np.float32(1.0), out=out)
+    else:
+        np.arcsinh(out, out=out)
+        np.copyto(out, np.float32(0.0), where=np.isnan(out))
+    return out
+
+
+def fit_normalization(
+    image, method="percentile", *, lower=2.0, upper=98.0, softening=1.0, max_pixels=4_000_000
+):
+    """Fit the normalisation of one parent image.
+
+    Parameters
+    ----------
+    image : array or anything `~radiofm.image.read_image` accepts
+        The parent image (or a bare 2-D array of pixels).
+    method : {"percentile", "snr"}
+        See the module documentation.
+    lower, upper : float
+        Percentiles of the "percentile" stretch.
+    softening : float
+        For "snr": the arcsinh turns from linear to logarithmic at ``softening`` times
+        the noise.
+    max_pixels : int
+        Images larger than this are sampled on evenly spaced whole rows, so the fit reads
+        about ``max_pixels`` pixels whatever the image size.
+
+    Returns
+    -------
+    normalization : `Normalization`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.tiling import fit_normalization
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.normal(0.0, 1e-5, (256, 256))
+    >>> stretch = fit_normalization(noise, "snr")
+    >>> round(stretch.scale / 1e-5, 1)
+    1.0
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown normalisation method {method!r}; use one of {METHODS}")
+    if not 0 <= lower < upper <= 100:
+        raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
+    if softening <= 0:
+        raise ValueError(f"softening must be positive, got {softening}")
+    values = _sample_finite(image, max_pixels)
+    if values.size == 0:
+        raise ValueError("image has no finite pixel to fit a normalisation on")
+    if method == "percentile":
+        low, high = np.percentile(values, [lower, upper])
+        scale = high - low
+        offset = low
+    else:
+        offset, _, noise = sigma_clipped_stats(values, sigma=3.0, maxiters=5, stdfunc="mad_std")
+        scale = softening * noise
+    if not scale > 0:
+        raise ValueError(
+            f"image is constant over its fitted pixels (scale {scale}); a normalisation "
+            "needs some contrast"
+        )
+    return Normalization(method, float(offset), float(scale))
+
+
+def _sample_finite(image, max_pixels):
+    """Finite pixels of the image, or of evenly spaced rows of it when it is large."""
+    if isinstance(image, np.ndarray):
+        values = np.asarray(image, dtype=np.float32)
+    else:
+        image = read_image(image)
+        ny, nx = image.shape
+        if ny * nx <= max_pixels:
+            values = image.read_region(slice(None), slice(None))
+        else:
+            rows = np.unique(np.linspace(0, ny - 1, max(1, max_pixels // nx)).astype(int))
+            values = np.concatenate(
+                [image.read_region(slice(row, row + 1), slice(None)) for row in rows]
+            )
+    values = values.ravel()
+    return values[np.isfinite(values)]

@@ -1,0 +1,326 @@
+"""A grid of square tiles over a `~radiofm.image.RadioImage`, streamed in row bands."""
+
+import logging
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.table import QTable
+from regions import PixCoord, PolygonSkyRegion, RectanglePixelRegion, Regions
+from tqdm.auto import tqdm
+
+from .._provenance import provenance_meta
+from ..image import read_image
+from ._normalize import Normalization, fit_normalization, normalize
+
+__all__ = ["TileSet", "tile_image"]
+
+log = logging.getLogger("radiofm")
+
+EDGES = ("shift", "drop")
+
+
+def tile_image(image, tile_size=256, *, overlap=0, min_valid=1.0, edge="shift"):
+    """Cut an image into a grid of square tiles.
+
+    Parameters
+    ----------
+    image : anything `~radiofm.image.read_image` accepts
+        Call `~radiofm.image.read_image` first to choose an HDU, a plane or a beam.
+    tile_size : int or `~astropy.units.Quantity`
+        Tile side in pixels, or as an angle (converted with the image's pixel scale and
+        rounded to whole pixels).
+    overlap : int or `~astropy.units.Quantity`
+        Pixels (or angle) shared by neighbouring tiles; must be smaller than a tile.
+    min_valid : float
+        Keep tiles whose fraction of finite (non-blank) pixels is at least this.
+    edge : {"shift", "drop"}
+        When the grid does not end on the image edge: ``"shift"`` adds a last row/column of
+        tiles flush with the edge (so every pixel is covered), ``"drop"`` leaves the strip out.
+
+    Returns
+    -------
+    tiles : `TileSet`
+        ``tiles.table`` is a `~astropy.table.QTable` with one row per kept tile.
+
+    Raises
+    ------
+    ValueError
+        The image is smaller than one tile, the overlap is not smaller than a tile, or no
+        tile has ``min_valid`` of its pixels finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.wcs import WCS
+    >>> from radiofm.tiling import tile_image
+    >>> wcs = WCS(naxis=2)
+    >>> wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    >>> wcs.wcs.cdelt = [-1.1 / 3600, 1.1 / 3600]
+    >>> tiles = tile_image((np.ones((300, 500)), wcs), tile_size=128)
+    >>> len(tiles), tiles.table.colnames[:5]
+    (12, ['tile_id', 'x_min', 'y_min', 'x_max', 'y_max'])
+    """
+    image = read_image(image)
+    size = _to_pixels(tile_size, image, "tile_size")
+    step = size - _to_pixels(overlap, image, "overlap", allow_zero=True)
+    if step <= 0:
+        raise ValueError(f"overlap must be smaller than the tile size ({size} px)")
+    if edge not in EDGES:
+        raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
+    if not 0 <= min_valid <= 1:
+        raise ValueError(f"min_valid is a fraction in [0, 1], got {min_valid}")
+    ny, nx = image.shape
+    if ny < size or nx < size:
+        raise ValueError(
+            f"image is {nx}x{ny} pixels, smaller than one {size}-pixel tile; "
+            f"use tile_size <= {min(nx, ny)}"
+        )
+    x_starts = _grid_starts(nx, size, step, edge)
+    y_starts = _grid_starts(ny, size, step, edge)
+    valid = _valid_fractions(image, x_starts, y_starts, size)
+    y_grid, x_grid = np.meshgrid(y_starts, x_starts, indexing="ij")
+    keep = valid >= min_valid
+    if not keep.any():
+        raise ValueError(
+            f"no {size}-pixel tile has at least {min_valid:.0%} finite pixels "
+            f"(best: {valid.max():.0%}); lower min_valid or the tile size"
+        )
+    log.info("%d of %d tiles kept (min_valid=%g)", keep.sum(), keep.size, min_valid)
+    return TileSet(
+        image, x_grid[keep], y_grid[keep], valid[keep], size=size,
+        overlap=size - step, min_valid=min_valid, edge=edge,
+    )
+
+
+def _to_pixels(value, image, name, allow_zero=False):
+    if isinstance(value, u.Quantity):
+        if not value.unit.is_equivalent(u.deg):
+            raise u.UnitsError(f"{name} must be pixels or an angle, got unit {value.unit!r}")
+        pixels = int(round(float(value / image.pixel_scale)))
+    elif isinstance(value, int | np.integer):
+        pixels = int(value)
+    else:
+        raise TypeError(f"{name} must be an int (pixels) or an angle Quantity, got {value!r}")
+    if pixels < 0 or (pixels == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got "
+                         f"{value}")
+    return pixels
+
+
+def _grid_starts(length, size, step, edge):
+    starts = np.arange(0, length - size + 1, step)
+    if edge == "shift" and starts[-1] + size < length:
+        starts = np.append(starts, length - size)
+    return starts
+
+
+def _valid_fractions(image, x_starts, y_starts, size):
+    """Fraction of finite pixels per tile, one row band read at a time."""
+    valid = np.empty((len(y_starts), len(x_starts)))
+    for row, y0 in enumerate(y_starts):
+        band = image.read_region(slice(y0, y0 + size), slice(None))
+        per_column = np.isfinite(band).sum(axis=0)
+        cumulative = np.concatenate([[0], np.cumsum(per_column)])
+        valid[row] = (cumulative[x_starts + size] - cumulative[x_starts]) / size**2
+    return valid
+
+
+class TileSet:
+    """Square tiles over one image: their table, WCS, footprints and pixels.
+
+    Made by `tile_image`. Pixel coordinates are zero-based; ``x_max`` and ``y_max`` are
+    exclusive, so tile ``i`` is ``data[y_min:y_max, x_min:x_max]``.
+
+    Attributes
+    ----------
+    image : `~radiofm.image.RadioImage`
+    table : `~astropy.table.QTable`
+        Columns ``tile_id``, ``x_min``, ``y_min``, ``x_max``, ``y_max``, ``x_center``,
+        ``y_center``, ``sky_center`` (`~astropy.coordinates.SkyCoord`) and
+        ``valid_fraction``; ``meta`` records the image, grid parameters and radiofm version.
+    tile_size, overlap : int
+        In pixels.
+    """
+
+    def __init__(self, image, x_min, y_min, valid_fraction, *, size, overlap, min_valid, edge):
+        self.image = image
+        self.tile_size = size
+        self.overlap = overlap
+        x_min = np.asarray(x_min, dtype=np.int64)
+        y_min = np.asarray(y_min, dtype=np.int64)
+        x_center = x_min + (size - 1) / 2
+        y_center = y_min + (size - 1) / 2
+        table = QTable()
+        table["tile_id"] = np.arange(len(x_min))
+        table["x_min"] = x_min
+        table["y_min"] = y_min
+        table["x_max"] = x_min + size
+        table["y_max"] = y_min + size
+        table["x_center"] = x_center
+        table["y_center"] = y_center
+        table["sky_center"] = image.wcs.pixel_to_world(x_center, y_center)
+        table["valid_fraction"] = np.asarray(valid_fraction, dtype=np.float32)
+        table.meta.update(
+            provenance_meta(
+                IMAGE=str(image.source),
+                NAXIS1=image.shape[1],
+                NAXIS2=image.shape[0],
+                PIXSCALE=round(float(image.pixel_scale.to_value(u.arcsec)), 6),
+                TILESIZE=size,
+                OVERLAP=overlap,
+                MINVALID=float(min_valid),
+                TILEEDGE=edge,
+            )
+        )
+        self.table = table
+
+    def __len__(self):
+        return len(self.table)
+
+    def __repr__(self):
+        return (
+            f"<TileSet {len(self)} tiles of {self.tile_size} px "
+            f"({self.tile_angle:.3g}), overlap {self.overlap} px, over {self.image!r}>"
+        )
+
+    @property
+    def tile_angle(self):
+        """Tile side as an angle (arcsec)."""
+        return self.tile_size * self.image.pixel_scale
+
+    def _row(self, tile_id):
+        if not 0 <= tile_id < len(self):
+            raise IndexError(f"tile_id {tile_id} out of range (0..{len(self) - 1})")
+        return self.table[tile_id]
+
+    def tile_slices(self, tile_id):
+        """``(rows, cols)`` slices of a tile in the image."""
+        row = self._row(tile_id)
+        return slice(row["y_min"], row["y_max"]), slice(row["x_min"], row["x_max"])
+
+    def tile_wcs(self, tile_id):
+        """WCS of one tile (as `~astropy.nddata.Cutout2D` would give: CRPIX shifted)."""
+        return self.image.wcs[self.tile_slices(tile_id)]
+
+    def read_tile(self, tile_id, normalization=None):
+        """Pixels of one tile, raw or normalised.
+
+        Parameters
+        ----------
+        tile_id : int
+        normalization : str or `Normalization`, optional
+            A method name (fitted on the parent image) or fitted parameters.
+
+        Returns
+        -------
+        pixels : `~numpy.ndarray`
+            (tile_size, tile_size) float32.
+        """
+        pixels = self.image.read_region(*self.tile_slices(tile_id))
+        if normalization is None:
+            return pixels
+        return normalize(pixels, self.fit_normalization(normalization), out=pixels)
+
+    def fit_normalization(self, normalization="percentile", **kwargs):
+        """A `Normalization` fitted on the parent image (or ``normalization`` itself).
+
+        Parameters
+        ----------
+        normalization : str or `Normalization`
+        **kwargs
+            Passed to `fit_normalization` with a method name.
+        """
+        if isinstance(normalization, Normalization):
+            return normalization
+        return fit_normalization(self.image, normalization, **kwargs)
+
+    def batches(self, batch_size=64, *, normalization="percentile", progress=False):
+        """Iterate over the tiles in normalised float32 batches for a model.
+
+        One row band of the image (``tile_size`` rows) is in memory at a time, so memory
+        use is about one band plus one batch whatever the image size.
+
+        Parameters
+        ----------
+        batch_size : int
+            Tiles per batch (the last batch may be smaller).
+        normalization : str or `Normalization`
+            A method of `fit_normalization` (fitted once on the parent image, as the source
+            work did) or fitted parameters, e.g. those a model was trained with.
+        progress : bool
+            Show a progress bar (only on a terminal).
+
+        Yields
+        ------
+        tile_ids : `~numpy.ndarray`
+            (B,) int, rows of ``table``.
+        pixels : `~numpy.ndarray`
+            (B, 1, tile_size, tile_size) float32.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        stretch = self.fit_normalization(normalization)
+        size = self.tile_size
+        x_min = np.asarray(self.table["x_min"])
+        y_min = np.asarray(self.table["y_min"])
+        order = np.lexsort((x_min, y_min))
+        n_batches = -(-len(order) // batch_size)
+        bar = tqdm(total=n_batches, unit="batch", disable=None if progress else True)
+        band_y, band = None, None
+        try:
+            for start in range(0, len(order), batch_size):
+                ids = order[start : start + batch_size]
+                pixels = np.empty((len(ids), 1, size, size), dtype=np.float32)
+                for slot, tile_id in enumerate(ids):
+                    y0, x0 = y_min[tile_id], x_min[tile_id]
+                    if y0 != band_y:
+                        band_y = y0
+                        band = self.image.read_region(slice(y0, y0 + size), slice(None))
+                    normalize(band[:, x0 : x0 + size], stretch, out=pixels[slot, 0])
+                bar.update()
+                yield ids, pixels
+        finally:
+            bar.close()
+
+    def footprints(self, *, sky=True):
+        """Tile outlines as regions, labelled with their ``tile_id``.
+
+        Parameters
+        ----------
+        sky : bool
+            Sky polygons through the WCS (exact for any projection) if True, pixel
+            rectangles otherwise.
+
+        Returns
+        -------
+        regions : `~regions.Regions`
+        """
+        table = self.table
+        if not sky:
+            return Regions(
+                [
+                    RectanglePixelRegion(
+                        PixCoord(row["x_center"], row["y_center"]),
+                        width=self.tile_size, height=self.tile_size,
+                        meta={"text": str(row["tile_id"])},
+                    )
+                    for row in table
+                ]
+            )
+        x0 = np.asarray(table["x_min"]) - 0.5
+        y0 = np.asarray(table["y_min"]) - 0.5
+        x1, y1 = x0 + self.tile_size, y0 + self.tile_size
+        corners = self.image.wcs.pixel_to_world(
+            np.stack([x0, x1, x1, x0], axis=1), np.stack([y0, y0, y1, y1], axis=1)
+        )
+        return Regions(
+            [
+                PolygonSkyRegion(SkyCoord(corners[i]), meta={"text": str(tile_id)})
+                for i, tile_id in enumerate(table["tile_id"])
+            ]
+        )
+
+    def write_footprints(self, path, *, format="ds9", overwrite=False):
+        """Write the sky footprints as a DS9 (``"ds9"``) or CASA (``"crtf"``) region file."""
+        self.footprints().write(path, format=format, overwrite=overwrite)
