@@ -260,6 +260,8 @@ def _hdu_index(hdulist, hdu, where):
         raise ValueError(f"{where} has no HDU with image data")
     try:
         index = hdulist.index_of(hdu)
+        if not 0 <= index < len(hdulist):
+            raise IndexError(index)
     except (KeyError, IndexError) as error:
         raise ValueError(f"{where} has no HDU {hdu!r} (it has {len(hdulist)} HDUs)") from error
     chosen = hdulist[index]

@@ -164,8 +164,8 @@ class TileSet:
         table.meta.update(
             provenance_meta(
                 IMAGE=str(image.source),
-                NAXIS1=image.shape[1],
-                NAXIS2=image.shape[0],
+                IMAGE_NX=image.shape[1],
+                IMAGE_NY=image.shape[0],
                 PIXSCALE=round(float(image.pixel_scale.to_value(u.arcsec)), 6),
                 TILESIZE=size,
                 OVERLAP=overlap,

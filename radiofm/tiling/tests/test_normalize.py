@@ -1,0 +1,77 @@
+"""The shared normalisation."""
+
+import numpy as np
+import pytest
+
+from radiofm.tests.helpers import noise_image, sky_header, write_image
+from radiofm.tiling import Normalization, fit_normalization, normalize
+
+
+def test_percentile_stretch_is_the_2_98_clip():
+    values = np.arange(1000, dtype=np.float32)
+    stretch = fit_normalization(values.reshape(10, 100))
+    assert stretch.method == "percentile"
+    assert stretch.offset == pytest.approx(np.percentile(values, 2))
+    assert stretch.offset + stretch.scale == pytest.approx(np.percentile(values, 98))
+    out = stretch(values)
+    assert out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert np.sum(out == 0.0) == 20 and np.sum(out == 1.0) == 20
+
+
+def test_snr_stretch_is_arcsinh_of_signal_to_noise():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(5e-6, 2e-5, (512, 512))
+    noise[100:110, 100:110] += 1e-2  # a bright source must not bias the noise
+    stretch = fit_normalization(noise, "snr")
+    assert stretch.offset == pytest.approx(5e-6, abs=2e-7)
+    assert stretch.scale == pytest.approx(2e-5, rel=0.02)
+    snr = np.array([0.0, 1.0, 100.0])
+    np.testing.assert_allclose(stretch(stretch.offset + snr * stretch.scale), np.arcsinh(snr),
+                               rtol=1e-5, atol=1e-6)
+    soft = fit_normalization(noise, "snr", softening=3.0)
+    assert soft.scale == pytest.approx(3 * stretch.scale)
+
+
+@pytest.mark.parametrize("method", ["percentile", "snr"])
+def test_nan_becomes_zero_and_input_is_untouched(method):
+    stretch = Normalization(method, offset=1.0, scale=2.0)
+    values = np.array([np.nan, 1.0, 3.0, -np.inf, np.inf], dtype=np.float32)
+    before = values.copy()
+    out = normalize(values, stretch)
+    assert out[0] == 0.0 and out[1] == 0.0
+    np.testing.assert_array_equal(values, before)
+    in_place = normalize(values, stretch, out=values)
+    assert in_place is values
+    np.testing.assert_array_equal(values, out)
+
+
+def test_large_images_are_sampled_on_whole_rows(tmp_path):
+    header = sky_header(400, 300)
+    data = noise_image(header)
+    path = write_image(tmp_path / "image.fits", header, data)
+    full = fit_normalization(path)
+    sampled = fit_normalization(path, max_pixels=40_000)  # 100 of the 300 rows
+    assert sampled.offset == pytest.approx(full.offset, rel=0.05)
+    assert sampled.scale == pytest.approx(full.scale, rel=0.05)
+
+
+def test_to_dict_is_json_ready():
+    stretch = Normalization("snr", offset=np.float32(0.5), scale=np.float64(2.0))
+    assert stretch.to_dict() == {"method": "snr", "offset": 0.5, "scale": 2.0}
+    assert Normalization(**stretch.to_dict()) == stretch
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="unknown normalisation method 'zscale'"):
+        fit_normalization(np.ones((4, 4)), "zscale")
+    with pytest.raises(ValueError, match="need 0 <= lower < upper <= 100"):
+        fit_normalization(np.ones((4, 4)), lower=98, upper=2)
+    with pytest.raises(ValueError, match="softening must be positive"):
+        fit_normalization(np.ones((4, 4)), "snr", softening=0)
+    with pytest.raises(ValueError, match="constant over its fitted pixels"):
+        fit_normalization(np.ones((4, 4)))
+    with pytest.raises(ValueError, match="no finite pixel"):
+        fit_normalization(np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match="positive scale"):
+        Normalization("percentile", offset=0.0, scale=0.0)
