@@ -1,6 +1,9 @@
 """A grid of square tiles over a `~radiofm.image.RadioImage`, streamed in row bands."""
 
 import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import astropy.units as u
 import numpy as np
@@ -235,11 +238,14 @@ class TileSet:
             return normalization
         return fit_normalization(self.image, normalization, **kwargs)
 
-    def batches(self, batch_size=64, *, normalization="percentile", progress=False):
+    def batches(self, batch_size=64, *, normalization="percentile", threads=None,
+                progress=False):
         """Iterate over the tiles in normalised float32 batches for a model.
 
-        One row band of the image (``tile_size`` rows) is in memory at a time, so memory
-        use is about one band plus one batch whatever the image size.
+        Each batch reads only the row bands (``tile_size`` rows) its tiles lie in, so
+        memory use is about ``threads`` x (one band + one batch) whatever the image size.
+        Batches are filled by a pool of threads (numpy releases the GIL) and come out in
+        order.
 
         Parameters
         ----------
@@ -248,6 +254,8 @@ class TileSet:
         normalization : str or `Normalization`
             A method of `fit_normalization` (fitted once on the parent image, as the source
             work did) or fitted parameters, e.g. those a model was trained with.
+        threads : int, optional
+            Batches filled at once; default: the CPUs this process may use.
         progress : bool
             Show a progress bar (only on a terminal).
 
@@ -260,28 +268,47 @@ class TileSet:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        threads = len(os.sched_getaffinity(0)) if threads is None else int(threads)
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         stretch = self.fit_normalization(normalization)
-        size = self.tile_size
         x_min = np.asarray(self.table["x_min"])
         y_min = np.asarray(self.table["y_min"])
         order = np.lexsort((x_min, y_min))
-        n_batches = -(-len(order) // batch_size)
-        bar = tqdm(total=n_batches, unit="batch", disable=None if progress else True)
+        jobs = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def fill(ids):
+            return ids, self._normalized_tiles(ids, x_min, y_min, stretch)
+
+        bar = tqdm(total=len(jobs), unit="batch", disable=None if progress else True)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            pending = deque()
+            try:
+                for ids in jobs:
+                    pending.append(pool.submit(fill, ids))
+                    if len(pending) > threads:
+                        bar.update()
+                        yield pending.popleft().result()
+                while pending:
+                    bar.update()
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+                bar.close()
+
+    def _normalized_tiles(self, ids, x_min, y_min, stretch):
+        """(len(ids), 1, size, size) normalised pixels; tiles sharing a band read it once."""
+        size = self.tile_size
+        pixels = np.empty((len(ids), 1, size, size), dtype=np.float32)
         band_y, band = None, None
-        try:
-            for start in range(0, len(order), batch_size):
-                ids = order[start : start + batch_size]
-                pixels = np.empty((len(ids), 1, size, size), dtype=np.float32)
-                for slot, tile_id in enumerate(ids):
-                    y0, x0 = y_min[tile_id], x_min[tile_id]
-                    if y0 != band_y:
-                        band_y = y0
-                        band = self.image.read_region(slice(y0, y0 + size), slice(None))
-                    normalize(band[:, x0 : x0 + size], stretch, out=pixels[slot, 0])
-                bar.update()
-                yield ids, pixels
-        finally:
-            bar.close()
+        for slot, tile_id in enumerate(ids):
+            y0, x0 = y_min[tile_id], x_min[tile_id]
+            if y0 != band_y:
+                band_y = y0
+                band = self.image.read_region(slice(y0, y0 + size), slice(None))
+            normalize(band[:, x0 : x0 + size], stretch, out=pixels[slot, 0])
+        return pixels
 
     def footprints(self, *, sky=True):
         """Tile outlines as regions, labelled with their ``tile_id``.
