@@ -134,7 +134,7 @@ def beam_from_header(header):
     for line in reversed(list(history)):
         match = _HISTORY_BEAM.search(str(line))
         if match:
-            major, minor, pa = (float(v.replace("D", "E").replace("d", "e")) for v in match.groups())
+            major, minor, pa = (float(v.upper().replace("D", "E")) for v in match.groups())
             log.info("beam read from an AIPS HISTORY card")
             return _beam_in_degrees(major, minor, pa, "HISTORY")
     return None
@@ -202,6 +202,7 @@ def frequency_from_header(header, wcs, plane_pixels):
     Parameters
     ----------
     header : `~astropy.io.fits.Header`
+        The image header.
     wcs : `~astropy.wcs.WCS`
         The full WCS of the header.
     plane_pixels : dict

@@ -68,7 +68,8 @@ class SectionPixels:
 
     Parameters
     ----------
-    hdu : `~astropy.io.fits.ImageHDU`, `~astropy.io.fits.PrimaryHDU` or `~astropy.io.fits.CompImageHDU`
+    hdu : `~astropy.io.fits.ImageHDU` or `~astropy.io.fits.CompImageHDU`
+        An image HDU (a PrimaryHDU works too) backed by a file.
     plane : tuple
         Index of the 2-D plane in the HDU's array: integers for the non-celestial axes,
         ``slice(None)`` for the two celestial ones.

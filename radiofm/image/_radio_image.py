@@ -95,12 +95,11 @@ class RadioImage:
 
     def __repr__(self):
         ny, nx = self.shape
-        beam = (
-            "none"
-            if self.beam is None
-            else f"{self.beam.major.to_value(u.arcsec):.2f}x{self.beam.minor.to_value(u.arcsec):.2f}"
-            f" arcsec, {self.beam.pa.to_value(u.deg):.1f} deg"
-        )
+        if self.beam is None:
+            beam = "none"
+        else:
+            major, minor = (axis.to_value(u.arcsec) for axis in self.beam[:2])
+            beam = f"{major:.2f}x{minor:.2f} arcsec, {self.beam.pa.to_value(u.deg):.1f} deg"
         frequency = "unknown" if self.frequency is None else f"{self.frequency.to(u.MHz):.1f}"
         return (
             f"<RadioImage {nx}x{ny} px, {self.pixel_scale:.3g}/px, beam {beam}, "

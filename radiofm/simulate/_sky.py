@@ -83,7 +83,8 @@ def make_radio_sky(
     artefact_level : float
         Peak of the artefact pattern as a fraction of the source's flux.
     seed : int
-        Seed of the random generator; the same seed gives the same sky.
+        Seed of the random generators (sources, artefacts and noise draw from independent
+        streams); the same seed gives the same sky.
 
     Returns
     -------
@@ -110,7 +111,10 @@ def make_radio_sky(
         raise ValueError(f"shape must be at least 8x8 pixels, got {shape}")
     if noise <= 0:
         raise ValueError(f"noise must be a positive rms in Jy/beam, got {noise}")
-    rng = np.random.default_rng(seed)
+    # Independent streams: switching artefacts on does not change the sources or the noise.
+    rng, artefact_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
     center = SkyCoord(150.0 * u.deg, -30.0 * u.deg) if center is None else center
     wcs = _sky_wcs(nx, ny, pixel_scale, center)
     pixel = pixel_scale.to_value(u.arcsec)
@@ -135,8 +139,8 @@ def make_radio_sky(
             if row["flux"] >= artefact_flux:
                 gain = 1.0 if attenuation is None else attenuation(row["x"], row["y"])
                 _render_artefact(sky, row["x"], row["y"], row["flux"] * gain * artefact_level,
-                                 beam_px, rng)
-    sky += _correlated_noise(rng, (ny, nx), beam_px, noise)
+                                 beam_px, artefact_rng)
+    sky += _correlated_noise(noise_rng, (ny, nx), beam_px, noise)
 
     header = _header(wcs, beam, frequency, noise, seed)
     table = _truth_table(truth, components, wcs, attenuation, beam_px)
@@ -307,7 +311,7 @@ def _truth_table(truth, components, wcs, attenuation, beam_px):
     scale = wcs.proj_plane_pixel_scales()[0].to_value(u.arcsec)
     sig_b = beam_px * FWHM_TO_SIGMA
     peak = np.zeros_like(flux)
-    for cx, cy, s, major, minor, _, source_id in components:
+    for _, _, s, major, minor, _, source_id in components:
         sa = np.hypot(major * FWHM_TO_SIGMA, sig_b)
         sb = np.hypot(minor * FWHM_TO_SIGMA, sig_b)
         peak[source_id] = max(peak[source_id], s * sig_b**2 / (sa * sb) * gain[source_id])

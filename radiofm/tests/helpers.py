@@ -10,6 +10,14 @@ def sky_header(nx=64, ny=48, *, projection="SIN", crval=(150.0, -30.0), cdelt_ar
 
     Parameters
     ----------
+    nx, ny : int
+        Image size in pixels.
+    projection : str
+        Three-letter projection code (SIN, TAN, NCP, ...).
+    crval : tuple of float
+        RA and Dec of the reference pixel (image centre), degrees.
+    cdelt_arcsec : float
+        Pixel size.
     cube : sequence of (ctype, length, crval, cdelt)
         Extra axes after RA/DEC, e.g. ``[("FREQ", 1, 1.28e9, 1e6), ("STOKES", 1, 1, 1)]``.
     """
@@ -17,7 +25,7 @@ def sky_header(nx=64, ny=48, *, projection="SIN", crval=(150.0, -30.0), cdelt_ar
     header["NAXIS"] = 2 + len(cube)
     header["NAXIS1"] = nx
     header["NAXIS2"] = ny
-    for i, (ctype, length, _, _) in enumerate(cube, start=3):
+    for i, (_, length, _, _) in enumerate(cube, start=3):
         header[f"NAXIS{i}"] = length
     header["CTYPE1"] = f"RA---{projection}"
     header["CTYPE2"] = f"DEC--{projection}"

@@ -212,6 +212,7 @@ class TileSet:
         Parameters
         ----------
         tile_id : int
+            Row of ``table``.
         normalization : str or `Normalization`, optional
             A method name (fitted on the parent image) or fitted parameters.
 
@@ -231,6 +232,7 @@ class TileSet:
         Parameters
         ----------
         normalization : str or `Normalization`
+            A method name, or parameters already fitted (returned as they are).
         **kwargs
             Passed to `fit_normalization` with a method name.
         """

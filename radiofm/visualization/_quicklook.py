@@ -17,6 +17,7 @@ def plot_tiles(tiles, path=None, *, column=None, max_pixels=1024, label_limit=15
     Parameters
     ----------
     tiles : `~radiofm.tiling.TileSet`
+        The tiles and their image.
     path : str or path-like, optional
         Where to write the PNG.
     column : str, optional

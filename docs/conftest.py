@@ -1,0 +1,3 @@
+"""The rst files are doctested; conf.py is configuration, not a test module."""
+
+collect_ignore = ["conf.py"]

@@ -1,0 +1,75 @@
+"""The radiofm command line."""
+
+import logging
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import QTable
+from regions import Regions
+
+from radiofm.cli import main
+from radiofm.tests.helpers import sky_header, write_image
+
+
+def test_tile_example_writes_every_output(tmp_path):
+    assert main(["tile", "--example", "-o", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["example_sky.fits", "example_sky_quicklook.png", "example_sky_tiles.ecsv",
+                     "example_sky_tiles.reg", "example_truth.ecsv"]
+    tiles = QTable.read(tmp_path / "example_sky_tiles.ecsv")
+    assert len(tiles) == 64  # 2048 px / 256 px = 8 tiles per side
+    assert tiles.meta["TILESIZE"] == 256
+    assert len(Regions.read(tmp_path / "example_sky_tiles.reg")) == 64
+    assert (tmp_path / "example_sky_quicklook.png").read_bytes()[:4] == b"\x89PNG"
+    truth = QTable.read(tmp_path / "example_truth.ecsv")
+    assert {"compact", "FRI", "FRII", "bent"} >= set(truth["morph_class"])
+
+
+def test_tile_a_file_with_angle_tiles_and_fits_output(tmp_path):
+    header = sky_header(200, 150, cube=[("FREQ", 3, 1.4e9, 1e7)])
+    path = write_image(tmp_path / "cube.fits", header)
+    out = tmp_path / "out"
+    assert main(["tile", str(path), "--plane", "1", "--tile-size", "1.1 arcmin",
+                 "--overlap", "10", "--format", "fits", "-o", str(out)]) == 0
+    tiles = QTable.read(out / "cube_tiles.fits")
+    assert tiles.meta["TILESIZE"] == 60 and tiles.meta["OVERLAP"] == 10
+    assert (np.asarray(tiles["x_max"]) <= 200).all()
+
+
+def test_errors_are_reported_without_a_traceback(tmp_path, caplog):
+    header = sky_header(200, 150, cube=[("FREQ", 3, 1.4e9, 1e7)])
+    path = write_image(tmp_path / "cube.fits", header)
+    with caplog.at_level(logging.ERROR, logger="radiofm"):
+        assert main(["tile", str(path), "-o", str(tmp_path)]) == 2
+    assert "choose one with plane=0" in caplog.text
+    assert main(["tile", str(tmp_path / "absent.fits"), "-o", str(tmp_path)]) == 2
+    assert "no such image file" in caplog.text
+
+
+def test_outputs_are_not_overwritten_unless_asked(tmp_path, caplog):
+    path = write_image(tmp_path / "image.fits", sky_header(300, 300))
+    assert main(["tile", str(path), "-o", str(tmp_path)]) == 0
+    before = (tmp_path / "image_tiles.ecsv").read_bytes()
+    with caplog.at_level(logging.ERROR, logger="radiofm"):
+        assert main(["tile", str(path), "--tile-size", "100", "-o", str(tmp_path)]) == 2
+    assert "pass --overwrite" in caplog.text
+    assert (tmp_path / "image_tiles.ecsv").read_bytes() == before
+    assert main(["tile", str(path), "--tile-size", "100", "-o", str(tmp_path),
+                 "--overwrite"]) == 0
+    assert len(QTable.read(tmp_path / "image_tiles.ecsv")) == 9
+
+
+def test_bad_tile_size_is_an_argument_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["tile", "--example", "--tile-size", "3 Jy", "-o", str(tmp_path)])
+    assert "is not an angle" in capsys.readouterr().err
+
+
+def test_simulate_command(tmp_path):
+    out = tmp_path / "field.fits"
+    assert main(["simulate", str(out), "--size", "256", "--seed", "3"]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].data.shape == (1, 1, 256, 256)
+        assert hdul[0].header["SIMSEED"] == 3
+    assert len(QTable.read(tmp_path / "field_truth.ecsv")) > 0
