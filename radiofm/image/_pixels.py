@@ -2,19 +2,23 @@
 
 Three kinds of storage reach `radiofm.image.read_image`:
 
-- an uncompressed FITS file on disk: `FilePixels` reads row blocks with ``os.pread``, so
-  streaming a 16k x 16k image never maps the whole file into the process (a memory map's
-  touched pages count towards the process's resident memory);
+- an uncompressed FITS file on disk: `FilePixels` memory-maps the plane and hands the pages
+  of each block back to the kernel once it is read, so streaming a 16k x 16k image keeps
+  the process's resident memory at the size of one block (touched pages of a plain memory
+  map would all count);
 - a tile-compressed or gzipped file, or an HDU object: `SectionPixels` goes through
   astropy's ``section`` API, which decompresses only the tiles a block needs;
 - an array in memory (or memory-mapped by the caller): `ArrayPixels` slices it.
 
-Every reader returns native-endian float32 with BSCALE/BZERO applied and blanked pixels
-(BLANK for integer data, masked pixels for NDData) set to NaN.
+Every reader's ``read`` returns native-endian float32 with BSCALE/BZERO applied and blanked
+pixels (BLANK for integer data, masked pixels for NDData) set to NaN; its ``rows`` context
+manager gives whole rows with the same values, without a copy where it can.
 """
 
+import mmap
 import os
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -48,6 +52,14 @@ class ArrayPixels:
         if self.mask is not None:
             block[self.mask[rows, cols]] = np.nan
         return block
+
+    @contextmanager
+    def rows(self, start, stop):
+        """Rows ``start:stop`` as float values (a view when nothing needs masking)."""
+        if self.mask is None:
+            yield self.array[start:stop]
+        else:
+            yield self.read(slice(start, stop), slice(None))
 
     def full(self):
         """The whole plane: the caller's array itself when nothing needs masking."""
@@ -103,6 +115,11 @@ class SectionPixels:
         block = self.hdu.section[self._index(rows, cols)]
         return np.asarray(block, dtype=np.float32)
 
+    @contextmanager
+    def rows(self, start, stop):
+        """Rows ``start:stop`` as a float32 copy."""
+        yield self.read(slice(start, stop), slice(None))
+
     def full(self):
         """The whole plane (decompressed and scaled in memory)."""
         return self.read(slice(None), slice(None))
@@ -122,8 +139,10 @@ def _hdu_shape(hdu):
 class FilePixels:
     """Pixels of an uncompressed FITS image HDU, read straight from the file.
 
-    Row blocks are read with ``os.pread`` into fresh buffers and byte-swapped in place,
-    so memory use is the size of the blocks asked for, whatever the size of the file.
+    The plane is memory-mapped, and the pages of every block are handed back to the kernel
+    (``madvise(MADV_DONTNEED)``) as soon as the block is converted: they stay in the page
+    cache but stop counting as this process's resident memory, which therefore stays at the
+    size of the blocks asked for, whatever the size of the file.
 
     Parameters
     ----------
@@ -146,66 +165,69 @@ class FilePixels:
         leading = self.full_shape[:-2]
         plane_number = int(np.ravel_multi_index(plane[:-2], leading)) if leading else 0
         plane_bytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
-        self._plane_offset = offset + plane_number * plane_bytes
+        start = offset + plane_number * plane_bytes
+        aligned = start - start % mmap.ALLOCATIONGRANULARITY
+        with open(self.path, "rb") as stream:
+            self._map = mmap.mmap(stream.fileno(), start - aligned + plane_bytes,
+                                  access=mmap.ACCESS_READ, offset=aligned)
+        self._lead = start - aligned
+        self._raw = np.frombuffer(self._map, dtype=self.dtype, count=plane_bytes //
+                                  self.dtype.itemsize, offset=self._lead).reshape(self.shape)
         self.bscale = float(header.get("BSCALE", 1.0))
         self.bzero = float(header.get("BZERO", 0.0))
         self.blank = header.get("BLANK") if self.dtype.kind in "iu" else None
-        self._fd = os.open(self.path, os.O_RDONLY)
-        self._finalizer = weakref.finalize(self, os.close, self._fd)
 
     @property
     def scaled(self):
         """True when the stored values need BSCALE/BZERO/BLANK applied."""
         return self.bscale != 1.0 or self.bzero != 0.0 or self.dtype.kind in "iu"
 
-    def _read_rows(self, start, stop):
-        """Raw rows ``start:stop`` of the plane, in the file's (big-endian) byte order."""
-        nx = self.shape[1]
-        buffer = np.empty((stop - start) * nx, dtype=self.dtype)
-        view = memoryview(buffer).cast("B")
-        position = self._plane_offset + start * nx * self.dtype.itemsize
-        done = 0
-        while done < view.nbytes:
-            got = os.preadv(self._fd, [view[done:]], position + done)
-            if got == 0:
-                raise ValueError(
-                    f"{self.path} ends before its image data does: the file is truncated; "
-                    "copy or download it again"
-                )
-            done += got
-        return buffer.reshape(stop - start, nx)
+    def _release(self, start, stop):
+        """Drop rows ``start:stop`` from this process's resident pages (not from the cache)."""
+        row_bytes = self.shape[1] * self.dtype.itemsize
+        first = self._lead + start * row_bytes
+        first -= first % mmap.PAGESIZE
+        last = self._lead + stop * row_bytes
+        if last > first:
+            self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+    def _scale(self, raw):
+        """float32 values of stored pixels: a casting copy, then BSCALE/BZERO/BLANK."""
+        # A casting copy swaps bytes several times faster than ndarray.byteswap(inplace=True).
+        block = raw.astype(np.float32)
+        if self.scaled:
+            block *= np.float32(self.bscale)
+            block += np.float32(self.bzero)
+            if self.blank is not None:
+                block[raw == self.blank] = np.nan
+        return block
 
     def read(self, rows, cols):
         """Return the block ``[rows, cols]`` of the plane as native float32."""
         rows = _as_slice(rows, self.shape[0])
-        cols = _as_slice(cols, self.shape[1])
-        if rows.step == 1:
-            raw = self._read_rows(rows.start, max(rows.stop, rows.start))[:, cols]
-        else:
-            wanted = range(rows.start, rows.stop, rows.step)
-            width = len(range(*cols.indices(self.shape[1])))
-            raw = np.empty((len(wanted), width), dtype=self.dtype)
-            for k, row in enumerate(wanted):
-                raw[k] = self._read_rows(row, row + 1)[0, cols]
-        # A casting copy swaps bytes several times faster than ndarray.byteswap(inplace=True).
-        block = raw.astype(np.float32)
-        if self.scaled:
-            if self.blank is not None:
-                blanked = raw == self.blank
-            block *= np.float32(self.bscale)
-            block += np.float32(self.bzero)
-            if self.blank is not None:
-                block[blanked] = np.nan
+        block = self._scale(self._raw[rows, cols])
+        low, high = sorted((rows.start, rows.stop))
+        self._release(low, high + 1)
         return block
+
+    @contextmanager
+    def rows(self, start, stop):
+        """Rows ``start:stop`` as float values, valid inside the ``with`` block only.
+
+        Unscaled data come as a view of the file's bytes (big-endian, no copy); scaled
+        data as a float32 copy. The rows' pages are released on leaving the block.
+        """
+        try:
+            yield self._scale(self._raw[start:stop]) if self.scaled else self._raw[start:stop]
+        finally:
+            self._release(start, stop)
 
     def full(self):
         """The whole plane: a read-only memory map when no scaling is needed."""
         if self.scaled:
             return self.read(slice(None), slice(None))
-        return np.memmap(
-            self.path, dtype=self.dtype, mode="r", offset=self._plane_offset, shape=self.shape
-        )
+        return self._raw
 
     def close(self):
-        """Close the file descriptor."""
-        self._finalizer()
+        """Drop this reader's map of the file (arrays from `full` keep theirs alive)."""
+        self._raw = None

@@ -83,6 +83,27 @@ class RadioImage:
         """
         return self._pixels.read(rows, cols)
 
+    def rows(self, start, stop):
+        """Whole rows ``start:stop`` for streaming, without a copy where possible.
+
+        A context manager: the array it gives is valid inside the ``with`` block only (for
+        uncompressed files it is a view of the file, big-endian as FITS stores it, whose
+        pages are released on leaving the block). Values are as `read_region` gives them:
+        scaled, blanks NaN; use numpy operations that produce new arrays from it.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from astropy.io import fits
+        >>> from radiofm.image import read_image
+        >>> header = fits.Header({"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN"})
+        >>> image = read_image((np.arange(12.0).reshape(3, 4), header))
+        >>> with image.rows(1, 3) as rows:
+        ...     print(rows.sum(axis=1))
+        [22. 38.]
+        """
+        return self._pixels.rows(start, stop)
+
     def close(self):
         """Release the file behind the image (no-op for in-memory data)."""
         self._pixels.close()

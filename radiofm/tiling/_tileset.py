@@ -122,8 +122,8 @@ def _valid_fractions(image, x_starts, y_starts, size):
     """Fraction of finite pixels per tile, one row band read at a time."""
     valid = np.empty((len(y_starts), len(x_starts)))
     for row, y0 in enumerate(y_starts):
-        band = image.read_region(slice(y0, y0 + size), slice(None))
-        per_column = np.isfinite(band).sum(axis=0)
+        with image.rows(y0, y0 + size) as band:
+            per_column = np.isfinite(band).sum(axis=0)
         cumulative = np.concatenate([[0], np.cumsum(per_column)])
         valid[row] = (cumulative[x_starts + size] - cumulative[x_starts]) / size**2
     return valid
@@ -300,16 +300,20 @@ class TileSet:
                 bar.close()
 
     def _normalized_tiles(self, ids, x_min, y_min, stretch):
-        """(len(ids), 1, size, size) normalised pixels; tiles sharing a band read it once."""
+        """(len(ids), 1, size, size) normalised pixels; tiles sharing a band read it once.
+
+        ``normalize`` reads each tile straight from the band (for uncompressed files, from
+        the file's pages), casting as it goes, so each pixel is copied once.
+        """
         size = self.tile_size
         pixels = np.empty((len(ids), 1, size, size), dtype=np.float32)
-        band_y, band = None, None
-        for slot, tile_id in enumerate(ids):
-            y0, x0 = y_min[tile_id], x_min[tile_id]
-            if y0 != band_y:
-                band_y = y0
-                band = self.image.read_region(slice(y0, y0 + size), slice(None))
-            normalize(band[:, x0 : x0 + size], stretch, out=pixels[slot, 0])
+        slots = np.arange(len(ids))
+        bands = y_min[ids]
+        for y0 in np.unique(bands):
+            with self.image.rows(y0, y0 + size) as band:
+                for slot in slots[bands == y0]:
+                    x0 = x_min[ids[slot]]
+                    normalize(band[:, x0 : x0 + size], stretch, out=pixels[slot, 0])
         return pixels
 
     def footprints(self, *, sky=True):
