@@ -91,7 +91,7 @@ def make_radio_sky(
     hdu : `~astropy.io.fits.PrimaryHDU`
         float32 data of shape (1, 1, ny, nx) in Jy/beam with a 4-D header.
     truth : `~astropy.table.QTable`
-        One row per source: ``source_id``, ``sky_centroid``, ``x_center``, ``y_center``,
+        One row per source: ``source_id``, ``sky_center``, ``x_center``, ``y_center``,
         ``flux`` (intrinsic, Jy at ``frequency``), ``apparent_flux`` (after the primary
         beam), ``peak`` (Jy/beam, before noise), ``major``/``minor`` (intrinsic FWHM),
         ``pa``, ``las`` (largest angular size), ``morph_class`` and ``s_code`` ('S' for
@@ -317,7 +317,7 @@ def _truth_table(truth, components, wcs, attenuation, beam_px):
         peak[source_id] = max(peak[source_id], s * sig_b**2 / (sa * sb) * gain[source_id])
     table = QTable()
     table["source_id"] = np.arange(len(truth))
-    table["sky_centroid"] = wcs.pixel_to_world(x, y)
+    table["sky_center"] = wcs.pixel_to_world(x, y)
     table["x_center"] = x
     table["y_center"] = y
     table["flux"] = flux * u.Jy

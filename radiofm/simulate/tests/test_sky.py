@@ -21,11 +21,11 @@ def test_header_is_meerkat_like_and_readable():
     assert image.beam.major.to_value(u.arcsec) == pytest.approx(7.5)
     assert image.frequency.to_value(u.GHz) == pytest.approx(1.28)
     assert image.unit == u.Jy / u.beam
-    assert set(truth.colnames) >= {"source_id", "sky_centroid", "x_center", "y_center", "flux",
+    assert set(truth.colnames) >= {"source_id", "sky_center", "x_center", "y_center", "flux",
                                    "apparent_flux", "peak", "major", "minor", "pa", "las",
                                    "morph_class", "s_code"}
     sky = image.wcs.pixel_to_world(truth["x_center"], truth["y_center"])
-    assert sky.separation(truth["sky_centroid"]).max().arcsec < 1e-6
+    assert sky.separation(truth["sky_center"]).max().arcsec < 1e-6
 
 
 def test_seeded_and_configurable():
