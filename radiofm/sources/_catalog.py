@@ -133,7 +133,8 @@ def read_catalog(catalog, *, image=None, format=None):
     Returns
     -------
     catalog : `~astropy.table.QTable`
-        Columns `CATALOG_COLUMNS`; an empty file gives an empty table.
+        Columns `CATALOG_COLUMNS`; a catalogue with no rows gives an empty table, whatever
+        its columns (pyBDSF writes a lone ``Blank`` column when it finds nothing).
 
     Raises
     ------
@@ -151,6 +152,10 @@ def read_catalog(catalog, *, image=None, format=None):
     ['S', 'M'] Jy
     """
     table, source, units = _load(catalog, format)
+    if len(table) == 0:  # e.g. pyBDSF's empty list, a single 'Blank' column
+        log.info("%s is empty", source)
+        return make_catalog(SkyCoord([], [], unit="deg"), flux=[], peak=[],
+                            meta={"FINDER": "file", "CATALOG": source})
     sky = sky_positions(table, source)
 
     def find(key):

@@ -73,3 +73,26 @@ def test_simulate_command(tmp_path):
         assert hdul[0].data.shape == (1, 1, 256, 256)
         assert hdul[0].header["SIMSEED"] == 3
     assert len(QTable.read(tmp_path / "field_truth.ecsv")) > 0
+
+
+def test_label_with_a_catalogue_and_with_a_finder(tmp_path):
+    from radiofm.simulate import make_radio_sky
+
+    hdu, truth = make_radio_sky((512, 512), seed=8)
+    image = tmp_path / "field.fits"
+    hdu.writeto(image)
+    truth.write(tmp_path / "truth.ecsv")
+    out = tmp_path / "catalogue"
+    assert main(["label", str(image), "--catalog", str(tmp_path / "truth.ecsv"),
+                 "--tile-size", "128", "--coco", "-o", str(out)]) == 0
+    tiles = QTable.read(out / "field_tiles.ecsv")
+    assert tiles["n_compact"].sum() == (truth["s_code"] == "S").sum()
+    assert {p.name for p in out.iterdir()} == {
+        "field_tiles.ecsv", "field_tiles.reg", "field_quicklook.png", "field_sources.ecsv",
+        "field_coco.json"}
+    found = tmp_path / "found"
+    assert main(["label", str(image), "--finder", "photutils", "--select", "S,C",
+                 "--tile-size", "256", "-o", str(found)]) == 0
+    tiles = QTable.read(found / "field_tiles.ecsv")
+    sources = QTable.read(found / "field_sources.ecsv")
+    assert tiles["n_compact"].sum() == np.isin(sources["s_code"], ["S", "C"]).sum() > 0

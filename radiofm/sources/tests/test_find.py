@@ -1,0 +1,106 @@
+"""Source finding with pyBDSF and photutils on simulated fields with known truth."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from radiofm.image import read_image
+from radiofm.simulate import make_radio_sky
+from radiofm.sources import CATALOG_COLUMNS, HAS_BDSF, find_sources
+from radiofm.sources import _find as find_module
+from radiofm.tests.helpers import write_image
+
+METHODS = ["photutils", pytest.param("bdsf", marks=pytest.mark.skipif(
+    not HAS_BDSF, reason="pyBDSF is not installed (pip install 'radiofm[bdsf]')"))]
+
+
+@pytest.fixture(scope="module")
+def field():
+    hdu, truth = make_radio_sky((768, 768), noise=1e-5, min_flux=5e-5, extended_density=0.0,
+                                seed=11)
+    return hdu, truth
+
+
+def _recovered(catalog, truth, radius=3 * u.arcsec):
+    index, separation, _ = truth["sky_center"].match_to_catalog_sky(catalog["sky_center"])
+    return index, separation < radius
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bright_compact_sources_are_found_with_their_flux(field, method):
+    hdu, truth = field
+    catalog = find_sources(hdu, method)
+    assert catalog.colnames == list(CATALOG_COLUMNS)
+    assert catalog.meta["FINDER"] == method
+    assert catalog["sky_center"].frame.name == "icrs"
+    index, found = _recovered(catalog, truth)
+    bright = truth["peak"].to_value(u.Jy / u.beam) > 20 * 1e-5
+    assert bright.sum() >= 10
+    assert found[bright].mean() > 0.95
+    ratio = (catalog["flux"][index[bright & found]] / truth["flux"][bright & found]).value
+    tolerance = 0.05 if method == "bdsf" else 0.2  # segments miss the wings below 3 sigma
+    assert np.median(ratio) == pytest.approx(1.0, abs=tolerance)
+    assert set(catalog["s_code"]) <= {"S", "C", "M"}
+    assert (catalog["s_code"][index[bright & found]] != "M").mean() > 0.9
+    image = read_image(hdu)
+    x, y = image.wcs.world_to_pixel(catalog["sky_center"])
+    np.testing.assert_allclose(catalog["x_center"], x, atol=1e-6)
+    np.testing.assert_allclose(catalog["y_center"], y, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pure_noise_gives_an_empty_catalogue(method):
+    hdu, _ = make_radio_sky((256, 256), min_flux=10.0, max_flux=11.0, extended_density=0.0,
+                            seed=2)
+    catalog = find_sources(hdu, method, thresh_pix=8.0)
+    assert len(catalog) == 0
+    assert catalog.colnames == list(CATALOG_COLUMNS)
+
+
+def test_blank_regions_are_ignored_by_photutils():
+    hdu, truth = make_radio_sky((512, 512), noise=1e-5, min_flux=2e-4, extended_density=0.0,
+                                seed=5)
+    hdu.data[0, 0, :, :128] = np.nan
+    catalog = find_sources(hdu, "photutils")
+    assert (catalog["x_center"] > 127).all()
+    visible = truth[(truth["x_center"] > 140) & (truth["peak"].value > 2e-4)]
+    index, separation, _ = visible["sky_center"].match_to_catalog_sky(catalog["sky_center"])
+    assert (separation < 3 * u.arcsec).mean() > 0.9
+
+
+@pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
+def test_bdsf_writes_only_in_its_work_folder(tmp_path, monkeypatch):
+    hdu, _ = make_radio_sky((256, 256), seed=3)
+    images = tmp_path / "images"
+    images.mkdir()
+    path = write_image(images / "field.fits", hdu.header, hdu.data)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    find_sources(path, "bdsf")
+    assert sorted(p.name for p in images.iterdir()) == ["field.fits"]
+    assert list(cwd.iterdir()) == []
+    kept = tmp_path / "work"
+    find_sources(path, "bdsf", workdir=kept)
+    names = {p.name for p in kept.iterdir()}
+    assert {"image.fits", "image.srl.fits", "image.fits.pybdsf.log"} <= names
+
+
+def test_missing_beam_frequency_and_method_are_reported(monkeypatch):
+    hdu, _ = make_radio_sky((128, 128), seed=1)
+    del hdu.header["BMAJ"], hdu.header["BMIN"], hdu.header["BPA"]
+    with pytest.raises(ValueError, match="records no restoring beam.*beam=5.4"):
+        find_sources(hdu, "photutils")
+    assert find_sources(hdu, "photutils", beam=7.5 * u.arcsec).meta["FINDER"] == "photutils"
+    with pytest.raises(ValueError, match="method must be one of"):
+        find_sources(hdu, "aegean", beam=7.5 * u.arcsec)
+    for key in ("CTYPE3", "CRVAL3", "CDELT3", "CRPIX3", "CUNIT3", "RESTFRQ"):
+        del hdu.header[key]
+    hdu.header["NAXIS"] = 4
+    if HAS_BDSF:
+        with pytest.raises(ValueError, match="records no frequency.*frequency=1.4"):
+            find_sources(hdu, "bdsf", beam=7.5 * u.arcsec)
+    monkeypatch.setattr(find_module, "HAS_BDSF", False)
+    with pytest.raises(ImportError, match=r"pip install 'radiofm\[bdsf\]'"):
+        find_sources(hdu, "bdsf", beam=7.5 * u.arcsec)
+    assert find_sources(hdu, "auto", beam=7.5 * u.arcsec).meta["FINDER"] == "photutils"
