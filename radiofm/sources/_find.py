@@ -14,7 +14,6 @@ from astropy.io import fits
 from astropy.stats import SigmaClip
 
 from ..image import read_image
-from ..image._header import beam_from_argument
 from ._catalog import make_catalog, read_catalog
 
 __all__ = ["HAS_BDSF", "find_sources"]
