@@ -12,6 +12,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.stats import SigmaClip
+from astropy.table import vstack
 
 from ..image import read_image
 from ._catalog import make_catalog, read_catalog
@@ -33,7 +34,8 @@ _STRIP_ROWS = 1024
 
 
 def find_sources(image, method="auto", *, beam=None, frequency=None, thresh_pix=5.0,
-                 thresh_isl=3.0, workdir=None, ncores=1, box_size=None, bdsf_options=None):
+                 thresh_isl=3.0, tile_size=None, overlap=None, workdir=None, ncores=1,
+                 box_size=None, bdsf_options=None):
     """Find the sources of a radio image and return the standard catalogue.
 
     Parameters
@@ -51,6 +53,13 @@ def find_sources(image, method="auto", *, beam=None, frequency=None, thresh_pix=
         A source's peak must reach this many times the local rms.
     thresh_isl : float
         Islands (connected emission) extend down to this many times the local rms.
+    tile_size : int or `~astropy.units.Quantity`, optional
+        Run the finder tile by tile (bounded memory on large images). Each tile keeps the
+        sources whose centre lies in its core, the tile up to the middle of its overlaps
+        with its neighbours, so a source is reported once.
+    overlap : int or `~astropy.units.Quantity`, optional
+        Overlap of those tiles; default an eighth of the tile, at least 10 beams, so that
+        sources cut by one tile's edge lie whole in its neighbour.
     workdir : str or path-like, optional
         Folder for pyBDSF's input copy, log and catalogue, kept after the run. Default: a
         temporary folder, removed afterwards. Nothing is written beside the image or in the
@@ -88,14 +97,73 @@ def find_sources(image, method="auto", *, beam=None, frequency=None, thresh_pix=
         method = "bdsf" if HAS_BDSF else "photutils"
         log.info("finding sources with %s", method)
     meta = {"IMAGE": str(image.source), "THRESPIX": thresh_pix, "THRESISL": thresh_isl}
-    if method == "bdsf":
-        catalog = _find_with_bdsf(image, thresh_pix, thresh_isl, workdir, ncores,
-                                  bdsf_options or {})
+
+    def find(part, folder):
+        if method == "bdsf":
+            return _find_with_bdsf(part, thresh_pix, thresh_isl, folder, ncores,
+                                   bdsf_options or {})
+        return _find_with_photutils(part, thresh_pix, thresh_isl, box_size)
+
+    if tile_size is None:
+        catalog = find(image, workdir)
     else:
-        catalog = _find_with_photutils(image, thresh_pix, thresh_isl, box_size)
+        catalog = _find_tile_by_tile(image, find, tile_size, overlap, workdir)
+        meta.update(TILESIZE=int(catalog.meta.pop("TILESIZE")),
+                    OVERLAP=int(catalog.meta.pop("OVERLAP")))
     catalog.meta.update(meta, FINDER=method)
     log.info("%s found %d sources in %s", method, len(catalog), image.source)
     return catalog
+
+
+def _find_tile_by_tile(image, find, tile_size, overlap, workdir):
+    """Run ``find`` on each tile and keep each source in the one tile whose core holds it."""
+    from ..tiling import tile_image
+
+    if overlap is None:
+        size = tile_size if not isinstance(tile_size, u.Quantity) else int(
+            round(float(tile_size / image.pixel_scale)))
+        beam_px = float(image.beam.major / image.pixel_scale)
+        overlap = min(max(size // 8, int(np.ceil(10 * beam_px))), size - 1)
+    tiles = tile_image(image, tile_size, overlap=overlap, min_valid=0.0)
+    ny, nx = image.shape
+    x_starts = np.unique(tiles.table["x_min"])
+    y_starts = np.unique(tiles.table["y_min"])
+    x_bounds = _core_bounds(x_starts, tiles.tile_size, nx)
+    y_bounds = _core_bounds(y_starts, tiles.tile_size, ny)
+    parts = []
+    for row in tiles.table:
+        if row["valid_fraction"] == 0:
+            continue
+        tile_id = int(row["tile_id"])
+        rows, cols = tiles.tile_slices(tile_id)
+        part = read_image((image.read_region(rows, cols), tiles.tile_wcs(tile_id)),
+                          beam=image.beam, frequency=image.frequency, unit=image.unit)
+        folder = None if workdir is None else Path(workdir) / f"tile_{tile_id:05d}"
+        found = find(part, folder)
+        x = np.asarray(found["x_center"]) + cols.start
+        y = np.asarray(found["y_center"]) + rows.start
+        ix = np.searchsorted(x_starts, row["x_min"])
+        iy = np.searchsorted(y_starts, row["y_min"])
+        keep = ((x >= x_bounds[ix]) & (x < x_bounds[ix + 1])
+                & (y >= y_bounds[iy]) & (y < y_bounds[iy + 1]))
+        found = found[keep]
+        found["x_center"] = x[keep]
+        found["y_center"] = y[keep]
+        found["island_id"] = found["island_id"] + tile_id * 1_000_000
+        parts.append(found)
+        log.debug("tile %d: %d of %d sources in its core", tile_id, keep.sum(), len(keep))
+    catalog = vstack(parts, metadata_conflicts="silent") if parts else make_catalog(
+        image.wcs.pixel_to_world([], []), flux=[], peak=[])
+    catalog["source_id"] = np.arange(len(catalog))
+    _, catalog["island_id"] = np.unique(np.asarray(catalog["island_id"]), return_inverse=True)
+    catalog.meta.update(TILESIZE=tiles.tile_size, OVERLAP=tiles.overlap)
+    return catalog
+
+
+def _core_bounds(starts, size, length):
+    """Pixel edges of tile cores: the middle of each overlap, the image edges outside."""
+    middles = (starts[1:] + starts[:-1] + size) / 2 - 0.5
+    return np.concatenate([[-0.5], middles, [length - 0.5]])
 
 
 def _find_with_bdsf(image, thresh_pix, thresh_isl, workdir, ncores, options):

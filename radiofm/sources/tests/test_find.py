@@ -104,3 +104,29 @@ def test_missing_beam_frequency_and_method_are_reported(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'radiofm\[bdsf\]'"):
         find_sources(hdu, "bdsf", beam=7.5 * u.arcsec)
     assert find_sources(hdu, "auto", beam=7.5 * u.arcsec).meta["FINDER"] == "photutils"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tile_by_tile_agrees_with_the_whole_image(method):
+    hdu, _ = make_radio_sky((512, 512), noise=1e-5, min_flux=2e-4, extended_density=50.0,
+                            seed=12)
+    whole = find_sources(hdu, method)
+    tiled = find_sources(hdu, method, tile_size=320, overlap=128)  # 2 x 2 tiles
+    assert tiled.meta["TILESIZE"] == 320 and tiled.meta["OVERLAP"] == 128
+    assert list(tiled["source_id"]) == list(range(len(tiled)))
+    _, separation, _ = whole["sky_center"].match_to_catalog_sky(tiled["sky_center"])
+    assert (separation < 2 * u.arcsec).mean() > 0.95
+    assert abs(len(tiled) - len(whole)) <= 0.05 * len(whole)
+    if len(tiled) > 1:
+        _, nearest, _ = tiled["sky_center"].match_to_catalog_sky(tiled["sky_center"],
+                                                                  nthneighbor=2)
+        assert (nearest > 1 * u.arcsec).all(), "a source was reported by two tiles"
+    image = read_image(hdu)
+    x, y = image.wcs.world_to_pixel(tiled["sky_center"])
+    np.testing.assert_allclose(tiled["x_center"], x, atol=1e-6)
+    np.testing.assert_allclose(tiled["y_center"], y, atol=1e-6)
+
+
+def test_tile_cores_partition_the_image():
+    bounds = find_module._core_bounds(np.array([0, 200, 400, 472]), 256, 728)
+    np.testing.assert_allclose(bounds, [-0.5, 227.5, 427.5, 563.5, 727.5])
