@@ -250,7 +250,7 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     signal = np.where(blank, 0.0, data - background.background)
     rms = np.where(background.background_rms > 0, background.background_rms, np.inf)
     snr = signal / rms
-    n_pixels = max(3, int(beam_area_px / 4))
+    n_pixels = max(6, int(beam_area_px / 3))  # as pyBDSF's default minpix_isl
     islands = detect_sources(snr, thresh_isl, n_pixels, mask=blank)
     if islands is None:
         return make_catalog(image.wcs.pixel_to_world([], []), flux=[], peak=[])
