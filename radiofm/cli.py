@@ -26,7 +26,7 @@ def main(argv=None):
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, u.UnitsError) as error:
+    except (ValueError, TypeError, OSError, ImportError, u.UnitsError) as error:
         log.error("%s", error)
         return 2
 
@@ -70,6 +70,18 @@ def _parser():
                        help="also write the sources in each tile as COCO JSON boxes")
     _add_tiling_options(label)
     label.set_defaults(run=_run_label)
+
+    trainer = commands.add_parser(
+        "train", help="pre-train a backbone with DINO (the train extra: torch, timm)",
+        description="Pre-train a backbone with DINO from a TOML config. Several processes: "
+        "torchrun --nproc_per_node N -m radiofm train CONFIG.",
+    )
+    trainer.add_argument("config", help="TOML training config")
+    trainer.add_argument("--resume", action="store_true",
+                         help="continue from the checkpoint in the config's run.output")
+    trainer.add_argument("--stop-after", type=int,
+                         help="stop (with a checkpoint) after this many steps")
+    trainer.set_defaults(run=_run_train)
 
     simulate = commands.add_parser(
         "simulate", help="write a simulated MeerKAT-like field and its truth catalogue",
@@ -204,6 +216,17 @@ def _run_label(args):
             tiles_to_coco(tiles, catalog, path=paths[4])
     log.info("%d sources, %d counted in %d tiles -> %s", len(catalog),
              int(counted["n_compact"].sum()), len(tiles), ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _run_train(args):
+    try:
+        from .train import load_config, train
+    except ImportError as error:
+        raise ImportError(f"radiofm train needs the train extra ({error}): "
+                          "pip install -c constraints.txt 'radiofm[train]'") from error
+    output = train(load_config(args.config), resume=args.resume, stop_after=args.stop_after)
+    log.info("training state in %s", output)
     return 0
 
 

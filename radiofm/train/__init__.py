@@ -1,0 +1,28 @@
+"""DINO pre-training of radio backbones (torch and timm: the ``train`` extra).
+
+`train` runs self-distillation with no labels on tiles from simulated skies, FITS folders,
+the FIRST fields and the MGCLS cutouts (evaluation sources excluded by position), in one
+process or many through ``torchrun``, with atomic checkpoints and exact resume.
+`load_backbone` and `embed_tiles` give frozen embeddings from the trained teacher.
+"""
+
+from ._augment import RadioMultiCrop
+from ._config import (
+    CropConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+)
+from ._data import TileBank, build_tile_bank
+from ._loss import DINOLoss, cosine_schedule
+from ._model import DINOHead, MultiCropModel, create_backbone, embed_tiles, load_backbone
+from ._trainer import train
+
+__all__ = [
+    "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
+    "OptimConfig", "RadioMultiCrop", "RunConfig", "TileBank", "TrainConfig", "build_tile_bank",
+    "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config", "train",
+]

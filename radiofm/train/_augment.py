@@ -1,0 +1,110 @@
+"""Radio multi-crop augmentation, batched in torch.
+
+Each crop of each image gets its own random affine map (area fraction, any rotation angle or
+an exact quarter turn, a flip, a position inside the tile) applied with one
+``grid_sample`` per crop set, then a beam-like Gaussian blur, additive noise at a random
+S/N and an intensity stretch ``sign(x) |x|^gamma``. Colour jitter and solarisation have no
+meaning for radio maps and are absent.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["RadioMultiCrop"]
+
+
+class RadioMultiCrop:
+    """2 global and ``n_local`` local crops of a batch of tiles.
+
+    Parameters
+    ----------
+    crops : `radiofm.train.CropConfig`
+        Sizes, scales and augmentation ranges.
+    """
+
+    def __init__(self, crops):
+        self.config = crops
+
+    def __call__(self, tiles, generator):
+        """Crops of ``tiles`` (B, 1, T, T): a list, the two global ones first.
+
+        Parameters
+        ----------
+        tiles : `torch.Tensor`
+            Normalised tiles.
+        generator : `torch.Generator`
+            Source of every random draw (so a step can be repeated exactly).
+
+        Returns
+        -------
+        crops : list of `torch.Tensor`
+            ``2 + n_local`` tensors (B, 1, size, size).
+        """
+        c = self.config
+        views = [self._crop(tiles, c.global_size, c.global_scale, generator) for _ in range(2)]
+        views += [self._crop(tiles, c.local_size, c.local_scale, generator)
+                  for _ in range(c.n_local)]
+        return views
+
+    def _crop(self, tiles, size, scale, generator):
+        batch = tiles.shape[0]
+
+        def uniform(low, high):
+            return low + (high - low) * torch.rand(batch, generator=generator)
+
+        side = torch.sqrt(uniform(*scale))  # fraction of the tile side
+        quarter = torch.randint(0, 4, (batch,), generator=generator) * (math.pi / 2)
+        free = uniform(0.0, 2 * math.pi)
+        angle = torch.where(torch.rand(batch, generator=generator) < 0.5, quarter, free)
+        flip = torch.where(torch.rand(batch, generator=generator) < 0.5, -1.0, 1.0)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # the rotated crop must stay inside the tile: |offset| <= 1 - side * (|cos| + |sin|)
+        reach = (1 - side * (cos.abs() + sin.abs())).clamp(min=0.0)
+        shift_x = uniform(-1.0, 1.0) * reach
+        shift_y = uniform(-1.0, 1.0) * reach
+        theta = torch.stack([
+            torch.stack([side * cos * flip, -side * sin, shift_x], dim=1),
+            torch.stack([side * sin * flip, side * cos, shift_y], dim=1),
+        ], dim=1)
+        grid = F.affine_grid(theta, (batch, 1, size, size), align_corners=False)
+        view = F.grid_sample(tiles, grid, mode="bilinear", padding_mode="reflection",
+                             align_corners=False)
+        view = self._blur(view, generator)
+        view = self._noise(view, generator)
+        return self._stretch(view, generator)
+
+    def _blur(self, view, generator):
+        low, high = self.config.blur_sigma
+        batch = view.shape[0]
+        if high <= 0 or self.config.blur_probability <= 0:
+            return view
+        sigma = low + (high - low) * torch.rand(batch, generator=generator)
+        chosen = torch.rand(batch, generator=generator) < self.config.blur_probability
+        sigma = torch.where(chosen, sigma, torch.zeros_like(sigma))
+        radius = max(1, math.ceil(3 * high))
+        offsets = torch.arange(-radius, radius + 1, dtype=view.dtype)
+        kernel_1d = torch.exp(-0.5 * (offsets / sigma.clamp(min=1e-3)[:, None]) ** 2)
+        kernel_1d = kernel_1d / kernel_1d.sum(dim=1, keepdim=True)  # sigma 0: a delta
+        kernel = (kernel_1d[:, :, None] * kernel_1d[:, None, :])[:, None]
+        padded = F.pad(view.transpose(0, 1), (radius,) * 4, mode="reflect")
+        return F.conv2d(padded, kernel, groups=batch).transpose(0, 1)
+
+    def _noise(self, view, generator):
+        low, high = self.config.noise_snr
+        batch = view.shape[0]
+        snr = torch.exp(math.log(low) + (math.log(high) - math.log(low))
+                        * torch.rand(batch, generator=generator))
+        chosen = torch.rand(batch, generator=generator) < self.config.noise_probability
+        peak = view.flatten(1).abs().amax(dim=1).clamp(min=1e-6)
+        sigma = torch.where(chosen, peak / snr, torch.zeros_like(snr))
+        noise = torch.randn(view.shape, generator=generator, dtype=view.dtype)
+        return view + sigma[:, None, None, None] * noise
+
+    def _stretch(self, view, generator):
+        low, high = self.config.stretch
+        batch = view.shape[0]
+        gamma = torch.exp(math.log(low) + (math.log(high) - math.log(low))
+                          * torch.rand(batch, generator=generator))
+        return torch.sign(view) * view.abs().pow(gamma[:, None, None, None])

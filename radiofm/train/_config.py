@@ -1,0 +1,241 @@
+"""Training configuration: every hyper-parameter, with defaults, read from TOML."""
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+__all__ = ["TrainConfig", "load_config"]
+
+
+@dataclass
+class DataConfig:
+    """What the model trains on.
+
+    Attributes
+    ----------
+    sources : list of dict
+        Each ``{"kind": ..., "weight": ...}`` plus options. Kinds: ``"simulated"``
+        (``fields``, ``size``, ``seed``), ``"npy"`` (``path``: normalised (N, T, T) tiles),
+        ``"fits"`` (``path``: a folder of FITS images),
+        ``"first"`` (the FIRST fields of the data root) and ``"mgcls"`` (the MGCLS cutouts of
+        the data root). Weights set each kind's share of the samples, whatever its size.
+    root : str
+        The shared data folder (default: ``$RADIOFM_DATA`` or ``../shared/data``).
+    tile_size : int
+        Side of the tiles crops are cut from, in pixels.
+    normalization : str
+        ``"percentile"`` or ``"snr"``, fitted per parent image (`radiofm.tiling`).
+    """
+
+    sources: list = field(default_factory=lambda: [{"kind": "simulated", "weight": 1.0}])
+    root: str = ""
+    tile_size: int = 128
+    normalization: str = "percentile"
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and DINO head.
+
+    Attributes
+    ----------
+    arch : str
+        Any timm model name (created with ``in_chans=1``, ``num_classes=0``).
+    patch_size : int
+        For ViTs: the patch size (8 or 16); ignored otherwise.
+    out_dim, hidden_dim, bottleneck_dim : int
+        DINO head: prototypes, MLP width, bottleneck.
+    norm_last_layer : bool
+        Fix the weight-normalised last layer's norm to 1 (DINO's default for stability).
+    drop_path_rate : float
+        Stochastic depth of the student.
+    """
+
+    arch: str = "vit_tiny_patch16_224"
+    patch_size: int = 8
+    out_dim: int = 4096
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    norm_last_layer: bool = True
+    drop_path_rate: float = 0.1
+
+
+@dataclass
+class CropConfig:
+    """Multi-crop radio augmentation (no colour jitter, no solarisation).
+
+    Attributes
+    ----------
+    global_size, local_size : int
+        Crop sides in pixels after resizing.
+    n_local : int
+        Local crops per image (2 global crops always).
+    global_scale, local_scale : list of float
+        Fraction of the tile area each crop covers, as a range.
+    blur_sigma : list of float
+        Gaussian blur sigma range in pixels of the crop (beam-like smoothing); 0 disables.
+    blur_probability : float
+    noise_snr : list of float
+        Additive Gaussian noise: the crop's peak over the noise sigma, drawn log-uniformly.
+    noise_probability : float
+    stretch : list of float
+        Intensity stretch ``sign(x) |x|^gamma`` with gamma drawn log-uniformly.
+    """
+
+    global_size: int = 64
+    local_size: int = 32
+    n_local: int = 4
+    global_scale: list = field(default_factory=lambda: [0.4, 1.0])
+    local_scale: list = field(default_factory=lambda: [0.05, 0.4])
+    blur_sigma: list = field(default_factory=lambda: [0.1, 1.5])
+    blur_probability: float = 0.5
+    noise_snr: list = field(default_factory=lambda: [5.0, 100.0])
+    noise_probability: float = 0.5
+    stretch: list = field(default_factory=lambda: [0.7, 1.4])
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedules (per step, cosine).
+
+    Attributes
+    ----------
+    epochs, steps_per_epoch, batch_size : int
+        ``batch_size`` is per process; an epoch is a fixed number of steps.
+    lr, min_lr : float
+        Peak learning rate for a total batch of 256 (scaled linearly) and the final one.
+    warmup_epochs : float
+    weight_decay, weight_decay_end : float
+    clip_grad : float
+        Gradient norm clipping (0 disables).
+    freeze_last_layer : int
+        Epochs during which the head's last layer is not updated.
+    momentum_teacher : float
+        EMA momentum at the start; it rises to 1 on a cosine.
+    teacher_temp, warmup_teacher_temp : float
+    warmup_teacher_temp_epochs : int
+    student_temp, center_momentum : float
+    """
+
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 32
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    clip_grad: float = 3.0
+    freeze_last_layer: int = 1
+    momentum_teacher: float = 0.996
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+
+
+@dataclass
+class RunConfig:
+    """Where and how the run goes.
+
+    Attributes
+    ----------
+    output : str
+        Folder for checkpoints, the teacher backbone and the log.
+    checkpoint_every : int
+        Steps between checkpoints (one is always written at the end).
+    seed : int
+        Every random draw is a function of (seed, step, process), so resumed runs repeat.
+    device : str
+        ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``.
+    threads : int
+        torch CPU threads (0: torch's default).
+    amp : bool
+        bfloat16 autocast and channels-last on GPU (ignored on CPU).
+    """
+
+    output: str = "radiofm-dino"
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    amp: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole configuration: ``[data]``, ``[model]``, ``[crops]``, ``[optim]``, ``[run]``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    crops: CropConfig = field(default_factory=CropConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self):
+        """Plain nested dict (stored in checkpoints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build from a nested dict, refusing unknown sections and keys."""
+        sections = {f.name: f.type for f in fields(cls)}
+        unknown = set(values) - set(sections)
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; known: "
+                             f"{sorted(sections)}")
+        built = {}
+        for name, kind in sections.items():
+            given = dict(values.get(name, {}))
+            known = {f.name for f in fields(kind)}
+            extra = set(given) - known
+            if extra:
+                raise ValueError(f"unknown keys {sorted(extra)} in [{name}]; known: "
+                                 f"{sorted(known)}")
+            built[name] = kind(**given)
+        config = cls(**built)
+        config.validate()
+        return config
+
+    def validate(self):
+        """Raise ValueError on values no run could use."""
+        o, c = self.optim, self.crops
+        checks = [
+            (o.epochs >= 1 and o.steps_per_epoch >= 1, "epochs and steps_per_epoch must be >= 1"),
+            (o.batch_size >= 2, "batch_size must be >= 2 (centering needs a batch)"),
+            (0 < o.momentum_teacher < 1, "momentum_teacher must be in (0, 1)"),
+            (c.local_size <= c.global_size <= self.data.tile_size,
+             "need local_size <= global_size <= data.tile_size"),
+            (c.n_local >= 0, "n_local must be >= 0"),
+            (self.data.normalization in ("percentile", "snr"),
+             "data.normalization must be 'percentile' or 'snr'"),
+            (bool(self.data.sources), "data.sources must list at least one source"),
+            (self.run.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"bad training config: {message}")
+
+
+def load_config(path):
+    """Read a TOML training config; missing keys take their defaults.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The TOML file.
+
+    Returns
+    -------
+    config : `TrainConfig`
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such training config: {path}")
+    with open(path, "rb") as stream:
+        try:
+            values = tomllib.load(stream)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path} is not valid TOML: {error}") from error
+    return TrainConfig.from_dict(values)

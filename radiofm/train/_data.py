@@ -1,0 +1,204 @@
+"""Pre-training data: banks of normalised tiles from each source, mixed with weights.
+
+Every source goes through the project's tiling and normalisation, and through the leakage
+guard: tiles and cutouts within 1 arcmin (plus half a tile diagonal) of an evaluation
+source are dropped before anything is trained.
+"""
+
+import csv
+import logging
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import torch
+import torch.nn.functional as F
+from astropy.coordinates import SkyCoord
+
+from ..datasets import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
+from ..tiling import fit_normalization, tile_image
+
+__all__ = ["TileBank", "build_tile_bank"]
+
+log = logging.getLogger("radiofm")
+
+
+class TileBank:
+    """Normalised tiles grouped by source, sampled with per-source weights.
+
+    Parameters
+    ----------
+    banks : dict
+        Source name -> (N, T, T) float16 array of normalised tiles.
+    weights : dict
+        Source name -> share of the samples.
+    """
+
+    def __init__(self, banks, weights):
+        names = [name for name, tiles in banks.items() if len(tiles)]
+        if not names:
+            raise ValueError("no training tiles: every source is empty after the leakage guard")
+        self.names = names
+        self.banks = [banks[name] for name in names]
+        share = np.array([float(weights[name]) for name in names])
+        if (share < 0).any() or share.sum() <= 0:
+            raise ValueError(f"source weights must be non-negative with a positive sum: {share}")
+        self.share = share / share.sum()
+        self.tile_size = self.banks[0].shape[-1]
+
+    def __len__(self):
+        return sum(len(bank) for bank in self.banks)
+
+    def sample(self, rng, count):
+        """``count`` tiles drawn with replacement: (count, 1, T, T) float32 tensor.
+
+        Parameters
+        ----------
+        rng : `numpy.random.Generator`
+            Draws the sources and the tiles.
+        count : int
+            Tiles in the batch.
+        """
+        which = rng.choice(len(self.banks), size=count, p=self.share)
+        out = np.empty((count, 1, self.tile_size, self.tile_size), dtype=np.float32)
+        for k, bank in enumerate(self.banks):
+            slots = np.flatnonzero(which == k)
+            out[slots, 0] = bank[rng.integers(0, len(bank), size=len(slots))]
+        return torch.from_numpy(out)
+
+    def summary(self):
+        """Tiles and sampling share of each source, for logs and model metadata."""
+        return {name: {"tiles": len(bank), "share": round(float(s), 4)}
+                for name, bank, s in zip(self.names, self.banks, self.share, strict=True)}
+
+
+def build_tile_bank(data):
+    """Load every source of a `~radiofm.train.DataConfig` into a `TileBank`.
+
+    Parameters
+    ----------
+    data : `~radiofm.train.DataConfig`
+        Sources, weights, tile size and normalisation.
+
+    Returns
+    -------
+    bank : `TileBank`
+    """
+    banks, weights = {}, {}
+    guard = None
+    for index, source in enumerate(data.sources):
+        options = dict(source)
+        kind = options.pop("kind", None)
+        weight = options.pop("weight", 1.0)
+        name = f"{kind}-{index}"
+        if kind == "simulated":
+            tiles = _simulated_tiles(data, **options)
+        elif kind == "npy":
+            tiles = _npy_tiles(data, **options)
+        else:
+            if guard is None:
+                guard = evaluation_positions(data.root or None)
+            if kind == "fits":
+                tiles = _fits_tiles(data, guard, **options)
+            elif kind == "first":
+                tiles = _first_tiles(data, guard, **options)
+            elif kind == "mgcls":
+                tiles = _mgcls_tiles(data, guard, **options)
+            else:
+                raise ValueError(f"unknown data source kind {kind!r}; use simulated, npy, "
+                                 "fits, first or mgcls")
+        banks[name] = tiles.astype(np.float16)
+        weights[name] = weight
+        log.info("training source %s: %d tiles, weight %g", name, len(tiles), weight)
+    return TileBank(banks, weights)
+
+
+def _normalised_tiles(image, data, guard=None):
+    tiles = tile_image(image, data.tile_size, min_valid=0.95)
+    stretch = tiles.fit_normalization(data.normalization)
+    keep = np.ones(len(tiles), dtype=bool)
+    if guard is not None:
+        margin = tiles.tile_angle * np.sqrt(0.5) + GUARD_RADIUS
+        keep = exclude_near(tiles.table["sky_center"], guard, margin)
+    out = [pixels[keep[ids]] for ids, pixels in tiles.batches(256, normalization=stretch,
+                                                               threads=1)]
+    return np.concatenate(out)[:, 0] if out else np.zeros((0, data.tile_size, data.tile_size))
+
+
+def _simulated_tiles(data, fields=4, size=1024, seed=0):
+    from ..simulate import make_radio_sky
+
+    parts = [_normalised_tiles(make_radio_sky((size, size), seed=seed + k)[0], data)
+             for k in range(fields)]
+    return np.concatenate(parts)
+
+
+def _npy_tiles(data, path):
+    """Tiles already cut and normalised, (N, T, T) in a ``.npy`` file (no sky positions:
+    their maker answers for the leakage guard)."""
+    tiles = np.load(path)
+    if tiles.ndim != 3 or tiles.shape[1:] != (data.tile_size, data.tile_size):
+        raise ValueError(f"{path} holds shape {tiles.shape}; expected (N, {data.tile_size}, "
+                         f"{data.tile_size}) for data.tile_size = {data.tile_size}")
+    return tiles
+
+
+def _fits_tiles(data, guard, path, pattern="*.fits*"):
+    from ..image import read_image
+
+    parts = []
+    for file in sorted(Path(path).glob(pattern)):
+        try:
+            with read_image(file) as image:
+                parts.append(_normalised_tiles(image, data, guard))
+        except ValueError as error:
+            log.warning("skipping %s: %s", file, error)
+    if not parts:
+        raise ValueError(f"no readable FITS image matches {pattern} in {path}")
+    return np.concatenate(parts)
+
+
+def _first_tiles(data, guard, limit=None):
+    """FIRST fields: whole fields near an evaluation source go, then tiles are guarded too."""
+    folder = data_root(data.root or None) / "first_fields"
+    with open(folder / "manifest.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    centres = SkyCoord([float(r["ra_deg"]) for r in rows], [float(r["dec_deg"]) for r in rows],
+                       unit="deg")
+    rows = [row for row, ok in zip(rows, exclude_near(centres, guard), strict=True) if ok]
+    return _fits_files_tiles(data, guard, [folder / row["file"] for row in rows][:limit])
+
+
+def _fits_files_tiles(data, guard, files):
+    from ..image import read_image
+
+    parts = []
+    for file in files:
+        try:
+            with read_image(file, beam=5.4 * u.arcsec) as image:
+                parts.append(_normalised_tiles(image, data, guard))
+        except ValueError as error:
+            log.info("skipping %s: %s", file.name, error)
+    return np.concatenate(parts)
+
+
+def _mgcls_tiles(data, guard, limit=None):
+    """MGCLS cutouts (display-stretched uint8), resized to the tile size and renormalised."""
+    folder = data_root(data.root or None) / "mgcls_protege"
+    with np.load(folder / "mgcls_protege_192.npz") as archive:
+        images, ranks = archive["images"], archive["protege_rank"]
+    with open(folder / "protege_catalogue.csv", newline="") as stream:
+        position = {int(r["protege_rank"]): (float(r["ra"]), float(r["dec"]))
+                    for r in csv.DictReader(stream)}
+    sky = SkyCoord([position[int(r)][0] for r in ranks], [position[int(r)][1] for r in ranks],
+                   unit="deg")
+    chosen = np.flatnonzero(exclude_near(sky, guard))[:limit]
+    resized = F.interpolate(torch.from_numpy(images[chosen]).float()[:, None] / 255.0,
+                            size=(data.tile_size, data.tile_size), mode="area")[:, 0].numpy()
+    out = np.empty_like(resized)
+    for k, cutout in enumerate(resized):
+        try:
+            out[k] = fit_normalization(cutout, data.normalization)(cutout)
+        except ValueError:  # a constant cutout has nothing to learn from
+            out[k] = 0.0
+    return out

@@ -1,0 +1,107 @@
+"""DINO's self-distillation loss with centering and sharpening, and its schedules."""
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DINOLoss", "cosine_schedule"]
+
+
+def cosine_schedule(start, end, steps, *, warmup_steps=0, warmup_start=0.0):
+    """Per-step values: linear warm-up from ``warmup_start`` to ``start``, then cosine to ``end``.
+
+    Parameters
+    ----------
+    start, end : float
+        Value after the warm-up and final value.
+    steps : int
+        Total number of steps (warm-up included).
+    warmup_steps : int
+        Steps of linear warm-up.
+    warmup_start : float
+        Value at step 0 of the warm-up.
+
+    Returns
+    -------
+    values : `numpy.ndarray`
+        Length ``steps``.
+    """
+    warmup_steps = min(int(warmup_steps), steps)
+    warmup = np.linspace(warmup_start, start, warmup_steps, endpoint=False)
+    rest = np.arange(steps - warmup_steps)
+    cosine = end + 0.5 * (start - end) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
+    return np.concatenate([warmup, cosine])
+
+
+class DINOLoss(nn.Module):
+    """Cross-entropy between the sharpened, centred teacher and the student, across crops.
+
+    The teacher sees the global crops only; each student crop is compared with every
+    teacher crop but its own view. The centre is an EMA of the teacher's batch mean,
+    all-reduced across processes when a process group exists.
+
+    Parameters
+    ----------
+    out_dim : int
+        Prototypes.
+    n_global : int
+        Global crops (2 in DINO).
+    teacher_temps : sequence of float
+        Teacher temperature per epoch (warm-up then constant).
+    student_temp : float
+    center_momentum : float
+    """
+
+    def __init__(self, out_dim, n_global, teacher_temps, student_temp=0.1, center_momentum=0.9):
+        super().__init__()
+        self.n_global = n_global
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.teacher_temps = list(map(float, teacher_temps))
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(self, student_output, teacher_output, epoch):
+        """Loss for one step; also updates the centre.
+
+        Parameters
+        ----------
+        student_output : `torch.Tensor`
+            (n_crops * B, out_dim), crops in order (globals first).
+        teacher_output : `torch.Tensor`
+            (n_global * B, out_dim).
+        epoch : int
+            Picks the teacher temperature.
+
+        Returns
+        -------
+        loss : `torch.Tensor`
+        teacher_probs : `torch.Tensor`
+            The teacher's softmax (n_global * B, out_dim), for collapse monitoring.
+        """
+        temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
+        student = (student_output / self.student_temp).chunk(
+            student_output.shape[0] // (teacher_output.shape[0] // self.n_global))
+        teacher_probs = torch.softmax((teacher_output - self.center) / temp, dim=-1)
+        teacher = teacher_probs.detach().chunk(self.n_global)
+        total, terms = 0.0, 0
+        for iq, q in enumerate(teacher):
+            for v, s in enumerate(student):
+                if v == iq:
+                    continue
+                total = total + torch.sum(-q * torch.log_softmax(s, dim=-1), dim=-1).mean()
+                terms += 1
+        self.update_center(teacher_output)
+        return total / terms, teacher_probs.detach()
+
+    @torch.no_grad()
+    def update_center(self, teacher_output):
+        """EMA of the teacher's mean output over the whole (all-process) batch."""
+        batch_sum = teacher_output.float().sum(dim=0, keepdim=True)
+        count = torch.tensor([teacher_output.shape[0]], dtype=torch.float32,
+                             device=teacher_output.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_sum)
+            dist.all_reduce(count)
+        self.center.mul_(self.center_momentum).add_(batch_sum / count,
+                                                    alpha=1 - self.center_momentum)

@@ -1,0 +1,154 @@
+"""Backbones (timm, one input channel) and the DINO projection head."""
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+__all__ = ["DINOHead", "MultiCropModel", "create_backbone", "embed_tiles", "load_backbone"]
+
+
+def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0):
+    """A timm backbone for one-channel radio images, returning pooled features.
+
+    Parameters
+    ----------
+    arch : str
+        timm model name, e.g. ``"vit_tiny_patch16_224"``, ``"vit_small_patch16_224"``,
+        ``"resnet18"``, ``"resnet50"``.
+    patch_size : int, optional
+        For ViTs: the patch size (8 or 16). ViTs are created with ``dynamic_img_size`` so
+        that global and local crops of any size go through the same weights.
+    drop_path_rate : float
+        Stochastic depth.
+
+    Returns
+    -------
+    backbone : `torch.nn.Module`
+        ``backbone(x)`` maps (B, 1, H, W) to (B, ``backbone.num_features``).
+    """
+    options = {"pretrained": False, "num_classes": 0, "in_chans": 1}
+    if arch.startswith(("vit", "deit")):
+        options.update(dynamic_img_size=True, drop_path_rate=drop_path_rate)
+        if patch_size:
+            options["patch_size"] = patch_size
+    elif drop_path_rate:
+        options["drop_path_rate"] = drop_path_rate
+    return timm.create_model(arch, **options)
+
+
+class DINOHead(nn.Module):
+    """DINO projection head: MLP, L2-normalised bottleneck, weight-normalised prototypes.
+
+    Parameters
+    ----------
+    in_dim : int
+        Backbone feature size.
+    out_dim : int
+        Number of prototypes (the softmax dimension).
+    hidden_dim, bottleneck_dim : int
+        MLP width and bottleneck size.
+    norm_last_layer : bool
+        Fix the last layer's weight norm to 1.
+    """
+
+    def __init__(self, in_dim, out_dim, hidden_dim=2048, bottleneck_dim=256,
+                 norm_last_layer=True):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        original = self.last_layer.parametrizations.weight.original0
+        with torch.no_grad():
+            original.fill_(1.0)
+        original.requires_grad = not norm_last_layer
+
+    def forward(self, x):
+        x = nn.functional.normalize(self.mlp(x), dim=-1)
+        return self.last_layer(x)
+
+
+class MultiCropModel(nn.Module):
+    """Backbone + head over a list of crops, one backbone pass per crop size.
+
+    Parameters
+    ----------
+    backbone : `torch.nn.Module`
+    head : `DINOHead`
+    """
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, crops):
+        features, start = [], 0
+        sizes = [c.shape[-1] for c in crops]
+        while start < len(crops):
+            end = start
+            while end < len(crops) and sizes[end] == sizes[start]:
+                end += 1
+            features.append(self.backbone(torch.cat(crops[start:end])))
+            start = end
+        return self.head(torch.cat(features))
+
+
+def load_backbone(path, map_location="cpu"):
+    """Rebuild the teacher backbone saved by `radiofm.train.train` (``teacher_backbone.pt``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; read with ``torch.load(weights_only=True)``.
+    map_location : str
+        Device for the weights.
+
+    Returns
+    -------
+    backbone : `torch.nn.Module`
+        In eval mode.
+    """
+    saved = torch.load(path, map_location=map_location, weights_only=True)
+    model = saved["model"]
+    backbone = create_backbone(model["arch"], patch_size=model["patch_size"])
+    backbone.load_state_dict(saved["state_dict"])
+    return backbone.eval()
+
+
+@torch.no_grad()
+def embed_tiles(backbone, tiles, *, batch_size=64, device="cpu"):
+    """Frozen embeddings of normalised tiles.
+
+    Parameters
+    ----------
+    backbone : `torch.nn.Module`
+        A backbone from `create_backbone` or `load_backbone`.
+    tiles : array-like
+        (N, H, W) or (N, 1, H, W) float pixels normalised as in training (e.g. the batches
+        of `radiofm.tiling.TileSet.batches`).
+    batch_size : int
+        Tiles per forward pass.
+    device : str
+        torch device for the forward passes.
+
+    Returns
+    -------
+    embedding : `numpy.ndarray`
+        (N, D) float32.
+    """
+    tiles = np.asarray(tiles, dtype=np.float32)
+    if tiles.ndim == 3:
+        tiles = tiles[:, np.newaxis]
+    backbone = backbone.to(device).eval()
+    out = [backbone(torch.from_numpy(tiles[i : i + batch_size]).to(device)).float().cpu()
+           for i in range(0, len(tiles), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, backbone.num_features), np.float32)

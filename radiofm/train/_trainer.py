@@ -1,0 +1,288 @@
+"""The DINO training loop: one process or many (torchrun), resumable exactly."""
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ._augment import RadioMultiCrop
+from ._data import build_tile_bank
+from ._loss import DINOLoss, cosine_schedule
+from ._model import DINOHead, MultiCropModel, create_backbone
+
+__all__ = ["train"]
+
+log = logging.getLogger("radiofm")
+
+CHECKPOINT = "checkpoint.pt"
+BACKBONE = "teacher_backbone.pt"
+LOG = "train_log.csv"
+LOG_COLUMNS = ("step", "epoch", "loss", "lr", "weight_decay", "momentum", "teacher_temp",
+               "teacher_entropy", "mean_entropy", "embedding_std", "seconds")
+
+
+def _step_seed(seed, step, rank):
+    """One integer per (run seed, step, process): every draw of a step derives from it."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]
+               % (2**63))
+
+
+def _distributed():
+    """(rank, world size), initialising the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if world > 1:
+        return dist.get_rank(), world
+    return 0, 1
+
+
+def _device(config, rank):
+    wanted = config.run.device
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("run.device is 'cuda' but torch sees no GPU")
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def _atomic_save(obj, path):
+    """Write to a temporary file, then rename: a kill leaves the old file or the new one."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+
+
+def _param_groups(model):
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(config, *, resume=False, progress=True, stop_after=None):
+    """Pre-train a backbone with DINO.
+
+    Run it in one process, or in several with ``torchrun --nproc_per_node N -m radiofm train
+    CONFIG`` (gloo on CPU, nccl on GPU; multi-node is the same code path).
+
+    Parameters
+    ----------
+    config : `~radiofm.train.TrainConfig`
+        Every hyper-parameter (see `load_config`).
+    resume : bool
+        Continue from ``run.output/checkpoint.pt``: the run then ends with the weights an
+        uninterrupted run would have (same data order, same random draws).
+    progress : bool
+        Progress bar on the first process (only on a terminal).
+    stop_after : int, optional
+        Stop (with a checkpoint) after this many steps of this call, e.g. to split a run
+        across sessions.
+
+    Returns
+    -------
+    output : `~pathlib.Path`
+        The folder with ``checkpoint.pt``, ``teacher_backbone.pt`` (the teacher backbone,
+        readable with ``torch.load(weights_only=True)``, see `load_backbone`) and
+        ``train_log.csv`` (loss, lr, momentum, teacher entropy and collapse indicators per
+        step).
+    """
+    rank, world = _distributed()
+    device = _device(config, rank)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    output = Path(config.run.output)
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+    optim, model_config = config.optim, config.model
+    use_amp = config.run.amp and device.type == "cuda"
+
+    bank = build_tile_bank(config.data)
+    augment = RadioMultiCrop(config.crops)
+    torch.manual_seed(config.run.seed)
+    backbone = create_backbone(model_config.arch, patch_size=model_config.patch_size,
+                               drop_path_rate=model_config.drop_path_rate)
+    head_options = dict(out_dim=model_config.out_dim, hidden_dim=model_config.hidden_dim,
+                        bottleneck_dim=model_config.bottleneck_dim)
+    student = MultiCropModel(backbone, DINOHead(backbone.num_features,
+                                                norm_last_layer=model_config.norm_last_layer,
+                                                **head_options))
+    teacher_backbone = create_backbone(model_config.arch, patch_size=model_config.patch_size)
+    teacher = MultiCropModel(teacher_backbone, DINOHead(teacher_backbone.num_features,
+                                                        **head_options))
+    teacher.load_state_dict(student.state_dict())
+    for parameter in teacher.parameters():
+        parameter.requires_grad = False
+    student.to(device)
+    teacher.to(device)
+    if use_amp:
+        student.to(memory_format=torch.channels_last)
+        teacher.to(memory_format=torch.channels_last)
+    trained = DistributedDataParallel(student) if world > 1 else student
+    optimizer = torch.optim.AdamW(_param_groups(student))
+
+    total = optim.epochs * optim.steps_per_epoch
+    per_epoch = optim.steps_per_epoch
+    lr = cosine_schedule(optim.lr * optim.batch_size * world / 256.0, optim.min_lr, total,
+                         warmup_steps=int(optim.warmup_epochs * per_epoch))
+    weight_decay = cosine_schedule(optim.weight_decay, optim.weight_decay_end, total)
+    momentum = cosine_schedule(optim.momentum_teacher, 1.0, total)
+    teacher_temps = np.concatenate([
+        np.linspace(optim.warmup_teacher_temp, optim.teacher_temp,
+                    optim.warmup_teacher_temp_epochs),
+        np.full(max(optim.epochs - optim.warmup_teacher_temp_epochs, 1), optim.teacher_temp),
+    ])
+    loss_fn = DINOLoss(model_config.out_dim, 2, teacher_temps, optim.student_temp,
+                       optim.center_momentum).to(device)
+
+    start = 0
+    if resume:
+        start = _load_checkpoint(output / CHECKPOINT, student, teacher, optimizer, loss_fn,
+                                 device)
+        log.info("resuming at step %d of %d", start, total)
+    elif (output / CHECKPOINT).exists():
+        raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
+                         "it, or choose another run.output")
+    end = total if stop_after is None else min(total, start + int(stop_after))
+    writer = _LogWriter(output / LOG, start) if rank == 0 else None
+    bar = tqdm(total=total, initial=start, unit="step",
+               disable=rank != 0 or (None if progress else True))
+
+    def checkpoint(step):
+        if rank == 0:
+            _atomic_save({
+                "student": student.state_dict(), "teacher": teacher.state_dict(),
+                "optimizer": optimizer.state_dict(), "center": loss_fn.center.cpu(),
+                "step": step, "config": config.to_dict(), "radiofm_version": __version__,
+                "data": json.dumps(bank.summary()),
+            }, output / CHECKPOINT)
+        if world > 1:
+            dist.barrier()
+
+    try:
+        for step in range(start, end):
+            began = time.perf_counter()
+            epoch = step // per_epoch
+            seed = _step_seed(config.run.seed, step, rank)
+            torch.manual_seed(seed)  # drop-path draws
+            generator = torch.Generator().manual_seed(seed)
+            tiles = bank.sample(np.random.default_rng(seed), optim.batch_size)
+            crops = [c.to(device, non_blocking=True) for c in augment(tiles, generator)]
+            if use_amp:
+                crops = [c.contiguous(memory_format=torch.channels_last) for c in crops]
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr[step])
+            optimizer.param_groups[0]["weight_decay"] = float(weight_decay[step])  # not biases
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                with torch.no_grad():
+                    teacher_out = teacher(crops[:2])
+                student_out = trained(crops)
+            loss, teacher_probs = loss_fn(student_out.float(), teacher_out.float(), epoch)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopping")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if optim.clip_grad:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), optim.clip_grad)
+            if epoch < optim.freeze_last_layer:
+                for parameter in student.head.last_layer.parameters():
+                    parameter.grad = None
+            optimizer.step()
+            with torch.no_grad():
+                m = float(momentum[step])
+                for p_student, p_teacher in zip(student.parameters(), teacher.parameters(),
+                                                strict=True):
+                    p_teacher.mul_(m).add_(p_student.detach(), alpha=1 - m)
+            if writer is not None:
+                writer.writerow(_metrics(step, epoch, loss, lr, weight_decay, momentum,
+                                         loss_fn, teacher_probs, teacher_out, began))
+            bar.update()
+            if (step + 1) % config.run.checkpoint_every == 0 or step + 1 == end:
+                checkpoint(step + 1)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    if end == total and rank == 0:
+        _atomic_save({
+            "model": {"arch": model_config.arch, "patch_size": model_config.patch_size,
+                      "num_features": int(teacher.backbone.num_features)},
+            "state_dict": {k: v.cpu() for k, v in teacher.backbone.state_dict().items()},
+            "config": config.to_dict(), "radiofm_version": __version__,
+            "data": json.dumps(bank.summary()),
+        }, output / BACKBONE)
+    if world > 1:
+        dist.barrier()
+    return output
+
+
+def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teacher_out,
+             began):
+    """One log row: the schedules, the loss and three collapse indicators.
+
+    ``teacher_entropy`` is the entropy of the batch-mean teacher distribution over log K (near
+    0: every image maps to the same prototype); ``mean_entropy`` the mean per-image entropy
+    over log K (near 1: the teacher is uniform); ``embedding_std`` the mean per-dimension
+    standard deviation of the teacher outputs across the batch (near 0: collapse).
+    """
+    k = math.log(probs.shape[-1])
+    mean = probs.mean(dim=0)
+    batch_entropy = float(-(mean * torch.log(mean + 1e-12)).sum() / k)
+    per_image = float((-(probs * torch.log(probs + 1e-12)).sum(dim=-1)).mean() / k)
+    spread = float(teacher_out.float().std(dim=0).mean())
+    return {"step": step, "epoch": epoch, "loss": round(loss.item(), 6), "lr": float(lr[step]),
+            "weight_decay": float(weight_decay[step]), "momentum": float(momentum[step]),
+            "teacher_temp": loss_fn.teacher_temps[min(epoch, len(loss_fn.teacher_temps) - 1)],
+            "teacher_entropy": round(batch_entropy, 6), "mean_entropy": round(per_image, 6),
+            "embedding_std": round(spread, 6),
+            "seconds": round(time.perf_counter() - began, 4)}
+
+
+class _LogWriter:
+    """The CSV log, keeping the rows before ``start`` when resuming."""
+
+    def __init__(self, path, start):
+        rows = []
+        if start and path.exists():
+            with open(path, newline="") as stream:
+                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start]
+        self._stream = open(path, "w", newline="")  # noqa: SIM115 (closed by close())
+        self._writer = csv.DictWriter(self._stream, fieldnames=LOG_COLUMNS)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+
+    def writerow(self, row):
+        self._writer.writerow(row)
+        self._stream.flush()
+
+    def close(self):
+        self._stream.close()
+
+
+def _load_checkpoint(path, student, teacher, optimizer, loss_fn, device):
+    if not path.exists():
+        raise FileNotFoundError(f"cannot resume: {path} does not exist")
+    state = torch.load(path, map_location=device, weights_only=True)
+    student.load_state_dict(state["student"])
+    teacher.load_state_dict(state["teacher"])
+    optimizer.load_state_dict(state["optimizer"])
+    loss_fn.center.copy_(state["center"].to(device))
+    return int(state["step"])
