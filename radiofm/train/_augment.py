@@ -5,6 +5,9 @@ an exact quarter turn, a flip, a position inside the tile) applied with one
 ``grid_sample`` per crop set, then a beam-like Gaussian blur, additive noise at a random
 S/N and an intensity stretch ``sign(x) |x|^gamma``. Colour jitter and solarisation have no
 meaning for radio maps and are absent.
+
+Random numbers come from a CPU generator whatever the tiles' device, so a step draws the same
+crops on CPU and GPU; the image operations run where the tiles are.
 """
 
 import math
@@ -68,7 +71,8 @@ class RadioMultiCrop:
             torch.stack([side * cos * flip, -side * sin, shift_x], dim=1),
             torch.stack([side * sin * flip, side * cos, shift_y], dim=1),
         ], dim=1)
-        grid = F.affine_grid(theta, (batch, 1, size, size), align_corners=False)
+        grid = F.affine_grid(theta.to(tiles.device, tiles.dtype), (batch, 1, size, size),
+                             align_corners=False)
         view = F.grid_sample(tiles, grid, mode="bilinear", padding_mode="reflection",
                              align_corners=False)
         view = self._blur(view, generator)
@@ -84,10 +88,10 @@ class RadioMultiCrop:
         chosen = torch.rand(batch, generator=generator) < self.config.blur_probability
         sigma = torch.where(chosen, sigma, torch.zeros_like(sigma))
         radius = max(1, math.ceil(3 * high))
-        offsets = torch.arange(-radius, radius + 1, dtype=view.dtype)
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernel_1d = torch.exp(-0.5 * (offsets / sigma.clamp(min=1e-3)[:, None]) ** 2)
         kernel_1d = kernel_1d / kernel_1d.sum(dim=1, keepdim=True)  # sigma 0: a delta
-        kernel = (kernel_1d[:, :, None] * kernel_1d[:, None, :])[:, None]
+        kernel = (kernel_1d[:, :, None] * kernel_1d[:, None, :])[:, None].to(view.device)
         padded = F.pad(view.transpose(0, 1), (radius,) * 4, mode="reflect")
         return F.conv2d(padded, kernel, groups=batch).transpose(0, 1)
 
@@ -98,13 +102,13 @@ class RadioMultiCrop:
                         * torch.rand(batch, generator=generator))
         chosen = torch.rand(batch, generator=generator) < self.config.noise_probability
         peak = view.flatten(1).abs().amax(dim=1).clamp(min=1e-6)
-        sigma = torch.where(chosen, peak / snr, torch.zeros_like(snr))
-        noise = torch.randn(view.shape, generator=generator, dtype=view.dtype)
-        return view + sigma[:, None, None, None] * noise
+        scale = torch.where(chosen, 1.0 / snr, torch.zeros_like(snr)).to(view.device)
+        noise = torch.randn(view.shape, generator=generator).to(view.device)
+        return view + (peak * scale)[:, None, None, None] * noise
 
     def _stretch(self, view, generator):
         low, high = self.config.stretch
         batch = view.shape[0]
         gamma = torch.exp(math.log(low) + (math.log(high) - math.log(low))
                           * torch.rand(batch, generator=generator))
-        return torch.sign(view) * view.abs().pow(gamma[:, None, None, None])
+        return torch.sign(view) * view.abs().pow(gamma.to(view.device)[:, None, None, None])

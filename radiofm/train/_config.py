@@ -49,6 +49,8 @@ class ModelConfig:
         Fix the weight-normalised last layer's norm to 1 (DINO's default for stability).
     drop_path_rate : float
         Stochastic depth of the student.
+    timm_options : dict
+        More keyword arguments for ``timm.create_model`` (e.g. ``depth`` of a ViT).
     """
 
     arch: str = "vit_tiny_patch16_224"
@@ -58,6 +60,7 @@ class ModelConfig:
     bottleneck_dim: int = 256
     norm_last_layer: bool = True
     drop_path_rate: float = 0.1
+    timm_options: dict = field(default_factory=dict)
 
 
 @dataclass

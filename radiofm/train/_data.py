@@ -22,6 +22,8 @@ __all__ = ["TileBank", "build_tile_bank"]
 
 log = logging.getLogger("radiofm")
 
+KINDS = ("simulated", "npy", "fits", "first", "mgcls")
+
 
 class TileBank:
     """Normalised tiles grouped by source, sampled with per-source weights.
@@ -91,6 +93,8 @@ def build_tile_bank(data):
         kind = options.pop("kind", None)
         weight = options.pop("weight", 1.0)
         name = f"{kind}-{index}"
+        if kind not in KINDS:
+            raise ValueError(f"unknown data source kind {kind!r}; use one of {KINDS}")
         if kind == "simulated":
             tiles = _simulated_tiles(data, **options)
         elif kind == "npy":
@@ -102,11 +106,8 @@ def build_tile_bank(data):
                 tiles = _fits_tiles(data, guard, **options)
             elif kind == "first":
                 tiles = _first_tiles(data, guard, **options)
-            elif kind == "mgcls":
-                tiles = _mgcls_tiles(data, guard, **options)
             else:
-                raise ValueError(f"unknown data source kind {kind!r}; use simulated, npy, "
-                                 "fits, first or mgcls")
+                tiles = _mgcls_tiles(data, guard, **options)
         banks[name] = tiles.astype(np.float16)
         weights[name] = weight
         log.info("training source %s: %d tiles, weight %g", name, len(tiles), weight)

@@ -9,7 +9,7 @@ from torch.nn.utils.parametrizations import weight_norm
 __all__ = ["DINOHead", "MultiCropModel", "create_backbone", "embed_tiles", "load_backbone"]
 
 
-def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0):
+def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, **timm_options):
     """A timm backbone for one-channel radio images, returning pooled features.
 
     Parameters
@@ -22,13 +22,15 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0):
         that global and local crops of any size go through the same weights.
     drop_path_rate : float
         Stochastic depth.
+    **timm_options
+        More keyword arguments for ``timm.create_model``.
 
     Returns
     -------
     backbone : `torch.nn.Module`
         ``backbone(x)`` maps (B, 1, H, W) to (B, ``backbone.num_features``).
     """
-    options = {"pretrained": False, "num_classes": 0, "in_chans": 1}
+    options = {**timm_options, "pretrained": False, "num_classes": 0, "in_chans": 1}
     if arch.startswith(("vit", "deit")):
         options.update(dynamic_img_size=True, drop_path_rate=drop_path_rate)
         if patch_size:
@@ -119,7 +121,8 @@ def load_backbone(path, map_location="cpu"):
     """
     saved = torch.load(path, map_location=map_location, weights_only=True)
     model = saved["model"]
-    backbone = create_backbone(model["arch"], patch_size=model["patch_size"])
+    backbone = create_backbone(model["arch"], patch_size=model["patch_size"],
+                               **model.get("timm_options", {}))
     backbone.load_state_dict(saved["state_dict"])
     return backbone.eval()
 

@@ -119,13 +119,15 @@ def train(config, *, resume=False, progress=True, stop_after=None):
     augment = RadioMultiCrop(config.crops)
     torch.manual_seed(config.run.seed)
     backbone = create_backbone(model_config.arch, patch_size=model_config.patch_size,
-                               drop_path_rate=model_config.drop_path_rate)
+                               drop_path_rate=model_config.drop_path_rate,
+                               **model_config.timm_options)
     head_options = dict(out_dim=model_config.out_dim, hidden_dim=model_config.hidden_dim,
                         bottleneck_dim=model_config.bottleneck_dim)
     student = MultiCropModel(backbone, DINOHead(backbone.num_features,
                                                 norm_last_layer=model_config.norm_last_layer,
                                                 **head_options))
-    teacher_backbone = create_backbone(model_config.arch, patch_size=model_config.patch_size)
+    teacher_backbone = create_backbone(model_config.arch, patch_size=model_config.patch_size,
+                                       **model_config.timm_options)
     teacher = MultiCropModel(teacher_backbone, DINOHead(teacher_backbone.num_features,
                                                         **head_options))
     teacher.load_state_dict(student.state_dict())
@@ -185,7 +187,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
             torch.manual_seed(seed)  # drop-path draws
             generator = torch.Generator().manual_seed(seed)
             tiles = bank.sample(np.random.default_rng(seed), optim.batch_size)
-            crops = [c.to(device, non_blocking=True) for c in augment(tiles, generator)]
+            crops = augment(tiles.to(device, non_blocking=True), generator)
             if use_amp:
                 crops = [c.contiguous(memory_format=torch.channels_last) for c in crops]
             for group in optimizer.param_groups:
@@ -224,6 +226,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
     if end == total and rank == 0:
         _atomic_save({
             "model": {"arch": model_config.arch, "patch_size": model_config.patch_size,
+                      "timm_options": model_config.timm_options,
                       "num_features": int(teacher.backbone.num_features)},
             "state_dict": {k: v.cpu() for k, v in teacher.backbone.state_dict().items()},
             "config": config.to_dict(), "radiofm_version": __version__,

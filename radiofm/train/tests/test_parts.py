@@ -1,0 +1,122 @@
+"""Pieces of the DINO trainer: config, augmentation, loss, schedules, models, data."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the train extra (torch, timm) is not installed")
+
+from radiofm.train import (  # noqa: E402
+    CropConfig,
+    DataConfig,
+    DINOHead,
+    DINOLoss,
+    MultiCropModel,
+    RadioMultiCrop,
+    TileBank,
+    TrainConfig,
+    build_tile_bank,
+    cosine_schedule,
+    create_backbone,
+    embed_tiles,
+    load_config,
+)
+
+
+def test_config_defaults_toml_and_errors(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\narch = "resnet18"\n[optim]\nbatch_size = 16\n')
+    config = load_config(path)
+    assert config.model.arch == "resnet18" and config.optim.batch_size == 16
+    assert config.crops.n_local == CropConfig().n_local  # untouched sections keep defaults
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"unknown keys \['lr_max'\] in \[optim\]"):
+        TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
+    with pytest.raises(ValueError, match=r"unknown config sections \['trainer'\]"):
+        TrainConfig.from_dict({"trainer": {}})
+    with pytest.raises(ValueError, match="local_size <= global_size <= data.tile_size"):
+        TrainConfig.from_dict({"crops": {"global_size": 512}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optim\n")
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="no such training config"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_multicrop_shapes_and_repeatability():
+    crops = CropConfig(global_size=32, local_size=16, n_local=3)
+    augment = RadioMultiCrop(crops)
+    tiles = torch.rand(5, 1, 48, 48)
+    views = augment(tiles, torch.Generator().manual_seed(1))
+    assert [tuple(v.shape) for v in views] == [(5, 1, 32, 32)] * 2 + [(5, 1, 16, 16)] * 3
+    again = augment(tiles, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))
+    other = augment(tiles, torch.Generator().manual_seed(2))
+    assert not torch.equal(views[0], other[0])
+    assert all(torch.isfinite(v).all() for v in views)
+
+
+def test_multicrop_keeps_a_constant_sky_constant_without_noise():
+    crops = CropConfig(global_size=16, local_size=8, n_local=1, noise_probability=0.0,
+                       stretch=[1.0, 1.0])
+    views = RadioMultiCrop(crops)(torch.full((4, 1, 32, 32), 0.25),
+                                  torch.Generator().manual_seed(0))
+    for view in views:
+        torch.testing.assert_close(view, torch.full_like(view, 0.25))
+
+
+def test_cosine_schedule():
+    values = cosine_schedule(1.0, 0.0, 10, warmup_steps=4)
+    assert len(values) == 10
+    np.testing.assert_allclose(values[:4], [0.0, 0.25, 0.5, 0.75])
+    assert values[4] == 1.0 and values[-1] > 0.0 and np.all(np.diff(values[4:]) < 0)
+
+
+def test_dino_loss_and_centering():
+    loss_fn = DINOLoss(out_dim=8, n_global=2, teacher_temps=[0.04], center_momentum=0.5)
+    teacher = torch.randn(2 * 3, 8)
+    student = torch.cat([teacher, torch.randn(3, 8)])  # 2 global + 1 local crop, batch 3
+    loss, probs = loss_fn(student, teacher, epoch=0)
+    assert torch.isfinite(loss) and loss > 0
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(6))
+    torch.testing.assert_close(loss_fn.center, 0.5 * teacher.mean(dim=0, keepdim=True))
+
+
+@pytest.mark.parametrize(("arch", "patch"), [("vit_tiny_patch16_224", 8),
+                                             ("vit_tiny_patch16_224", 16), ("resnet18", None)])
+def test_backbones_take_one_channel_and_any_crop_size(arch, patch):
+    torch.manual_seed(0)
+    backbone = create_backbone(arch, patch_size=patch)
+    head = DINOHead(backbone.num_features, 32, hidden_dim=16, bottleneck_dim=8)
+    model = MultiCropModel(backbone, head)
+    out = model([torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32), torch.rand(2, 1, 16, 16)])
+    assert out.shape == (6, 32)
+    embedding = embed_tiles(backbone, np.random.rand(3, 32, 32), batch_size=2)
+    assert embedding.shape == (3, backbone.num_features) and embedding.dtype == np.float32
+
+
+def test_head_last_layer_is_weight_normalised():
+    head = DINOHead(16, 10, hidden_dim=8, bottleneck_dim=4, norm_last_layer=True)
+    parametrized = head.last_layer.parametrizations.weight
+    assert not parametrized.original0.requires_grad  # the norm is fixed to 1
+    torch.testing.assert_close(head.last_layer.weight.norm(dim=1), torch.ones(10))
+    free = DINOHead(16, 10, hidden_dim=8, bottleneck_dim=4, norm_last_layer=False)
+    assert free.last_layer.parametrizations.weight.original0.requires_grad
+
+
+def test_tile_bank_mixes_sources_by_weight(tmp_path):
+    bank = TileBank({"a": np.zeros((10, 8, 8)), "b": np.ones((1000, 8, 8))},
+                    {"a": 3.0, "b": 1.0})
+    batch = bank.sample(np.random.default_rng(0), 4000)
+    assert batch.shape == (4000, 1, 8, 8)
+    share_a = float((batch[:, 0, 0, 0] == 0).float().mean())
+    assert share_a == pytest.approx(0.75, abs=0.03)
+    assert bank.summary()["a"] == {"tiles": 10, "share": 0.75}
+    with pytest.raises(ValueError, match="no training tiles"):
+        TileBank({"a": np.zeros((0, 8, 8))}, {"a": 1.0})
+    path = tmp_path / "tiles.npy"
+    np.save(path, np.zeros((3, 16, 16), np.float32))
+    with pytest.raises(ValueError, match=r"expected \(N, 8, 8\)"):
+        build_tile_bank(DataConfig(sources=[{"kind": "npy", "path": str(path)}], tile_size=8))
+    with pytest.raises(ValueError, match="unknown data source kind 'hdf5'; use one of"):
+        build_tile_bank(DataConfig(sources=[{"kind": "hdf5"}], root=str(tmp_path)))

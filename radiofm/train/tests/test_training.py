@@ -1,0 +1,109 @@
+"""Whole training runs: exact resume after kill -9, and two processes through torchrun."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the train extra (torch, timm) is not installed")
+
+CONFIG = """
+[data]
+sources = [{{kind = "simulated", fields = 1, size = 256}}]
+tile_size = 64
+
+[model]
+arch = "vit_tiny_patch16_224"
+patch_size = 8
+out_dim = 128
+hidden_dim = 64
+bottleneck_dim = 32
+
+[crops]
+global_size = 32
+local_size = 16
+n_local = 2
+
+[optim]
+epochs = 3
+steps_per_epoch = 4
+batch_size = 4
+
+[run]
+output = "{output}"
+checkpoint_every = 2
+threads = 1
+"""
+
+
+def _config(folder, name):
+    path = folder / f"{name}.toml"
+    path.write_text(CONFIG.format(output=folder / name))
+    return path
+
+
+def _environment():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return env
+
+
+def _teacher(folder):
+    return torch.load(folder / "teacher_backbone.pt", weights_only=True)["state_dict"]
+
+
+def _log(folder):
+    with open(folder / "train_log.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_resume_after_kill_ends_with_the_same_weights(tmp_path):
+    command = [sys.executable, "-m", "radiofm", "train"]
+    whole = _config(tmp_path, "whole")
+    subprocess.run(command + [str(whole)], check=True, env=_environment(), capture_output=True)
+
+    killed = _config(tmp_path, "killed")
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    process = subprocess.Popen(command + [str(killed)], env=_environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped_at = torch.load(checkpoint, weights_only=True)["step"]
+    assert stopped_at < 12, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "teacher_backbone.pt").exists()
+    with pytest.raises(subprocess.CalledProcessError):  # refuses to start over the old run
+        subprocess.run(command + [str(killed)], check=True, env=_environment(),
+                       capture_output=True)
+    subprocess.run(command + [str(killed), "--resume"], check=True, env=_environment(),
+                   capture_output=True)
+
+    expected, resumed = _teacher(tmp_path / "whole"), _teacher(tmp_path / "killed")
+    assert expected.keys() == resumed.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+    whole_log, resumed_log = _log(tmp_path / "whole"), _log(tmp_path / "killed")
+    assert [r["step"] for r in resumed_log] == [str(s) for s in range(12)]
+    assert [r["loss"] for r in resumed_log] == [r["loss"] for r in whole_log]
+
+
+def test_two_processes_with_torchrun(tmp_path):
+    config = _config(tmp_path, "ddp")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "radiofm", "train", str(config)]
+    done = subprocess.run(command, env=_environment(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _log(tmp_path / "ddp")
+    assert len(rows) == 12  # one log, written by the first process only
+    saved = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 12
+    # the effective batch is 2 x 4: the peak learning rate scales with it
+    single = 5e-4 * 4 / 256
+    assert max(float(r["lr"]) for r in rows) == pytest.approx(2 * single, rel=0.3)
+    assert _teacher(tmp_path / "ddp")
