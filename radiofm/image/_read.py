@@ -283,6 +283,8 @@ def _parse_hdu(hdu, source):
     if not _is_image(hdu):
         raise ValueError(f"the {type(hdu).__name__} holds no image data")
     header = clean_header(hdu.header)
+    # astropy has no public flag for "data already in memory"; its section reader needs a
+    # file, so an HDU built from an array (or already read) is sliced in memory instead.
     if hdu._data_loaded:
         data = hdu.data
 
