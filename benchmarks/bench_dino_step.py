@@ -22,7 +22,6 @@ Usage::
 """
 
 import argparse
-import copy
 import time
 
 import torch
@@ -47,10 +46,13 @@ def _ema(student, teacher, m):
 
 
 def radiofm_step(arch, patch):
+    def model():
+        backbone = create_backbone(arch, patch_size=patch)
+        return MultiCropModel(backbone, DINOHead(backbone.num_features, OUT_DIM))
+
     torch.manual_seed(0)
-    backbone = create_backbone(arch, patch_size=patch)
-    student = MultiCropModel(backbone, DINOHead(backbone.num_features, OUT_DIM))
-    teacher = copy.deepcopy(student)
+    student, teacher = model(), model()  # weight-normalised heads cannot be deep-copied
+    teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
     loss_fn = DINOLoss(OUT_DIM, 2, [0.04])
@@ -77,7 +79,10 @@ def lightly_step(arch, patch):
     torch.manual_seed(0)
     backbone = create_backbone(arch, patch_size=patch)
     head = DINOProjectionHead(backbone.num_features, 2048, 256, OUT_DIM)
-    teacher_backbone, teacher_head = copy.deepcopy(backbone), copy.deepcopy(head)
+    teacher_backbone = create_backbone(arch, patch_size=patch)
+    teacher_head = DINOProjectionHead(backbone.num_features, 2048, 256, OUT_DIM)
+    teacher_backbone.load_state_dict(backbone.state_dict())
+    teacher_head.load_state_dict(head.state_dict())
     for p in list(teacher_backbone.parameters()) + list(teacher_head.parameters()):
         p.requires_grad = False
     criterion = LightlyDINOLoss(output_dim=OUT_DIM, warmup_teacher_temp_epochs=0)
