@@ -32,17 +32,24 @@ def main():
     parser.add_argument("--local", type=int, default=6)
     parser.add_argument("--fields", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--out-dim", type=int, default=65536)
+    parser.add_argument("--lr", type=float, default=5e-4, help="for a batch of 256")
+    parser.add_argument("--free-last-layer", action="store_true",
+                        help="norm_last_layer = false (DINO's option for better features)")
+    parser.add_argument("--teacher-temp", type=float, default=0.04)
     parser.add_argument("--output", default=tempfile.mkdtemp(prefix="radiofm-dino-gpu-"))
     args = parser.parse_args()
 
     config = TrainConfig.from_dict({
         "data": {"sources": [{"kind": "simulated", "fields": args.fields, "size": 1024}],
                  "tile_size": 128},
-        "model": {"arch": args.arch, "patch_size": args.patch, "out_dim": 65536},
+        "model": {"arch": args.arch, "patch_size": args.patch, "out_dim": args.out_dim,
+                  "norm_last_layer": not args.free_last_layer},
         "crops": {"global_size": args.global_size, "local_size": args.local_size,
                   "n_local": args.local},
         "optim": {"epochs": 1, "steps_per_epoch": args.steps, "batch_size": args.batch,
-                  "warmup_epochs": 0.1, "freeze_last_layer": 0},
+                  "warmup_epochs": 0.1, "freeze_last_layer": 0, "lr": args.lr,
+                  "teacher_temp": args.teacher_temp, "warmup_teacher_temp": args.teacher_temp},
         "run": {"output": str(Path(args.output) / "run"), "checkpoint_every": args.steps,
                 "amp": True},
     })
@@ -50,7 +57,9 @@ def main():
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"{args.arch} (patch {args.patch}) on {name}, torch {torch.__version__}, batch "
           f"{args.batch}, crops 2x{args.global_size} + {args.local}x{args.local_size}, "
-          f"{args.steps} steps, bf16 autocast: {device == 'cuda'}", flush=True)
+          f"{args.steps} steps, bf16 autocast: {device == 'cuda'}, out_dim {args.out_dim}, "
+          f"norm_last_layer {not args.free_last_layer}, lr {args.lr} per 256, teacher temp "
+          f"{args.teacher_temp}", flush=True)
     output = train(config, progress=False)
     with open(output / "train_log.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
