@@ -120,3 +120,28 @@ def test_tile_bank_mixes_sources_by_weight(tmp_path):
         build_tile_bank(DataConfig(sources=[{"kind": "npy", "path": str(path)}], tile_size=8))
     with pytest.raises(ValueError, match="unknown data source kind 'hdf5'; use one of"):
         build_tile_bank(DataConfig(sources=[{"kind": "hdf5"}], root=str(tmp_path)))
+
+
+def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
+    import csv
+    import shutil
+
+    from radiofm.datasets import evaluation_positions
+    from radiofm.train._data import _mgcls_tiles
+
+    guard = evaluation_positions(shared_data)
+    tiles = _mgcls_tiles(DataConfig(root=str(shared_data), tile_size=64), guard, limit=20)
+    assert tiles.shape == (20, 64, 64) and np.isfinite(tiles).all()
+    bank = build_tile_bank(DataConfig(root=str(shared_data), tile_size=100,
+                                      sources=[{"kind": "first", "limit": 6}]))
+    assert len(bank) > 0 and bank.tile_size == 100
+    # through a FITS folder, a MiraBest test field loses every tile near its source
+    with open(shared_data / "first_fields" / "manifest.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    test_field = next(r["file"] for r in rows if r["mirabest_split"] == "test")
+    folder = tmp_path / "fits"
+    folder.mkdir()
+    shutil.copy(shared_data / "first_fields" / test_field, folder / test_field)
+    config = DataConfig(root=str(shared_data), tile_size=100,
+                        sources=[{"kind": "fits", "path": str(folder)}])
+    assert len(build_tile_bank(config)) < 9  # a 300 px field has 9 tiles of 100 px
