@@ -24,7 +24,7 @@ def test_exclude_near_uses_the_radius():
 def test_data_root_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("RADIOFM_DATA", str(tmp_path))
     assert data_root() == tmp_path.resolve()
-    with pytest.raises(FileNotFoundError, match="does not exist; pass its path or set RADIOFM_DATA"):
+    with pytest.raises(FileNotFoundError, match="does not exist; pass its path or set RADIO"):
         data_root(tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="manifest.csv is missing: it lists evaluation"):
         evaluation_positions(tmp_path)
