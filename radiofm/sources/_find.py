@@ -231,6 +231,7 @@ def _write_plane(image, path):
 def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
     from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
 
     data = image.read_region(slice(None), slice(None))
     blank = ~np.isfinite(data)
@@ -251,7 +252,10 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     rms = np.where(background.background_rms > 0, background.background_rms, np.inf)
     snr = signal / rms
     n_pixels = max(6, int(beam_area_px / 3))  # as pyBDSF's default minpix_isl
-    islands = detect_sources(snr, thresh_isl, n_pixels, mask=blank)
+    with warnings.catch_warnings():
+        # an empty sky is a valid answer: it gives an empty catalogue, not a warning
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        islands = detect_sources(snr, thresh_isl, n_pixels, mask=blank)
     if islands is None:
         return make_catalog(image.wcs.pixel_to_world([], []), flux=[], peak=[])
     deblended = deblend_sources(snr, islands, n_pixels, n_levels=32, contrast=0.001,
