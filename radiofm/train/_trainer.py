@@ -157,8 +157,8 @@ def train(config, *, resume=False, progress=True, stop_after=None):
 
     start = 0
     if resume:
-        start = _load_checkpoint(output / CHECKPOINT, student, teacher, optimizer, loss_fn,
-                                 device)
+        start = _load_checkpoint(output / CHECKPOINT, config, student, teacher, optimizer,
+                                 loss_fn, device)
         log.info("resuming at step %d of %d", start, total)
     elif (output / CHECKPOINT).exists():
         raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
@@ -280,10 +280,16 @@ class _LogWriter:
         self._stream.close()
 
 
-def _load_checkpoint(path, student, teacher, optimizer, loss_fn, device):
+def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device):
     if not path.exists():
         raise FileNotFoundError(f"cannot resume: {path} does not exist")
     state = torch.load(path, map_location=device, weights_only=True)
+    saved, current = state["config"], config.to_dict()
+    changed = [name for name in ("data", "model", "crops", "optim")
+               if saved[name] != current[name]]
+    if changed or saved["run"]["seed"] != current["run"]["seed"]:
+        raise ValueError(f"cannot resume {path}: the config changed since it was written "
+                         f"(sections {changed or ['run.seed']}); resume with the same config")
     student.load_state_dict(state["student"])
     teacher.load_state_dict(state["teacher"])
     optimizer.load_state_dict(state["optimizer"])

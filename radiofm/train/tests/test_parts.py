@@ -145,3 +145,22 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     config = DataConfig(root=str(shared_data), tile_size=100,
                         sources=[{"kind": "fits", "path": str(folder)}])
     assert len(build_tile_bank(config)) < 9  # a 300 px field has 9 tiles of 100 px
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    from radiofm.train import train
+
+    config = TrainConfig.from_dict({
+        "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 64},
+        "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
+        "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
+        "optim": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2},
+        "run": {"output": str(tmp_path / "run"), "threads": 1},
+    })
+    train(config, progress=False, stop_after=1)
+    with pytest.raises(ValueError, match="exists: pass resume=True"):
+        train(config, progress=False)
+    config.optim.lr = 1e-3
+    with pytest.raises(ValueError, match=r"config changed since it was written \(sections "
+                                         r"\['optim'\]\)"):
+        train(config, progress=False, resume=True)
