@@ -165,11 +165,11 @@ def _run_tile(args):
 
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        image_path = out / "example_sky.fits"
-        _check_free([image_path], args.overwrite)
+        image_path, truth_path = out / "example_sky.fits", out / "example_truth.ecsv"
+        _check_free([image_path, truth_path], args.overwrite)
         hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
         hdu.writeto(image_path, overwrite=args.overwrite)
-        truth.write(out / "example_truth.ecsv", overwrite=True)
+        truth.write(truth_path, overwrite=args.overwrite)
         log.info("simulated %d sources into %s", len(truth), image_path)
     else:
         image_path = Path(args.image)
