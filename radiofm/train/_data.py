@@ -145,17 +145,25 @@ def _npy_tiles(data, path):
 
 
 def _fits_tiles(data, guard, path, pattern="*.fits*"):
+    files = sorted(Path(path).glob(pattern))
+    if not files:
+        raise ValueError(f"no FITS image matches {pattern} in {path}")
+    return _files_tiles(data, guard, files)
+
+
+def _files_tiles(data, guard, files, **image_options):
+    """Guarded, normalised tiles of each image file; unreadable or blank files are skipped."""
     from ..image import read_image
 
     parts = []
-    for file in sorted(Path(path).glob(pattern)):
+    for file in files:
         try:
-            with read_image(file) as image:
+            with read_image(file, **image_options) as image:
                 parts.append(_normalised_tiles(image, data, guard))
         except ValueError as error:
-            log.warning("skipping %s: %s", file, error)
+            log.info("skipping %s: %s", Path(file).name, error)
     if not parts:
-        raise ValueError(f"no readable FITS image matches {pattern} in {path}")
+        raise ValueError(f"none of the {len(files)} image files gave tiles")
     return np.concatenate(parts)
 
 
@@ -167,20 +175,8 @@ def _first_tiles(data, guard, limit=None):
     centres = SkyCoord([float(r["ra_deg"]) for r in rows], [float(r["dec_deg"]) for r in rows],
                        unit="deg")
     rows = [row for row, ok in zip(rows, exclude_near(centres, guard), strict=True) if ok]
-    return _fits_files_tiles(data, guard, [folder / row["file"] for row in rows][:limit])
-
-
-def _fits_files_tiles(data, guard, files):
-    from ..image import read_image
-
-    parts = []
-    for file in files:
-        try:
-            with read_image(file, beam=5.4 * u.arcsec) as image:
-                parts.append(_normalised_tiles(image, data, guard))
-        except ValueError as error:
-            log.info("skipping %s: %s", file.name, error)
-    return np.concatenate(parts)
+    files = [folder / row["file"] for row in rows][:limit]
+    return _files_tiles(data, guard, files, beam=5.4 * u.arcsec)  # FIRST records no beam
 
 
 def _mgcls_tiles(data, guard, limit=None):
