@@ -4,10 +4,13 @@
 `TileSet`: a QTable of tiles with pixel bounds and sky centres, per-tile WCS, DS9/CRTF
 footprints, and normalised float32 batches streamed with bounded memory. `normalize` with
 parameters from `fit_normalization` is the one intensity stretch used by training and
-inference alike.
+inference alike, and `resample_tiles` brings tiles and stamps to a model's input size.
 """
 
 from ._normalize import Normalization, fit_normalization, normalize
+from ._resample import resample_tiles
 from ._tileset import TileSet, tile_image
 
-__all__ = ["Normalization", "TileSet", "fit_normalization", "normalize", "tile_image"]
+__all__ = [
+    "Normalization", "TileSet", "fit_normalization", "normalize", "resample_tiles", "tile_image",
+]

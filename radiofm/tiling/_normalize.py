@@ -5,7 +5,8 @@ Both methods are ``f((x - offset) / scale)`` with parameters fitted once per par
 ``"percentile"``
     ``offset`` and ``offset + scale`` are the ``lower`` and ``upper`` percentiles of the
     image's finite pixels (2 and 98 by default, the stretch of the source work), and ``f``
-    clips to [0, 1].
+    clips to [0, 1]. When both percentiles are equal (cutouts whose background was set to
+    one value, such as MiraBest's), the maximum replaces the upper one.
 ``"snr"``
     ``offset`` is the robust background (sigma-clipped median) and ``scale`` the robust
     noise (sigma-clipped MAD standard deviation) times ``softening``; ``f`` is arcsinh, so
@@ -162,6 +163,8 @@ def fit_normalization(
         raise ValueError("image has no finite pixel to fit a normalisation on")
     if method == "percentile":
         low, high = np.percentile(values, [lower, upper])
+        if high <= low:  # mostly one background value (display cutouts): stretch to the peak
+            high = values.max()
         scale = high - low
         offset = low
     else:

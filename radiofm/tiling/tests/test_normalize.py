@@ -75,3 +75,29 @@ def test_bad_parameters():
         fit_normalization(np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match="positive scale"):
         Normalization("percentile", offset=0.0, scale=0.0)
+
+
+def test_percentile_on_a_zero_background_stretches_to_the_peak():
+    # MiraBest-like display cutout: 99 % of the pixels are 0, a source peaks at 200.
+    cutout = np.zeros((100, 100), dtype=np.uint8)
+    cutout[48:52, 48:52] = 200
+    cutout[50, 50] = 250
+    stretch = fit_normalization(cutout)
+    assert (stretch.offset, stretch.scale) == (0.0, 250.0)
+    assert stretch(cutout).max() == 1.0
+
+
+def test_resample_tiles():
+    from radiofm.tiling import resample_tiles
+
+    tiles = np.random.default_rng(1).random((3, 150, 150))
+    out = resample_tiles(tiles, 64)
+    assert out.shape == (3, 64, 64) and out.dtype == np.float32
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), tiles.mean(axis=(1, 2)), atol=0.01)
+    blocks = resample_tiles(tiles[:, :120, :120], 40)  # integer factor: block means
+    np.testing.assert_allclose(blocks[0, 0, 0], tiles[0, :3, :3].mean(), rtol=1e-6)
+    assert resample_tiles(tiles[0], 150).shape == (150, 150)
+    with pytest.raises(ValueError, match="square tiles"):
+        resample_tiles(np.zeros((2, 10, 12)), 4)
+    with pytest.raises(ValueError, match="positive integer"):
+        resample_tiles(tiles, 0)
