@@ -1,10 +1,35 @@
 """Local data sets for training and evaluation, and the leakage guard.
 
+Loaders read the shared data root (an argument, ``$RADIOFM_DATA`` or ``../shared/data``),
+check archives against their published md5 sums and never download anything:
+`load_mirabest` (MBFRConfident, MBFRUncertain or all ten classes), `load_radio_galaxy_dataset`
+(FRI / FRII / Compact / Bent), `load_first_fields` (FITS cutouts in Jy/beam with redshifts)
+and `load_mgcls` (MeerKAT cutouts with anomaly scores). Each returns an `ImageSet`.
+
 `evaluation_positions` lists every source of the evaluation splits (MiraBest test,
 RadioGalaxyDataset valid/test); `exclude_near` drops anything within 1 arcmin of them from
-pre-training data. The data loaders for each survey come with the evaluation harness.
+pre-training and probe-training data.
 """
 
+from ._imageset import ImageSet
 from ._leakage import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
+from ._surveys import (
+    cache_dir,
+    load_first_fields,
+    load_mgcls,
+    load_mirabest,
+    load_radio_galaxy_dataset,
+)
 
-__all__ = ["GUARD_RADIUS", "data_root", "evaluation_positions", "exclude_near"]
+__all__ = [
+    "GUARD_RADIUS",
+    "ImageSet",
+    "cache_dir",
+    "data_root",
+    "evaluation_positions",
+    "exclude_near",
+    "load_first_fields",
+    "load_mgcls",
+    "load_mirabest",
+    "load_radio_galaxy_dataset",
+]
