@@ -2,6 +2,7 @@
 
 import contextlib
 import gc
+import importlib.util
 import io
 import logging
 import tempfile
@@ -21,12 +22,9 @@ __all__ = ["HAS_BDSF", "find_sources"]
 
 log = logging.getLogger("radiofm")
 
-try:
-    import bdsf  # noqa: F401
-
-    HAS_BDSF = True
-except ImportError:
-    HAS_BDSF = False
+# Found, not imported: importing pyBDSF takes most of a second, and radiofm.inference (which
+# reads catalogues through this package) should not pay for it.
+HAS_BDSF = importlib.util.find_spec("bdsf") is not None
 
 METHODS = ("auto", "bdsf", "photutils")
 FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
