@@ -1,0 +1,139 @@
+"""The pixels a model sees: resampled to its input size, then normalised.
+
+Training, the evaluation harness, export and inference all prepare pixels with these
+functions (built on `radiofm.tiling.resample_tiles` and `radiofm.tiling.normalize`), so a
+model sees the same kind of pixels everywhere.
+"""
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..tiling import fit_normalization, normalize, resample_tiles
+
+__all__ = ["model_inputs", "normalization_for", "tile_inputs"]
+
+
+def normalization_for(image, metadata):
+    """A model's `~radiofm.tiling.Normalization`, fitted on one parent image.
+
+    Parameters
+    ----------
+    image : anything `~radiofm.image.read_image` accepts
+        The parent image (the whole field, not a tile).
+    metadata : dict
+        Model metadata with a ``normalization`` entry ``{"method": ..., fit options}``.
+
+    Returns
+    -------
+    normalization : `~radiofm.tiling.Normalization`
+    """
+    options = dict(metadata["normalization"])
+    return fit_normalization(image, options.pop("method"), **options)
+
+
+def model_inputs(raw, stretch, input_size):
+    """Model input from raw pixels: resample to the input size, then normalise.
+
+    Parameters
+    ----------
+    raw : array-like
+        (N, H, H) pixels in the image's unit; NaN marks blank pixels (0 after
+        normalisation).
+    stretch : `~radiofm.tiling.Normalization`
+        Fitted on the parent image (`normalization_for`).
+    input_size : int
+        The model's input side S.
+
+    Returns
+    -------
+    tiles : `~numpy.ndarray`
+        (N, 1, S, S) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.models import model_inputs
+    >>> from radiofm.tiling import Normalization
+    >>> stretch = Normalization("percentile", offset=0.0, scale=8.0)
+    >>> model_inputs(np.arange(16.0).reshape(1, 4, 4), stretch, 2)[0, 0]
+    array([[0.3125, 0.5625],
+           [1.    , 1.    ]], dtype=float32)
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 3:
+        raise ValueError(f"expected raw tiles shaped (N, H, H), got {raw.shape}")
+    if len(raw) == 0:
+        return np.zeros((0, 1, input_size, input_size), np.float32)
+    out = resample_tiles(raw, input_size)
+    normalize(out, stretch, out=out)
+    return out[:, None]
+
+
+def tile_inputs(tiles, stretch, input_size, *, batch_size=64, threads=None, progress=False):
+    """Stream the tiles of a `~radiofm.tiling.TileSet` as model inputs, in batches.
+
+    Tiles are read in row bands (only the bands a batch touches), so memory stays about
+    ``threads`` x (one band + one batch) whatever the image size; a pool of threads prepares
+    the next batches while the caller runs the model.
+
+    Parameters
+    ----------
+    tiles : `~radiofm.tiling.TileSet`
+    stretch : `~radiofm.tiling.Normalization`
+        Fitted on the parent image.
+    input_size : int
+    batch_size : int
+    threads : int, optional
+        Batches prepared at once (default: 2, or 1 on a one-CPU machine).
+    progress : bool
+        Show a progress bar (only on a terminal).
+
+    Yields
+    ------
+    tile_ids : `~numpy.ndarray`
+        (B,) rows of ``tiles.table``.
+    inputs : `~numpy.ndarray`
+        (B, 1, S, S) float32.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    threads = min(2, len(os.sched_getaffinity(0))) if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    table = tiles.table
+    x_min, y_min = np.asarray(table["x_min"]), np.asarray(table["y_min"])
+    order = np.lexsort((x_min, y_min))
+    jobs = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    size = tiles.tile_size
+
+    def prepare(ids):
+        raw = np.empty((len(ids), size, size), np.float32)
+        slots = np.arange(len(ids))
+        bands = y_min[ids]
+        for y0 in np.unique(bands):
+            with tiles.image.rows(y0, y0 + size) as band:
+                for slot in slots[bands == y0]:
+                    x0 = x_min[ids[slot]]
+                    raw[slot] = band[:, x0 : x0 + size]
+        return ids, model_inputs(raw, stretch, input_size)
+
+    bar = tqdm(total=len(jobs), unit="batch", disable=None if progress else True)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = deque()
+        try:
+            for ids in jobs:
+                pending.append(pool.submit(prepare, ids))
+                if len(pending) > threads:
+                    bar.update()
+                    yield pending.popleft().result()
+            while pending:
+                bar.update()
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            bar.close()

@@ -1,0 +1,79 @@
+"""The model registry: names, the default model, and the sha256 refusal."""
+
+import hashlib
+import shutil
+
+import pytest
+
+from radiofm.inference import embed_image, load_model
+from radiofm.models import (
+    ModelRegistry,
+    _registry,
+    bundled_registry,
+    file_sha256,
+    resolve_model,
+)
+
+
+def test_no_default_model_is_bundled_yet():
+    assert bundled_registry().names() == []
+    for call in (lambda: resolve_model("default"), lambda: load_model(),
+                 lambda: embed_image("any.fits")):
+        with pytest.raises(ValueError, match="no default model is bundled"):
+            call()
+
+
+def test_registered_model_resolves_and_loads(tiny_model, tmp_path):
+    shutil.copy(tiny_model, tmp_path / "tiny.onnx")
+    registry = ModelRegistry(tmp_path)
+    registry.add("tiny-v1", tmp_path / "tiny.onnx", description="a test model", default=True)
+    reread = ModelRegistry(tmp_path)
+    assert reread.names() == ["tiny-v1"]
+    assert reread.entry("default")["name"] == "tiny-v1"
+    path, name = resolve_model("tiny-v1", registry=reread)
+    assert path == tmp_path / "tiny.onnx" and name == "tiny-v1"
+    model = load_model("default", registry=reread, threads=1)
+    assert model.name == "tiny-v1"
+    assert model.sha256 == hashlib.sha256((tmp_path / "tiny.onnx").read_bytes()).hexdigest()
+
+
+def test_bundled_default_resolves_once_shipped(tiny_model, tmp_path, monkeypatch):
+    shutil.copy(tiny_model, tmp_path / "shipped.onnx")
+    ModelRegistry(tmp_path).add("shipped", tmp_path / "shipped.onnx", default=True)
+    monkeypatch.setattr(_registry, "DATA_DIR", tmp_path)
+    assert load_model("default", threads=1).name == "shipped"
+
+
+def test_a_file_that_fails_its_sha256_is_refused(tiny_model, tmp_path):
+    shutil.copy(tiny_model, tmp_path / "tiny.onnx")
+    registry = ModelRegistry(tmp_path)
+    registry.add("tiny", tmp_path / "tiny.onnx")
+    with open(tmp_path / "tiny.onnx", "ab") as stream:  # a changed file, same name
+        stream.write(b"\0")
+    with pytest.raises(ValueError, match="sha256.*Refusing to load it"):
+        load_model("tiny", registry=registry, threads=1)
+    (tmp_path / "tiny.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="is missing"):
+        load_model("tiny", registry=registry)
+
+
+def test_unknown_names_and_paths(tiny_model, tmp_path):
+    registry = ModelRegistry(tmp_path)
+    with pytest.raises(ValueError, match="no model named 'nope'.*registered: none"):
+        resolve_model("nope", registry=registry)
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        resolve_model(tmp_path / "absent.onnx")
+    with pytest.raises(ValueError, match="reserved"):
+        registry.add("default", tiny_model)
+    with pytest.raises(ValueError, match="not inside the registry folder"):
+        registry.add("outside", tiny_model)
+    path, name = resolve_model(str(tiny_model))
+    assert path == tiny_model and name == "tiny"
+
+
+def test_file_sha256_matches_hashlib(tmp_path):
+    path = tmp_path / "bytes.bin"
+    path.write_bytes(b"radiofm" * 1000)
+    assert file_sha256(path) == hashlib.sha256(b"radiofm" * 1000).hexdigest()
+    path.write_bytes(b"changed")  # the cache notices a changed file
+    assert file_sha256(path) == hashlib.sha256(b"changed").hexdigest()

@@ -1,0 +1,54 @@
+"""A tiny exported model for the tests of radiofm.models, radiofm.inference and the CLI."""
+
+import numpy as np
+
+CLASSES = ["FRI", "FRII", "compact", "bent"]
+INPUT_SIZE = 32
+TILE_ARCSEC = 35.2  # 32 pixels of 1.1 arcsec, the pixels of the simulated skies
+STAMP_ARCSEC = 44.0
+
+
+def tiny_heads(dim, *, seed=0, classes=CLASSES):
+    """Random heads in the layout of radiofm.evaluate.fit_heads."""
+    rng = np.random.default_rng(seed)
+    return {
+        "count": {"coef": rng.normal(0, 0.1, dim), "intercept": 2.0,
+                  "tile_arcsec": TILE_ARCSEC},
+        "morphology": {"coef": rng.normal(0, 0.1, (len(classes), dim)),
+                       "intercept": rng.normal(0, 0.1, len(classes)), "classes": list(classes),
+                       "stamp_arcsec": STAMP_ARCSEC},
+    }
+
+
+def tiny_backbone(seed=0):
+    """timm's test_resnet (96 features, 0.4 M parameters) with one input channel."""
+    import torch
+
+    from radiofm.train import create_backbone
+
+    torch.manual_seed(seed)
+    return create_backbone("test_resnet").eval()
+
+
+def random_tiles(count=8, seed=0):
+    """Preprocessed-looking (N, 1, S, S) tiles in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (count, 1, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+
+
+def export_tiny_model(path, **options):
+    """Export the tiny backbone with random heads to ``path``; returns (backbone, heads, report)."""
+    import torch
+
+    from radiofm.export import export_model
+
+    torch.set_num_threads(1)
+    backbone = tiny_backbone()
+    heads = tiny_heads(backbone.num_features)
+    settings = dict(name="tiny", arch="test_resnet", input_size=INPUT_SIZE, tile_pixels=32,
+                    normalization="percentile", tiles=random_tiles(),
+                    train_config={"model": {"arch": "test_resnet"}},
+                    data_summary={"simulated": {"tiles": 0}})
+    settings.update(options)
+    report = export_model(backbone, heads, path, **settings)
+    return backbone, heads, report
