@@ -1,0 +1,536 @@
+"""Export a trained backbone and its heads to one ONNX graph, checked against torch."""
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from ..image import read_image
+from ..models import NORMALIZATION_VERSION, normalization_for, serialize_metadata, tile_inputs
+from ..tiling import tile_image
+from ..train import create_backbone, embed_tiles, load_backbone
+
+__all__ = ["ExportGraph", "TorchEmbedder", "export_checkpoint", "export_model", "load_checkpoint",
+           "parity_tiles"]
+
+log = logging.getLogger("radiofm")
+
+OUTPUTS = ("embedding", "n_compact", "morph_logits")
+#: Default parity tolerance: for each output, max |onnxruntime - torch| divided by
+#: max(1, max |torch|) over the parity tiles. float32 reordering gives about 1e-6.
+PARITY_TOLERANCE = 1e-4
+#: Default accepted pixel scales, as factors of the training pixel scale
+#: (``tile_arcsec / tile_pixels``).
+PIXEL_SCALE_FACTORS = (0.5, 2.0)
+CHECKPOINT = "checkpoint.pt"
+BACKBONE = "teacher_backbone.pt"
+_FIT_OPTIONS = {"percentile": ("lower", "upper"), "snr": ("softening",)}
+_FIT_DEFAULTS = {"lower": 2.0, "upper": 98.0, "softening": 1.0}
+
+
+class ExportGraph(nn.Module):
+    """Backbone plus the linear count head and the morphology classifier, as exported.
+
+    Parameters
+    ----------
+    backbone : `torch.nn.Module`
+        Maps (B, 1, S, S) to (B, D).
+    heads : dict
+        Checked heads (see `export_model`).
+    """
+
+    def __init__(self, backbone, heads):
+        super().__init__()
+        self.backbone = backbone
+        count, morph = heads["count"], heads["morphology"]
+        dim = count["coef"].shape[0]
+        self.count = nn.Linear(dim, 1)
+        self.morphology = nn.Linear(dim, len(morph["classes"]))
+        with torch.no_grad():
+            self.count.weight.copy_(torch.as_tensor(count["coef"][None], dtype=torch.float32))
+            self.count.bias.fill_(float(count["intercept"]))
+            self.morphology.weight.copy_(torch.as_tensor(morph["coef"], dtype=torch.float32))
+            self.morphology.bias.copy_(torch.as_tensor(morph["intercept"], dtype=torch.float32))
+
+    def forward(self, tiles):
+        embedding = self.backbone(tiles)
+        return embedding, self.count(embedding)[:, 0], self.morphology(embedding)
+
+
+def _check_heads(heads, dim):
+    """Heads as float arrays with their shapes checked against the embedding size."""
+    if not isinstance(heads, dict) or not {"count", "morphology"} <= set(heads):
+        raise ValueError("heads must be a dict with 'count' and 'morphology' entries, as "
+                         "radiofm.evaluate.fit_heads returns")
+    count, morph = heads["count"], heads["morphology"]
+    try:
+        count_coef = np.asarray(count["coef"], dtype=np.float64)
+        morph_coef = np.asarray(morph["coef"], dtype=np.float64)
+        morph_intercept = np.asarray(morph["intercept"], dtype=np.float64)
+        classes = [str(name) for name in morph["classes"]]
+        checked = {
+            "count": {"coef": count_coef, "intercept": float(count["intercept"]),
+                      "tile_arcsec": float(count["tile_arcsec"])},
+            "morphology": {"coef": morph_coef, "intercept": morph_intercept,
+                           "classes": classes, "stamp_arcsec": float(morph["stamp_arcsec"])},
+        }
+    except KeyError as error:
+        raise ValueError(f"heads lack {error.args[0]!r}: count needs coef, intercept, "
+                         "tile_arcsec; morphology needs coef, intercept, classes, "
+                         "stamp_arcsec") from None
+    k = len(classes)
+    problems = []
+    if count_coef.shape != (dim,):
+        problems.append(f"count coef is {count_coef.shape}, expected ({dim},)")
+    if morph_coef.shape != (k, dim):
+        problems.append(f"morphology coef is {morph_coef.shape}, expected ({k}, {dim}) for "
+                        f"{k} classes")
+    if morph_intercept.shape != (k,):
+        problems.append(f"morphology intercept is {morph_intercept.shape}, expected ({k},)")
+    if k < 2 or len(set(classes)) != k:
+        problems.append(f"need at least two distinct class names, got {classes}")
+    numbers = [count_coef, morph_coef, morph_intercept, checked["count"]["intercept"]]
+    if not all(np.isfinite(n).all() for n in numbers):
+        problems.append("head coefficients must be finite")
+    for key, value in (("tile_arcsec", checked["count"]["tile_arcsec"]),
+                       ("stamp_arcsec", checked["morphology"]["stamp_arcsec"])):
+        if not (np.isfinite(value) and value > 0):
+            problems.append(f"{key} must be a positive angle in arcsec, got {value}")
+    if problems:
+        raise ValueError("bad heads for a backbone with embedding size "
+                         f"{dim}: {'; '.join(problems)}")
+    return checked
+
+
+def _normalization_options(normalization):
+    """``{"method": ..., fit options}`` with the defaults of `fit_normalization` filled in."""
+    if isinstance(normalization, str):
+        normalization = {"method": normalization}
+    options = dict(normalization)
+    method = options.get("method")
+    if method not in _FIT_OPTIONS:
+        raise ValueError(f"normalization method must be one of {tuple(_FIT_OPTIONS)}, got "
+                         f"{method!r}")
+    extra = set(options) - {"method", *_FIT_OPTIONS[method]}
+    if extra:
+        raise ValueError(f"normalization {method!r} takes options {_FIT_OPTIONS[method]}, got "
+                         f"{sorted(extra)}")
+    return {"method": method,
+            **{key: float(options.get(key, _FIT_DEFAULTS[key])) for key in _FIT_OPTIONS[method]}}
+
+
+class TorchEmbedder:
+    """A torch backbone as an embedder for `radiofm.evaluate.fit_heads`.
+
+    ``embed(stamps)`` maps (N, S, S) stamps preprocessed as in `radiofm.models.model_inputs`
+    to (N, D) float32; ``run(tiles)`` gives ``{"embedding": ...}`` for (B, 1, S, S) tiles,
+    as `radiofm.inference.OnnxModel.run` does.
+
+    Parameters
+    ----------
+    backbone : `torch.nn.Module`
+    input_size : int
+    normalization : dict
+        ``{"method": ..., fit options}``.
+    name, arch : str
+    tile_pixels : int
+        Side of the training tiles in pixels.
+    batch_size : int
+        Tiles per forward pass.
+    """
+
+    pca = None  # the evaluation harness reduces raw-pixel baselines only
+
+    def __init__(self, backbone, *, input_size, normalization, name, arch, tile_pixels,
+                 batch_size=64, patch_size=None):
+        self.backbone = backbone.eval()
+        self.architecture = {"arch": arch, "patch_size": patch_size}
+        self.input_size = int(input_size)
+        self.name = name
+        self.sha256 = None
+        self.batch_size = batch_size
+        self.metadata = {
+            "name": name, "arch": arch, "input_size": self.input_size,
+            "embedding_dim": int(backbone.num_features), "tile_pixels": int(tile_pixels),
+            "normalization": _normalization_options(normalization),
+            "normalization_version": NORMALIZATION_VERSION,
+        }
+
+    def __repr__(self):
+        return f"<TorchEmbedder {self.name!r} {self.metadata['arch']}, input {self.input_size}>"
+
+    def run(self, tiles):
+        """``{"embedding": (B, D) float32}`` of preprocessed (B, 1, S, S) tiles."""
+        tiles = np.asarray(tiles, dtype=np.float32)
+        if tiles.ndim == 3:
+            tiles = tiles[:, None]
+        if tiles.shape[1:] != (1, self.input_size, self.input_size):
+            raise ValueError(f"expected tiles shaped (B, 1, {self.input_size}, "
+                             f"{self.input_size}), got {tiles.shape}")
+        return {"embedding": embed_tiles(self.backbone, tiles, batch_size=self.batch_size)}
+
+    def embed(self, stamps):
+        """(N, S, S) or (N, 1, S, S) preprocessed stamps -> (N, D) float32."""
+        return self.run(stamps)["embedding"]
+
+
+def load_checkpoint(checkpoint):
+    """The teacher backbone of a training run and what it was trained with.
+
+    Parameters
+    ----------
+    checkpoint : str or path-like
+        A run folder of `radiofm.train.train`, its ``teacher_backbone.pt`` (preferred in a
+        folder) or its ``checkpoint.pt`` (the teacher of the last checkpoint).
+
+    Returns
+    -------
+    backbone : `torch.nn.Module`
+        In eval mode.
+    info : dict
+        ``config`` (the training config dict), ``data_summary``, ``arch``, ``name`` (the
+        run folder's name) and ``radiofm_version`` of training.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        candidates = [path / BACKBONE, path / CHECKPOINT]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise FileNotFoundError(f"{path} has neither {BACKBONE} nor {CHECKPOINT}; pass a "
+                                    "radiofm train output folder or one of those files")
+        path = found[0]
+    elif not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "config" not in saved:
+        raise ValueError(f"{path} is not a radiofm training checkpoint (no config in it)")
+    config = saved["config"]
+    if "state_dict" in saved:
+        backbone = load_backbone(path)
+    elif "teacher" in saved:
+        model = config["model"]
+        backbone = create_backbone(model["arch"], patch_size=model["patch_size"],
+                                   **model.get("timm_options", {}))
+        prefix = "backbone."
+        backbone.load_state_dict({k[len(prefix):]: v for k, v in saved["teacher"].items()
+                                  if k.startswith(prefix)})
+        backbone.eval()
+    else:
+        raise ValueError(f"{path} holds neither a backbone state_dict nor a teacher")
+    data = saved.get("data", "{}")
+    info = {
+        "config": config, "data_summary": json.loads(data) if isinstance(data, str) else data,
+        "arch": config["model"]["arch"], "name": path.parent.name or "radiofm-model",
+        "radiofm_version": saved.get("radiofm_version", "unknown"), "path": path,
+    }
+    return backbone, info
+
+
+def parity_tiles(input_size, tile_arcsec, normalization, *, root=None, count=64):
+    """Real tiles, preprocessed for a model, for the export's parity check.
+
+    FIRST fields (MiraBest training split) from ``root/first_fields`` when present, else a
+    simulated MeerKAT-like field (`radiofm.simulate.make_radio_sky`).
+
+    Parameters
+    ----------
+    input_size : int
+    tile_arcsec : float
+        Tile side on the sky.
+    normalization : dict
+        ``{"method": ..., fit options}``, fitted on each parent image.
+    root : str or path-like, optional
+        Data root (default ``$RADIOFM_DATA``, else ``../shared/data``).
+    count : int
+        Tiles wanted.
+
+    Returns
+    -------
+    tiles : `~numpy.ndarray`
+        (N, 1, input_size, input_size) float32, N <= count.
+    source : str
+        What they were cut from.
+    """
+    metadata = {"normalization": _normalization_options(normalization)}
+    root = Path(root or os.environ.get("RADIOFM_DATA") or Path("..") / "shared" / "data")
+    root = root.expanduser().resolve()
+    folder = root / "first_fields"
+    images, source = [], ""
+    if (folder / "manifest.csv").is_file():
+        from astropy.table import Table
+
+        manifest = Table.read(folder / "manifest.csv", format="ascii.csv")
+        files = [folder / f for f, s in zip(manifest["file"], manifest["mirabest_split"],
+                                            strict=True) if s == "train"][:16]
+        images = [read_image(f) for f in files if f.is_file()]
+        source = f"{len(images)} FIRST fields in {folder}"
+    if not images:
+        from ..simulate import make_radio_sky
+
+        hdu, _ = make_radio_sky((512, 512), seed=1)
+        images = [read_image(hdu)]
+        source = "a simulated 512x512 MeerKAT-like field"
+    batches = []
+    for image in images:
+        side = int(round(tile_arcsec / float(image.pixel_scale.value)))
+        side = max(2, min(side, *image.shape))
+        tiles = tile_image(image, side)
+        stretch = normalization_for(image, metadata)
+        for _, inputs in tile_inputs(tiles, stretch, input_size, batch_size=count, threads=1):
+            batches.append(inputs)
+        if sum(len(b) for b in batches) >= count:
+            break
+    return np.concatenate(batches)[:count], source
+
+
+def _reference_outputs(graph, tiles, batch_size=32):
+    with torch.no_grad():
+        parts = [graph(torch.from_numpy(tiles[i : i + batch_size]))
+                 for i in range(0, len(tiles), batch_size)]
+    return {name: torch.cat([p[k] for p in parts]).numpy() for k, name in enumerate(OUTPUTS)}
+
+
+def _session_outputs(model_bytes, tiles, batch_size=32):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    parts = [session.run(list(OUTPUTS), {"tiles": tiles[i : i + batch_size]})
+             for i in range(0, len(tiles), batch_size)]
+    return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(OUTPUTS)}
+
+
+def _differences(reference, outputs):
+    """Max abs difference per output, and the same scaled by max(1, max |reference|)."""
+    raw = {k: float(np.abs(outputs[k] - reference[k]).max()) for k in OUTPUTS}
+    scaled = {k: raw[k] / max(1.0, float(np.abs(reference[k]).max())) for k in OUTPUTS}
+    return raw, scaled
+
+
+def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, normalization,
+                 pixel_scale_range_arcsec=None, beam_range_arcsec=None, train_config=None,
+                 data_summary=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
+                 quantize=False, overwrite=False):
+    """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
+
+    The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
+    ``embedding`` (batch, D), ``n_compact`` (batch,) and ``morph_logits`` (batch, K). Before
+    the file is written the graph passes ``onnx.checker`` (full check) and a parity check:
+    onnxruntime and torch run on real tiles, and for each output the max abs difference
+    divided by max(1, max |torch output|) must not exceed ``tolerance``.
+
+    Parameters
+    ----------
+    backbone : `torch.nn.Module`
+        Maps (B, 1, S, S) to (B, D), with ``num_features`` = D.
+    heads : dict
+        ``{"count": {"coef": (D,), "intercept": float, "tile_arcsec": float},
+        "morphology": {"coef": (K, D), "intercept": (K,), "classes": [K names],
+        "stamp_arcsec": float}}`` acting on the raw embedding, as
+        `radiofm.evaluate.fit_heads` returns.
+    path : str or path-like
+        The .onnx file to write.
+    name, arch : str
+        Model name and timm architecture.
+    input_size : int
+        S, the input side in pixels.
+    tile_pixels : int
+        Side of the training tiles in image pixels.
+    normalization : str or dict
+        Method (``"percentile"`` or ``"snr"``) or ``{"method": ..., fit options}``.
+    pixel_scale_range_arcsec, beam_range_arcsec : (float, float), optional
+        Image pixel scales and beam FWHMs the model suits. Default pixel scales: half to
+        twice the training one (``tile_arcsec / tile_pixels``); default beams: unchecked.
+    train_config, data_summary : dict, optional
+        Provenance recorded in the metadata.
+    tiles : array-like, optional
+        Preprocessed (N, 1, S, S) parity tiles; default: `parity_tiles`.
+    root : str or path-like, optional
+        Data root for the default parity tiles.
+    tolerance : float
+        Parity tolerance (see above).
+    quantize : bool
+        Also write ``<stem>-int8.onnx``: dynamic int8 quantisation of the MatMul/Gemm and
+        Conv weights, its differences from the float32 graph recorded in its metadata.
+    overwrite : bool
+        Replace existing files.
+
+    Returns
+    -------
+    report : dict
+        ``path``, ``parity_max_abs_diff`` (per output), ``parity_source`` and, with
+        ``quantize``, ``quantized_path`` and ``quantized_max_abs_diff``.
+
+    Raises
+    ------
+    ValueError
+        Bad heads or options, or the parity check failed (nothing is written).
+    """
+    path = Path(path)
+    targets = [path] + ([_quantized_path(path)] if quantize else [])
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"would overwrite {', '.join(existing)}; pass overwrite=True "
+                              "(--overwrite)")
+    dim = int(backbone.num_features)
+    heads = _check_heads(heads, dim)
+    normalization = _normalization_options(normalization)
+    input_size, tile_pixels = int(input_size), int(tile_pixels)
+    tile_arcsec = heads["count"]["tile_arcsec"]
+    if pixel_scale_range_arcsec is None:
+        reference = tile_arcsec / tile_pixels
+        pixel_scale_range_arcsec = [reference * f for f in PIXEL_SCALE_FACTORS]
+    if tiles is None:
+        tiles, source = parity_tiles(input_size, tile_arcsec, normalization, root=root)
+    else:
+        tiles, source = np.asarray(tiles, dtype=np.float32), "tiles given to export_model"
+        if tiles.ndim != 4 or tiles.shape[1:] != (1, input_size, input_size):
+            raise ValueError(f"parity tiles must be (N, 1, {input_size}, {input_size}), got "
+                             f"{tiles.shape}")
+    if len(tiles) < 2:
+        raise ValueError("the parity check needs at least 2 tiles")
+    graph = ExportGraph(backbone, heads).eval()
+    log.info("exporting %s (%s, input %d px, embedding %d) to ONNX", name, arch, input_size, dim)
+    program = torch.onnx.export(
+        graph, (torch.from_numpy(tiles[:2].copy()),), None, dynamo=True, verbose=False,
+        input_names=["tiles"], output_names=list(OUTPUTS),
+        dynamic_shapes={"tiles": {0: torch.export.Dim("batch")}},
+    )
+    proto = program.model_proto
+    reference = _reference_outputs(graph, tiles)
+    raw, scaled = _differences(reference, _session_outputs(proto.SerializeToString(), tiles))
+    log.info("parity on %d tiles (%s): max abs diff %s", len(tiles), source, raw)
+    worst = max(scaled, key=scaled.get)
+    if scaled[worst] > tolerance:
+        raise ValueError(
+            f"ONNX parity check failed on {len(tiles)} tiles ({source}): {worst} differs from "
+            f"torch by {raw[worst]:.3g} ({scaled[worst]:.3g} of its scale), above the "
+            f"tolerance {tolerance:g}; nothing written"
+        )
+    metadata = {
+        "name": name, "arch": arch, "input_size": input_size, "embedding_dim": dim,
+        "tile_pixels": tile_pixels, "tile_arcsec": tile_arcsec,
+        "stamp_arcsec": heads["morphology"]["stamp_arcsec"], "normalization": normalization,
+        "normalization_version": NORMALIZATION_VERSION,
+        "pixel_scale_range_arcsec": [float(v) for v in pixel_scale_range_arcsec],
+        "beam_range_arcsec": (None if beam_range_arcsec is None
+                              else [float(v) for v in beam_range_arcsec]),
+        "class_names": heads["morphology"]["classes"],
+        "train_config": train_config or {}, "data_summary": data_summary or {},
+        "parity_max_abs_diff": max(raw.values()), "parity_tolerance": float(tolerance),
+        "quantization": "none", "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _set_metadata(proto, metadata)
+    onnx.checker.check_model(proto, full_check=True)
+    _save(proto, path)
+    report = {"path": path, "parity_max_abs_diff": raw, "parity_source": source}
+    if quantize:
+        report.update(_quantize(path, metadata, tiles, reference))
+    return report
+
+
+def _set_metadata(proto, metadata):
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, serialize_metadata(metadata))
+    proto.producer_name = "radiofm"
+    proto.doc_string = (f"radiofm model {metadata['name']}: {metadata['arch']} backbone with a "
+                        "compact-source count head and a morphology classifier")
+
+
+def _save(proto, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    onnx.save_model(proto, partial)
+    os.replace(partial, path)
+
+
+def _quantized_path(path):
+    return path.with_name(path.name.removesuffix(".onnx") + "-int8.onnx")
+
+
+def _quantize(path, metadata, tiles, reference):
+    """Dynamic int8 quantisation of the exported file; differences recorded, not checked."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = _quantized_path(path)
+    with tempfile.TemporaryDirectory() as folder:
+        prepared = Path(folder) / "model-prepared.onnx"
+        partial = Path(folder) / "model-int8.onnx"
+        quant_pre_process(path, prepared)
+        quantize_dynamic(prepared, partial, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+        proto = onnx.load(partial)
+    outputs = _session_outputs(proto.SerializeToString(), tiles)
+    raw, _ = _differences(reference, outputs)
+    agreement = float((outputs["morph_logits"].argmax(1)
+                       == reference["morph_logits"].argmax(1)).mean())
+    quantized = {**raw, "morph_class_agreement": agreement}
+    log.info("int8 model differs from torch by %s", quantized)
+    _set_metadata(proto, {**metadata, "quantization": "int8-dynamic",
+                          "quantized_max_abs_diff": quantized})
+    onnx.checker.check_model(proto, full_check=True)
+    _save(proto, target)
+    return {"quantized_path": target, "quantized_max_abs_diff": quantized}
+
+
+def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None,
+                      input_size=None, **options):
+    """Export a `radiofm.train` run: load its teacher, fit its heads, write the ONNX model.
+
+    Parameters
+    ----------
+    checkpoint : str or path-like
+        Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
+    path : str or path-like, optional
+        Output file; default ``<run folder>/<name>.onnx``.
+    heads : dict, optional
+        Fitted heads (see `export_model`); default: ``radiofm.evaluate.fit_heads`` on the
+        data root.
+    root : str or path-like, optional
+        Data root for fitting heads and for the parity tiles.
+    name : str, optional
+        Model name; default: the run folder's name.
+    input_size : int, optional
+        Input side; default: the global crop size of training.
+    **options
+        More keyword arguments for `export_model` (``quantize``, ``tolerance``,
+        ``pixel_scale_range_arcsec``, ``beam_range_arcsec``, ``overwrite``).
+
+    Returns
+    -------
+    report : dict
+        As `export_model` returns.
+    """
+    backbone, info = load_checkpoint(checkpoint)
+    config = info["config"]
+    name = name or info["name"]
+    input_size = int(input_size or config["crops"]["global_size"])
+    tile_pixels = int(config["data"]["tile_size"])
+    normalization = config["data"]["normalization"]
+    if heads is None:
+        try:
+            from ..evaluate import fit_heads
+        except ImportError as error:
+            raise ImportError(f"fitting the heads needs radiofm.evaluate ({error}); pass "
+                              "heads= to export a model with heads fitted elsewhere") from error
+        embedder = TorchEmbedder(backbone, input_size=input_size, normalization=normalization,
+                                 name=name, arch=info["arch"], tile_pixels=tile_pixels,
+                                 patch_size=config["model"].get("patch_size"))
+        log.info("fitting the count and morphology heads on frozen embeddings")
+        heads = fit_heads(embedder, root)
+    path = Path(path) if path is not None else info["path"].parent / f"{name}.onnx"
+    return export_model(
+        backbone, heads, path, name=name, arch=info["arch"], input_size=input_size,
+        tile_pixels=tile_pixels, normalization=normalization, train_config=config,
+        data_summary={**info["data_summary"], "trained_with_radiofm": info["radiofm_version"]},
+        root=root, **options,
+    )

@@ -1,0 +1,216 @@
+"""Export to ONNX: graph, heads, metadata, parity check, quantisation and checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+onnx = pytest.importorskip("onnx")
+
+import onnxruntime as ort  # noqa: E402
+
+from radiofm.export import (  # noqa: E402
+    ExportGraph,
+    TorchEmbedder,
+    _export,
+    export_checkpoint,
+    export_model,
+    load_checkpoint,
+    parity_tiles,
+)
+from radiofm.inference import load_model  # noqa: E402
+from radiofm.tests.model_helpers import (  # noqa: E402
+    CLASSES,
+    INPUT_SIZE,
+    export_tiny_model,
+    random_tiles,
+    tiny_backbone,
+    tiny_heads,
+)
+from radiofm.train import TrainConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    backbone, heads, report = export_tiny_model(path, quantize=True)
+    return path, backbone, heads, report
+
+
+def test_graph_has_a_dynamic_batch_and_passes_the_checker(exported):
+    path, *_ = exported
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    (tiles,) = proto.graph.input
+    dims = tiles.type.tensor_type.shape.dim
+    assert tiles.name == "tiles" and dims[0].dim_param and not dims[0].dim_value
+    assert [d.dim_value for d in dims[1:]] == [1, INPUT_SIZE, INPUT_SIZE]
+    assert [o.name for o in proto.graph.output] == ["embedding", "n_compact", "morph_logits"]
+
+
+def test_outputs_match_torch_and_the_heads_for_any_batch(exported):
+    path, backbone, heads, _ = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for count in (1, 5):
+        tiles = random_tiles(count, seed=count)
+        embedding, n_compact, logits = session.run(None, {"tiles": tiles})
+        assert embedding.shape == (count, 96) and n_compact.shape == (count,)
+        assert logits.shape == (count, len(CLASSES))
+        with torch.no_grad():
+            reference = backbone(torch.from_numpy(tiles)).numpy()
+        np.testing.assert_allclose(embedding, reference, atol=1e-5)
+        e = embedding.astype(np.float64)
+        np.testing.assert_allclose(n_compact, e @ heads["count"]["coef"] + 2.0, atol=1e-4)
+        expected = e @ heads["morphology"]["coef"].T + heads["morphology"]["intercept"]
+        np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_metadata_carries_what_inference_needs(exported):
+    path, _, _, report = exported
+    model = load_model(path, threads=1)
+    meta = model.metadata
+    assert meta["name"] == "tiny" and meta["arch"] == "test_resnet"
+    assert meta["input_size"] == INPUT_SIZE and meta["embedding_dim"] == 96
+    assert meta["tile_pixels"] == 32 and meta["tile_arcsec"] == 35.2
+    assert meta["stamp_arcsec"] == 44.0
+    assert meta["normalization"] == {"method": "percentile", "lower": 2.0, "upper": 98.0}
+    assert meta["pixel_scale_range_arcsec"] == pytest.approx([0.55, 2.2])
+    assert meta["class_names"] == CLASSES
+    assert meta["train_config"] == {"model": {"arch": "test_resnet"}}
+    assert meta["quantization"] == "none"
+    assert meta["parity_max_abs_diff"] == max(report["parity_max_abs_diff"].values()) < 1e-4
+
+
+def test_int8_model_is_written_with_its_differences(exported):
+    path, _, _, report = exported
+    quantized = load_model(report["quantized_path"], threads=1)
+    assert report["quantized_path"] == path.with_name("tiny-int8.onnx")
+    assert quantized.metadata["quantization"] == "int8-dynamic"
+    diffs = quantized.metadata["quantized_max_abs_diff"]
+    assert set(diffs) == {"embedding", "n_compact", "morph_logits", "morph_class_agreement"}
+    assert 0 <= diffs["morph_class_agreement"] <= 1
+    assert quantized.run(random_tiles(3))["embedding"].shape == (3, 96)
+
+
+def test_a_failed_parity_check_writes_nothing(tmp_path, monkeypatch):
+    real = _export._session_outputs
+
+    def drifting(model_bytes, tiles, batch_size=32):
+        outputs = real(model_bytes, tiles, batch_size)
+        outputs["morph_logits"] = outputs["morph_logits"] + 0.01
+        return outputs
+
+    monkeypatch.setattr(_export, "_session_outputs", drifting)
+    with pytest.raises(ValueError, match="parity check failed.*morph_logits.*nothing written"):
+        export_tiny_model(tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_bad_heads_and_options_are_refused(tmp_path, exported):
+    backbone = tiny_backbone()
+    heads = tiny_heads(96)
+    options = dict(name="x", arch="test_resnet", input_size=INPUT_SIZE, tile_pixels=32,
+                   normalization="percentile", tiles=random_tiles())
+    wrong_dim = tiny_heads(95)
+    with pytest.raises(ValueError, match=r"count coef is \(95,\), expected \(96,\)"):
+        export_model(backbone, wrong_dim, tmp_path / "a.onnx", **options)
+    twins = tiny_heads(96, classes=["FRI", "FRI", "b", "c"])
+    with pytest.raises(ValueError, match="distinct class names"):
+        export_model(backbone, twins, tmp_path / "a.onnx", **options)
+    del heads["count"]["tile_arcsec"]
+    with pytest.raises(ValueError, match="heads lack 'tile_arcsec'"):
+        export_model(backbone, heads, tmp_path / "a.onnx", **options)
+    with pytest.raises(ValueError, match="normalization method"):
+        export_model(backbone, tiny_heads(96), tmp_path / "a.onnx",
+                     **{**options, "normalization": "zscale"})
+    with pytest.raises(ValueError, match="parity tiles must be"):
+        export_model(backbone, tiny_heads(96), tmp_path / "a.onnx",
+                     **{**options, "tiles": random_tiles()[:, :, :16, :16]})
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        export_model(backbone, tiny_heads(96), exported[0], **options)
+
+
+def test_parity_tiles_from_a_simulated_sky_without_data(tmp_path):
+    tiles, source = parity_tiles(16, 35.2, "snr", root=tmp_path, count=10)
+    assert tiles.shape == (10, 1, 16, 16) and tiles.dtype == np.float32
+    assert "simulated" in source and np.isfinite(tiles).all() and tiles.std() > 0
+
+
+def test_parity_tiles_from_first_fields(shared_data):
+    tiles, source = parity_tiles(32, 115.2, "percentile", root=shared_data, count=40)
+    assert tiles.shape == (40, 1, 32, 32) and "FIRST" in source
+    assert 0 <= tiles.min() and tiles.max() <= 1
+
+
+def write_run(folder, backbone, *, finished=True):
+    """A training run folder as radiofm.train leaves it (teacher_backbone.pt or checkpoint.pt)."""
+    config = TrainConfig().to_dict()
+    config["model"].update(arch="test_resnet", patch_size=8)
+    config["data"].update(tile_size=48, normalization="snr")
+    config["crops"].update(global_size=INPUT_SIZE, local_size=16)
+    folder.mkdir()
+    data = json.dumps({"simulated": {"tiles": 12, "share": 1.0}})
+    if finished:
+        torch.save({"model": {"arch": "test_resnet", "patch_size": 8, "timm_options": {},
+                              "num_features": 96},
+                    "state_dict": backbone.state_dict(), "config": config,
+                    "radiofm_version": "0.1", "data": data}, folder / "teacher_backbone.pt")
+    else:
+        teacher = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+        teacher["head.last_layer.weight"] = torch.zeros(3)
+        torch.save({"teacher": teacher, "config": config, "step": 5, "data": data},
+                   folder / "checkpoint.pt")
+    return folder
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_export_checkpoint_fits_heads_on_the_teacher(tmp_path, monkeypatch, finished):
+    backbone = tiny_backbone(seed=3)
+    run = write_run(tmp_path / "run-a", backbone, finished=finished)
+    calls = []
+
+    def fake_fit_heads(embedder, root):
+        calls.append((embedder, root))
+        stamps = random_tiles(4)[:, 0]
+        with torch.no_grad():
+            expected = backbone(torch.from_numpy(stamps[:, None])).numpy()
+        np.testing.assert_allclose(embedder.embed(stamps), expected, atol=1e-6)
+        return tiny_heads(96)
+
+    import radiofm.evaluate
+
+    monkeypatch.setattr(radiofm.evaluate, "fit_heads", fake_fit_heads)
+    report = export_checkpoint(run, root=tmp_path, tolerance=1e-4)
+    assert report["path"] == run / "run-a.onnx"
+    (embedder, root), = calls
+    assert isinstance(embedder, TorchEmbedder) and root == tmp_path
+    assert embedder.input_size == INPUT_SIZE
+    meta = load_model(report["path"], threads=1).metadata
+    assert meta["normalization"] == {"method": "snr", "softening": 1.0}
+    assert meta["tile_pixels"] == 48 and meta["train_config"]["data"]["tile_size"] == 48
+    assert meta["data_summary"]["simulated"]["tiles"] == 12
+    assert "simulated" in report["parity_source"]
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "absent.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="neither teacher_backbone.pt nor"):
+        load_checkpoint(tmp_path / "empty")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a radiofm training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_export_graph_applies_heads_like_numpy():
+    backbone = tiny_backbone()
+    heads = _export._check_heads(tiny_heads(96), 96)
+    graph = ExportGraph(backbone, heads).eval()
+    with torch.no_grad():
+        embedding, count, logits = graph(torch.from_numpy(random_tiles(2)))
+    e = embedding.double().numpy()
+    np.testing.assert_allclose(count.numpy(), e @ heads["count"]["coef"] + 2.0, atol=1e-5)
+    assert logits.shape == (2, 4)
