@@ -1,0 +1,25 @@
+"""Inference with exported models: onnxruntime only, no torch.
+
+`embed_image` embeds every tile of an image, `count_sources` predicts compact-source counts
+per tile, `classify_morphology` classifies catalogue sources from stamps around them and
+`embed_sources` embeds those stamps. Each takes anything `radiofm.image.read_image`
+accepts (and astropy Tables) and returns an astropy Table with new columns and the model's
+name and sha256 in its ``meta``. `load_model` gives the cached onnxruntime session behind
+them.
+"""
+
+from ._annotate import (
+    ModelMismatchWarning,
+    check_image,
+    classify_morphology,
+    count_sources,
+    embed_image,
+    embed_sources,
+    read_stamps,
+)
+from ._session import OnnxModel, clear_cache, load_model
+
+__all__ = [
+    "ModelMismatchWarning", "OnnxModel", "check_image", "classify_morphology", "clear_cache",
+    "count_sources", "embed_image", "embed_sources", "load_model", "read_stamps",
+]

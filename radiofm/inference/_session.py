@@ -1,0 +1,153 @@
+"""onnxruntime sessions for exported models, cached per file and thread count."""
+
+import logging
+import os
+import threading
+
+import numpy as np
+import onnxruntime as ort
+
+from ..models import DEFAULT_MODEL, file_sha256, parse_metadata, resolve_model
+
+__all__ = ["OnnxModel", "load_model"]
+
+log = logging.getLogger("radiofm")
+
+OUTPUTS = ("embedding", "n_compact", "morph_logits")
+
+_CACHE = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(model=DEFAULT_MODEL, *, threads=None, registry=None):
+    """An exported model, ready to run (sessions are cached per file and thread count).
+
+    Parameters
+    ----------
+    model : str, path-like or `OnnxModel`
+        ``"default"``, a name in the bundled registry (its sha256 is checked), or the path
+        of an ``.onnx`` file written by `radiofm.export`. An `OnnxModel` is returned as is.
+    threads : int, optional
+        onnxruntime intra-op threads; default ``$RADIOFM_THREADS`` if set, else all CPUs
+        this process may use.
+    registry : `~radiofm.models.ModelRegistry`, optional
+        Where names are looked up (default: the models bundled with radiofm).
+
+    Returns
+    -------
+    model : `OnnxModel`
+
+    Raises
+    ------
+    ValueError
+        No such registered model (or no default model yet), a registered file whose sha256
+        does not match, or a file without radiofm's metadata.
+    FileNotFoundError
+        No such file.
+    """
+    if isinstance(model, OnnxModel):
+        return model
+    path, name = resolve_model(model, registry=registry)
+    threads = _threads(threads)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, threads)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    loaded = OnnxModel(path, name=name, threads=threads)
+    with _CACHE_LOCK:
+        return _CACHE.setdefault(key, loaded)
+
+
+def clear_cache():
+    """Forget every cached session (e.g. to free memory)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _threads(threads):
+    if threads is None:
+        threads = int(os.environ.get("RADIOFM_THREADS", 0)) or len(os.sched_getaffinity(0))
+    threads = int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+class OnnxModel:
+    """One exported model in an onnxruntime session. Made by `load_model`.
+
+    Attributes
+    ----------
+    path : `~pathlib.Path`
+    name : str
+        Registered name, or the file's stem.
+    sha256 : str
+        Of the file.
+    metadata : dict
+        Parsed metadata (see `radiofm.models.parse_metadata`).
+    input_size : int
+        Side of the (batch, 1, S, S) ``tiles`` input.
+    class_names : list of str
+        Morphology classes, in ``morph_logits`` order.
+    threads : int
+    """
+
+    def __init__(self, path, *, name, threads):
+        self.path = path
+        self.name = name
+        self.threads = threads
+        self.sha256 = file_sha256(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ValueError(f"{path} is not a model onnxruntime can load: {error}") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = parse_metadata(props, source=str(path))
+        self.input_size = int(self.metadata["input_size"])
+        self.class_names = list(self.metadata["class_names"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != ["tiles"] or set(outputs) != set(OUTPUTS):
+            raise ValueError(f"{path}: expected input 'tiles' and outputs {OUTPUTS}, got "
+                             f"{inputs} and {outputs}")
+        log.debug("loaded %s (%s, sha256 %s, %d threads)", name, path, self.sha256[:12], threads)
+
+    def __repr__(self):
+        return (f"<OnnxModel {self.name!r} {self.metadata['arch']}, input {self.input_size} px, "
+                f"embedding {self.metadata['embedding_dim']}, sha256 {self.sha256[:12]}>")
+
+    def run(self, tiles):
+        """Run the model on normalised, resampled tiles.
+
+        Parameters
+        ----------
+        tiles : array-like
+            (B, 1, S, S) or (B, S, S) with S = `input_size`, preprocessed as
+            `radiofm.models.model_inputs` does.
+
+        Returns
+        -------
+        outputs : dict of `~numpy.ndarray`
+            ``embedding`` (B, D), ``n_compact`` (B,), ``morph_logits`` (B, K), float32.
+        """
+        tiles = np.asarray(tiles, dtype=np.float32)
+        if tiles.ndim == 3:
+            tiles = tiles[:, None]
+        size = self.input_size
+        if tiles.ndim != 4 or tiles.shape[1:] != (1, size, size):
+            raise ValueError(f"model {self.name!r} takes tiles shaped (B, 1, {size}, {size}); "
+                             f"got {tiles.shape}. Resample with radiofm.models.model_inputs")
+        if len(tiles) == 0:
+            dims = {"embedding": (0, self.metadata["embedding_dim"]), "n_compact": (0,),
+                    "morph_logits": (0, len(self.class_names))}
+            return {key: np.zeros(shape, np.float32) for key, shape in dims.items()}
+        values = self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tiles)})
+        return dict(zip(OUTPUTS, values, strict=True))
