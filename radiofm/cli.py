@@ -94,6 +94,59 @@ def _parser():
     simulate.add_argument("--artefacts", action="store_true", help="spokes on bright sources")
     simulate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     simulate.set_defaults(run=_run_simulate)
+
+    exporter = commands.add_parser(
+        "export", help="export a trained model and its heads to ONNX (the train extra)",
+        description="Load the teacher backbone of a radiofm train run, fit its compact-count "
+        "and morphology heads (radiofm.evaluate.fit_heads), and write one ONNX model with "
+        "its metadata, after onnx.checker and a parity check against torch on real tiles.",
+    )
+    exporter.add_argument("checkpoint", help="run folder, teacher_backbone.pt or checkpoint.pt")
+    exporter.add_argument("-o", "--output", help="ONNX file (default: RUN/NAME.onnx)")
+    exporter.add_argument("--name", help="model name (default: the run folder's name)")
+    exporter.add_argument("--input-size", type=int,
+                          help="input side in pixels (default: the training global crop)")
+    exporter.add_argument("--data", help="data root for the heads and the parity tiles "
+                          "(default: $RADIOFM_DATA or ../shared/data)")
+    exporter.add_argument("--tolerance", type=float, default=1e-4,
+                          help="parity tolerance: max |onnx - torch| per output over "
+                          "max(1, max |torch|) (default 1e-4)")
+    exporter.add_argument("--pixel-scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                          help="pixel scales (arcsec) the model suits (default: half to twice "
+                          "the training one)")
+    exporter.add_argument("--beam-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                          help="beam FWHMs (arcsec) the model suits (default: unchecked)")
+    exporter.add_argument("--quantize", action="store_true",
+                          help="also write NAME-int8.onnx (dynamic int8 quantisation)")
+    exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exporter.set_defaults(run=_run_export)
+
+    annotate = commands.add_parser(
+        "annotate", help="embed, count and classify with an ONNX model (no torch needed)",
+        description="Run an exported model over an image: the tile table with embeddings and "
+        "predicted compact counts and, with --catalog, the catalogue with morphology classes "
+        "(table format from OUT's extension: .fits, .ecsv or .vot/.xml), DS9 regions "
+        "coloured by class and a quick-look PNG.",
+    )
+    annotate.add_argument("image", help="FITS image (plain, .fits.fz or .fits.gz)")
+    annotate.add_argument("--catalog", help="source catalogue to classify (pyBDSF .srl, FITS, "
+                          "ECSV...)")
+    annotate.add_argument("-o", "--output", required=True,
+                          help="output table: the annotated catalogue with --catalog (the "
+                          "tiles go to OUT_tiles), else the tile table")
+    annotate.add_argument("--model", default="default",
+                          help="registered model name or .onnx file (default: default)")
+    annotate.add_argument("--tile-size", type=_pixels_or_angle,
+                          help="tile side in pixels or as an angle (default: the model's)")
+    annotate.add_argument("--overlap", default="0", type=_pixels_or_angle,
+                          help="overlap in pixels or as an angle (default 0)")
+    annotate.add_argument("--hdu", help="HDU index or name (default: first image HDU)")
+    annotate.add_argument("--plane", type=int,
+                          help="plane of a cube with one non-degenerate axis")
+    annotate.add_argument("--batch-size", type=int, default=64, help="tiles per model run")
+    annotate.add_argument("--threads", type=int, help="onnxruntime threads (default: all)")
+    annotate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    annotate.set_defaults(run=_run_annotate)
     return parser
 
 
@@ -241,6 +294,115 @@ def _run_simulate(args):
     hdu.writeto(path, overwrite=args.overwrite)
     truth.write(truth_path, overwrite=args.overwrite)
     log.info("%d sources -> %s, %s", len(truth), path, truth_path)
+    return 0
+
+
+def _run_export(args):
+    try:
+        from .export import export_checkpoint
+    except ImportError as error:
+        raise ImportError(f"radiofm export needs the train extra ({error}): "
+                          "pip install -c constraints.txt 'radiofm[train]'") from error
+    report = export_checkpoint(
+        args.checkpoint, args.output, root=args.data, name=args.name,
+        input_size=args.input_size, tolerance=args.tolerance,
+        pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
+        quantize=args.quantize, overwrite=args.overwrite,
+    )
+    worst = max(report["parity_max_abs_diff"].values())
+    log.info("wrote %s (parity with torch: max abs diff %.3g on %s)", report["path"], worst,
+             report["parity_source"])
+    if "quantized_path" in report:
+        log.info("wrote %s (int8; differences from torch: %s)", report["quantized_path"],
+                 report["quantized_max_abs_diff"])
+    return 0
+
+
+TABLE_FORMATS = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".ecsv": "ascii.ecsv",
+                 ".vot": "votable", ".xml": "votable", ".votable": "votable"}
+
+
+def _table_format(path):
+    name = path.name.lower().removesuffix(".gz")
+    suffix = Path(name).suffix
+    if suffix not in TABLE_FORMATS:
+        raise ValueError(f"cannot tell the table format of {path}: use one of "
+                         f"{', '.join(TABLE_FORMATS)}")
+    return suffix, TABLE_FORMATS[suffix]
+
+
+def _write_table(table, path, overwrite):
+    """Write a table as FITS, ECSV or VOTable (sky columns as RA/Dec, meta as INFO)."""
+    _, format = _table_format(path)
+    if format != "votable":
+        table.write(path, format=format, overwrite=overwrite)
+        return
+    from astropy.coordinates import SkyCoord
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import Info
+    from astropy.table import Table
+
+    plain = Table(table, copy=False)
+    for name in list(plain.colnames):
+        if isinstance(table[name], SkyCoord):
+            icrs = table[name].icrs
+            index = plain.colnames.index(name)
+            plain.remove_column(name)
+            plain.add_column(icrs.dec.to(u.deg), name=f"{name}_dec", index=index)
+            plain.add_column(icrs.ra.to(u.deg), name=f"{name}_ra", index=index)
+    plain.meta = {}
+    votable = from_table(plain)
+    for key, value in table.meta.items():
+        votable.get_first_table().infos.append(Info(name=key, value=str(value)))
+    votable.to_xml(str(path))
+
+
+def _run_annotate(args):
+    from .image import read_image
+    from .inference import classify_morphology, count_sources, load_model
+    from .sources import read_catalog
+    from .tiling import tile_image
+    from .visualization import plot_tiles, source_regions
+
+    out = Path(args.output)
+    suffix, _ = _table_format(out)
+    stem = out.name[: out.name.lower().rindex(suffix)]
+    tiles_path = out.with_name(f"{stem}_tiles{out.name[len(stem):]}")
+    regions_path = out.with_name(f"{stem}.reg")
+    png_path = out.with_name(f"{stem}_quicklook.png")
+    paths = [out, regions_path, png_path] + ([tiles_path] if args.catalog else [])
+    _check_free(paths, args.overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = load_model(args.model, threads=args.threads)
+    hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
+    with read_image(args.image, hdu=hdu, plane=args.plane) as image:
+        log.info("%r", image)
+        if args.tile_size is None:
+            tile_size = int(round(model.metadata["tile_arcsec"]
+                                  / float(image.pixel_scale.to_value(u.arcsec))))
+        else:
+            tile_size = args.tile_size
+        tiles = tile_image(image, tile_size, overlap=args.overlap)
+        table = count_sources(tiles, model, batch_size=args.batch_size, embedding=True)
+        table.meta["IMAGE"] = str(args.image)
+        tiles.table = table
+        annotated = None
+        if args.catalog:
+            catalog = read_catalog(args.catalog, image=image)
+            annotated = classify_morphology(catalog, image, model, batch_size=args.batch_size)
+            annotated.meta["IMAGE"] = str(args.image)
+            _write_table(annotated, out, args.overwrite)
+            _write_table(table, tiles_path, args.overwrite)
+            radius = model.metadata["stamp_arcsec"] / 4 * u.arcsec
+            source_regions(annotated, radius=radius).write(regions_path, format="ds9",
+                                                           overwrite=args.overwrite)
+        else:
+            _write_table(table, out, args.overwrite)
+            tiles.write_footprints(regions_path, overwrite=args.overwrite)
+        plot_tiles(tiles, png_path, column="n_compact_pred", sources=annotated)
+    log.info("%d tiles%s annotated with %s -> %s", len(table),
+             f" and {len(annotated)} sources" if annotated is not None else "", model.name,
+             ", ".join(str(p) for p in paths))
     return 0
 
 

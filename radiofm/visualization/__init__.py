@@ -1,5 +1,5 @@
 """Quick-look figures for survey teams (matplotlib with WCSAxes, no display needed)."""
 
-from ._quicklook import plot_tiles
+from ._quicklook import class_colors, plot_tiles, source_regions
 
-__all__ = ["plot_tiles"]
+__all__ = ["class_colors", "plot_tiles", "source_regions"]

@@ -1,0 +1,111 @@
+"""radiofm export and radiofm annotate."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from astropy.table import QTable, Table
+from regions import Regions
+
+from radiofm.cli import main
+from radiofm.simulate import make_radio_sky
+from radiofm.tests.model_helpers import CLASSES, export_tiny_model, tiny_backbone, tiny_heads
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    export_tiny_model(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("field")
+    hdu, truth = make_radio_sky((256, 256), seed=5)
+    hdu.writeto(folder / "field.fits")
+    truth[:30].write(folder / "truth.ecsv")
+    return folder / "field.fits", folder / "truth.ecsv"
+
+
+def test_annotate_with_a_catalogue_writes_every_output(tiny_model, field, tmp_path):
+    image, catalog = field
+    out = tmp_path / "out" / "field.fits"
+    assert main(["annotate", str(image), "--catalog", str(catalog), "--model", str(tiny_model),
+                 "-o", str(out), "--threads", "1"]) == 0
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert names == ["field.fits", "field.reg", "field_quicklook.png", "field_tiles.fits"]
+    sources = QTable.read(out)
+    assert len(sources) == 30 and set(sources["morph_class"]) <= set(CLASSES)
+    assert sources["morph_prob"].shape == (30, 4) and sources.meta["MODEL"] == "tiny"
+    tiles = QTable.read(out.parent / "field_tiles.fits")
+    assert tiles["embedding"].shape == (64, 96) and "n_compact_pred" in tiles.colnames
+    regions = Regions.read(out.parent / "field.reg")
+    assert len(regions) == 30
+    assert {r.meta["text"] for r in regions} == set(sources["morph_class"])
+    assert (out.parent / "field_quicklook.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("suffix", [".ecsv", ".vot"])
+def test_annotate_tiles_only_by_extension(tiny_model, field, tmp_path, suffix):
+    image, _ = field
+    from radiofm.inference import ModelMismatchWarning
+
+    out = tmp_path / f"tiles{suffix}"
+    with pytest.warns(ModelMismatchWarning, match="not calibrated for this size"):
+        assert main(["annotate", str(image), "--model", str(tiny_model), "-o", str(out),
+                     "--tile-size", "64", "--threads", "1"]) == 0
+    table = Table.read(out)
+    assert len(table) == 16 and table["embedding"].shape == (16, 96)
+    if suffix == ".vot":
+        assert "sky_center_ra" in table.colnames
+        assert "MODELSHA" in out.read_text()
+    assert len(Regions.read(tmp_path / "tiles.reg")) == 16
+
+
+def test_annotate_errors(tiny_model, field, tmp_path, caplog):
+    image, _ = field
+    with caplog.at_level(logging.ERROR, logger="radiofm"):
+        assert main(["annotate", str(image), "-o", str(tmp_path / "x.txt")]) == 2
+        assert "cannot tell the table format" in caplog.text
+        assert main(["annotate", str(image), "-o", str(tmp_path / "x.fits")]) == 2
+        assert "no default model is bundled" in caplog.text
+        (tmp_path / "x.fits").write_text("")
+        assert main(["annotate", str(image), "--model", str(tiny_model),
+                     "-o", str(tmp_path / "x.fits")]) == 2
+        assert "pass --overwrite" in caplog.text
+
+
+def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from radiofm.train import TrainConfig
+
+    backbone = tiny_backbone()
+    config = TrainConfig().to_dict()
+    config["model"].update(arch="test_resnet")
+    config["crops"].update(global_size=32, local_size=16)
+    config["data"].update(tile_size=32)
+    run = tmp_path / "run-b"
+    run.mkdir()
+    torch.save({"model": {"arch": "test_resnet", "patch_size": 8, "timm_options": {}},
+                "state_dict": backbone.state_dict(), "config": config,
+                "radiofm_version": "0.1", "data": json.dumps({})}, run / "teacher_backbone.pt")
+    import radiofm.evaluate
+
+    monkeypatch.setattr(radiofm.evaluate, "fit_heads", lambda embedder, root: tiny_heads(96))
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(run), "-o", str(out), "--name", "b", "--data", str(tmp_path),
+                 "--pixel-scale-range", "1", "2", "--quantize"]) == 0
+    from radiofm.inference import load_model
+
+    model = load_model(out, threads=1)
+    assert model.metadata["name"] == "b"
+    assert model.metadata["pixel_scale_range_arcsec"] == [1.0, 2.0]
+    assert (tmp_path / "model-int8.onnx").is_file()
+    assert main(["export", str(run), "-o", str(out)]) == 2  # no overwrite
+    np.testing.assert_equal(model.run(np.zeros((1, 1, 32, 32), np.float32))["embedding"].shape,
+                            (1, 96))
