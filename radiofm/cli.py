@@ -83,6 +83,33 @@ def _parser():
                          help="stop (with a checkpoint) after this many steps")
     trainer.set_defaults(run=_run_train)
 
+    evaluation = commands.add_parser(
+        "evaluate", help="run every downstream task on a model's embeddings, beside baselines",
+        description="Evaluate frozen embeddings on every task (compact counts, FRI/FRII, "
+        "morphology, similarity search, anomaly ranking, redshift) with probes fitted on the "
+        "train splits, beside raw pixels, a random backbone and a supervised CNN. Writes "
+        "report.ecsv, report.json, report.txt and one PNG per task.",
+    )
+    evaluation.add_argument("model", help="random:ARCH, pixels, a training run folder or "
+                            "checkpoint (.pt), or an exported .onnx model")
+    evaluation.add_argument("-o", "--output", default="radiofm-evaluation",
+                            help="report folder (default: radiofm-evaluation)")
+    evaluation.add_argument("--tasks", default="all",
+                            help="comma-separated tasks among counts, frii, morphology, "
+                            "similarity, anomaly, redshift (default: all)")
+    evaluation.add_argument("--baselines", default="pixels,random,supervised",
+                            help="comma-separated baselines, or 'none' (default: "
+                            "pixels,random,supervised)")
+    evaluation.add_argument("--limit", type=int,
+                            help="at most this many items per split of each data set")
+    evaluation.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
+                            help="source finder for the FIRST compact counts (cached)")
+    evaluation.add_argument("--data", help="data root (default: $RADIOFM_DATA or "
+                            "../shared/data)")
+    evaluation.add_argument("--seed", type=int, default=0,
+                            help="seed of the random baseline and the CNN")
+    evaluation.set_defaults(run=_run_evaluate)
+
     simulate = commands.add_parser(
         "simulate", help="write a simulated MeerKAT-like field and its truth catalogue",
     )
@@ -280,6 +307,19 @@ def _run_train(args):
                           "pip install -c constraints.txt 'radiofm[train]'") from error
     output = train(load_config(args.config), resume=args.resume, stop_after=args.stop_after)
     log.info("training state in %s", output)
+    return 0
+
+
+def _run_evaluate(args):
+    from .evaluate import TASKS, evaluate, format_report
+
+    tasks = TASKS if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
+    baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
+    report = evaluate(args.model, root=args.data, output=args.output,
+                      tasks=tasks, baselines=baselines,
+                      limit=args.limit, finder=args.finder, seed=args.seed)
+    print(format_report(report))
+    log.info("report written to %s (%.0f s)", args.output, report.meta["SECONDS"])
     return 0
 
 

@@ -89,7 +89,8 @@ def tile_image(image, tile_size=256, *, overlap=0, min_valid=1.0, edge="shift"):
             f"no {size}-pixel tile has at least {min_valid:.0%} finite pixels "
             f"(best: {valid.max():.0%}); lower min_valid or the tile size"
         )
-    log.info("%d of %d tiles kept (min_valid=%g)", keep.sum(), keep.size, min_valid)
+    (log.debug if keep.all() else log.info)("%d of %d tiles kept (min_valid=%g)", keep.sum(),
+                                            keep.size, min_valid)
     return TileSet(
         image, x_grid[keep], y_grid[keep], valid[keep], size=size,
         overlap=size - step, min_valid=min_valid, edge=edge,

@@ -105,12 +105,13 @@ class MultiCropModel(nn.Module):
 
 
 def load_backbone(path, map_location="cpu"):
-    """Rebuild the teacher backbone saved by `radiofm.train.train` (``teacher_backbone.pt``).
+    """Rebuild the teacher backbone saved by `radiofm.train.train`.
 
     Parameters
     ----------
     path : str or path-like
-        The file; read with ``torch.load(weights_only=True)``.
+        ``teacher_backbone.pt`` (written when a run ends) or ``checkpoint.pt`` (written
+        during it); read with ``torch.load(weights_only=True)``.
     map_location : str
         Device for the weights.
 
@@ -120,10 +121,18 @@ def load_backbone(path, map_location="cpu"):
         In eval mode.
     """
     saved = torch.load(path, map_location=map_location, weights_only=True)
-    model = saved["model"]
+    if "teacher" in saved:  # a training checkpoint: the teacher's backbone weights
+        model = saved["config"]["model"]
+        state = {key.removeprefix("backbone."): value for key, value in saved["teacher"].items()
+                 if key.startswith("backbone.")}
+    elif "model" in saved:
+        model, state = saved["model"], saved["state_dict"]
+    else:
+        raise ValueError(f"{path} is neither a teacher_backbone.pt nor a checkpoint.pt of "
+                         "radiofm.train")
     backbone = create_backbone(model["arch"], patch_size=model["patch_size"],
                                **model.get("timm_options", {}))
-    backbone.load_state_dict(saved["state_dict"])
+    backbone.load_state_dict(state)
     return backbone.eval()
 
 

@@ -1,0 +1,116 @@
+"""Loaders of the local evaluation data sets."""
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.table import QTable
+
+from radiofm.datasets import (
+    ImageSet,
+    cache_dir,
+    evaluation_positions,
+    exclude_near,
+    load_first_fields,
+    load_mgcls,
+    load_mirabest,
+    load_radio_galaxy_dataset,
+)
+
+
+def _splits(data):
+    names, counts = np.unique(np.asarray(data.table["split"]), return_counts=True)
+    return dict(zip(names.tolist(), counts.tolist(), strict=True))
+
+
+def test_imageset_subsets():
+    table = QTable({"label": [0, 1, 0, 1, 0, 1], "split": ["train"] * 4 + ["test"] * 2})
+    data = ImageSet("toy", np.arange(6 * 4).reshape(6, 2, 2), table, class_names=["a", "b"])
+    assert len(data.split("train")) == 4
+    assert data.split("train", "test").images.shape == (6, 2, 2)
+    small = data.head(2)
+    assert _splits(small) == {"test": 2, "train": 2}
+    np.testing.assert_array_equal(small.labels, [0, 1, 0, 1])  # evenly spaced, both classes
+    assert "train: 2" in repr(small)
+    with pytest.raises(ValueError, match="4 images but 6 table rows"):
+        ImageSet("bad", np.zeros((4, 2, 2)), table)
+    with pytest.raises(ValueError, match=r"images must be \(N, H, W\)"):
+        ImageSet("bad", np.zeros((6, 4)), table)
+    with pytest.raises(ValueError, match="has no split column"):
+        ImageSet("nosplit", np.zeros((1, 2, 2)), QTable({"label": [0]})).split("train")
+
+
+def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADIOFM_CACHE", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"
+    assert (tmp_path / "cache").is_dir()
+
+
+def test_missing_files_are_named(tmp_path):
+    for loader, name in ((load_mirabest, "MiraBest_F_batches.tar.gz"),
+                         (load_radio_galaxy_dataset, "galaxy_data_h5.zip"),
+                         (load_mgcls, "mgcls_protege_192.npz")):
+        with pytest.raises(FileNotFoundError, match=name):
+            loader(tmp_path)
+    with pytest.raises(ValueError, match="unknown MiraBest view 'sure'"):
+        load_mirabest(tmp_path, view="sure")
+
+
+def test_mirabest_views(shared_data):
+    confident = load_mirabest(shared_data)
+    assert confident.name == "MBFRConfident"
+    assert _splits(confident) == {"test": 104, "train": 729}  # Porter & Scaife 2023
+    assert confident.images.shape[1:] == (150, 150) and confident.images.dtype == np.uint8
+    assert set(np.asarray(confident.table["code"])) == {"100", "102", "104", "200", "201"}
+    fri = np.asarray(confident.table["class_name"]) == "FRI"
+    np.testing.assert_array_equal(confident.labels, np.where(fri, 0, 1))
+    uncertain = load_mirabest(shared_data, view="uncertain")
+    assert set(np.asarray(uncertain.table["code"])) == {"110", "112", "210"}
+    everything = load_mirabest(shared_data, view="all")
+    assert len(everything) == 1256 and len(everything.class_names) == 10
+    # positions decoded from the file names are the manifest's
+    first = QTable.read(shared_data / "first_fields" / "manifest.csv", format="ascii.csv")
+    assert np.isin(np.round(everything.table["sky_center"].ra.deg, 3),
+                   np.round(np.asarray(first["ra_deg"]), 3)).all()
+
+
+def test_mirabest_md5_is_checked(shared_data, tmp_path):
+    archive = tmp_path / "mirabest" / "MiraBest_F_batches.tar.gz"
+    archive.parent.mkdir()
+    shutil.copy(shared_data / "mirabest" / "MiraBest_F_batches.tar.gz", archive)
+    with open(archive, "r+b") as stream:
+        stream.seek(1000)
+        byte = stream.read(1)
+        stream.seek(1000)
+        stream.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match="not the published 7d4e3a623d29db7204bce81676ee8ce2"):
+        load_mirabest(tmp_path)
+
+
+def test_radio_galaxy_dataset(shared_data):
+    data = load_radio_galaxy_dataset(shared_data)
+    assert data.images.shape == (2158, 300, 300)
+    assert _splits(data) == {"test": 200, "train": 1758, "valid": 200}
+    assert data.class_names == ("FRI", "FRII", "Compact", "Bent")
+    test = data.split("test")
+    np.testing.assert_array_equal(np.bincount(test.labels), [50, 50, 50, 50])
+    assert (cache_dir() / "galaxy_data_h5.h5").is_file()
+
+
+def test_first_fields(shared_data):
+    data = load_first_fields(shared_data, limit=5)
+    assert _splits(data) == {"test": 5, "train": 5}
+    assert data.images.shape == (10, 300, 300) and data.images.dtype == np.float32
+    assert np.isfinite(data.images).mean() > 0.9
+    guard = evaluation_positions(shared_data)
+    train = np.asarray(data.table["split"]) == "train"
+    assert exclude_near(data.table["sky_center"][train], guard).all()
+    assert not exclude_near(data.table["sky_center"][~train], guard).any()
+    assert (np.asarray(data.table["redshift"]) > 0).all()
+
+
+def test_mgcls(shared_data):
+    data = load_mgcls(shared_data)
+    assert data.images.shape == (6161, 192, 192)
+    scores = np.asarray(data.table["author_score"])
+    assert (scores >= 0).sum() == 400 and set(scores[scores >= 0]) == {1, 2, 3, 4, 5}

@@ -1,0 +1,38 @@
+"""Evaluation harness: downstream tasks on frozen embeddings, beside baselines.
+
+`evaluate` runs any embedding function (a trained backbone, an exported ONNX model, a
+random backbone) on every task of the source work, with scikit-learn probes fitted on
+train splits only, and puts it beside raw pixels (resized, PCA), a randomly initialised
+backbone of the same architecture and a small supervised CNN:
+
+- ``counts``: compact-source counts per tile on FIRST and simulated MeerKAT-like tiles
+  (ridge regression; MSE, R^2);
+- ``frii``: FRI/FRII on MBFRConfident (logistic and kNN; test error with a bootstrap
+  interval);
+- ``morphology``: FRI/FRII/Compact/Bent on RadioGalaxyDataset (logistic, C chosen on valid;
+  accuracy, macro F1, confusion matrix);
+- ``similarity``: precision@k of same-class neighbours for MiraBest test queries;
+- ``anomaly``: how the authors' scored MGCLS cutouts rank by an embedding anomaly score;
+- ``redshift``: FIRST source redshifts (ridge; MAE, R^2).
+
+`fit_heads` fits the count and morphology heads that `radiofm.export` puts in the ONNX graph.
+"""
+
+from ._embedders import PixelEmbedder, load_embedder, random_twin
+from ._harness import TASKS, evaluate, fit_heads, format_report
+from ._stamps import TaskData, load_task_data, normalised_stamps
+from ._tasks import anomaly_scores
+
+__all__ = [
+    "TASKS",
+    "PixelEmbedder",
+    "TaskData",
+    "anomaly_scores",
+    "evaluate",
+    "fit_heads",
+    "format_report",
+    "load_embedder",
+    "load_task_data",
+    "normalised_stamps",
+    "random_twin",
+]

@@ -1,0 +1,248 @@
+"""`evaluate`: every task for a model and its baselines, into one report; `fit_heads`."""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.table import QTable
+
+from .._provenance import provenance_meta
+from ._embedders import load_embedder, random_twin
+from ._stamps import load_task_data
+from ._tasks import (
+    Features,
+    anomaly_task,
+    classification_task,
+    counts_task,
+    redshift_task,
+    similarity_task,
+)
+
+__all__ = ["TASKS", "evaluate", "fit_heads", "format_report"]
+
+log = logging.getLogger("radiofm")
+
+TASKS = ("counts", "frii", "morphology", "similarity", "anomaly", "redshift")
+BASELINES = ("pixels", "random", "supervised")
+
+
+def _baseline_embedders(model, spec, baselines, seed):
+    embedders = {"model": model}
+    if "pixels" in baselines:
+        embedders["pixels"] = load_embedder("pixels")
+    if "random" in baselines and not str(spec).startswith("random:"):
+        try:
+            twin = random_twin(model, seed=seed)
+        except ImportError:
+            twin = None
+            log.warning("no random-backbone baseline: torch and timm are not installed")
+        if twin is not None:
+            embedders["random"] = twin
+    return embedders
+
+
+def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES, limit=None,
+             finder="auto", seed=0):
+    """Run the downstream tasks on a model's frozen embeddings, beside the baselines.
+
+    Parameters
+    ----------
+    model : str, path-like or embedder
+        What `load_embedder` accepts (``"random:resnet18"``, a run folder or checkpoint,
+        an ``.onnx`` file) or an embedder object.
+    root : str or path-like, optional
+        The data root (`radiofm.datasets.data_root`).
+    output : str or path-like, optional
+        Folder for ``report.ecsv``, ``report.json``, ``report.txt`` and one PNG per task.
+    tasks : sequence of str
+        Any of ``"counts"``, ``"frii"``, ``"morphology"``, ``"similarity"``, ``"anomaly"``,
+        ``"redshift"``.
+    baselines : sequence of str
+        ``"pixels"`` (resized pixels + PCA), ``"random"`` (the model's architecture,
+        randomly initialised), ``"supervised"`` (a small CNN trained on each classification
+        task's train split; needs torch).
+    limit : int, optional
+        At most this many items per split of each data set, for quick runs.
+    finder : {"auto", "bdsf", "photutils"}
+        Source finder for the FIRST compact counts (cached).
+    seed : int
+        Seed of the random baseline and the supervised CNN.
+
+    Returns
+    -------
+    report : `~astropy.table.QTable`
+        One row per task, data set, feature set, probe and metric (``value`` with a 95 %
+        interval in ``low``/``high`` where one is computed); run details in ``meta``.
+    """
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
+    began = time.perf_counter()
+    embedder = model if hasattr(model, "embed") else load_embedder(model, seed=seed)
+    features = Features(_baseline_embedders(embedder, model, baselines, seed))
+    supervised = None
+    if "supervised" in baselines:
+        try:
+            import torch  # noqa: F401
+
+            from ._supervised import train_small_cnn
+
+            def supervised(x, y, n_classes, valid=None):
+                return train_small_cnn(x, y, n_classes, valid=valid, seed=seed)
+        except ImportError:
+            log.warning("no supervised baseline: torch is not installed")
+    names = {role: features.name(role) for role in features.roles}
+    names["supervised"] = "supervised CNN"
+    rows, plots = [], {}
+    options = {"root": root, "limit": limit}
+    for task in tasks:
+        started = time.perf_counter()
+        if task == "counts":
+            for which in ("counts_first", "counts_simulated"):
+                data = load_task_data(which, finder=finder, **options)
+                found, plots[which] = counts_task(data, features)
+                rows += found
+        elif task == "frii":
+            data = load_task_data("frii", **options)
+            found, plots[task] = classification_task("frii", data, features,
+                                                     supervised=supervised)
+            rows += found
+        elif task == "morphology":
+            data = load_task_data("morphology", **options)
+            found, plots[task] = classification_task("morphology", data, features, knn=False,
+                                                     supervised=supervised)
+            rows += found
+        elif task == "similarity":
+            found, plots[task] = similarity_task(load_task_data("frii", **options), features)
+            rows += found
+        elif task == "anomaly":
+            found, plots[task] = anomaly_task(load_task_data("anomaly", **options), features)
+            rows += found
+        else:
+            found, plots[task] = redshift_task(load_task_data("redshift", **options), features)
+            rows += found
+        log.info("task %s done in %.0f s", task, time.perf_counter() - started)
+    report = QTable(rows=rows, names=list(rows[0])) if rows else QTable()
+    report.meta.update(provenance_meta(MODEL=names["model"], LIMIT=-1 if limit is None else limit,
+                                       SECONDS=round(time.perf_counter() - began, 1)))
+    if output is not None:
+        _write(report, plots, names, Path(output))
+    return report
+
+
+def format_report(report):
+    """The report as a readable text table: one line per task, data set, probe and metric,
+    one column per feature set."""
+    keys, table = [], {}
+    for row in report:
+        key = (row["task"], row["dataset"], row["probe"], row["metric"])
+        if key not in table:
+            keys.append(key)
+            table[key] = {}
+        value = f"{row['value']:.3f}"
+        if np.isfinite(row["low"]):
+            value += f" [{row['low']:.3f}, {row['high']:.3f}]"
+        table[key][row["features"]] = value
+    roles = list(dict.fromkeys(report["features"]))
+    header = ["task", "dataset", "probe", "metric", *roles]
+    lines = [list(key) + [table[key].get(role, "") for role in roles] for key in keys]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+    text = [" | ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True))
+            for line in [header, ["-" * w for w in widths], *lines]]
+    names = dict(zip(report["features"], report["name"], strict=True))
+    legend = ", ".join(f"{role} = {names[role]}" for role in roles)
+    return "\n".join(text + ["", f"features: {legend}"])
+
+
+def _write(report, plots, names, output):
+    from ._figures import task_figure
+
+    output.mkdir(parents=True, exist_ok=True)
+    report.write(output / "report.ecsv", overwrite=True)
+    records = [{name: (row[name].item() if hasattr(row[name], "item") else row[name])
+                for name in report.colnames} for row in report]
+    with open(output / "report.json", "w") as stream:
+        json.dump({"meta": dict(report.meta), "results": records}, stream, indent=1)
+    (output / "report.txt").write_text(format_report(report) + "\n")
+    for key, plot in plots.items():
+        task = "counts" if key.startswith("counts") else key
+        task_figure(task, plot, names, output / f"{key}.png")
+    log.info("evaluation report in %s", output)
+
+
+def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
+    """Fit the count and morphology heads of an exported model on frozen embeddings.
+
+    The count head is a ridge regression on FIRST and simulated training tiles; the
+    morphology head a logistic regression on the RadioGalaxyDataset train split (C chosen on
+    valid). Both act on the raw embedding: the standardisation is folded into the weights.
+
+    Parameters
+    ----------
+    embedder : str, path-like or embedder
+        As for `evaluate`.
+    root : str or path-like, optional
+        The data root.
+    limit : int, optional
+        At most this many items per split, for quick runs.
+    finder : {"auto", "bdsf", "photutils"}
+        Source finder for the FIRST counts.
+
+    Returns
+    -------
+    heads : dict
+        ``{"count": {"coef", "intercept", "tile_arcsec", "r2_test"}, "morphology": {"coef",
+        "intercept", "classes", "stamp_arcsec", "accuracy_test"}}``.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.preprocessing import StandardScaler
+
+    from ._stamps import FIRST_TILE
+    from ._tasks import ALPHAS, _logistic_on_valid
+
+    embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
+    size = embedder.input_size
+
+    def embed(data):
+        return np.asarray(embedder.embed(data.prepared(size)), dtype=np.float64)
+
+    parts = [load_task_data(which, root=root, limit=limit, finder=finder)
+             for which in ("counts_first", "counts_simulated")]
+    x = np.concatenate([embed(data) for data in parts])
+    y = np.concatenate([data.target for data in parts])
+    split = np.concatenate([data.split for data in parts])
+    scaler = StandardScaler().fit(x[split == "train"])
+    ridge = RidgeCV(alphas=ALPHAS).fit(scaler.transform(x[split == "train"]), y[split == "train"])
+    count = _fold(scaler, ridge.coef_[None], np.atleast_1d(ridge.intercept_))
+    r2 = r2_score(y[split == "test"], ridge.predict(scaler.transform(x[split == "test"])))
+
+    data = load_task_data("morphology", root=root, limit=limit)
+    x = embed(data)
+    train, valid, test = (data.split == s for s in ("train", "valid", "test"))
+    probe = _logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],
+                               lambda: [StandardScaler()])
+    scaler, logistic = probe[0], probe[-1]
+    morph = _fold(scaler, logistic.coef_, logistic.intercept_)
+    if morph[0].shape[0] == 1:  # two classes: sklearn keeps one row of weights
+        morph = (np.concatenate([-morph[0], morph[0]]) / 2, np.array([-1, 1]) * morph[1] / 2)
+    return {
+        "count": {"coef": count[0][0].astype(np.float32), "intercept": float(count[1][0]),
+                  "tile_arcsec": FIRST_TILE * 1.8, "r2_test": float(r2)},
+        "morphology": {"coef": morph[0].astype(np.float32),
+                       "intercept": morph[1].astype(np.float32),
+                       "classes": list(data.class_names), "stamp_arcsec": 300 * 1.8,
+                       "accuracy_test": float(probe.score(x[test], data.target[test]))},
+    }
+
+
+def _fold(scaler, coef, intercept):
+    """Weights of a linear model on standardised inputs, re-expressed on raw inputs."""
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    weights = coef / scale
+    return weights, intercept - weights @ scaler.mean_

@@ -1,0 +1,290 @@
+"""Evaluation inputs: normalised stamps and labels for every task, cut the way inference
+cuts them (`radiofm.tiling.resample_tiles` and the per-parent-image normalisation)."""
+
+import logging
+from dataclasses import dataclass, field
+
+import astropy.units as u
+import numpy as np
+
+from ..catalogs import count_in_tiles
+from ..datasets import (
+    GUARD_RADIUS,
+    cache_dir,
+    evaluation_positions,
+    exclude_near,
+    load_first_fields,
+    load_mgcls,
+    load_mirabest,
+    load_radio_galaxy_dataset,
+)
+from ..tiling import fit_normalization, resample_tiles, tile_image
+
+__all__ = ["TaskData", "load_task_data", "normalised_stamps"]
+
+log = logging.getLogger("radiofm")
+
+FIRST_TILE = 150  # pixels of 1.8": 270 arcsec, the MiraBest stamp size
+SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
+SIMULATED_SNR = 5.0  # a simulated compact source counts when its peak reaches 5 sigma
+
+
+@dataclass
+class TaskData:
+    """Raw stamps and labels of one evaluation data set, split for probes.
+
+    Attributes
+    ----------
+    name : str
+    stamps : `~numpy.ndarray`
+        (N, H, W) pixels of each item, before resampling (float32; NaN = blank).
+    normalizations : list
+        One fitted `~radiofm.tiling.Normalization` per item (fitted on its parent image).
+    target : `~numpy.ndarray`
+        Class index, count or redshift per item.
+    split : `~numpy.ndarray` of str
+        ``"train"``, ``"valid"``, ``"test"`` (or ``"all"`` for unsupervised tasks).
+    class_names : tuple of str
+    extra : dict
+        Per-item arrays a task needs besides the target (e.g. anomaly scores).
+    """
+
+    name: str
+    stamps: np.ndarray
+    normalizations: list
+    target: np.ndarray
+    split: np.ndarray
+    class_names: tuple = ()
+    extra: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self):
+        return len(self.stamps)
+
+    def prepared(self, size):
+        """(N, size, size) float32 stamps, resampled then normalised (cached per size)."""
+        if size not in self._cache:
+            self._cache[size] = normalised_stamps(self.stamps, self.normalizations, size)
+        return self._cache[size]
+
+
+def normalised_stamps(stamps, normalizations, size):
+    """Resample stamps to ``size`` and apply each one's normalisation.
+
+    Parameters
+    ----------
+    stamps : `~numpy.ndarray`
+        (N, H, W) pixels.
+    normalizations : sequence of `~radiofm.tiling.Normalization` or None
+        One per stamp; None gives an all-zero stamp (an image with no contrast).
+    size : int
+        Output side in pixels.
+    """
+    out = resample_tiles(stamps, size)
+    for k, stretch in enumerate(normalizations):
+        if stretch is None:
+            out[k] = 0.0
+        else:
+            stretch(out[k], out=out[k])
+    return out
+
+
+def _own_normalizations(images, method):
+    """A normalisation fitted on each image itself (None for an image with no contrast)."""
+    out = []
+    for image in images:
+        try:
+            out.append(fit_normalization(image, method))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _guarded_train(split, positions, guard):
+    """Training items within 1 arcmin of an evaluation source move to split "excluded"."""
+    split = np.array(split, dtype=object)
+    train = split == "train"
+    near = ~exclude_near(positions[train], guard, GUARD_RADIUS)
+    split[np.flatnonzero(train)[near]] = "excluded"
+    return split.astype(str)
+
+
+def load_task_data(task, root=None, *, limit=None, normalization="percentile", finder="auto",
+                   simulated_fields=6, simulated_size=2048):
+    """The data of one evaluation task.
+
+    Parameters
+    ----------
+    task : {"counts_first", "counts_simulated", "frii", "morphology", "anomaly", "redshift"}
+        Which data: FIRST tiles with compact counts, simulated MeerKAT-like tiles with true
+        counts, MBFRConfident, RadioGalaxyDataset, MGCLS cutouts, FIRST field stamps with
+        redshifts.
+    root : str or path-like, optional
+        The data root (`radiofm.datasets.data_root`).
+    limit : int, optional
+        At most this many items per split (evenly spaced), for quick runs (simulated
+        counts then use three fields of at most 1024 pixels).
+    normalization : {"percentile", "snr"}
+        The stretch, fitted per parent image.
+    finder : {"auto", "bdsf", "photutils"}
+        Source finder for the FIRST counts (catalogues are cached in
+        `radiofm.datasets.cache_dir`).
+    simulated_fields, simulated_size : int
+        Simulated fields (two thirds train, the rest test) and their side in pixels.
+
+    Returns
+    -------
+    data : `TaskData`
+    """
+    if task == "frii":
+        data = load_mirabest(root, view="confident").head(limit)
+        guard = evaluation_positions(root)
+        split = _guarded_train(data.table["split"], data.table["sky_center"], guard)
+        images = data.images.astype(np.float32)
+        return TaskData("MBFRConfident", images, _own_normalizations(images, normalization),
+                        data.labels, split, data.class_names)
+    if task == "morphology":
+        data = load_radio_galaxy_dataset(root).head(limit)
+        images = data.images.astype(np.float32)
+        return TaskData("RadioGalaxyDataset", images,
+                        _own_normalizations(images, normalization), data.labels,
+                        np.asarray(data.table["split"]).astype(str), data.class_names)
+    if task == "anomaly":
+        data = load_mgcls(root)
+        if limit is not None:  # keep every author-scored cutout, thin the others
+            scored = np.asarray(data.table["author_score"]) >= 0
+            others = np.flatnonzero(~scored)
+            data = data.subset(np.sort(np.concatenate(
+                [np.flatnonzero(scored)[:limit], others[:: max(1, len(others) // limit)]])))
+        images = data.images.astype(np.float32)
+        return TaskData("MGCLS", images, _own_normalizations(images, normalization),
+                        np.asarray(data.table["author_score"]),
+                        np.full(len(data), "all"),
+                        extra={"protege_rank": np.asarray(data.table["protege_rank"])})
+    if task == "redshift":
+        data = load_first_fields(root, limit=limit)
+        half = FIRST_TILE // 2
+        stamps = data.images[:, 150 - half:150 + half, 150 - half:150 + half]
+        stretches = _own_normalizations(data.images, normalization)
+        return TaskData("FIRST fields", stamps, stretches,
+                        np.asarray(data.table["redshift"], dtype=float),
+                        np.asarray(data.table["split"]).astype(str))
+    if task == "counts_first":
+        return _first_count_tiles(root, limit, normalization, finder)
+    if task == "counts_simulated":
+        if limit is not None:  # quick runs: three small fields
+            simulated_fields, simulated_size = 3, min(simulated_size, 1024)
+        return _simulated_count_tiles(normalization, simulated_fields, simulated_size)
+    raise ValueError(f"unknown evaluation task data {task!r}")
+
+
+def _first_count_tiles(root, limit, normalization, finder):
+    """2 x 2 tiles of 150 px per FIRST field, with the compact sources a finder counts in each."""
+    from ..image import read_image
+
+    fields = load_first_fields(root, limit=limit)
+    catalogues = first_field_catalogues(fields, finder)
+    stamps, stretches, counts, splits = [], [], [], []
+    for image, row in zip(fields.images, fields.table, strict=True):
+        tiles = tile_image(read_image(image, wcs=_first_wcs(row)), FIRST_TILE, min_valid=0.5)
+        counted = count_in_tiles(catalogues[row["file"]], tiles)
+        stretch = fit_normalization(image, normalization)
+        for tile in counted:
+            stamps.append(image[tile["y_min"]:tile["y_max"], tile["x_min"]:tile["x_max"]])
+            counts.append(tile["n_compact"])
+            stretches.append(stretch)
+            splits.append(row["split"])
+    return TaskData("FIRST tiles", np.stack(stamps), stretches, np.asarray(counts, float),
+                    np.asarray(splits).astype(str))
+
+
+def _first_wcs(row):
+    """A TAN WCS centred on a FIRST field (300 x 300, 1.8"/px); counting needs only
+    positions relative to the same WCS the catalogue was made with."""
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crpix = [150.5, 150.5]
+    wcs.wcs.cdelt = [-1.8 / 3600, 1.8 / 3600]
+    wcs.wcs.crval = [row["sky_center"].ra.deg, row["sky_center"].dec.deg]
+    return wcs
+
+
+def first_field_catalogues(fields, finder="auto"):
+    """Source catalogues of FIRST fields (beam 5.4", 1.4 GHz), cached per finder.
+
+    Parameters
+    ----------
+    fields : `~radiofm.datasets.ImageSet`
+        From `radiofm.datasets.load_first_fields`.
+    finder : {"auto", "bdsf", "photutils"}
+        pyBDSF, photutils, or pyBDSF when it is installed.
+
+    Returns
+    -------
+    catalogues : dict
+        File name -> catalogue (pixel positions in the field, ``s_code``), with sky
+        positions in the WCS of `_first_wcs`.
+    """
+    from astropy.table import QTable, vstack
+
+    from ..image import read_image
+    from ..sources import HAS_BDSF, find_sources
+
+    method = ("bdsf" if HAS_BDSF else "photutils") if finder == "auto" else finder
+    path = cache_dir() / f"first_fields_{method}.ecsv"
+    cached = QTable.read(path) if path.is_file() else None
+    done = set() if cached is None else set(np.asarray(cached["file"]))
+    found = []
+    for image, row in zip(fields.images, fields.table, strict=True):
+        if row["file"] in done:
+            continue
+        radio = read_image(image, wcs=_first_wcs(row), beam=5.4 * u.arcsec)
+        catalogue = find_sources(radio, method, frequency=1.4 * u.GHz)
+        catalogue = QTable({"file": [row["file"]] * len(catalogue),
+                            "x_center": catalogue["x_center"],
+                            "y_center": catalogue["y_center"],
+                            "s_code": catalogue["s_code"]})
+        if not len(catalogue):  # a field with no source still gets a row-less entry
+            catalogue = QTable({"file": [row["file"]], "x_center": [np.nan],
+                                "y_center": [np.nan], "s_code": ["none"]})
+        found.append(catalogue)
+    if found:
+        log.info("found sources in %d FIRST fields with %s", len(found), method)
+        cached = vstack([t for t in (cached, *found) if t is not None])
+        cached.write(path, overwrite=True)
+    out = {}
+    for row in fields.table:
+        rows = cached[cached["file"] == row["file"]]
+        rows = rows[np.isfinite(np.asarray(rows["x_center"], dtype=float))]
+        wcs = _first_wcs(row)
+        table = QTable({"sky_center": wcs.pixel_to_world(rows["x_center"], rows["y_center"]),
+                        "s_code": rows["s_code"]})
+        out[row["file"]] = table
+    return out
+
+
+def _simulated_count_tiles(normalization, fields, size):
+    """Tiles of 270 arcsec from simulated MeerKAT-like fields, counting true compact sources
+    whose peak reaches 5 sigma; the first two thirds of the fields train, the rest test."""
+    from ..simulate import make_radio_sky
+
+    stamps, stretches, counts, splits = [], [], [], []
+    n_train = max(1, round(fields * 2 / 3))
+    for seed in range(fields):
+        hdu, truth = make_radio_sky((size, size), seed=1000 + seed)
+        tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
+        noise = hdu.header["SIMNOISE"]
+        bright = (np.asarray(truth["s_code"]) == "S") & (
+            truth["peak"].to_value(u.Jy / u.beam) >= SIMULATED_SNR * noise)
+        counted = count_in_tiles(truth, tiles, select=bright)
+        image = np.asarray(hdu.data[0, 0], dtype=np.float32)
+        stretch = fit_normalization(image, normalization)
+        for tile in counted:
+            stamps.append(image[tile["y_min"]:tile["y_max"], tile["x_min"]:tile["x_max"]])
+            counts.append(tile["n_compact"])
+            stretches.append(stretch)
+            splits.append("train" if seed < n_train else "test")
+    return TaskData("simulated tiles", np.stack(stamps), stretches, np.asarray(counts, float),
+                    np.asarray(splits))

@@ -1,0 +1,260 @@
+"""The six downstream tasks: scikit-learn probes on frozen features, fitted on train splits.
+
+Each task takes a `~radiofm.evaluate.TaskData` and a `Features` store, and returns result
+rows (one per feature set, probe and metric) and the arrays its figure needs.
+"""
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+__all__ = ["Features", "anomaly_task", "classification_task", "counts_task", "redshift_task",
+           "similarity_task"]
+
+ALPHAS = np.logspace(-2, 5, 15)
+C_GRID = np.logspace(-3, 2, 11)
+BOOTSTRAP = 1000
+
+
+class Features:
+    """Frozen features of every data set for each embedder, computed once.
+
+    Parameters
+    ----------
+    embedders : dict
+        Role (``"model"``, ``"random"``, ``"pixels"``) -> embedder (see `load_embedder`).
+    """
+
+    def __init__(self, embedders):
+        self.embedders = dict(embedders)
+        self._cache = {}
+
+    @property
+    def roles(self):
+        return list(self.embedders)
+
+    def name(self, role):
+        return self.embedders[role].name
+
+    def get(self, role, data):
+        """(N, D) features of a `TaskData` for one role."""
+        key = (role, data.name)
+        if key not in self._cache:
+            embedder = self.embedders[role]
+            self._cache[key] = np.asarray(embedder.embed(data.prepared(embedder.input_size)),
+                                          dtype=np.float32)
+        return self._cache[key]
+
+    def scaler(self, role, n_fit):
+        """Standardisation, plus PCA for embedders that ask for it (raw pixels), for a
+        probe fitted on ``n_fit`` items."""
+        components = getattr(self.embedders[role], "pca", None)
+        steps = [StandardScaler()]
+        if components:
+            steps.append(PCA(min(components, n_fit - 1), random_state=0))
+        return steps
+
+
+def _row(task, data, features, role, probe, metric, value, low=np.nan, high=np.nan, **counts):
+    return {"task": task, "dataset": data.name, "features": role,
+            "name": features.name(role) if role in features.embedders else "supervised CNN",
+            "probe": probe, "metric": metric, "value": float(value), "low": float(low),
+            "high": float(high), "n_train": counts.get("n_train", 0),
+            "n_test": counts.get("n_test", 0)}
+
+
+def _bootstrap_error(correct, seed=0):
+    """95 % interval of the error rate over bootstrap resamples of the test set."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(correct), size=(BOOTSTRAP, len(correct)))
+    errors = 1.0 - correct[draws].mean(axis=1)
+    return np.percentile(errors, [2.5, 97.5])
+
+
+def counts_task(data, features):
+    """Compact-source counts per tile: ridge regression (alpha by cross-validation)."""
+    train, test = data.split == "train", data.split == "test"
+    rows, plot = [], {}
+    for role in features.roles:
+        x = features.get(role, data)
+        probe = make_pipeline(*features.scaler(role, train.sum()), RidgeCV(alphas=ALPHAS))
+        predicted = probe.fit(x[train], data.target[train]).predict(x[test])
+        sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
+        rows.append(_row("counts", data, features, role, "ridge", "mse",
+                         mean_squared_error(data.target[test], predicted), **sizes))
+        rows.append(_row("counts", data, features, role, "ridge", "r2",
+                         r2_score(data.target[test], predicted), **sizes))
+        plot[role] = (data.target[test], predicted)
+    return rows, plot
+
+
+def redshift_task(data, features):
+    """Redshift of FIRST sources: ridge regression; MAE and R^2 on the test fields."""
+    train, test = data.split == "train", data.split == "test"
+    rows, plot = [], {}
+    for role in features.roles:
+        x = features.get(role, data)
+        probe = make_pipeline(*features.scaler(role, train.sum()), RidgeCV(alphas=ALPHAS))
+        predicted = probe.fit(x[train], data.target[train]).predict(x[test])
+        sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
+        rows.append(_row("redshift", data, features, role, "ridge", "mae",
+                         mean_absolute_error(data.target[test], predicted), **sizes))
+        rows.append(_row("redshift", data, features, role, "ridge", "r2",
+                         r2_score(data.target[test], predicted), **sizes))
+        plot[role] = (data.target[test], predicted)
+    return rows, plot
+
+
+def _logistic_on_valid(x_train, y_train, x_valid, y_valid, steps):
+    """Logistic regression with C chosen by validation accuracy."""
+    best = None
+    for c in C_GRID:
+        probe = make_pipeline(*steps(), LogisticRegression(C=c, max_iter=3000))
+        accuracy = probe.fit(x_train, y_train).score(x_valid, y_valid)
+        if best is None or accuracy > best[0]:
+            best = (accuracy, probe)
+    return best[1]
+
+
+def classification_task(task, data, features, *, knn=True, supervised=None):
+    """Classification probes: logistic regression (C by cross-validation on train, or on
+    the valid split when there is one) and kNN; test error with a bootstrap interval,
+    accuracy, macro F1 and the confusion matrix.
+
+    Parameters
+    ----------
+    task : str
+        Task name in the report (``"frii"``, ``"morphology"``).
+    data : `TaskData`
+        Stamps, class indices and splits.
+    features : `Features`
+        The feature sets to compare.
+    knn : bool
+        Also fit a kNN probe (k by cross-validation).
+    supervised : callable, optional
+        ``supervised(train_x, train_y, valid)`` -> ``predict(stamps)`` (probabilities), the
+        supervised baseline trained on the same split; it sees stamps of the model's size.
+    """
+    train, test, valid = (data.split == s for s in ("train", "test", "valid"))
+    y = data.target
+    n_classes = len(data.class_names)
+    rows, plot = [], {"class_names": data.class_names, "confusion": {}, "map": {}}
+    sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
+    folds = int(min(5, np.bincount(y[train]).min()))
+    if folds < 2:
+        raise ValueError(f"{data.name}: every class needs at least 2 training items")
+
+    def report(role, probe_name, predicted):
+        correct = predicted == y[test]
+        low, high = _bootstrap_error(correct)
+        rows.append(_row(task, data, features, role, probe_name, "error", 1 - correct.mean(),
+                         low, high, **sizes))
+        rows.append(_row(task, data, features, role, probe_name, "accuracy", correct.mean(),
+                         1 - high, 1 - low, **sizes))
+        rows.append(_row(task, data, features, role, probe_name, "macro_f1",
+                         f1_score(y[test], predicted, average="macro"), **sizes))
+        plot["confusion"][(role, probe_name)] = confusion_matrix(y[test], predicted,
+                                                                 labels=range(n_classes))
+
+    fitted = train.sum() * (folds - 1) // folds  # items each cross-validation fit sees
+    for role in features.roles:
+        x = features.get(role, data)
+        if valid.any():
+            probe = _logistic_on_valid(x[train], y[train], x[valid], y[valid],
+                                       lambda role=role: features.scaler(role, train.sum()))
+        else:
+            probe = GridSearchCV(
+                make_pipeline(*features.scaler(role, fitted), LogisticRegression(max_iter=3000)),
+                {"logisticregression__C": C_GRID}, cv=folds)
+            probe.fit(x[train], y[train])
+        report(role, "logistic", probe.predict(x[test]))
+        if knn:
+            search = GridSearchCV(
+                make_pipeline(*features.scaler(role, fitted), KNeighborsClassifier()),
+                {"kneighborsclassifier__n_neighbors": [k for k in (1, 3, 5, 10, 20)
+                                                       if k < fitted]}, cv=folds)
+            report(role, "knn", search.fit(x[train], y[train]).predict(x[test]))
+        projected = make_pipeline(StandardScaler(), PCA(2, random_state=0)).fit_transform(x)
+        plot["map"][role] = (projected[test], y[test])
+    if supervised is not None:
+        size = features.embedders[features.roles[0]].input_size
+        stamps = data.prepared(size)
+        held = (stamps[valid], y[valid]) if valid.any() else None
+        predict = supervised(stamps[train], y[train], n_classes, valid=held)
+        report("supervised", "cnn", predict(stamps[test]).argmax(1))
+    return rows, plot
+
+
+def similarity_task(data, features, ks=(1, 5, 10)):
+    """Similarity search: for each test query, the share of its k nearest training images
+    (cosine on standardised features) that have the query's class."""
+    train, test = data.split == "train", data.split == "test"
+    ks = tuple(k for k in ks if k <= train.sum())
+    rows, plot = [], {}
+    for role in features.roles:
+        x = features.get(role, data)
+        scaler = make_pipeline(*features.scaler(role, train.sum())).fit(x[train])
+        gallery, queries = scaler.transform(x[train]), scaler.transform(x[test])
+        search = NearestNeighbors(n_neighbors=max(ks), metric="cosine").fit(gallery)
+        _, neighbours = search.kneighbors(queries)
+        same = data.target[train][neighbours] == data.target[test][:, None]
+        plot[role] = [same[:, :k].mean() for k in ks]
+        for k, precision in zip(ks, plot[role], strict=True):
+            rows.append(_row("similarity", data, features, role, "cosine", f"precision@{k}",
+                             precision, n_train=int(train.sum()), n_test=int(test.sum())))
+    plot["ks"] = ks
+    return rows, plot
+
+
+def anomaly_scores(x, method="knn", k=10):
+    """Embedding-space anomaly score: mean Euclidean distance to the k nearest other items
+    (``"knn"``) or the isolation-forest score (``"iforest"``); larger is more unusual."""
+    if method == "knn":
+        search = NearestNeighbors(n_neighbors=k + 1).fit(x)
+        distance, _ = search.kneighbors(x)
+        return distance[:, 1:].mean(axis=1)
+    if method == "iforest":
+        return -IsolationForest(n_estimators=300, random_state=0).fit(x).score_samples(x)
+    raise ValueError(f"unknown anomaly method {method!r}; use 'knn' or 'iforest'")
+
+
+def anomaly_task(data, features, threshold=4):
+    """Rank MGCLS cutouts by anomaly score; compare with the authors' 1-5 scores.
+
+    Reports, among the author-scored cutouts: the ROC AUC of the anomaly score for
+    "score >= threshold", the share of those in the top N of the ranking (N = their number),
+    and their median percentile among all cutouts (100 = most anomalous).
+    """
+    scored = data.target >= 0
+    interesting = data.target[scored] >= threshold
+    rows, plot = [], {"author": data.target[scored]}
+    for role in features.roles:
+        x = features.get(role, data)
+        x = make_pipeline(*features.scaler(role, len(x))).fit_transform(x)
+        for method in ("knn", "iforest"):
+            score = anomaly_scores(x, method)
+            percentile = 100.0 * np.argsort(np.argsort(score)) / max(1, len(score) - 1)
+            among = score[scored]
+            top = np.argsort(-among)[:interesting.sum()]
+            sizes = {"n_test": int(scored.sum())}
+            rows.append(_row("anomaly", data, features, role, method, f"auc_score>={threshold}",
+                             roc_auc_score(interesting, among), **sizes))
+            rows.append(_row("anomaly", data, features, role, method,
+                             f"top{interesting.sum()}_precision", interesting[top].mean(), **sizes))
+            rows.append(_row("anomaly", data, features, role, method, "median_percentile",
+                             np.median(percentile[scored][interesting]), **sizes))
+            plot[(role, method)] = percentile[scored]
+    return rows, plot

@@ -1,0 +1,107 @@
+"""The harness end to end on small subsets of the real data, embedders, and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from radiofm.evaluate import TASKS, evaluate, fit_heads, format_report, load_embedder
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Source catalogues of the quick runs stay out of the user's cache."""
+    monkeypatch.setenv("RADIOFM_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_embedder_specs(tmp_path):
+    random = load_embedder("random:resnet18", input_size=32)
+    features = random.embed(np.zeros((3, 32, 32), np.float32))
+    assert features.shape == (3, 512) and random.architecture["arch"] == "resnet18"
+    again = load_embedder("random:resnet18", input_size=32)
+    stamps = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(random.embed(stamps), again.embed(stamps))  # seeded
+    assert load_embedder("pixels").embed(stamps).shape == (2, 32 * 32)
+    with pytest.raises(FileNotFoundError, match="give random:ARCH, pixels, a training run"):
+        load_embedder(tmp_path / "nothing.pt")
+    with pytest.raises(FileNotFoundError, match="no such ONNX model"):
+        load_embedder(tmp_path / "nothing.onnx")
+
+
+def test_checkpoint_embedder_reads_the_run_config(tmp_path):
+    from radiofm.train import TrainConfig, create_backbone
+
+    config = TrainConfig.from_dict({"model": {"arch": "resnet18"},
+                                    "crops": {"global_size": 48}}).to_dict()
+    backbone = create_backbone("resnet18")
+    torch.save({"model": {"arch": "resnet18", "patch_size": 8, "timm_options": {},
+                          "num_features": 512},
+                "state_dict": backbone.state_dict(), "config": config},
+               tmp_path / "teacher_backbone.pt")
+    embedder = load_embedder(tmp_path)
+    assert embedder.input_size == 48
+    stamps = np.random.default_rng(1).random((2, 48, 48)).astype(np.float32)
+    with torch.no_grad():
+        expected = backbone.eval()(torch.from_numpy(stamps[:, None])).numpy()
+    np.testing.assert_allclose(embedder.embed(stamps), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_every_task_on_small_subsets(shared_data, tmp_path):
+    report = evaluate("random:resnet18", root=shared_data, output=tmp_path, limit=12,
+                      finder="photutils", baselines=("pixels", "supervised"))
+    assert set(report["task"]) == set(TASKS)
+    assert set(report["features"]) == {"model", "pixels", "supervised"}
+    assert set(report["dataset"]) == {"FIRST tiles", "simulated tiles", "MBFRConfident",
+                                      "RadioGalaxyDataset", "MGCLS", "FIRST fields"}
+    error = report[(report["task"] == "frii") & (report["metric"] == "error")]
+    assert ((error["value"] >= 0) & (error["value"] <= 1)).all()
+    assert (error["low"] <= error["value"]).all() and (error["value"] <= error["high"]).all()
+    for name in ("report.ecsv", "report.json", "report.txt", "counts_first.png",
+                 "counts_simulated.png", "frii.png", "morphology.png", "similarity.png",
+                 "anomaly.png", "redshift.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert len(saved["results"]) == len(report) and saved["meta"]["MODEL"] == "random:resnet18"
+    text = format_report(report)
+    assert "precision@5" in text and "model = random:resnet18" in text
+
+
+def test_random_baseline_matches_a_checkpoint_architecture(shared_data, tmp_path):
+    from radiofm.train import TrainConfig, create_backbone
+
+    config = TrainConfig.from_dict({"model": {"arch": "resnet18"},
+                                    "crops": {"global_size": 32}}).to_dict()
+    torch.save({"model": {"arch": "resnet18", "patch_size": 8, "timm_options": {},
+                          "num_features": 512},
+                "state_dict": create_backbone("resnet18").state_dict(), "config": config},
+               tmp_path / "teacher_backbone.pt")
+    report = evaluate(tmp_path, root=shared_data, tasks=["similarity"], limit=10,
+                      baselines=("random",))
+    names = dict(zip(report["features"], report["name"], strict=True))
+    assert names == {"model": f"{tmp_path.name}/teacher_backbone.pt",
+                     "random": "random:resnet18"}
+
+
+def test_fit_heads_folds_the_probes(shared_data):
+    heads = fit_heads(load_embedder("random:resnet18", input_size=32), shared_data, limit=12,
+                      finder="photutils")
+    count, morph = heads["count"], heads["morphology"]
+    assert count["coef"].shape == (512,) and np.isfinite(count["intercept"])
+    assert morph["coef"].shape == (4, 512) and morph["intercept"].shape == (4,)
+    assert morph["classes"] == ["FRI", "FRII", "Compact", "Bent"]
+    assert count["tile_arcsec"] == pytest.approx(270.0)
+    assert 0.0 <= morph["accuracy_test"] <= 1.0
+
+
+def test_cli_evaluate(shared_data, tmp_path, capsys):
+    from radiofm.cli import main
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "pixels", "-o", str(out), "--tasks", "frii,similarity",
+                 "--baselines", "none", "--limit", "10", "--data", str(shared_data)]) == 0
+    printed = capsys.readouterr().out
+    assert "MBFRConfident" in printed and "pixels32" in printed
+    assert (out / "report.ecsv").is_file()

@@ -1,0 +1,157 @@
+"""The evaluation tasks and probes on synthetic data (no shared data needed)."""
+
+import numpy as np
+import pytest
+
+from radiofm.evaluate import PixelEmbedder, TaskData, anomaly_scores, evaluate, normalised_stamps
+from radiofm.evaluate._harness import _fold
+from radiofm.evaluate._tasks import Features, classification_task, counts_task, similarity_task
+from radiofm.tiling import Normalization
+
+
+class _BrightPixels:
+    """Features a probe can count from: bright pixels and total flux."""
+
+    name = "bright"
+    input_size = 16
+    pca = None
+
+    def embed(self, stamps):
+        return np.stack([(stamps > 0.5).sum(axis=(1, 2)), stamps.sum(axis=(1, 2))], axis=1)
+
+
+def _lobes(count, rng):
+    """One blob (class 0, compact) or two blobs either side of the centre (class 1, double),
+    at any angle, with noise: labels survive flips and quarter turns."""
+    labels = rng.integers(0, 2, count)
+    stamps = rng.normal(0.0, 0.1, (count, 16, 16)).astype(np.float32)
+    for stamp, label, angle in zip(stamps, labels, rng.uniform(0, np.pi, count), strict=True):
+        offsets = [(0.0, 0.0)] if label == 0 else [(5 * np.cos(angle), 5 * np.sin(angle)),
+                                                   (-5 * np.cos(angle), -5 * np.sin(angle))]
+        for dx, dy in offsets:
+            x, y = int(round(7 + dx)), int(round(7 + dy))
+            stamp[y:y + 2, x:x + 2] += 1.0
+    return stamps, labels
+
+
+def _halves(count, rng):
+    """A blob in the upper (class 0) or lower (class 1) half, at random places, with noise."""
+    labels = rng.integers(0, 2, count)
+    stamps = rng.normal(0.0, 0.1, (count, 16, 16)).astype(np.float32)
+    for stamp, label, x, y in zip(stamps, labels, rng.integers(1, 14, count),
+                                  rng.integers(1, 6, count), strict=True):
+        row = y + 8 * label
+        stamp[row:row + 2, x:x + 2] += 1.0
+    return stamps, labels
+
+
+def _task_data(stamps, target, split, class_names=()):
+    identity = [Normalization("percentile", 0.0, 1.0)] * len(stamps)
+    return TaskData("synthetic", stamps, identity, np.asarray(target), np.asarray(split),
+                    tuple(class_names))
+
+
+def test_normalised_stamps_resamples_then_normalises():
+    stamps = np.full((2, 8, 8), 3.0, dtype=np.float32)
+    out = normalised_stamps(stamps, [Normalization("percentile", 1.0, 4.0), None], 4)
+    assert out.shape == (2, 4, 4)
+    np.testing.assert_allclose(out[0], 0.5)
+    np.testing.assert_array_equal(out[1], 0.0)  # no-contrast image
+
+
+def test_classification_probes_separate_halves():
+    rng = np.random.default_rng(0)
+    stamps, labels = _halves(160, rng)
+    split = np.where(np.arange(160) < 120, "train", "test")
+    data = _task_data(stamps, labels, split, ("upper", "lower"))
+    features = Features({"pixels": PixelEmbedder(16, n_components=20)})
+    rows, plot = classification_task("bars", data, features)
+    error = {r["probe"]: r for r in rows if r["metric"] == "error"}
+    assert error["logistic"]["value"] < 0.1
+    assert error["logistic"]["low"] <= error["logistic"]["value"] <= error["logistic"]["high"]
+    assert error["knn"]["n_test"] == 40
+    matrix = plot["confusion"][("pixels", "logistic")]
+    assert matrix.sum() == 40 and matrix.shape == (2, 2)
+
+
+def test_classification_needs_two_items_per_class():
+    stamps = np.zeros((4, 16, 16), dtype=np.float32)
+    data = _task_data(stamps, [0, 1, 1, 0], ["train", "train", "train", "test"], ("a", "b"))
+    with pytest.raises(ValueError, match="at least 2 training items"):
+        classification_task("toy", data, Features({"pixels": PixelEmbedder(16)}))
+
+
+def test_counts_probe_reports_r2_of_the_test_split():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 6, 200)
+    stamps = np.zeros((200, 16, 16), dtype=np.float32)
+    for stamp, count in zip(stamps, counts, strict=True):
+        stamp.flat[rng.choice(256, count, replace=False)] = 1.0
+    split = np.where(np.arange(200) < 150, "train", "test")
+    rows, plot = counts_task(_task_data(stamps, counts.astype(float), split),
+                             Features({"bright": _BrightPixels()}))
+    values = {r["metric"]: r["value"] for r in rows}
+    assert values["r2"] > 0.99 and values["mse"] < 0.01
+    true, predicted = plot["bright"]
+    assert len(true) == len(predicted) == 50
+
+
+def test_similarity_precision():
+    rng = np.random.default_rng(2)
+    stamps, labels = _halves(100, rng)
+    split = np.where(np.arange(100) < 70, "train", "test")
+    rows, plot = similarity_task(_task_data(stamps, labels, split),
+                                 Features({"pixels": PixelEmbedder(16, n_components=10)}))
+    precision = {r["metric"]: r["value"] for r in rows}
+    assert set(precision) == {"precision@1", "precision@5", "precision@10"}
+    assert precision["precision@1"] > 0.8
+    assert plot["ks"] == (1, 5, 10)
+
+
+@pytest.mark.parametrize("method", ["knn", "iforest"])
+def test_anomaly_score_ranks_the_outlier_first(method):
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, (300, 8))
+    x[17] += 12.0
+    assert np.argmax(anomaly_scores(x, method)) == 17
+
+
+def test_anomaly_score_rejects_unknown_method():
+    with pytest.raises(ValueError, match="unknown anomaly method 'lof'"):
+        anomaly_scores(np.zeros((5, 2)), "lof")
+
+
+def test_fold_puts_the_scaler_into_the_weights():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(5.0, 3.0, (120, 6))
+    y = rng.integers(0, 3, 120)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    weights, intercept = _fold(probe[0], probe[-1].coef_, probe[-1].intercept_)
+    np.testing.assert_allclose(x @ weights.T + intercept, probe.decision_function(x),
+                               rtol=1e-8, atol=1e-8)
+
+
+def test_evaluate_rejects_unknown_tasks_and_baselines():
+    with pytest.raises(ValueError, match="unknown tasks"):
+        evaluate("pixels", tasks=["colour"])
+    with pytest.raises(ValueError, match="unknown baselines"):
+        evaluate("pixels", baselines=["oracle"])
+
+
+def test_supervised_cnn_learns_lobes():
+    pytest.importorskip("torch")
+    from radiofm.evaluate._supervised import train_small_cnn
+
+    rng = np.random.default_rng(5)
+    train_x, train_y = _lobes(256, rng)
+    test_x, test_y = _lobes(64, rng)
+    predict = train_small_cnn(train_x, train_y, 2, epochs=12, batch_size=32, valid=(test_x, test_y),
+                              threads=1)
+    probabilities = predict(test_x)
+    assert probabilities.shape == (64, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probabilities.argmax(1) == test_y).mean() > 0.9
