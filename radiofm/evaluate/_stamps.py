@@ -2,6 +2,7 @@
 cuts them (`radiofm.tiling.resample_tiles` and the per-parent-image normalisation)."""
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import astropy.units as u
@@ -27,6 +28,8 @@ log = logging.getLogger("radiofm")
 FIRST_TILE = 150  # pixels of 1.8": 270 arcsec, the MiraBest stamp size
 SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
 SIMULATED_SNR = 5.0  # a simulated compact source counts when its peak reaches 5 sigma
+FIRST_BEAM = 5.4 * u.arcsec  # FIRST images record no beam
+CHUNK = 100  # FIRST fields per cache update
 
 
 @dataclass
@@ -211,8 +214,12 @@ def _first_wcs(row):
     return wcs
 
 
-def first_field_catalogues(fields, finder="auto"):
+def first_field_catalogues(fields, finder="auto", processes=None):
     """Source catalogues of FIRST fields (beam 5.4", 1.4 GHz), cached per finder.
+
+    Fields missing from the cache (``first_fields_<finder>.ecsv`` in
+    `radiofm.datasets.cache_dir`) are searched in parallel processes, and the cache is
+    saved after every chunk of fields, so an interrupted run keeps what it found.
 
     Parameters
     ----------
@@ -220,49 +227,60 @@ def first_field_catalogues(fields, finder="auto"):
         From `radiofm.datasets.load_first_fields`.
     finder : {"auto", "bdsf", "photutils"}
         pyBDSF, photutils, or pyBDSF when it is installed.
+    processes : int, optional
+        Worker processes (default: the number of CPUs).
 
     Returns
     -------
     catalogues : dict
-        File name -> catalogue (pixel positions in the field, ``s_code``), with sky
-        positions in the WCS of `_first_wcs`.
+        File name -> catalogue (``sky_center`` in the WCS of `_first_wcs`, ``s_code``).
     """
+    from concurrent.futures import ProcessPoolExecutor
+
     from astropy.table import QTable, vstack
 
-    from ..image import read_image
-    from ..sources import HAS_BDSF, find_sources
+    from ..sources import HAS_BDSF
 
     method = ("bdsf" if HAS_BDSF else "photutils") if finder == "auto" else finder
     path = cache_dir() / f"first_fields_{method}.ecsv"
     cached = QTable.read(path) if path.is_file() else None
     done = set() if cached is None else set(np.asarray(cached["file"]))
-    found = []
-    for image, row in zip(fields.images, fields.table, strict=True):
-        if row["file"] in done:
-            continue
-        radio = read_image(image, wcs=_first_wcs(row), beam=5.4 * u.arcsec)
-        catalogue = find_sources(radio, method, frequency=1.4 * u.GHz)
-        catalogue = QTable({"file": [row["file"]] * len(catalogue),
-                            "x_center": catalogue["x_center"],
-                            "y_center": catalogue["y_center"],
-                            "s_code": catalogue["s_code"]})
-        if not len(catalogue):  # a field with no source still gets a row-less entry
-            catalogue = QTable({"file": [row["file"]], "x_center": [np.nan],
-                                "y_center": [np.nan], "s_code": ["none"]})
-        found.append(catalogue)
-    if found:
-        log.info("found sources in %d FIRST fields with %s", len(found), method)
-        cached = vstack([t for t in (cached, *found) if t is not None])
-        cached.write(path, overwrite=True)
+    todo = [(image, row["file"], row["sky_center"]) for image, row
+            in zip(fields.images, fields.table, strict=True) if row["file"] not in done]
+    if todo:
+        log.info("finding sources in %d FIRST fields with %s", len(todo), method)
+        with ProcessPoolExecutor(max_workers=processes or os.cpu_count()) as pool:
+            for start in range(0, len(todo), CHUNK):
+                chunk = todo[start:start + CHUNK]
+                found = list(pool.map(_field_sources, *zip(*chunk),
+                                      [method] * len(chunk)))
+                cached = vstack([t for t in (cached, *found) if t is not None])
+                cached.write(path, overwrite=True)
     out = {}
     for row in fields.table:
         rows = cached[cached["file"] == row["file"]]
         rows = rows[np.isfinite(np.asarray(rows["x_center"], dtype=float))]
         wcs = _first_wcs(row)
-        table = QTable({"sky_center": wcs.pixel_to_world(rows["x_center"], rows["y_center"]),
-                        "s_code": rows["s_code"]})
-        out[row["file"]] = table
+        out[row["file"]] = QTable({
+            "sky_center": wcs.pixel_to_world(rows["x_center"], rows["y_center"]),
+            "s_code": rows["s_code"]})
     return out
+
+
+def _field_sources(image, name, centre, method):
+    """One FIRST field's sources as cache rows (one NaN row when it has none)."""
+    from astropy.table import QTable
+
+    from ..image import read_image
+    from ..sources import find_sources
+
+    radio = read_image(image, wcs=_first_wcs({"sky_center": centre}), beam=FIRST_BEAM)
+    catalogue = find_sources(radio, method, frequency=1.4 * u.GHz)
+    if not len(catalogue):
+        return QTable({"file": [name], "x_center": [np.nan], "y_center": [np.nan],
+                       "s_code": ["none"]})
+    return QTable({"file": [name] * len(catalogue), "x_center": catalogue["x_center"],
+                   "y_center": catalogue["y_center"], "s_code": catalogue["s_code"]})
 
 
 def _simulated_count_tiles(normalization, fields, size):
