@@ -22,6 +22,8 @@ class ImageSet:
         Names of the integer ``label`` values, in order.
     pixel_scale : `~astropy.units.Quantity`, optional
         Angular size of a pixel, where the data set has one.
+    wcs : list of `~astropy.wcs.WCS`, optional
+        The celestial WCS of each image, where the data set has them.
 
     Examples
     --------
@@ -35,7 +37,7 @@ class ImageSet:
     2
     """
 
-    def __init__(self, name, images, table, *, class_names=(), pixel_scale=None):
+    def __init__(self, name, images, table, *, class_names=(), pixel_scale=None, wcs=None):
         images = np.asarray(images)
         if images.ndim != 3:
             raise ValueError(f"images must be (N, H, W), got shape {images.shape}")
@@ -46,6 +48,9 @@ class ImageSet:
         self.table = QTable(table)
         self.class_names = tuple(class_names)
         self.pixel_scale = pixel_scale
+        if wcs is not None and len(wcs) != len(images):
+            raise ValueError(f"{len(images)} images but {len(wcs)} WCS")
+        self.wcs = wcs
 
     def __len__(self):
         return len(self.images)
@@ -67,8 +72,9 @@ class ImageSet:
         selection = np.asarray(selection)
         if selection.dtype == bool:
             selection = np.flatnonzero(selection)
+        wcs = None if self.wcs is None else [self.wcs[k] for k in selection]
         return ImageSet(self.name, self.images[selection], self.table[selection],
-                        class_names=self.class_names, pixel_scale=self.pixel_scale)
+                        class_names=self.class_names, pixel_scale=self.pixel_scale, wcs=wcs)
 
     def split(self, *names):
         """The images of one or more splits (``"train"``, ``"valid"``, ``"test"``)."""

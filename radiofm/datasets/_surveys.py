@@ -211,7 +211,8 @@ def load_first_fields(root=None, *, limit=None):
     Returns
     -------
     data : `ImageSet`
-        float32 images (N, 300, 300) at 1.8 arcsec per pixel (NaN = blank); table columns
+        float32 images (N, 300, 300) at 1.8 arcsec per pixel (NaN = blank) with their WCS
+        (``data.wcs``); table columns
         ``file``, ``code`` (MiraBest class code), ``sky_center``, ``redshift``, ``las``,
         ``mirabest_split`` and ``split``.
     """
@@ -233,16 +234,17 @@ def load_first_fields(root=None, *, limit=None):
     })
     placeholder = ImageSet("FIRST", np.zeros((len(rows), 1, 1), np.float32), table)
     table = placeholder.head(limit).table
-    images, keep = np.full((len(table), 300, 300), np.nan, dtype=np.float32), []
+    images, keep, wcs = np.full((len(table), 300, 300), np.nan, dtype=np.float32), [], []
     for k, name in enumerate(table["file"]):
         try:
             with read_image(_require(root / FIRST_FOLDER / name, "the FIRST fields"),
                             beam=FIRST_BEAM) as image:
                 images[k] = image.data
+                wcs.append(image.wcs)
             keep.append(k)
         except ValueError as error:
             log.info("skipping FIRST field %s: %s", name, error)
-    return ImageSet("FIRST", images[keep], table[keep], pixel_scale=FIRST_PIXEL)
+    return ImageSet("FIRST", images[keep], table[keep], pixel_scale=FIRST_PIXEL, wcs=wcs)
 
 
 def load_mgcls(root=None):

@@ -188,8 +188,8 @@ def _first_count_tiles(root, limit, normalization, finder):
     fields = load_first_fields(root, limit=limit)
     catalogues = first_field_catalogues(fields, finder)
     stamps, stretches, counts, splits = [], [], [], []
-    for image, row in zip(fields.images, fields.table, strict=True):
-        tiles = tile_image(read_image(image, wcs=_first_wcs(row)), FIRST_TILE, min_valid=0.5)
+    for image, wcs, row in zip(fields.images, fields.wcs, fields.table, strict=True):
+        tiles = tile_image(read_image(image, wcs=wcs), FIRST_TILE, min_valid=0.5)
         counted = count_in_tiles(catalogues[row["file"]], tiles)
         stretch = fit_normalization(image, normalization)
         for tile in counted:
@@ -199,19 +199,6 @@ def _first_count_tiles(root, limit, normalization, finder):
             splits.append(row["split"])
     return TaskData("FIRST tiles", np.stack(stamps), stretches, np.asarray(counts, float),
                     np.asarray(splits).astype(str))
-
-
-def _first_wcs(row):
-    """A TAN WCS centred on a FIRST field (300 x 300, 1.8"/px); counting needs only
-    positions relative to the same WCS the catalogue was made with."""
-    from astropy.wcs import WCS
-
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crpix = [150.5, 150.5]
-    wcs.wcs.cdelt = [-1.8 / 3600, 1.8 / 3600]
-    wcs.wcs.crval = [row["sky_center"].ra.deg, row["sky_center"].dec.deg]
-    return wcs
 
 
 def first_field_catalogues(fields, finder="auto", processes=None):
@@ -233,7 +220,7 @@ def first_field_catalogues(fields, finder="auto", processes=None):
     Returns
     -------
     catalogues : dict
-        File name -> catalogue (``sky_center`` in the WCS of `_first_wcs`, ``s_code``).
+        File name -> catalogue (``sky_center``, ``s_code``).
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -245,8 +232,9 @@ def first_field_catalogues(fields, finder="auto", processes=None):
     path = cache_dir() / f"first_fields_{method}.ecsv"
     cached = QTable.read(path) if path.is_file() else None
     done = set() if cached is None else set(np.asarray(cached["file"]))
-    todo = [(image, row["file"], row["sky_center"]) for image, row
-            in zip(fields.images, fields.table, strict=True) if row["file"] not in done]
+    todo = [(image, wcs, row["file"]) for image, wcs, row
+            in zip(fields.images, fields.wcs, fields.table, strict=True)
+            if row["file"] not in done]
     if todo:
         log.info("finding sources in %d FIRST fields with %s", len(todo), method)
         with ProcessPoolExecutor(max_workers=processes or os.cpu_count()) as pool:
@@ -257,24 +245,23 @@ def first_field_catalogues(fields, finder="auto", processes=None):
                 cached = vstack([t for t in (cached, *found) if t is not None])
                 cached.write(path, overwrite=True)
     out = {}
-    for row in fields.table:
+    for wcs, row in zip(fields.wcs, fields.table, strict=True):
         rows = cached[cached["file"] == row["file"]]
         rows = rows[np.isfinite(np.asarray(rows["x_center"], dtype=float))]
-        wcs = _first_wcs(row)
         out[row["file"]] = QTable({
             "sky_center": wcs.pixel_to_world(rows["x_center"], rows["y_center"]),
             "s_code": rows["s_code"]})
     return out
 
 
-def _field_sources(image, name, centre, method):
+def _field_sources(image, wcs, name, method):
     """One FIRST field's sources as cache rows (one NaN row when it has none)."""
     from astropy.table import QTable
 
     from ..image import read_image
     from ..sources import find_sources
 
-    radio = read_image(image, wcs=_first_wcs({"sky_center": centre}), beam=FIRST_BEAM)
+    radio = read_image(image, wcs=wcs, beam=FIRST_BEAM)
     catalogue = find_sources(radio, method, frequency=1.4 * u.GHz)
     if not len(catalogue):
         return QTable({"file": [name], "x_center": [np.nan], "y_center": [np.nan],

@@ -107,6 +107,11 @@ def test_first_fields(shared_data):
     assert exclude_near(data.table["sky_center"][train], guard).all()
     assert not exclude_near(data.table["sky_center"][~train], guard).any()
     assert (np.asarray(data.table["redshift"]) > 0).all()
+    centres = [wcs.pixel_to_world(149.5, 149.5) for wcs in data.wcs]
+    separations = [c.separation(s).arcmin for c, s in zip(centres, data.table["sky_center"],
+                                                           strict=True)]
+    assert max(separations) < 3  # the manifest position lies inside each 9' field
+    assert len(data.subset([0, 3]).wcs) == 2
 
 
 def test_mgcls(shared_data):
