@@ -242,6 +242,7 @@ def parity_tiles(input_size, tile_arcsec, normalization, *, root=None, count=64)
     Parameters
     ----------
     input_size : int
+        The model's input side.
     tile_arcsec : float
         Tile side on the sky.
     normalization : dict
@@ -269,22 +270,22 @@ def parity_tiles(input_size, tile_arcsec, normalization, *, root=None, count=64)
         manifest = Table.read(folder / "manifest.csv", format="ascii.csv")
         files = [folder / f for f, s in zip(manifest["file"], manifest["mirabest_split"],
                                             strict=True) if s == "train"][:16]
-        images = [read_image(f) for f in files if f.is_file()]
-        source = f"{len(images)} FIRST fields in {folder}"
+        images = [f for f in files if f.is_file()]
+        source = f"FIRST fields in {folder}"
     if not images:
         from ..simulate import make_radio_sky
 
         hdu, _ = make_radio_sky((512, 512), seed=1)
-        images = [read_image(hdu)]
+        images = [hdu]
         source = "a simulated 512x512 MeerKAT-like field"
     batches = []
-    for image in images:
-        side = int(round(tile_arcsec / float(image.pixel_scale.value)))
-        side = max(2, min(side, *image.shape))
-        tiles = tile_image(image, side)
-        stretch = normalization_for(image, metadata)
-        for _, inputs in tile_inputs(tiles, stretch, input_size, batch_size=count, threads=1):
-            batches.append(inputs)
+    for item in images:
+        with read_image(item) as image:
+            side = int(round(tile_arcsec / float(image.pixel_scale.to_value("arcsec"))))
+            tiles = tile_image(image, max(2, min(side, *image.shape)))
+            stretch = normalization_for(image, metadata)
+            batches.extend(inputs for _, inputs in tile_inputs(tiles, stretch, input_size,
+                                                               batch_size=count, threads=1))
         if sum(len(b) for b in batches) >= count:
             break
     return np.concatenate(batches)[:count], source
@@ -314,9 +315,9 @@ def _differences(reference, outputs):
 
 
 def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, normalization,
-                 pixel_scale_range_arcsec=None, beam_range_arcsec=None, train_config=None,
-                 data_summary=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
-                 quantize=False, overwrite=False):
+                 patch_size=None, timm_options=None, pixel_scale_range_arcsec=None,
+                 beam_range_arcsec=None, train_config=None, data_summary=None, tiles=None,
+                 root=None, tolerance=PARITY_TOLERANCE, quantize=False, overwrite=False):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
     The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
@@ -344,6 +345,10 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
         Side of the training tiles in image pixels.
     normalization : str or dict
         Method (``"percentile"`` or ``"snr"``) or ``{"method": ..., fit options}``.
+    patch_size : int, optional
+        ViT patch size, recorded so that a random twin of the architecture can be built.
+    timm_options : dict, optional
+        More ``timm.create_model`` options of the backbone, recorded likewise.
     pixel_scale_range_arcsec, beam_range_arcsec : (float, float), optional
         Image pixel scales and beam FWHMs the model suits. Default pixel scales: half to
         twice the training one (``tile_arcsec / tile_pixels``); default beams: unchecked.
@@ -414,7 +419,8 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
             f"tolerance {tolerance:g}; nothing written"
         )
     metadata = {
-        "name": name, "arch": arch, "input_size": input_size, "embedding_dim": dim,
+        "name": name, "arch": arch, "patch_size": patch_size,
+        "timm_options": timm_options or {}, "input_size": input_size, "embedding_dim": dim,
         "tile_pixels": tile_pixels, "tile_arcsec": tile_arcsec,
         "stamp_arcsec": heads["morphology"]["stamp_arcsec"], "normalization": normalization,
         "normalization_version": NORMALIZATION_VERSION,
@@ -530,6 +536,8 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
     path = Path(path) if path is not None else info["path"].parent / f"{name}.onnx"
     return export_model(
         backbone, heads, path, name=name, arch=info["arch"], input_size=input_size,
+        patch_size=config["model"].get("patch_size"),
+        timm_options=config["model"].get("timm_options") or {},
         tile_pixels=tile_pixels, normalization=normalization, train_config=config,
         data_summary={**info["data_summary"], "trained_with_radiofm": info["radiofm_version"]},
         root=root, **options,

@@ -46,7 +46,9 @@ def check_image(model, image):
     Parameters
     ----------
     model : `OnnxModel`
+        A loaded model.
     image : `~radiofm.image.RadioImage`
+        The image to run it on.
 
     Raises
     ------
@@ -148,6 +150,7 @@ def embed_image(image, model=DEFAULT_MODEL, *, tile_size=None, overlap=0, min_va
     Parameters
     ----------
     image : anything `~radiofm.image.read_image` accepts, or a `~radiofm.tiling.TileSet`
+        The image (a TileSet fixes the tiles).
     model : str, path-like or `OnnxModel`
         ``"default"``, a registered name, or an .onnx file from `radiofm.export`.
     tile_size : int or `~astropy.units.Quantity`, optional
@@ -190,7 +193,9 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
     Parameters
     ----------
     image_or_tiles : anything `~radiofm.image.read_image` accepts, or a `~radiofm.tiling.TileSet`
+        The image (a TileSet fixes the tiles).
     model : str, path-like or `OnnxModel`
+        As for `embed_image`.
     tile_size, overlap, min_valid, batch_size, threads, progress
         As for `embed_image`. The count head was fitted on tiles of the model's tile
         angle: other sizes give a `ModelMismatchWarning`.
@@ -232,6 +237,7 @@ def read_stamps(image, x, y, side):
     Parameters
     ----------
     image : `~radiofm.image.RadioImage`
+        The image.
     x, y : array-like
         Zero-based pixel positions.
     side : int
@@ -309,7 +315,9 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
         Sources with sky positions (a SkyCoord column such as ``sky_center``, or RA/DEC
         columns); a path is read with `~radiofm.sources.read_catalog`.
     image : anything `~radiofm.image.read_image` accepts
+        The image the catalogue describes.
     model : str, path-like or `OnnxModel`
+        As for `embed_image`.
     batch_size, threads, progress
         As for `embed_image`.
 
@@ -344,7 +352,9 @@ def embed_sources(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, threads
     catalog : `~astropy.table.Table` or path
         As for `classify_morphology`.
     image : anything `~radiofm.image.read_image` accepts
+        The image the catalogue describes.
     model : str, path-like or `OnnxModel`
+        As for `embed_image`.
     batch_size, threads, progress
         As for `embed_image`.
 

@@ -31,6 +31,8 @@ _SCHEMA = {
     "radiofm_version": ("str", True),
     "name": ("str", True),
     "arch": ("str", True),
+    "patch_size": ("json", False),
+    "timm_options": ("json", False),
     "input_size": ("int", True),
     "embedding_dim": ("int", True),
     "tile_pixels": ("int", True),

@@ -83,10 +83,13 @@ def tile_inputs(tiles, stretch, input_size, *, batch_size=64, threads=None, prog
     Parameters
     ----------
     tiles : `~radiofm.tiling.TileSet`
+        The tiles and their image.
     stretch : `~radiofm.tiling.Normalization`
         Fitted on the parent image.
     input_size : int
+        The model's input side.
     batch_size : int
+        Tiles per batch (the last may be smaller).
     threads : int, optional
         Batches prepared at once (default: 2, or 1 on a one-CPU machine).
     progress : bool

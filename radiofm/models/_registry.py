@@ -24,6 +24,7 @@ def file_sha256(path):
     Parameters
     ----------
     path : str or path-like
+        The file.
 
     Returns
     -------

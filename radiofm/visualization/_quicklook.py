@@ -17,6 +17,7 @@ def class_colors(classes):
     Parameters
     ----------
     classes : sequence of str
+        Class names; the k-th gets the k-th colour of matplotlib's tab10.
 
     Returns
     -------

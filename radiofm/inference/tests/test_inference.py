@@ -91,7 +91,8 @@ def test_tables_round_trip_through_fits_and_ecsv(tiny_model, sky, tmp_path):
 
 def test_classify_morphology_adds_classes_and_probabilities(tiny_model, sky, caplog):
     hdu, truth = sky
-    catalog = Table({"ra": truth["sky_center"].ra.deg[:10], "dec": truth["sky_center"].dec.deg[:10]})
+    positions = truth["sky_center"][:10]
+    catalog = Table({"ra": positions.ra.deg, "dec": positions.dec.deg})
     far = SkyCoord(10 * u.deg, 10 * u.deg)  # off the image
     catalog.add_row([far.ra.deg, far.dec.deg])
     result = classify_morphology(catalog, hdu, tiny_model, threads=1, progress=False)
