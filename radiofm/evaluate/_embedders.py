@@ -38,6 +38,7 @@ class _TorchEmbedder:
     """A torch backbone run in eval mode on CPU (or the given device)."""
 
     pca = None
+    normalization = None  # a checkpoint sets its training stretch
 
     def __init__(self, backbone, name, input_size, architecture, batch_size=128):
         self.backbone = backbone.eval()
@@ -64,6 +65,7 @@ class _OnnxEmbedder:
 
         self.model = load_model(path)
         self.name = self.model.name
+        self.normalization = self.model.metadata["normalization"]["method"]
         self.architecture = {"arch": self.model.metadata.get("arch"),
                              "patch_size": self.model.metadata.get("patch_size")}
         self.input_size = int(self.model.input_size)
@@ -124,11 +126,23 @@ def load_embedder(spec, *, input_size=None, seed=0, batch_size=128):
 
     backbone = load_backbone(path)
     config = torch.load(path, map_location="cpu", weights_only=True).get("config") or {}
+    normalization = config.get("data", {}).get("normalization")
     size = input_size or config.get("crops", {}).get("global_size", 64)
     model = config.get("model", {})
     architecture = {key: model.get(key) for key in ("arch", "patch_size", "timm_options")}
-    return _TorchEmbedder(backbone, f"{path.parent.name}/{path.name}", size, architecture,
-                          batch_size)
+    embedder = _TorchEmbedder(backbone, f"{path.parent.name}/{path.name}", size, architecture,
+                              batch_size)
+    embedder.normalization = normalization
+    return embedder
+
+
+def normalization_of(embedder):
+    """The stretch an embedder's model was trained with (``"percentile"`` when unknown)."""
+    method = getattr(embedder, "normalization", None)
+    if method is None:
+        method = (getattr(embedder, "metadata", None) or {}).get("normalization", {})
+        method = method.get("method") if isinstance(method, dict) else method
+    return method or "percentile"
 
 
 def _random_backbone(architecture, input_size, seed, batch_size):

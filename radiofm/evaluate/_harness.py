@@ -9,7 +9,7 @@ import numpy as np
 from astropy.table import QTable
 
 from .._provenance import provenance_meta
-from ._embedders import load_embedder, random_twin
+from ._embedders import load_embedder, normalization_of, random_twin
 from ._stamps import load_task_data
 from ._tasks import (
     Features,
@@ -99,7 +99,8 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     names = {role: features.name(role) for role in features.roles}
     names["supervised"] = "supervised CNN"
     rows, plots = [], {}
-    options = {"root": root, "limit": limit}
+    # every feature set sees the stretch the model was trained with
+    options = {"root": root, "limit": limit, "normalization": normalization_of(embedder)}
     for task in tasks:
         started = time.perf_counter()
         if task == "counts":
@@ -129,6 +130,7 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         log.info("task %s done in %.0f s", task, time.perf_counter() - started)
     report = QTable(rows=rows, names=list(rows[0])) if rows else QTable()
     report.meta.update(provenance_meta(MODEL=names["model"], LIMIT=-1 if limit is None else limit,
+                                       NORM=options["normalization"], FINDER=finder,
                                        SECONDS=round(time.perf_counter() - began, 1)))
     if output is not None:
         _write(report, plots, names, Path(output))
@@ -212,7 +214,8 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     def embed(data):
         return np.asarray(embedder.embed(data.prepared(size)), dtype=np.float64)
 
-    parts = [load_task_data(which, root=root, limit=limit, finder=finder)
+    stretch = normalization_of(embedder)
+    parts = [load_task_data(which, root=root, limit=limit, finder=finder, normalization=stretch)
              for which in ("counts_first", "counts_simulated")]
     x = np.concatenate([embed(data) for data in parts])
     y = np.concatenate([data.target for data in parts])
@@ -222,7 +225,7 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     count = _fold(scaler, ridge.coef_[None], np.atleast_1d(ridge.intercept_))
     r2 = r2_score(y[split == "test"], ridge.predict(scaler.transform(x[split == "test"])))
 
-    data = load_task_data("morphology", root=root, limit=limit)
+    data = load_task_data("morphology", root=root, limit=limit, normalization=stretch)
     x = embed(data)
     train, valid, test = (data.split == s for s in ("train", "valid", "test"))
     probe = _logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],

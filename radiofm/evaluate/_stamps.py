@@ -240,7 +240,7 @@ def first_field_catalogues(fields, finder="auto", processes=None):
         with ProcessPoolExecutor(max_workers=processes or os.cpu_count()) as pool:
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start:start + CHUNK]
-                found = list(pool.map(_field_sources, *zip(*chunk),
+                found = list(pool.map(_field_sources, *zip(*chunk, strict=True),
                                       [method] * len(chunk)))
                 cached = vstack([t for t in (cached, *found) if t is not None])
                 cached.write(path, overwrite=True)
