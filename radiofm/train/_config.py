@@ -19,6 +19,8 @@ class DataConfig:
         ``"fits"`` (``path``: a folder of FITS images),
         ``"first"`` (the FIRST fields of the data root) and ``"mgcls"`` (the MGCLS cutouts of
         the data root). Weights set each kind's share of the samples, whatever its size.
+        Image sources (``"fits"``, ``"first"``) take ``tile_pixels``: cut tiles of that many
+        image pixels and resample them to ``tile_size`` (default: no resampling).
     root : str
         The shared data folder (default: ``$RADIOFM_DATA`` or ``../shared/data``).
     tile_size : int

@@ -1,8 +1,9 @@
 """Pre-training data: banks of normalised tiles from each source, mixed with weights.
 
-Every source goes through the project's tiling and normalisation, and through the leakage
-guard: tiles and cutouts within 1 arcmin (plus half a tile diagonal) of an evaluation
-source are dropped before anything is trained.
+Every source goes through the project's tiling, resampling and normalisation in the order
+inference uses (cut, resample to the tile size, stretch with the parent image's fit), and
+through the leakage guard: tiles and cutouts within 1 arcmin (plus half a tile diagonal) of
+an evaluation source are dropped before anything is trained.
 """
 
 import csv
@@ -12,11 +13,10 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import torch
-import torch.nn.functional as F
 from astropy.coordinates import SkyCoord
 
 from ..datasets import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
-from ..tiling import fit_normalization, tile_image
+from ..tiling import fit_normalization, resample_tiles, tile_image
 
 __all__ = ["TileBank", "build_tile_bank"]
 
@@ -114,16 +114,19 @@ def build_tile_bank(data):
     return TileBank(banks, weights)
 
 
-def _normalised_tiles(image, data, guard=None):
-    tiles = tile_image(image, data.tile_size, min_valid=0.95)
+def _normalised_tiles(image, data, guard=None, tile_pixels=None):
+    """Guarded tiles of ``tile_pixels`` (default: the tile size), resampled to the tile size,
+    then normalised with the fit on the whole image."""
+    tiles = tile_image(image, tile_pixels or data.tile_size, min_valid=0.95)
     stretch = tiles.fit_normalization(data.normalization)
     keep = np.ones(len(tiles), dtype=bool)
     if guard is not None:
         margin = tiles.tile_angle * np.sqrt(0.5) + GUARD_RADIUS
         keep = exclude_near(tiles.table["sky_center"], guard, margin)
-    out = [pixels[keep[ids]] for ids, pixels in tiles.batches(256, normalization=stretch,
-                                                               threads=1)]
-    return np.concatenate(out)[:, 0] if out else np.zeros((0, data.tile_size, data.tile_size))
+    out = np.empty((int(keep.sum()), data.tile_size, data.tile_size), dtype=np.float32)
+    for k, tile_id in enumerate(np.flatnonzero(keep)):
+        stretch(resample_tiles(tiles.read_tile(tile_id), data.tile_size), out=out[k])
+    return out
 
 
 def _simulated_tiles(data, fields=4, size=1024, seed=0):
@@ -144,14 +147,14 @@ def _npy_tiles(data, path):
     return tiles
 
 
-def _fits_tiles(data, guard, path, pattern="*.fits*"):
+def _fits_tiles(data, guard, path, pattern="*.fits*", tile_pixels=None):
     files = sorted(Path(path).glob(pattern))
     if not files:
         raise ValueError(f"no FITS image matches {pattern} in {path}")
-    return _files_tiles(data, guard, files)
+    return _files_tiles(data, guard, files, tile_pixels)
 
 
-def _files_tiles(data, guard, files, **image_options):
+def _files_tiles(data, guard, files, tile_pixels, **image_options):
     """Guarded, normalised tiles of each image file; unreadable or blank files are skipped."""
     from ..image import read_image
 
@@ -159,7 +162,7 @@ def _files_tiles(data, guard, files, **image_options):
     for file in files:
         try:
             with read_image(file, **image_options) as image:
-                parts.append(_normalised_tiles(image, data, guard))
+                parts.append(_normalised_tiles(image, data, guard, tile_pixels))
         except ValueError as error:
             log.info("skipping %s: %s", Path(file).name, error)
     if not parts:
@@ -167,7 +170,7 @@ def _files_tiles(data, guard, files, **image_options):
     return np.concatenate(parts)
 
 
-def _first_tiles(data, guard, limit=None):
+def _first_tiles(data, guard, limit=None, tile_pixels=None):
     """FIRST fields: whole fields near an evaluation source go, then tiles are guarded too."""
     folder = data_root(data.root or None) / "first_fields"
     with open(folder / "manifest.csv", newline="") as stream:
@@ -176,7 +179,7 @@ def _first_tiles(data, guard, limit=None):
                        unit="deg")
     rows = [row for row, ok in zip(rows, exclude_near(centres, guard), strict=True) if ok]
     files = [folder / row["file"] for row in rows][:limit]
-    return _files_tiles(data, guard, files, beam=5.4 * u.arcsec)  # FIRST records no beam
+    return _files_tiles(data, guard, files, tile_pixels, beam=5.4 * u.arcsec)  # no beam in FIRST
 
 
 def _mgcls_tiles(data, guard, limit=None):
@@ -190,12 +193,10 @@ def _mgcls_tiles(data, guard, limit=None):
     sky = SkyCoord([position[int(r)][0] for r in ranks], [position[int(r)][1] for r in ranks],
                    unit="deg")
     chosen = np.flatnonzero(exclude_near(sky, guard))[:limit]
-    resized = F.interpolate(torch.from_numpy(images[chosen]).float()[:, None] / 255.0,
-                            size=(data.tile_size, data.tile_size), mode="area")[:, 0].numpy()
-    out = np.empty_like(resized)
-    for k, cutout in enumerate(resized):
+    out = resample_tiles(images[chosen], data.tile_size)
+    for k, cutout in zip(chosen, out, strict=True):
         try:
-            out[k] = fit_normalization(cutout, data.normalization)(cutout)
+            fit_normalization(images[k], data.normalization)(cutout, out=cutout)
         except ValueError:  # a constant cutout has nothing to learn from
-            out[k] = 0.0
+            cutout[:] = 0.0
     return out

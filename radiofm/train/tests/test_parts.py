@@ -135,6 +135,12 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     bank = build_tile_bank(DataConfig(root=str(shared_data), tile_size=100,
                                       sources=[{"kind": "first", "limit": 6}]))
     assert len(bank) > 0 and bank.tile_size == 100
+    # 150-pixel tiles resampled to 64: four per 300-pixel field, stretched to [0, 1]
+    resampled = build_tile_bank(DataConfig(root=str(shared_data), tile_size=64, sources=[
+        {"kind": "first", "limit": 6, "tile_pixels": 150}]))
+    tiles = np.asarray(resampled.banks[0], dtype=np.float32)
+    assert tiles.shape[1:] == (64, 64) and len(tiles) <= 24
+    assert tiles.min() >= 0 and tiles.max() == 1
     # through a FITS folder, a MiraBest test field loses every tile near its source
     with open(shared_data / "first_fields" / "manifest.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
