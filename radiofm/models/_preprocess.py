@@ -1,8 +1,9 @@
 """The pixels a model sees: resampled to its input size, then normalised.
 
-Training, the evaluation harness, export and inference all prepare pixels with these
-functions (built on `radiofm.tiling.resample_tiles` and `radiofm.tiling.normalize`), so a
-model sees the same kind of pixels everywhere.
+Export and inference prepare pixels with these functions; training (`radiofm.train`) and the
+evaluation harness (`radiofm.evaluate`) follow the same order with the same two functions,
+`radiofm.tiling.resample_tiles` then `radiofm.tiling.normalize` with the parent image's fit,
+so a model sees the same kind of pixels everywhere.
 """
 
 import os
