@@ -5,10 +5,12 @@ import logging
 import time
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
 from .._provenance import provenance_meta
+from ..datasets._surveys import FIRST_PIXEL
 from ._embedders import load_embedder, normalization_of, random_twin
 from ._stamps import load_task_data
 from ._tasks import (
@@ -198,14 +200,16 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     Returns
     -------
     heads : dict
-        ``{"count": {"coef", "intercept", "tile_arcsec", "r2_test"}, "morphology": {"coef",
-        "intercept", "classes", "stamp_arcsec", "accuracy_test"}}``.
+        ``{"count": {"coef", "intercept", "tile_arcsec", "pixel_scales_arcsec", "r2_test"},
+        "morphology": {"coef", "intercept", "classes", "stamp_arcsec", "accuracy_test"}}``;
+        ``pixel_scales_arcsec`` are the native pixel scales of the count tiles (FIRST and
+        simulated MeerKAT-like).
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
     from sklearn.preprocessing import StandardScaler
 
-    from ._stamps import FIRST_TILE
+    from ._stamps import FIRST_TILE, SIMULATED_PIXEL
     from ._tasks import ALPHAS, _logistic_on_valid
 
     embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
@@ -236,7 +240,9 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
         morph = (np.concatenate([-morph[0], morph[0]]) / 2, np.array([-1, 1]) * morph[1] / 2)
     return {
         "count": {"coef": count[0][0].astype(np.float32), "intercept": float(count[1][0]),
-                  "tile_arcsec": FIRST_TILE * 1.8, "r2_test": float(r2)},
+                  "tile_arcsec": FIRST_TILE * 1.8, "r2_test": float(r2),
+                  "pixel_scales_arcsec": [FIRST_PIXEL.to_value(u.arcsec),
+                                          SIMULATED_PIXEL.to_value(u.arcsec)]},
         "morphology": {"coef": morph[0].astype(np.float32),
                        "intercept": morph[1].astype(np.float32),
                        "classes": list(data.class_names), "stamp_arcsec": 300 * 1.8,

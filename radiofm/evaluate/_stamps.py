@@ -26,6 +26,7 @@ __all__ = ["TaskData", "load_task_data", "normalised_stamps"]
 log = logging.getLogger("radiofm")
 
 FIRST_TILE = 150  # pixels of 1.8": 270 arcsec, the MiraBest stamp size
+SIMULATED_PIXEL = 1.1 * u.arcsec  # make_radio_sky's default pixel
 SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
 SIMULATED_SNR = 5.0  # a simulated compact source counts when its peak reaches 5 sigma
 FIRST_BEAM = 5.4 * u.arcsec  # FIRST images record no beam
@@ -278,7 +279,7 @@ def _simulated_count_tiles(normalization, fields, size):
     stamps, stretches, counts, splits = [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
     for seed in range(fields):
-        hdu, truth = make_radio_sky((size, size), seed=1000 + seed)
+        hdu, truth = make_radio_sky((size, size), seed=1000 + seed, pixel_scale=SIMULATED_PIXEL)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
         noise = hdu.header["SIMNOISE"]
         bright = (np.asarray(truth["s_code"]) == "S") & (

@@ -26,8 +26,9 @@ OUTPUTS = ("embedding", "n_compact", "morph_logits")
 #: Default parity tolerance: for each output, max |onnxruntime - torch| divided by
 #: max(1, max |torch|) over the parity tiles. float32 reordering gives about 1e-6.
 PARITY_TOLERANCE = 1e-4
-#: Default accepted pixel scales, as factors of the training pixel scale
-#: (``tile_arcsec / tile_pixels``).
+#: Default accepted pixel scales, as factors of the native pixel scales of the images the
+#: heads were fitted on (``heads["count"]["pixel_scales_arcsec"]``), else of
+#: ``tile_arcsec / tile_pixels``.
 PIXEL_SCALE_FACTORS = (0.5, 2.0)
 CHECKPOINT = "checkpoint.pt"
 BACKBONE = "teacher_backbone.pt"
@@ -77,7 +78,9 @@ def _check_heads(heads, dim):
         classes = [str(name) for name in morph["classes"]]
         checked = {
             "count": {"coef": count_coef, "intercept": float(count["intercept"]),
-                      "tile_arcsec": float(count["tile_arcsec"])},
+                      "tile_arcsec": float(count["tile_arcsec"]),
+                      "pixel_scales_arcsec": [float(v) for v in
+                                              count.get("pixel_scales_arcsec", [])]},
             "morphology": {"coef": morph_coef, "intercept": morph_intercept,
                            "classes": classes, "stamp_arcsec": float(morph["stamp_arcsec"])},
         }
@@ -350,8 +353,10 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
     timm_options : dict, optional
         More ``timm.create_model`` options of the backbone, recorded likewise.
     pixel_scale_range_arcsec, beam_range_arcsec : (float, float), optional
-        Image pixel scales and beam FWHMs the model suits. Default pixel scales: half to
-        twice the training one (``tile_arcsec / tile_pixels``); default beams: unchecked.
+        Image pixel scales and beam FWHMs the model suits. Default pixel scales: half the
+        finest to twice the coarsest native pixel scale the heads were fitted on
+        (``heads["count"]["pixel_scales_arcsec"]``), else half to twice
+        ``tile_arcsec / tile_pixels``; default beams: unchecked.
     train_config, data_summary : dict, optional
         Provenance recorded in the metadata.
     tiles : array-like, optional
@@ -389,8 +394,9 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
     input_size, tile_pixels = int(input_size), int(tile_pixels)
     tile_arcsec = heads["count"]["tile_arcsec"]
     if pixel_scale_range_arcsec is None:
-        reference = tile_arcsec / tile_pixels
-        pixel_scale_range_arcsec = [reference * f for f in PIXEL_SCALE_FACTORS]
+        native = heads["count"]["pixel_scales_arcsec"] or [tile_arcsec / tile_pixels]
+        pixel_scale_range_arcsec = [min(native) * PIXEL_SCALE_FACTORS[0],
+                                    max(native) * PIXEL_SCALE_FACTORS[1]]
     if tiles is None:
         tiles, source = parity_tiles(input_size, tile_arcsec, normalization, root=root)
     else:

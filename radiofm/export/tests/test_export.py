@@ -214,3 +214,16 @@ def test_export_graph_applies_heads_like_numpy():
     e = embedding.double().numpy()
     np.testing.assert_allclose(count.numpy(), e @ heads["count"]["coef"] + 2.0, atol=1e-5)
     assert logits.shape == (2, 4)
+
+
+def test_default_pixel_scales_follow_the_images_the_heads_were_fitted_on(tmp_path):
+    from radiofm.tests.model_helpers import tiny_backbone, tiny_heads
+
+    backbone = tiny_backbone()
+    heads = tiny_heads(backbone.num_features)
+    heads["count"]["pixel_scales_arcsec"] = [1.1, 1.8]  # as fit_heads: simulated and FIRST
+    export_model(backbone, heads, tmp_path / "scales.onnx", name="scales", arch="test_resnet",
+                 input_size=INPUT_SIZE, tile_pixels=32, normalization="percentile",
+                 tiles=random_tiles())
+    meta = load_model(tmp_path / "scales.onnx", threads=1).metadata
+    assert meta["pixel_scale_range_arcsec"] == pytest.approx([0.55, 3.6])
