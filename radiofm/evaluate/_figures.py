@@ -44,7 +44,7 @@ def _classification(plot, names):
         chosen = labels == k
         axis.scatter(projected[chosen, 0], projected[chosen, 1], s=6, label=name)
     axis.legend(fontsize=7)
-    axis.set(title=f"{names[role]}: PCA of test embeddings", xlabel="PC 1", ylabel="PC 2")
+    axis.set(title=f"{names[role]}\nPCA of test embeddings", xlabel="PC 1", ylabel="PC 2")
     return figure
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger("radiofm")
 
 TASKS = ("counts", "frii", "morphology", "similarity", "anomaly", "redshift")
 BASELINES = ("pixels", "random", "supervised")
+SCALE_FLOOR = 0.05  # of the median feature scale, for the heads an exported model carries
 
 
 def _baseline_embedders(model, spec, baselines, seed):
@@ -184,7 +185,8 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
 
     The count head is a ridge regression on FIRST and simulated training tiles; the
     morphology head a logistic regression on the RadioGalaxyDataset train split (C chosen on
-    valid). Both act on the raw embedding: the standardisation is folded into the weights.
+    valid). Both act on the raw embedding: the standardisation is folded into the weights,
+    with every feature scale at least 5 % of the median one so that no weight explodes.
 
     Parameters
     ----------
@@ -207,7 +209,6 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
-    from sklearn.preprocessing import StandardScaler
 
     from ._stamps import FIRST_TILE, SIMULATED_PIXEL
     from ._tasks import ALPHAS, _logistic_on_valid
@@ -224,7 +225,7 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     x = np.concatenate([embed(data) for data in parts])
     y = np.concatenate([data.target for data in parts])
     split = np.concatenate([data.split for data in parts])
-    scaler = StandardScaler().fit(x[split == "train"])
+    scaler = _bounded_scaler(x[split == "train"])
     ridge = RidgeCV(alphas=ALPHAS).fit(scaler.transform(x[split == "train"]), y[split == "train"])
     count = _fold(scaler, ridge.coef_[None], np.atleast_1d(ridge.intercept_))
     r2 = r2_score(y[split == "test"], ridge.predict(scaler.transform(x[split == "test"])))
@@ -232,9 +233,10 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     data = load_task_data("morphology", root=root, limit=limit, normalization=stretch)
     x = embed(data)
     train, valid, test = (data.split == s for s in ("train", "valid", "test"))
-    probe = _logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],
-                               lambda: [StandardScaler()])
-    scaler, logistic = probe[0], probe[-1]
+    scaler = _bounded_scaler(x[train])
+    x = scaler.transform(x)
+    logistic = _logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],
+                                  list)[-1]
     morph = _fold(scaler, logistic.coef_, logistic.intercept_)
     if morph[0].shape[0] == 1:  # two classes: sklearn keeps one row of weights
         morph = (np.concatenate([-morph[0], morph[0]]) / 2, np.array([-1, 1]) * morph[1] / 2)
@@ -246,12 +248,24 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
         "morphology": {"coef": morph[0].astype(np.float32),
                        "intercept": morph[1].astype(np.float32),
                        "classes": list(data.class_names), "stamp_arcsec": 300 * 1.8,
-                       "accuracy_test": float(probe.score(x[test], data.target[test]))},
+                       "accuracy_test": float(logistic.score(x[test], data.target[test]))},
     }
+
+
+def _bounded_scaler(x):
+    """Standardisation whose scales are at least `SCALE_FLOOR` times their median.
+
+    Features that hardly vary would otherwise get huge weights once the scaler is folded
+    into a head, and float32 rounding in the exported graph would swing the outputs.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    scaler.scale_ = np.maximum(scaler.scale_, SCALE_FLOOR * np.median(scaler.scale_))
+    return scaler
 
 
 def _fold(scaler, coef, intercept):
     """Weights of a linear model on standardised inputs, re-expressed on raw inputs."""
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    weights = coef / scale
+    weights = coef / scaler.scale_
     return weights, intercept - weights @ scaler.mean_

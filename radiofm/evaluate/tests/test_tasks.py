@@ -135,6 +135,18 @@ def test_fold_puts_the_scaler_into_the_weights():
                                rtol=1e-8, atol=1e-8)
 
 
+def test_bounded_scaler_keeps_folded_weights_small():
+    from radiofm.evaluate._harness import SCALE_FLOOR, _bounded_scaler
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(0.0, 1.0, (200, 5))
+    x[:, 2] = 3.0 + rng.normal(0.0, 1e-9, 200)  # a feature that hardly varies
+    scaler = _bounded_scaler(x)
+    assert scaler.scale_[2] == pytest.approx(SCALE_FLOOR * np.median(scaler.scale_))
+    weights, _ = _fold(scaler, np.ones((1, 5)), np.zeros(1))
+    assert np.abs(weights).max() <= 1 / (SCALE_FLOOR * np.median(scaler.scale_)) * 1.0001
+
+
 def test_evaluate_rejects_unknown_tasks_and_baselines():
     with pytest.raises(ValueError, match="unknown tasks"):
         evaluate("pixels", tasks=["colour"])
