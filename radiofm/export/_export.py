@@ -327,7 +327,7 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
     ``embedding`` (batch, D), ``n_compact`` (batch,) and ``morph_logits`` (batch, K). Before
     the file is written the graph passes ``onnx.checker`` (full check) and a parity check:
     onnxruntime and torch run on real tiles, and for each output the max abs difference
-    divided by max(1, max |torch output|) must not exceed ``tolerance``.
+    divided by ``max(1, max |torch output|)`` must not exceed ``tolerance``.
 
     Parameters
     ----------
