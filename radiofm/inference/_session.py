@@ -137,6 +137,12 @@ class OnnxModel:
         -------
         outputs : dict of `~numpy.ndarray`
             ``embedding`` (B, D), ``n_compact`` (B,), ``morph_logits`` (B, K), float32.
+
+        Notes
+        -----
+        A dynamically quantised (int8) model takes each activation's scale from its whole
+        input, so it is run one tile at a time: a tile's outputs never depend on the other
+        tiles of the batch.
         """
         tiles = np.asarray(tiles, dtype=np.float32)
         if tiles.ndim == 3:
@@ -149,5 +155,12 @@ class OnnxModel:
             dims = {"embedding": (0, self.metadata["embedding_dim"]), "n_compact": (0,),
                     "morph_logits": (0, len(self.class_names))}
             return {key: np.zeros(shape, np.float32) for key, shape in dims.items()}
-        values = self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tiles)})
-        return dict(zip(OUTPUTS, values, strict=True))
+        if self.metadata.get("quantization", "none") == "none":
+            values = self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tiles)})
+            return dict(zip(OUTPUTS, values, strict=True))
+        # Dynamic int8 takes each activation's scale from the whole batch: a tile's outputs
+        # would depend on its neighbours, so quantised models see one tile at a time.
+        parts = [self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tile[None])})
+                 for tile in tiles]
+        return {key: np.concatenate([part[k] for part in parts])
+                for k, key in enumerate(OUTPUTS)}

@@ -83,6 +83,18 @@ def test_metadata_carries_what_inference_needs(exported):
     assert meta["parity_max_abs_diff"] == max(report["parity_max_abs_diff"].values()) < 1e-4
 
 
+def test_int8_outputs_do_not_depend_on_the_batch(exported):
+    # dynamic int8 scales activations over the whole input: run alone, a tile must give
+    # what it gives among brighter neighbours
+    model = load_model(exported[0].with_name("tiny-int8.onnx"), threads=1)
+    tiles = random_tiles(6)
+    tiles[1:] *= 20.0
+    together = model.run(tiles)
+    alone = model.run(tiles[:1])
+    for key in together:
+        np.testing.assert_array_equal(together[key][:1], alone[key])
+
+
 def test_int8_model_is_written_with_its_differences(exported):
     path, _, _, report = exported
     quantized = load_model(report["quantized_path"], threads=1)
