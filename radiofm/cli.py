@@ -90,8 +90,11 @@ def _parser():
         "train splits, beside raw pixels, a random backbone and a supervised CNN. Writes "
         "report.ecsv, report.json, report.txt and one PNG per task.",
     )
-    evaluation.add_argument("model", help="random:ARCH, pixels, a training run folder or "
-                            "checkpoint (.pt), or an exported .onnx model")
+    chosen = evaluation.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("model", nargs="?", help="random:ARCH, pixels, a training run folder "
+                        "or checkpoint (.pt), or an exported .onnx model")
+    chosen.add_argument("--model", dest="model_option", metavar="MODEL",
+                        help="the same, as an option")
     evaluation.add_argument("-o", "--output", default="radiofm-evaluation",
                             help="report folder (default: radiofm-evaluation)")
     evaluation.add_argument("--tasks", default="all",
@@ -315,7 +318,7 @@ def _run_evaluate(args):
 
     tasks = TASKS if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
     baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
-    report = evaluate(args.model, root=args.data, output=args.output,
+    report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
                       tasks=tasks, baselines=baselines,
                       limit=args.limit, finder=args.finder, seed=args.seed)
     print(format_report(report))

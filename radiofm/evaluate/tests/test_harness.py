@@ -104,7 +104,7 @@ def test_cli_evaluate(shared_data, tmp_path, capsys):
     from radiofm.cli import main
 
     out = tmp_path / "report"
-    assert main(["evaluate", "pixels", "-o", str(out), "--tasks", "frii,similarity",
+    assert main(["evaluate", "--model", "pixels", "-o", str(out), "--tasks", "frii,similarity",
                  "--baselines", "none", "--limit", "10", "--data", str(shared_data)]) == 0
     printed = capsys.readouterr().out
     assert "MBFRConfident" in printed and "pixels32" in printed
