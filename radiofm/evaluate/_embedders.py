@@ -66,8 +66,8 @@ class _OnnxEmbedder:
         self.model = load_model(path)
         self.name = self.model.name
         self.normalization = self.model.metadata["normalization"]["method"]
-        self.architecture = {"arch": self.model.metadata.get("arch"),
-                             "patch_size": self.model.metadata.get("patch_size")}
+        self.architecture = {key: self.model.metadata.get(key)
+                             for key in ("arch", "patch_size", "timm_options")}
         self.input_size = int(self.model.input_size)
         self.batch_size = batch_size
 

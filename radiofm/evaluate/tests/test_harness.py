@@ -109,3 +109,21 @@ def test_cli_evaluate(shared_data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "MBFRConfident" in printed and "pixels32" in printed
     assert (out / "report.ecsv").is_file()
+
+
+def test_onnx_embedder_and_its_random_twin(tmp_path):
+    pytest.importorskip("onnx")
+    from radiofm.evaluate import random_twin
+    from radiofm.inference import load_model
+    from radiofm.tests.model_helpers import INPUT_SIZE, export_tiny_model, random_tiles
+
+    path = tmp_path / "tiny.onnx"
+    export_tiny_model(path)
+    embedder = load_embedder(path)
+    assert embedder.input_size == INPUT_SIZE and normalization_of(embedder) == "percentile"
+    stamps = random_tiles(5)[:, 0]
+    expected = load_model(path, threads=1).run(stamps)["embedding"]
+    np.testing.assert_allclose(embedder.embed(stamps), expected, rtol=1e-6)
+    twin = random_twin(embedder)
+    assert twin.name == "random:test_resnet" and twin.input_size == INPUT_SIZE
+    assert twin.embed(stamps).shape == expected.shape
