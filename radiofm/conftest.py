@@ -29,6 +29,19 @@ def shared_data_root():
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Path of a tiny ONNX model exported once per session (needs the train extra); tests
+    that change it work on a copy."""
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from radiofm.tests.model_helpers import export_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    export_tiny_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def shared_data():
     """Path of the read-only real data folder; skips the test when it is absent."""
     root = shared_data_root()

@@ -84,38 +84,32 @@ def _bootstrap_error(correct, seed=0):
     return np.percentile(errors, [2.5, 97.5])
 
 
-def counts_task(data, features):
-    """Compact-source counts per tile: ridge regression (alpha by cross-validation)."""
+def _regression_task(task, data, features, metrics):
+    """Ridge regression (alpha by cross-validation) on train, ``metrics`` on test."""
     train, test = data.split == "train", data.split == "test"
     rows, plot = [], {}
+    sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
     for role in features.roles:
         x = features.get(role, data)
         probe = make_pipeline(*features.scaler(role, train.sum()), RidgeCV(alphas=ALPHAS))
         predicted = probe.fit(x[train], data.target[train]).predict(x[test])
-        sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
-        rows.append(_row("counts", data, features, role, "ridge", "mse",
-                         mean_squared_error(data.target[test], predicted), **sizes))
-        rows.append(_row("counts", data, features, role, "ridge", "r2",
-                         r2_score(data.target[test], predicted), **sizes))
+        for name, metric in metrics.items():
+            rows.append(_row(task, data, features, role, "ridge", name,
+                             metric(data.target[test], predicted), **sizes))
         plot[role] = (data.target[test], predicted)
     return rows, plot
+
+
+def counts_task(data, features):
+    """Compact-source counts per tile: ridge regression; MSE and R^2 on the test tiles."""
+    return _regression_task("counts", data, features,
+                            {"mse": mean_squared_error, "r2": r2_score})
 
 
 def redshift_task(data, features):
     """Redshift of FIRST sources: ridge regression; MAE and R^2 on the test fields."""
-    train, test = data.split == "train", data.split == "test"
-    rows, plot = [], {}
-    for role in features.roles:
-        x = features.get(role, data)
-        probe = make_pipeline(*features.scaler(role, train.sum()), RidgeCV(alphas=ALPHAS))
-        predicted = probe.fit(x[train], data.target[train]).predict(x[test])
-        sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
-        rows.append(_row("redshift", data, features, role, "ridge", "mae",
-                         mean_absolute_error(data.target[test], predicted), **sizes))
-        rows.append(_row("redshift", data, features, role, "ridge", "r2",
-                         r2_score(data.target[test], predicted), **sizes))
-        plot[role] = (data.target[test], predicted)
-    return rows, plot
+    return _regression_task("redshift", data, features,
+                            {"mae": mean_absolute_error, "r2": r2_score})
 
 
 def _logistic_on_valid(x_train, y_train, x_valid, y_valid, steps):

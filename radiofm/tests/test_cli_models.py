@@ -10,16 +10,7 @@ from regions import Regions
 
 from radiofm.cli import main
 from radiofm.simulate import make_radio_sky
-from radiofm.tests.model_helpers import CLASSES, export_tiny_model, tiny_backbone, tiny_heads
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("timm")
-    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
-    export_tiny_model(path)
-    return path
+from radiofm.tests.model_helpers import CLASSES, tiny_backbone, tiny_heads
 
 
 @pytest.fixture(scope="module")
