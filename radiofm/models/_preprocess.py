@@ -7,13 +7,10 @@ so a model sees the same kind of pixels everywhere.
 """
 
 import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..tiling import fit_normalization, normalize, resample_tiles
+from ..tiling import fit_normalization, normalize, prefetch_batches, resample_tiles
 
 __all__ = ["model_inputs", "normalization_for", "tile_inputs"]
 
@@ -110,8 +107,6 @@ def tile_inputs(tiles, stretch, input_size, *, batch_size=64, threads=None, prog
         raise ValueError(f"threads must be at least 1, got {threads}")
     table = tiles.table
     x_min, y_min = np.asarray(table["x_min"]), np.asarray(table["y_min"])
-    order = np.lexsort((x_min, y_min))
-    jobs = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     size = tiles.tile_size
 
     def prepare(ids):
@@ -125,19 +120,4 @@ def tile_inputs(tiles, stretch, input_size, *, batch_size=64, threads=None, prog
                     raw[slot] = band[:, x0 : x0 + size]
         return ids, model_inputs(raw, stretch, input_size)
 
-    bar = tqdm(total=len(jobs), unit="batch", disable=None if progress else True)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending = deque()
-        try:
-            for ids in jobs:
-                pending.append(pool.submit(prepare, ids))
-                if len(pending) > threads:
-                    bar.update()
-                    yield pending.popleft().result()
-            while pending:
-                bar.update()
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-            bar.close()
+    yield from prefetch_batches(table, batch_size, prepare, threads=threads, progress=progress)

@@ -9,8 +9,9 @@ inference alike, and `resample_tiles` brings tiles and stamps to a model's input
 
 from ._normalize import Normalization, fit_normalization, normalize
 from ._resample import resample_tiles
-from ._tileset import TileSet, tile_image
+from ._tileset import TileSet, prefetch_batches, tile_image
 
 __all__ = [
-    "Normalization", "TileSet", "fit_normalization", "normalize", "resample_tiles", "tile_image",
+    "Normalization", "TileSet", "fit_normalization", "normalize", "prefetch_batches",
+    "resample_tiles", "tile_image",
 ]

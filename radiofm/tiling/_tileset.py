@@ -277,28 +277,12 @@ class TileSet:
         stretch = self.fit_normalization(normalization)
         x_min = np.asarray(self.table["x_min"])
         y_min = np.asarray(self.table["y_min"])
-        order = np.lexsort((x_min, y_min))
-        jobs = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
         def fill(ids):
             return ids, self._normalized_tiles(ids, x_min, y_min, stretch)
 
-        bar = tqdm(total=len(jobs), unit="batch", disable=None if progress else True)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            pending = deque()
-            try:
-                for ids in jobs:
-                    pending.append(pool.submit(fill, ids))
-                    if len(pending) > threads:
-                        bar.update()
-                        yield pending.popleft().result()
-                while pending:
-                    bar.update()
-                    yield pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
-                bar.close()
+        yield from prefetch_batches(self.table, batch_size, fill, threads=threads,
+                                    progress=progress)
 
     def _normalized_tiles(self, ids, x_min, y_min, stretch):
         """(len(ids), 1, size, size) normalised pixels; tiles sharing a band read it once.
@@ -358,3 +342,45 @@ class TileSet:
     def write_footprints(self, path, *, format="ds9", overwrite=False):
         """Write the sky footprints as a DS9 (``"ds9"``) or CASA (``"crtf"``) region file."""
         self.footprints().write(path, format=format, overwrite=overwrite)
+
+
+def prefetch_batches(table, batch_size, prepare, *, threads, progress=False):
+    """Run ``prepare(tile_ids)`` on row-ordered batches of tiles in a thread pool, yielding
+    results in order while the next batches are prepared.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Tile table with ``x_min`` and ``y_min``; batches follow image rows.
+    batch_size : int
+        Tiles per batch (the last may be smaller).
+    prepare : callable
+        Maps an index array of table rows to a batch result.
+    threads : int
+        Batches prepared at once.
+    progress : bool
+        Show a progress bar (only on a terminal).
+
+    Yields
+    ------
+    result
+        ``prepare(ids)`` for each batch, in row order.
+    """
+    order = np.lexsort((np.asarray(table["x_min"]), np.asarray(table["y_min"])))
+    jobs = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    bar = tqdm(total=len(jobs), unit="batch", disable=None if progress else True)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = deque()
+        try:
+            for ids in jobs:
+                pending.append(pool.submit(prepare, ids))
+                if len(pending) > threads:
+                    bar.update()
+                    yield pending.popleft().result()
+            while pending:
+                bar.update()
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            bar.close()
