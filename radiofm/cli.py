@@ -148,6 +148,9 @@ def _parser():
                           help="beam FWHMs (arcsec) the model suits (default: unchecked)")
     exporter.add_argument("--quantize", action="store_true",
                           help="also write NAME-int8.onnx (dynamic int8 quantisation)")
+    exporter.add_argument("--half-weights", action="store_true",
+                          help="also write NAME-fp16.onnx: weights stored as float16 (half "
+                          "the size), run in float32")
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
 
@@ -350,7 +353,7 @@ def _run_export(args):
         args.checkpoint, args.output, root=args.data, name=args.name,
         input_size=args.input_size, tolerance=args.tolerance,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
-        quantize=args.quantize, overwrite=args.overwrite,
+        quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
     )
     worst = max(report["parity_max_abs_diff"].values())
     log.info("wrote %s (parity with torch: max abs diff %.3g on %s)", report["path"], worst,
@@ -358,6 +361,9 @@ def _run_export(args):
     if "quantized_path" in report:
         log.info("wrote %s (int8; differences from torch: %s)", report["quantized_path"],
                  report["quantized_max_abs_diff"])
+    if "half_path" in report:
+        log.info("wrote %s (float16 weights; differences from torch: %s)", report["half_path"],
+                 report["half_max_abs_diff"])
     return 0
 
 

@@ -320,7 +320,8 @@ def _differences(reference, outputs):
 def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, normalization,
                  patch_size=None, timm_options=None, pixel_scale_range_arcsec=None,
                  beam_range_arcsec=None, train_config=None, data_summary=None, tiles=None,
-                 root=None, tolerance=PARITY_TOLERANCE, quantize=False, overwrite=False):
+                 root=None, tolerance=PARITY_TOLERANCE, quantize=False, half_weights=False,
+                 overwrite=False):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
     The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
@@ -368,6 +369,11 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
     quantize : bool
         Also write ``<stem>-int8.onnx``: dynamic int8 quantisation of the MatMul/Gemm and
         Conv weights, its differences from the float32 graph recorded in its metadata.
+    half_weights : bool
+        Also write ``<stem>-fp16.onnx``: the weights stored as float16 (half the file) and cast
+        back to float32 once, when onnxruntime loads the graph, so it runs at float32 speed
+        and a tile's outputs stay independent of its batch. Its differences from torch are
+        recorded in its metadata.
     overwrite : bool
         Replace existing files.
 
@@ -375,7 +381,8 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
     -------
     report : dict
         ``path``, ``parity_max_abs_diff`` (per output), ``parity_source`` and, with
-        ``quantize``, ``quantized_path`` and ``quantized_max_abs_diff``.
+        ``quantize``, ``quantized_path`` and ``quantized_max_abs_diff``; with
+        ``half_weights``, ``half_path`` and ``half_max_abs_diff``.
 
     Raises
     ------
@@ -383,7 +390,8 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
         Bad heads or options, or the parity check failed (nothing is written).
     """
     path = Path(path)
-    targets = [path] + ([_quantized_path(path)] if quantize else [])
+    targets = ([path] + ([_quantized_path(path)] if quantize else [])
+               + ([_half_path(path)] if half_weights else []))
     existing = [str(p) for p in targets if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"would overwrite {', '.join(existing)}; pass overwrite=True "
@@ -444,6 +452,8 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
     report = {"path": path, "parity_max_abs_diff": raw, "parity_source": source}
     if quantize:
         report.update(_quantize(path, metadata, tiles, reference))
+    if half_weights:
+        report.update(_write_half_weights(proto, path, metadata, tiles, reference))
     return report
 
 
@@ -481,17 +491,65 @@ def _quantize(path, metadata, tiles, reference):
         quantize_dynamic(prepared, partial, weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gemm", "Conv"])
         proto = onnx.load(partial)
-    outputs = _session_outputs(proto.SerializeToString(), tiles)
-    raw, _ = _differences(reference, outputs)
-    agreement = float((outputs["morph_logits"].argmax(1)
-                       == reference["morph_logits"].argmax(1)).mean())
-    quantized = {**raw, "morph_class_agreement": agreement}
+    quantized = _compared(reference, _session_outputs(proto.SerializeToString(), tiles))
     log.info("int8 model differs from torch by %s", quantized)
     _set_metadata(proto, {**metadata, "quantization": "int8-dynamic",
                           "quantized_max_abs_diff": quantized})
     onnx.checker.check_model(proto, full_check=True)
     _save(proto, target)
     return {"quantized_path": target, "quantized_max_abs_diff": quantized}
+
+
+def _half_path(path):
+    return path.with_name(path.name.removesuffix(".onnx") + "-fp16.onnx")
+
+
+def _compared(reference, outputs):
+    """Max abs differences per output plus the share of tiles whose morphology class agrees."""
+    raw, _ = _differences(reference, outputs)
+    agreement = float((outputs["morph_logits"].argmax(1)
+                       == reference["morph_logits"].argmax(1)).mean())
+    return {**raw, "morph_class_agreement": agreement}
+
+
+def _halve_weights(proto):
+    """A copy of ``proto`` whose float32 initializers are stored as float16 behind a Cast.
+
+    Tensors with values beyond float16's range, and tensors of fewer than 16 values, stay
+    float32. onnxruntime folds the Casts into float32 constants when it loads the graph.
+    """
+    halved = onnx.ModelProto()
+    halved.CopyFrom(proto)
+    graph = halved.graph
+    casts = []
+    for initializer in graph.initializer:
+        if initializer.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = onnx.numpy_helper.to_array(initializer)
+        if values.size < 16 or np.abs(values).max() >= np.finfo(np.float16).max:
+            continue
+        name = initializer.name
+        initializer.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float16),
+                                                          f"{name}__fp16"))
+        casts.append(onnx.helper.make_node("Cast", [initializer.name], [name],
+                                           to=onnx.TensorProto.FLOAT, name=f"{name}__cast"))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return halved
+
+
+def _write_half_weights(proto, path, metadata, tiles, reference):
+    """Write the float16-weight copy of the exported graph; differences recorded, not checked."""
+    halved = _halve_weights(proto)
+    differences = _compared(reference, _session_outputs(halved.SerializeToString(), tiles))
+    log.info("float16-weight model differs from torch by %s", differences)
+    _set_metadata(halved, {**metadata, "quantization": "fp16-weights",
+                           "quantized_max_abs_diff": differences})
+    onnx.checker.check_model(halved, full_check=True)
+    target = _half_path(path)
+    _save(halved, target)
+    return {"half_path": target, "half_max_abs_diff": differences}
 
 
 def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None,
@@ -514,7 +572,7 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
     input_size : int, optional
         Input side; default: the global crop size of training.
     **options
-        More keyword arguments for `export_model` (``quantize``, ``tolerance``,
+        More keyword arguments for `export_model` (``quantize``, ``half_weights``, ``tolerance``,
         ``pixel_scale_range_arcsec``, ``beam_range_arcsec``, ``overwrite``).
 
     Returns

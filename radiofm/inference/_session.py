@@ -14,6 +14,9 @@ __all__ = ["OnnxModel", "load_model"]
 log = logging.getLogger("radiofm")
 
 OUTPUTS = ("embedding", "n_compact", "morph_logits")
+#: Storage kinds whose outputs for a tile do not depend on the other tiles of its batch:
+#: float32 and float16-stored weights. Others (dynamic int8) run one tile at a time.
+BATCH_INDEPENDENT = ("none", "fp16-weights")
 
 _CACHE = {}
 _CACHE_LOCK = threading.Lock()
@@ -142,7 +145,7 @@ class OnnxModel:
         -----
         A dynamically quantised (int8) model takes each activation's scale from its whole
         input, so it is run one tile at a time: a tile's outputs never depend on the other
-        tiles of the batch.
+        tiles of the batch. float32 and float16-weight models run in batches.
         """
         tiles = np.asarray(tiles, dtype=np.float32)
         if tiles.ndim == 3:
@@ -155,7 +158,7 @@ class OnnxModel:
             dims = {"embedding": (0, self.metadata["embedding_dim"]), "n_compact": (0,),
                     "morph_logits": (0, len(self.class_names))}
             return {key: np.zeros(shape, np.float32) for key, shape in dims.items()}
-        if self.metadata.get("quantization", "none") == "none":
+        if self.metadata.get("quantization", "none") in BATCH_INDEPENDENT:
             values = self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tiles)})
             return dict(zip(OUTPUTS, values, strict=True))
         # Dynamic int8 takes each activation's scale from the whole batch: a tile's outputs

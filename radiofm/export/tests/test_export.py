@@ -239,3 +239,39 @@ def test_default_pixel_scales_follow_the_images_the_heads_were_fitted_on(tmp_pat
                  tiles=random_tiles())
     meta = load_model(tmp_path / "scales.onnx", threads=1).metadata
     assert meta["pixel_scale_range_arcsec"] == pytest.approx([0.55, 3.6])
+
+
+def test_half_weight_model_is_half_the_size_and_close_to_float32(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    _, _, report = export_tiny_model(path, half_weights=True)
+    assert report["half_path"] == tmp_path / "tiny-fp16.onnx"
+    assert report["half_path"].stat().st_size < 0.6 * path.stat().st_size
+    halved = onnx.load(report["half_path"])
+    stored = {i.data_type for i in halved.graph.initializer if len(i.dims) == 4}
+    assert stored == {onnx.TensorProto.FLOAT16}  # every conv kernel
+    full, half = load_model(path, threads=1), load_model(report["half_path"], threads=1)
+    assert half.metadata["quantization"] == "fp16-weights"
+    diffs = half.metadata["quantized_max_abs_diff"]
+    assert diffs["morph_class_agreement"] == 1.0
+    tiles = random_tiles(5, seed=3)
+    a, b = full.run(tiles), half.run(tiles)
+    np.testing.assert_allclose(b["embedding"], a["embedding"], atol=5e-3, rtol=5e-3)
+    assert not np.array_equal(b["embedding"], a["embedding"])  # the weights really changed
+    # float16 storage keeps the graph float32: a tile gives the same outputs in any batch
+    np.testing.assert_allclose(half.run(tiles[:1])["embedding"], b["embedding"][:1], atol=1e-6)
+
+
+def test_half_weights_keep_tensors_beyond_float16_as_float32():
+    from onnx import helper, numpy_helper
+
+    big = numpy_helper.from_array(np.full((4, 4), 1e6, np.float32), "big")
+    small = numpy_helper.from_array(np.full((4, 4), 0.5, np.float32), "small")
+    node = helper.make_node("Add", ["big", "small"], ["out"])
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info(
+        "out", onnx.TensorProto.FLOAT, [4, 4])], initializer=[big, small])
+    halved = _export._halve_weights(helper.make_model(graph))
+    kinds = {i.name: i.data_type for i in halved.graph.initializer}
+    assert kinds == {"big": onnx.TensorProto.FLOAT, "small__fp16": onnx.TensorProto.FLOAT16}
+    onnx.checker.check_model(halved, full_check=True)
+    session = ort.InferenceSession(halved.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {})[0], np.full((4, 4), 1e6 + 0.5))
