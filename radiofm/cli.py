@@ -111,6 +111,9 @@ def _parser():
                             "../shared/data)")
     evaluation.add_argument("--seed", type=int, default=0,
                             help="seed of the random baseline and the CNN")
+    evaluation.add_argument("--views", type=int, choices=[1, 8],
+                            help="8: average every feature set over the 8 rotations and "
+                            "reflections of each stamp (default: what the model does, else 1)")
     evaluation.set_defaults(run=_run_evaluate)
 
     simulate = commands.add_parser(
@@ -146,6 +149,9 @@ def _parser():
                           "the training one)")
     exporter.add_argument("--beam-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                           help="beam FWHMs (arcsec) the model suits (default: unchecked)")
+    exporter.add_argument("--views", type=int, choices=[1, 8], default=1,
+                          help="8: the embedding is the mean over the tile's 8 rotations and "
+                          "reflections, orientation-invariant at 8 times the cost (default 1)")
     exporter.add_argument("--quantize", action="store_true",
                           help="also write NAME-int8.onnx (dynamic int8 quantisation)")
     exporter.add_argument("--half-weights", action="store_true",
@@ -161,7 +167,12 @@ def _parser():
         "(table format from OUT's extension: .fits, .ecsv or .vot/.xml), DS9 regions "
         "coloured by class and a quick-look PNG.",
     )
-    annotate.add_argument("image", help="FITS image (plain, .fits.fz or .fits.gz)")
+    picture = annotate.add_mutually_exclusive_group(required=True)
+    picture.add_argument("image", nargs="?", help="FITS image (plain, .fits.fz or .fits.gz)")
+    picture.add_argument("--example", action="store_true",
+                         help="use the embedded default: a simulated MeerKAT-like field, "
+                         "written beside OUT with its true source catalogue, which is then "
+                         "classified unless --catalog is given")
     annotate.add_argument("--catalog", help="source catalogue to classify (pyBDSF .srl, FITS, "
                           "ECSV...)")
     annotate.add_argument("-o", "--output", required=True,
@@ -243,20 +254,25 @@ def _read_and_tile(args, image_path, **image_options):
     return image, tiles
 
 
+def _write_example(folder, overwrite):
+    """Write the embedded default sky and its truth catalogue into ``folder``."""
+    from .simulate import make_radio_sky
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image_path, truth_path = folder / "example_sky.fits", folder / "example_truth.ecsv"
+    _check_free([image_path, truth_path], overwrite)
+    hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
+    hdu.writeto(image_path, overwrite=overwrite)
+    truth.write(truth_path, overwrite=overwrite)
+    log.info("simulated %d sources into %s", len(truth), image_path)
+    return image_path, truth_path
+
+
 def _run_tile(args):
     from .visualization import plot_tiles
 
     if args.example:
-        from .simulate import make_radio_sky
-
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        image_path, truth_path = out / "example_sky.fits", out / "example_truth.ecsv"
-        _check_free([image_path, truth_path], args.overwrite)
-        hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
-        hdu.writeto(image_path, overwrite=args.overwrite)
-        truth.write(truth_path, overwrite=args.overwrite)
-        log.info("simulated %d sources into %s", len(truth), image_path)
+        image_path, _ = _write_example(Path(args.output), args.overwrite)
     else:
         image_path = Path(args.image)
     table_path, regions_path, png_path = _outputs(
@@ -323,7 +339,7 @@ def _run_evaluate(args):
     baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
     report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
                       tasks=tasks, baselines=baselines,
-                      limit=args.limit, finder=args.finder, seed=args.seed)
+                      limit=args.limit, finder=args.finder, seed=args.seed, views=args.views)
     print(format_report(report))
     log.info("report written to %s (%.0f s)", args.output, report.meta["SECONDS"])
     return 0
@@ -351,7 +367,7 @@ def _run_export(args):
                           "pip install -c constraints.txt 'radiofm[train]'") from error
     report = export_checkpoint(
         args.checkpoint, args.output, root=args.data, name=args.name,
-        input_size=args.input_size, tolerance=args.tolerance,
+        input_size=args.input_size, tolerance=args.tolerance, views=args.views,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
         quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
     )
@@ -419,12 +435,18 @@ def _run_annotate(args):
     tiles_path = out.with_name(f"{stem}_tiles{out.name[len(stem):]}")
     regions_path = out.with_name(f"{stem}.reg")
     png_path = out.with_name(f"{stem}_quicklook.png")
-    paths = [out, regions_path, png_path] + ([tiles_path] if args.catalog else [])
+    catalog_path = args.catalog
+    paths = [out, regions_path, png_path] + ([tiles_path] if catalog_path or args.example
+                                             else [])
     _check_free(paths, args.overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model, threads=args.threads)
+    image_path = args.image
+    if args.example:
+        image_path, truth_path = _write_example(out.parent, args.overwrite)
+        catalog_path = catalog_path or truth_path
+    out.parent.mkdir(parents=True, exist_ok=True)
     hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
-    with read_image(args.image, hdu=hdu, plane=args.plane) as image:
+    with read_image(image_path, hdu=hdu, plane=args.plane) as image:
         log.info("%r", image)
         if args.tile_size is None:
             tile_size = int(round(model.metadata["tile_arcsec"]
@@ -433,13 +455,13 @@ def _run_annotate(args):
             tile_size = args.tile_size
         tiles = tile_image(image, tile_size, overlap=args.overlap)
         table = count_sources(tiles, model, batch_size=args.batch_size, embedding=True)
-        table.meta["IMAGE"] = str(args.image)
+        table.meta["IMAGE"] = str(image_path)
         tiles.table = table
         annotated = None
-        if args.catalog:
-            catalog = read_catalog(args.catalog, image=image)
+        if catalog_path:
+            catalog = read_catalog(catalog_path, image=image)
             annotated = classify_morphology(catalog, image, model, batch_size=args.batch_size)
-            annotated.meta["IMAGE"] = str(args.image)
+            annotated.meta["IMAGE"] = str(image_path)
             _write_table(annotated, out, args.overwrite)
             _write_table(table, tiles_path, args.overwrite)
             radius = model.metadata["stamp_arcsec"] / 4 * u.arcsec

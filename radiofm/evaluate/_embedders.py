@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PixelEmbedder", "load_embedder", "random_twin"]
+from ..models import VIEW_COUNTS, dihedral_views
+
+__all__ = ["PixelEmbedder", "ViewAveraged", "load_embedder", "random_twin"]
 
 
 class PixelEmbedder:
@@ -32,6 +34,61 @@ class PixelEmbedder:
         """(N, S, S) stamps -> (N, S*S) float32 features."""
         stamps = np.asarray(stamps, dtype=np.float32)
         return stamps.reshape(len(stamps), -1)
+
+
+class ViewAveraged:
+    """An embedder whose features are averaged over the 8 rotations and reflections of each
+    stamp (`radiofm.models.dihedral_views`), as exported models with ``views=8`` do.
+
+    Parameters
+    ----------
+    embedder
+        Any embedder (``name``, ``input_size``, ``pca``, ``embed``); its other attributes
+        are passed through.
+    views : {8}
+        Views to average over.
+    """
+
+    def __init__(self, embedder, views=8):
+        if views not in VIEW_COUNTS[1:]:
+            raise ValueError(f"ViewAveraged averages over {VIEW_COUNTS[1:]} views, got {views!r}")
+        if getattr(embedder, "views", 1) != 1:
+            raise ValueError(f"{embedder.name} already averages over {embedder.views} views")
+        self.embedder = embedder
+        self.views = views
+
+    def __getattr__(self, name):
+        if name == "embedder":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.embedder, name)
+
+    def __repr__(self):
+        return f"<ViewAveraged {self.views} views of {self.embedder!r}>"
+
+    def embed(self, stamps):
+        """(N, S, S) stamps -> (N, D) float32 features, the mean over the views."""
+        total = None
+        for view in dihedral_views(np.asarray(stamps, dtype=np.float32)):
+            features = np.asarray(self.embedder.embed(np.ascontiguousarray(view)), np.float64)
+            total = features if total is None else total + features
+        return (total / self.views).astype(np.float32)
+
+
+def with_views(embedder, views):
+    """``embedder`` averaging over ``views`` views: wrapped, unless it already does.
+
+    Raises
+    ------
+    ValueError
+        The embedder averages over another number of views (an exported model's graph).
+    """
+    own = getattr(embedder, "views", 1)
+    if views == own:
+        return embedder
+    if own != 1:
+        raise ValueError(f"{embedder.name} averages over {own} views in its graph; it cannot be "
+                         f"evaluated with {views}")
+    return ViewAveraged(embedder, views)
 
 
 class _TorchEmbedder:
@@ -69,6 +126,7 @@ class _OnnxEmbedder:
         self.architecture = {key: self.model.metadata.get(key)
                              for key in ("arch", "patch_size", "timm_options")}
         self.input_size = int(self.model.input_size)
+        self.views = int(self.model.metadata.get("views", 1))
         self.batch_size = batch_size
 
     def embed(self, stamps):

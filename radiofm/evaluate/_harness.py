@@ -11,7 +11,7 @@ from astropy.table import QTable
 
 from .._provenance import provenance_meta
 from ..datasets._surveys import FIRST_PIXEL
-from ._embedders import load_embedder, normalization_of, random_twin
+from ._embedders import load_embedder, normalization_of, random_twin, with_views
 from ._stamps import load_task_data
 from ._tasks import (
     Features,
@@ -47,7 +47,7 @@ def _baseline_embedders(model, spec, baselines, seed):
 
 
 def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES, limit=None,
-             finder="auto", seed=0):
+             finder="auto", seed=0, views=None):
     """Run the downstream tasks on a model's frozen embeddings, beside the baselines.
 
     Parameters
@@ -72,6 +72,10 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         Source finder for the FIRST compact counts (cached).
     seed : int
         Seed of the random baseline and the supervised CNN.
+    views : {None, 1, 8}
+        8: every feature set (model and baselines) is averaged over the 8 rotations and
+        reflections of each stamp (`ViewAveraged`). Default: what the model does (an
+        exported model records it), else 1. The supervised CNN is trained as it is.
 
     Returns
     -------
@@ -87,7 +91,9 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
     began = time.perf_counter()
     embedder = model if hasattr(model, "embed") else load_embedder(model, seed=seed)
-    features = Features(_baseline_embedders(embedder, model, baselines, seed))
+    views = getattr(embedder, "views", 1) if views is None else views
+    features = Features({role: with_views(member, views) for role, member
+                         in _baseline_embedders(embedder, model, baselines, seed).items()})
     supervised = None
     if "supervised" in baselines:
         try:
@@ -133,7 +139,7 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         log.info("task %s done in %.0f s", task, time.perf_counter() - started)
     report = QTable(rows=rows, names=list(rows[0])) if rows else QTable()
     report.meta.update(provenance_meta(MODEL=names["model"], LIMIT=-1 if limit is None else limit,
-                                       NORM=options["normalization"], FINDER=finder,
+                                       NORM=options["normalization"], FINDER=finder, VIEWS=views,
                                        SECONDS=round(time.perf_counter() - began, 1)))
     if output is not None:
         _write(report, plots, names, Path(output))

@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from ..image import read_image
-from ..models import NORMALIZATION_VERSION, normalization_for, serialize_metadata, tile_inputs
+from ..models import (
+    NORMALIZATION_VERSION,
+    VIEW_COUNTS,
+    normalization_for,
+    serialize_metadata,
+    tile_inputs,
+)
 from ..tiling import tile_image
 from ..train import create_backbone, embed_tiles, load_backbone
 
@@ -45,10 +51,17 @@ class ExportGraph(nn.Module):
         Maps (B, 1, S, S) to (B, D).
     heads : dict
         Checked heads (see `export_model`).
+    views : {1, 8}
+        8: the embedding is the mean over the tile's rotations by 90 degrees and their mirror
+        images, in the order of `radiofm.models.dihedral_views`, so it does not depend on
+        the tile's orientation.
     """
 
-    def __init__(self, backbone, heads):
+    def __init__(self, backbone, heads, views=1):
         super().__init__()
+        if views not in VIEW_COUNTS:
+            raise ValueError(f"views must be one of {VIEW_COUNTS}, got {views!r}")
+        self.views = views
         self.backbone = backbone
         count, morph = heads["count"], heads["morphology"]
         dim = count["coef"].shape[0]
@@ -61,7 +74,13 @@ class ExportGraph(nn.Module):
             self.morphology.bias.copy_(torch.as_tensor(morph["intercept"], dtype=torch.float32))
 
     def forward(self, tiles):
-        embedding = self.backbone(tiles)
+        if self.views == 1:
+            embedding = self.backbone(tiles)
+        else:
+            turns = [torch.rot90(tiles, k, dims=(2, 3)) for k in range(4)]
+            views = torch.cat(turns + [turn.flip(3) for turn in turns])
+            dim = self.count.in_features
+            embedding = self.backbone(views).reshape(self.views, -1, dim).mean(0)
         return embedding, self.count(embedding)[:, 0], self.morphology(embedding)
 
 
@@ -320,8 +339,8 @@ def _differences(reference, outputs):
 def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, normalization,
                  patch_size=None, timm_options=None, pixel_scale_range_arcsec=None,
                  beam_range_arcsec=None, train_config=None, data_summary=None, tiles=None,
-                 root=None, tolerance=PARITY_TOLERANCE, quantize=False, half_weights=False,
-                 overwrite=False):
+                 root=None, tolerance=PARITY_TOLERANCE, views=1, quantize=False,
+                 half_weights=False, overwrite=False):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
     The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
@@ -366,6 +385,10 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
         Data root for the default parity tiles.
     tolerance : float
         Parity tolerance (see above).
+    views : {1, 8}
+        8 makes the embedding the mean over the tile's 8 rotations and reflections
+        (`ExportGraph`): orientation-invariant, at 8 times the cost. The heads must have been
+        fitted on embeddings averaged the same way.
     quantize : bool
         Also write ``<stem>-int8.onnx``: dynamic int8 quantisation of the MatMul/Gemm and
         Conv weights, its differences from the float32 graph recorded in its metadata.
@@ -414,7 +437,7 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
                              f"{tiles.shape}")
     if len(tiles) < 2:
         raise ValueError("the parity check needs at least 2 tiles")
-    graph = ExportGraph(backbone, heads).eval()
+    graph = ExportGraph(backbone, heads, views).eval()
     log.info("exporting %s (%s, input %d px, embedding %d) to ONNX", name, arch, input_size, dim)
     program = torch.onnx.export(
         graph, (torch.from_numpy(tiles[:2].copy()),), None, dynamo=True, verbose=False,
@@ -444,7 +467,8 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
         "class_names": heads["morphology"]["classes"],
         "train_config": train_config or {}, "data_summary": data_summary or {},
         "parity_max_abs_diff": max(raw.values()), "parity_tolerance": float(tolerance),
-        "quantization": "none", "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "views": views, "quantization": "none",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _set_metadata(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
@@ -553,7 +577,7 @@ def _write_half_weights(proto, path, metadata, tiles, reference):
 
 
 def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None,
-                      input_size=None, **options):
+                      input_size=None, views=1, **options):
     """Export a `radiofm.train` run: load its teacher, fit its heads, write the ONNX model.
 
     Parameters
@@ -571,6 +595,9 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
         Model name; default: the run folder's name.
     input_size : int, optional
         Input side; default: the global crop size of training.
+    views : {1, 8}
+        Views the embedding averages over (see `export_model`); the heads are fitted on
+        embeddings averaged the same way.
     **options
         More keyword arguments for `export_model` (``quantize``, ``half_weights``, ``tolerance``,
         ``pixel_scale_range_arcsec``, ``beam_range_arcsec``, ``overwrite``).
@@ -588,13 +615,15 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
     normalization = config["data"]["normalization"]
     if heads is None:
         try:
-            from ..evaluate import fit_heads
+            from ..evaluate import ViewAveraged, fit_heads
         except ImportError as error:
             raise ImportError(f"fitting the heads needs radiofm.evaluate ({error}); pass "
                               "heads= to export a model with heads fitted elsewhere") from error
         embedder = TorchEmbedder(backbone, input_size=input_size, normalization=normalization,
                                  name=name, arch=info["arch"], tile_pixels=tile_pixels,
                                  patch_size=config["model"].get("patch_size"))
+        if views > 1:
+            embedder = ViewAveraged(embedder, views)
         log.info("fitting the count and morphology heads on frozen embeddings")
         heads = fit_heads(embedder, root)
     path = Path(path) if path is not None else info["path"].parent / f"{name}.onnx"
@@ -602,7 +631,7 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
         backbone, heads, path, name=name, arch=info["arch"], input_size=input_size,
         patch_size=config["model"].get("patch_size"),
         timm_options=config["model"].get("timm_options") or {},
-        tile_pixels=tile_pixels, normalization=normalization, train_config=config,
+        tile_pixels=tile_pixels, normalization=normalization, train_config=config, views=views,
         data_summary={**info["data_summary"], "trained_with_radiofm": info["radiofm_version"]},
         root=root, **options,
     )

@@ -11,15 +11,17 @@ image's fit (`normalization_for`). Nothing here imports torch.
 from ._metadata import (
     METADATA_VERSION,
     NORMALIZATION_VERSION,
+    VIEW_COUNTS,
     ModelMetadataError,
     parse_metadata,
     serialize_metadata,
 )
-from ._preprocess import model_inputs, normalization_for, tile_inputs
+from ._preprocess import dihedral_views, model_inputs, normalization_for, tile_inputs
 from ._registry import DEFAULT_MODEL, ModelRegistry, bundled_registry, file_sha256, resolve_model
 
 __all__ = [
-    "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "ModelMetadataError",
-    "ModelRegistry", "bundled_registry", "file_sha256", "model_inputs", "normalization_for",
-    "parse_metadata", "resolve_model", "serialize_metadata", "tile_inputs",
+    "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "VIEW_COUNTS",
+    "ModelMetadataError", "ModelRegistry", "bundled_registry", "dihedral_views", "file_sha256",
+    "model_inputs", "normalization_for", "parse_metadata", "resolve_model",
+    "serialize_metadata", "tile_inputs",
 ]

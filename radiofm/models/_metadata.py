@@ -13,8 +13,8 @@ import numpy as np
 from .. import __version__
 
 __all__ = [
-    "METADATA_VERSION", "NORMALIZATION_VERSION", "ModelMetadataError", "parse_metadata",
-    "serialize_metadata",
+    "METADATA_VERSION", "NORMALIZATION_VERSION", "VIEW_COUNTS", "ModelMetadataError",
+    "parse_metadata", "serialize_metadata",
 ]
 
 #: Version of the metadata layout below; bump when a key changes meaning.
@@ -24,6 +24,10 @@ METADATA_VERSION = 1
 #: `radiofm.models.model_inputs`). Bump it whenever any of them changes the pixels a model
 #: sees; models exported under another version are refused.
 NORMALIZATION_VERSION = 1
+#: Views a model's embedding may average over: the tile itself, or its 8 rotations by
+#: multiples of 90 degrees and their mirror images (`dihedral_views`). Old models lack the
+#: ``views`` key and count as 1.
+VIEW_COUNTS = (1, 8)
 
 # key -> (kind, required); "json" values are JSON strings.
 _SCHEMA = {
@@ -49,6 +53,7 @@ _SCHEMA = {
     "parity_tolerance": ("float", True),
     "quantization": ("str", True),
     "quantized_max_abs_diff": ("json", False),
+    "views": ("int", False),
     "created": ("str", False),
 }
 
@@ -159,6 +164,8 @@ def _check(parsed, source="model"):
             continue
         if not (isinstance(value, list) and len(value) == 2 and 0 < value[0] <= value[1]):
             fail(f"{key} must be [low, high] with 0 < low <= high, got {value!r}")
+    if parsed.get("views", 1) not in VIEW_COUNTS:
+        fail(f"views must be one of {VIEW_COUNTS}, got {parsed['views']!r}")
     names = parsed["class_names"]
     if not (isinstance(names, list) and names and len(set(names)) == len(names)
             and all(isinstance(n, str) and n for n in names)):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..tiling import fit_normalization, normalize, prefetch_batches, resample_tiles
 
-__all__ = ["model_inputs", "normalization_for", "tile_inputs"]
+__all__ = ["dihedral_views", "model_inputs", "normalization_for", "tile_inputs"]
 
 
 def normalization_for(image, metadata):
@@ -121,3 +121,27 @@ def tile_inputs(tiles, stretch, input_size, *, batch_size=64, threads=None, prog
         return ids, model_inputs(raw, stretch, input_size)
 
     yield from prefetch_batches(table, batch_size, prepare, threads=threads, progress=progress)
+
+
+def dihedral_views(stamps):
+    """The 8 views of square stamps under rotations by 90 degrees and reflection.
+
+    A radio source has no preferred orientation on the sky, so a model's embedding averaged
+    over these views depends on the source, not on how it is turned (exported models with
+    ``views=8`` do this inside their graph).
+
+    Parameters
+    ----------
+    stamps : `~numpy.ndarray`
+        (..., S, S).
+
+    Returns
+    -------
+    views : list of `~numpy.ndarray`
+        Rotations by 0, 90, 180 and 270 degrees, then the same mirrored left-right.
+    """
+    stamps = np.asarray(stamps)
+    if stamps.ndim < 2 or stamps.shape[-1] != stamps.shape[-2]:
+        raise ValueError(f"dihedral views need square stamps (..., S, S); got {stamps.shape}")
+    turns = [np.rot90(stamps, k, axes=(-2, -1)) for k in range(4)]
+    return turns + [turn[..., ::-1] for turn in turns]

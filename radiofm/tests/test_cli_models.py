@@ -57,13 +57,29 @@ def test_annotate_tiles_only_by_extension(tiny_model, field, tmp_path, suffix):
     assert len(Regions.read(tmp_path / "tiles.reg")) == 16
 
 
+def test_annotate_example_classifies_its_true_sources(tiny_model, tmp_path):
+    out = tmp_path / "example" / "sources.ecsv"
+    assert main(["annotate", "--example", "--model", str(tiny_model), "-o", str(out),
+                 "--threads", "1"]) == 0
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert names == ["example_sky.fits", "example_truth.ecsv", "sources.ecsv", "sources.reg",
+                     "sources_quicklook.png", "sources_tiles.ecsv"]
+    truth = QTable.read(out.parent / "example_truth.ecsv")
+    sources = QTable.read(out)
+    assert len(sources) == len(truth) > 0 and set(sources["morph_class"]) <= set(CLASSES)
+    assert sources.meta["IMAGE"].endswith("example_sky.fits")
+    # the tiny model's 35.2" tiles are 32 pixels of the example's 1.1"
+    assert len(QTable.read(out.parent / "sources_tiles.ecsv")) == (2048 // 32) ** 2
+
+
 def test_annotate_errors(tiny_model, field, tmp_path, caplog):
     image, _ = field
     with caplog.at_level(logging.ERROR, logger="radiofm"):
         assert main(["annotate", str(image), "-o", str(tmp_path / "x.txt")]) == 2
         assert "cannot tell the table format" in caplog.text
-        assert main(["annotate", str(image), "-o", str(tmp_path / "x.fits")]) == 2
-        assert "no default model is bundled" in caplog.text
+        assert main(["annotate", str(image), "--model", "no-such-model",
+                     "-o", str(tmp_path / "x.fits")]) == 2
+        assert "no model named 'no-such-model'" in caplog.text
         (tmp_path / "x.fits").write_text("")
         assert main(["annotate", str(image), "--model", str(tiny_model),
                      "-o", str(tmp_path / "x.fits")]) == 2

@@ -127,3 +127,45 @@ def test_onnx_embedder_and_its_random_twin(tmp_path):
     twin = random_twin(embedder)
     assert twin.name == "random:test_resnet" and twin.input_size == INPUT_SIZE
     assert twin.embed(stamps).shape == expected.shape
+
+
+def test_eight_view_onnx_graph_matches_the_view_averaged_embedder(tmp_path):
+    pytest.importorskip("onnx")
+    from radiofm.evaluate import ViewAveraged
+    from radiofm.evaluate._embedders import with_views
+    from radiofm.export import TorchEmbedder
+    from radiofm.tests.model_helpers import INPUT_SIZE, export_tiny_model, random_tiles
+
+    path = tmp_path / "tiny8.onnx"
+    backbone, _, _ = export_tiny_model(path, views=8)
+    onnx_embedder = load_embedder(path)
+    assert onnx_embedder.views == 8
+    torch_embedder = ViewAveraged(TorchEmbedder(
+        backbone, input_size=INPUT_SIZE, normalization="percentile", name="tiny",
+        arch="test_resnet", tile_pixels=32))
+    stamps = random_tiles(4, seed=5)[:, 0]
+    graph = onnx_embedder.embed(stamps)
+    np.testing.assert_allclose(graph, torch_embedder.embed(stamps), atol=1e-5)
+    # orientation-invariant: a turned or mirrored stamp gives the same embedding
+    for turned in (np.rot90(stamps, 1, axes=(1, 2)), stamps[:, ::-1]):
+        np.testing.assert_allclose(onnx_embedder.embed(np.ascontiguousarray(turned)), graph,
+                                   atol=1e-5)
+    assert not np.allclose(TorchEmbedder(
+        backbone, input_size=INPUT_SIZE, normalization="percentile", name="tiny",
+        arch="test_resnet", tile_pixels=32).embed(stamps), graph, atol=1e-3)
+    assert with_views(onnx_embedder, 8) is onnx_embedder  # the graph averages already
+    with pytest.raises(ValueError, match="averages over 8 views in its graph"):
+        with_views(onnx_embedder, 1)
+    with pytest.raises(ValueError, match="already averages"):
+        ViewAveraged(onnx_embedder)
+
+
+def test_evaluate_with_views_averages_every_feature_set(shared_data, tmp_path):
+    report = evaluate("random:resnet18", root=shared_data, tasks=["similarity"], limit=10,
+                      baselines=("pixels",), views=8)
+    assert report.meta["VIEWS"] == 8
+    plain = evaluate("random:resnet18", root=shared_data, tasks=["similarity"], limit=10,
+                     baselines=("pixels",))
+    assert plain.meta["VIEWS"] == 1
+    assert set(report["features"]) == {"model", "pixels"}
+    assert not np.allclose(report["value"], plain["value"])

@@ -275,3 +275,9 @@ def test_half_weights_keep_tensors_beyond_float16_as_float32():
     onnx.checker.check_model(halved, full_check=True)
     session = ort.InferenceSession(halved.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(session.run(None, {})[0], np.full((4, 4), 1e6 + 0.5))
+
+
+def test_views_must_be_one_or_eight(tmp_path):
+    with pytest.raises(ValueError, match="views must be one of"):
+        export_tiny_model(tmp_path / "m.onnx", views=4)
+    assert not (tmp_path / "m.onnx").exists()

@@ -6,6 +6,7 @@ import pytest
 from radiofm.models import (
     NORMALIZATION_VERSION,
     ModelMetadataError,
+    dihedral_views,
     model_inputs,
     parse_metadata,
     serialize_metadata,
@@ -54,6 +55,23 @@ def test_missing_or_bad_metadata_is_refused():
         serialize_metadata(metadata(pixel_scale_range_arcsec=[2.0, 1.0]))
     with pytest.raises(ModelMetadataError, match="unknown model metadata keys"):
         serialize_metadata(metadata(colour="blue"))
+    with pytest.raises(ModelMetadataError, match="views must be one of"):
+        serialize_metadata(metadata(views=3))
+    assert "views" not in parse_metadata(serialize_metadata(metadata()))  # old models: 1 view
+
+
+def test_dihedral_views_are_the_eight_orientations():
+    stamp = np.arange(9.0).reshape(3, 3)  # no symmetry: all 8 views differ
+    views = dihedral_views(stamp[None])
+    assert len(views) == 8 and all(v.shape == (1, 3, 3) for v in views)
+    assert len({v.tobytes() for v in (np.ascontiguousarray(v) for v in views)}) == 8
+    np.testing.assert_array_equal(views[1][0], np.rot90(stamp))
+    np.testing.assert_array_equal(views[4][0], stamp[:, ::-1])
+    # the set of views of a turned stamp is the same set
+    turned = {np.ascontiguousarray(v).tobytes() for v in dihedral_views(np.rot90(stamp)[None])}
+    assert turned == {np.ascontiguousarray(v).tobytes() for v in views}
+    with pytest.raises(ValueError, match="square"):
+        dihedral_views(np.zeros((2, 3, 4)))
 
 
 def test_other_preprocessing_versions_are_refused():
