@@ -49,8 +49,9 @@ class ModelRegistry:
     """Named ONNX models in one folder, listed in its ``registry.json``.
 
     ``registry.json`` holds ``{"default": NAME or null, "models": {NAME: {"file": ...,
-    "sha256": ..., "description": ...}}}`` with files relative to the folder. A file whose
-    sha256 differs from its entry is refused.
+    "sha256": ..., "description": ..., "figures": {...}}}}`` with files relative to the
+    folder; ``figures`` are the model card's evaluation figures of that very file. A file
+    whose sha256 differs from its entry is refused.
 
     Parameters
     ----------
@@ -61,8 +62,10 @@ class ModelRegistry:
     --------
     >>> from radiofm.models import bundled_registry
     >>> registry = bundled_registry()
-    >>> registry.names()  # no model is bundled yet
-    []
+    >>> registry.names()
+    ['radiofm-resnet18-dino']
+    >>> registry.entry("default")["name"]
+    'radiofm-resnet18-dino'
     """
 
     def __init__(self, folder):
@@ -129,7 +132,7 @@ class ModelRegistry:
             )
         return path
 
-    def add(self, name, path, *, description="", default=False):
+    def add(self, name, path, *, description="", default=False, figures=None):
         """Register a model file lying inside the folder under ``name`` (sha256 recorded).
 
         Parameters
@@ -142,6 +145,9 @@ class ModelRegistry:
             One line for listings.
         default : bool
             Make it the default model.
+        figures : dict, optional
+            Evaluation figures of this file (``"task/dataset/probe/metric"`` -> value), as
+            its model card reports them.
         """
         if name == DEFAULT_MODEL:
             raise ValueError(f"{DEFAULT_MODEL!r} is reserved; register a name and pass "
@@ -151,7 +157,8 @@ class ModelRegistry:
         if folder not in path.parents:
             raise ValueError(f"{path} is not inside the registry folder {folder}")
         self.models[name] = {"file": path.relative_to(folder).as_posix(),
-                             "sha256": file_sha256(path), "description": description}
+                             "sha256": file_sha256(path), "description": description,
+                             "figures": dict(figures or {})}
         if default:
             self.default = name
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -199,3 +199,15 @@ def test_inference_runs_with_torch_unimportable(tiny_model, sky, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
     assert (tmp_path / "out.fits").is_file() and (tmp_path / "out_tiles.fits").is_file()
+
+
+def test_pipeline_functions_are_importable_from_the_package():
+    import radiofm
+    from radiofm import classify_morphology, embed_image
+    from radiofm.inference import _annotate
+
+    assert embed_image is _annotate.embed_image
+    assert classify_morphology is _annotate.classify_morphology
+    assert {"embed_image", "count_sources", "embed_sources"} <= set(radiofm.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'embed_images'"):
+        radiofm.embed_images  # noqa: B018

@@ -1,0 +1,56 @@
+"""The model shipped inside radiofm: its file, its sha256, and its model card figures."""
+
+import numpy as np
+import pytest
+
+from radiofm.inference import embed_image, load_model
+from radiofm.models import bundled_registry, file_sha256, resolve_model
+from radiofm.simulate import make_radio_sky
+
+MAX_BYTES = 25 * 2**20
+#: How far a rerun of the MiraBest probe may land from the model card: one test image of 104
+#: is 0.0096; float rounding across machines can flip a borderline one.
+CARD_TOLERANCE = 0.02
+CARD_FIGURE = "frii/MBFRConfident/logistic/error"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    registry = bundled_registry()
+    entry = registry.entry("default")
+    return registry, entry, registry.folder / entry["file"]
+
+
+def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
+    registry, entry, path = shipped
+    assert path.is_file(), f"{path} is missing from the package"
+    assert path.stat().st_size <= MAX_BYTES
+    assert file_sha256(path) == entry["sha256"]
+    assert resolve_model("default") == (path, entry["name"])
+    model = load_model("default", threads=1)
+    meta = model.metadata
+    assert meta["name"] == entry["name"] and meta["quantization"] == "fp16-weights"
+    assert meta["class_names"] == ["FRI", "FRII", "Compact", "Bent"]
+    assert meta["views"] == 8
+    assert meta["train_config"]["model"]["arch"] == meta["arch"]
+    assert set(meta["data_summary"]) >= {"mgcls-0", "first-1", "first-2"}
+
+
+def test_default_model_embeds_an_image_out_of_the_box():
+    hdu, _ = make_radio_sky((512, 512), seed=11)
+    table = embed_image(hdu, threads=1)
+    model = load_model("default", threads=1)
+    assert table["embedding"].shape[1] == model.metadata["embedding_dim"]
+    assert np.isfinite(table["embedding"]).all() and np.ptp(table["embedding"], axis=0).max() > 0
+    assert table.meta["MODELSHA"] == bundled_registry().entry("default")["sha256"]
+
+
+def test_default_model_reproduces_its_model_card_mirabest_error(shipped, shared_data):
+    from radiofm.evaluate import evaluate
+
+    _, entry, path = shipped
+    report = evaluate(path, root=shared_data, tasks=["frii"], baselines=())
+    row = [r for r in report if (r["task"], r["probe"], r["metric"]) == ("frii", "logistic",
+                                                                         "error")]
+    assert len(row) == 1 and row[0]["n_test"] == 104
+    assert row[0]["value"] == pytest.approx(entry["figures"][CARD_FIGURE], abs=CARD_TOLERANCE)
