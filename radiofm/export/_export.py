@@ -36,6 +36,10 @@ PARITY_TOLERANCE = 1e-4
 #: heads were fitted on (``heads["count"]["pixel_scales_arcsec"]``), else of
 #: ``tile_arcsec / tile_pixels``.
 PIXEL_SCALE_FACTORS = (0.5, 2.0)
+#: ``half_weights`` stores tensors of at least this many values as float16. Smaller ones
+#: (norm parameters, the heads, whose folded weights can reach 1e3 and would shift the
+#: logits by whole units) stay float32 at no cost to the file size.
+HALF_MIN_VALUES = 4096
 CHECKPOINT = "checkpoint.pt"
 BACKBONE = "teacher_backbone.pt"
 _FIT_OPTIONS = {"percentile": ("lower", "upper"), "snr": ("softening",)}
@@ -539,8 +543,9 @@ def _compared(reference, outputs):
 def _halve_weights(proto):
     """A copy of ``proto`` whose float32 initializers are stored as float16 behind a Cast.
 
-    Tensors with values beyond float16's range, and tensors of fewer than 16 values, stay
-    float32. onnxruntime folds the Casts into float32 constants when it loads the graph.
+    Tensors with values beyond float16's range, and tensors of fewer than `HALF_MIN_VALUES`
+    values, stay float32. onnxruntime folds the Casts into float32 constants when it loads
+    the graph.
     """
     halved = onnx.ModelProto()
     halved.CopyFrom(proto)
@@ -550,7 +555,7 @@ def _halve_weights(proto):
         if initializer.data_type != onnx.TensorProto.FLOAT:
             continue
         values = onnx.numpy_helper.to_array(initializer)
-        if values.size < 16 or np.abs(values).max() >= np.finfo(np.float16).max:
+        if values.size < HALF_MIN_VALUES or np.abs(values).max() >= np.finfo(np.float16).max:
             continue
         name = initializer.name
         initializer.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float16),
