@@ -5,22 +5,20 @@ import shutil
 
 import pytest
 
-from radiofm.inference import embed_image, load_model
+from radiofm.inference import load_model
 from radiofm.models import (
     ModelRegistry,
     _registry,
-    bundled_registry,
     file_sha256,
     resolve_model,
 )
 
 
-def test_no_default_model_is_bundled_yet():
-    assert bundled_registry().names() == []
-    for call in (lambda: resolve_model("default"), lambda: load_model(),
-                 lambda: embed_image("any.fits")):
-        with pytest.raises(ValueError, match="no default model is bundled"):
-            call()
+def test_a_registry_without_a_default_says_so(tmp_path):
+    empty = ModelRegistry(tmp_path)
+    assert empty.names() == []
+    with pytest.raises(ValueError, match="no default model is bundled"):
+        resolve_model("default", registry=empty)
 
 
 def test_registered_model_resolves_and_loads(tiny_model, tmp_path):
