@@ -18,7 +18,7 @@ backbone of the same architecture and a small supervised CNN:
 `fit_heads` fits the count and morphology heads that `radiofm.export` puts in the ONNX graph.
 """
 
-from ._embedders import PixelEmbedder, ViewAveraged, load_embedder, random_twin
+from ._embedders import PixelEmbedder, ViewAveraged, load_embedder, random_twin, with_views
 from ._harness import TASKS, evaluate, fit_heads, format_report
 from ._stamps import TaskData, load_task_data, normalised_stamps
 from ._tasks import anomaly_scores
@@ -36,4 +36,5 @@ __all__ = [
     "load_task_data",
     "normalised_stamps",
     "random_twin",
+    "with_views",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..models import VIEW_COUNTS, dihedral_views
 
-__all__ = ["PixelEmbedder", "ViewAveraged", "load_embedder", "random_twin"]
+__all__ = ["PixelEmbedder", "ViewAveraged", "load_embedder", "random_twin", "with_views"]
 
 
 class PixelEmbedder:
@@ -45,17 +45,14 @@ class ViewAveraged:
     embedder
         Any embedder (``name``, ``input_size``, ``pca``, ``embed``); its other attributes
         are passed through.
-    views : {8}
-        Views to average over.
     """
 
-    def __init__(self, embedder, views=8):
-        if views not in VIEW_COUNTS[1:]:
-            raise ValueError(f"ViewAveraged averages over {VIEW_COUNTS[1:]} views, got {views!r}")
+    views = VIEW_COUNTS[-1]
+
+    def __init__(self, embedder):
         if getattr(embedder, "views", 1) != 1:
             raise ValueError(f"{embedder.name} already averages over {embedder.views} views")
         self.embedder = embedder
-        self.views = views
 
     def __getattr__(self, name):
         if name == "embedder":  # not set yet (e.g. while unpickling)
@@ -77,18 +74,33 @@ class ViewAveraged:
 def with_views(embedder, views):
     """``embedder`` averaging over ``views`` views: wrapped, unless it already does.
 
+    Parameters
+    ----------
+    embedder
+        Any embedder; an exported model records its own ``views``.
+    views : {1, 8}
+        Views the features should average over.
+
+    Returns
+    -------
+    embedder
+        ``embedder`` itself, or `ViewAveraged` around it.
+
     Raises
     ------
     ValueError
-        The embedder averages over another number of views (an exported model's graph).
+        ``views`` is not 1 or 8, or the embedder averages over another number of views (an
+        exported model's graph).
     """
     own = getattr(embedder, "views", 1)
     if views == own:
         return embedder
+    if views not in VIEW_COUNTS:
+        raise ValueError(f"views must be one of {VIEW_COUNTS}, got {views!r}")
     if own != 1:
         raise ValueError(f"{embedder.name} averages over {own} views in its graph; it cannot be "
                          f"evaluated with {views}")
-    return ViewAveraged(embedder, views)
+    return ViewAveraged(embedder)
 
 
 class _TorchEmbedder:

@@ -620,15 +620,14 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
     normalization = config["data"]["normalization"]
     if heads is None:
         try:
-            from ..evaluate import ViewAveraged, fit_heads
+            from ..evaluate import fit_heads, with_views
         except ImportError as error:
             raise ImportError(f"fitting the heads needs radiofm.evaluate ({error}); pass "
                               "heads= to export a model with heads fitted elsewhere") from error
         embedder = TorchEmbedder(backbone, input_size=input_size, normalization=normalization,
                                  name=name, arch=info["arch"], tile_pixels=tile_pixels,
                                  patch_size=config["model"].get("patch_size"))
-        if views > 1:
-            embedder = ViewAveraged(embedder, views)
+        embedder = with_views(embedder, views)  # checks views before the long fit
         log.info("fitting the count and morphology heads on frozen embeddings")
         heads = fit_heads(embedder, root)
     path = Path(path) if path is not None else info["path"].parent / f"{name}.onnx"

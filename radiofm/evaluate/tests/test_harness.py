@@ -158,6 +158,8 @@ def test_eight_view_onnx_graph_matches_the_view_averaged_embedder(tmp_path):
         with_views(onnx_embedder, 1)
     with pytest.raises(ValueError, match="already averages"):
         ViewAveraged(onnx_embedder)
+    with pytest.raises(ValueError, match="views must be one of"):
+        with_views(load_embedder("pixels"), 4)
 
 
 def test_evaluate_with_views_averages_every_feature_set(shared_data, tmp_path):
