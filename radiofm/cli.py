@@ -1,4 +1,10 @@
-"""The ``radiofm`` command line."""
+"""The ``radiofm`` command line.
+
+The main job: ``radiofm annotate IMAGE... -o DIR`` embeds every tile of each image, predicts
+its compact-source count and classifies the sources of a catalogue with an exported model
+(no torch needed). Every ``-o`` is an output folder; files inside it are named after the
+input image (``<image>_tiles.ecsv``, ``<image>_quicklook.png``, ...).
+"""
 
 import argparse
 import logging
@@ -13,11 +19,12 @@ log = logging.getLogger("radiofm")
 
 EXAMPLE_SHAPE = (2048, 2048)
 EXAMPLE_SEED = 2026
+TABLE_CHOICES = ("ecsv", "fits", "votable", "parquet")
 
 
 def main(argv=None):
     """Run the ``radiofm`` command line; returns the exit status."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not log.handlers:  # radiofm's own messages only; other libraries keep their settings
         handler = logging.StreamHandler()
@@ -31,29 +38,404 @@ def main(argv=None):
         return 2
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="radiofm", description=__doc__)
+def build_parser():
+    """The argument parser of ``radiofm`` (also read by the docs' CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="radiofm", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Foundation models for radio-astronomy survey pipelines.\n\n"
+        "Main job: radiofm annotate IMAGE... -o DIR (embeddings, compact-source counts and\n"
+        "morphology classes with the bundled model; no torch needed). Try it on a simulated\n"
+        "field: radiofm annotate --example -o radiofm-example\n\n"
+        "Every -o is an output folder; outputs are named after the input image.",
+    )
     parser.add_argument("--version", action="version", version=f"radiofm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    for add in (_add_annotate, _add_similar, _add_outliers, _add_index, _add_tile, _add_label,
+                _add_simulate, _add_train, _add_evaluate, _add_export):
+        add(commands)
+    return parser
 
+
+# -- shared options ---------------------------------------------------------------------------
+
+def _size(text):
+    from .tiling import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_output(parser, default="."):
+    parser.add_argument("-o", "--output", default=default, metavar="DIR",
+                        help=f"output folder, created if needed (default: {default})")
+
+
+def _add_image_options(parser):
+    parser.add_argument("--hdu", help="HDU index or extension name (default: first image HDU)")
+    parser.add_argument("--plane", type=int, help="plane of a cube with one non-degenerate "
+                        "extra axis")
+
+
+def _add_grid_options(parser, *, default_size):
+    parser.add_argument("--tile-size", type=_size, default=default_size,
+                        help="tile side: pixels such as '256px', or an angle such as "
+                        "'5 arcmin'; a bare number means pixels and is refused when it makes "
+                        f"more than 10^4 tiles (default: {default_size}px)")
+    parser.add_argument("--overlap", type=_size, default=0,
+                        help="overlap of neighbouring tiles, pixels or an angle (default 0)")
+    parser.add_argument("--min-valid", type=float, default=1.0,
+                        help="smallest fraction of finite pixels a kept tile has (default 1)")
+
+
+def _check_free(paths, overwrite):
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"would overwrite {', '.join(existing)}; pass --overwrite")
+
+
+def _write_example(folder, overwrite):
+    """Write the embedded default sky and its truth catalogue into ``folder``."""
+    from .simulate import make_radio_sky
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    image_path, truth_path = folder / "example_sky.fits", folder / "example_truth.ecsv"
+    _check_free([image_path, truth_path], overwrite)
+    hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
+    hdu.writeto(image_path, overwrite=overwrite)
+    truth.write(truth_path, overwrite=overwrite)
+    log.info("simulated %d sources into %s", len(truth), image_path)
+    return image_path, truth_path
+
+
+def _read_and_tile(args, image_path, **image_options):
+    from .image import parse_hdu, read_image
+    from .tiling import check_tile_count, tile_image
+
+    image = read_image(image_path, hdu=parse_hdu(args.hdu), plane=args.plane, **image_options)
+    try:
+        log.info("%r", image)
+        check_tile_count(image, args.tile_size, args.overlap)
+        tiles = tile_image(image, args.tile_size, overlap=args.overlap,
+                           min_valid=args.min_valid, edge=args.edge)
+    except BaseException:
+        image.close()
+        raise
+    return image, tiles
+
+
+def _image_outputs(args, image_path, *suffixes):
+    """``<output>/<image stem>_<suffix>`` paths, refusing to overwrite unless asked."""
+    from .survey import image_stem
+
+    stem = image_stem(image_path)
+    paths = [Path(args.output) / f"{stem}_{suffix}" for suffix in suffixes]
+    _check_free(paths, args.overwrite)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+# -- annotate ---------------------------------------------------------------------------------
+
+def _add_annotate(commands):
+    annotate = commands.add_parser(
+        "annotate", help="the main job: embeddings, counts and classes with a model (no torch)",
+        description="Run an exported model over images: for each IMAGE, the tile table with "
+        "embeddings and predicted compact counts (<image>_tiles.<format>), with a catalogue "
+        "the sources with morphology classes (<image>_sources.<format>), DS9 regions "
+        "(<image>.reg) and a quick-look PNG, all in the output folder, plus manifest.ecsv "
+        "and the survey index (index/, for radiofm similar and outliers). Several images run "
+        "on a Dask cluster (a local one by default, or --scheduler); a rerun skips images "
+        "already done with the same model and input; a failing image is recorded and the "
+        "others go on (exit status 1).",
+    )
+    chosen = annotate.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("images", nargs="*", default=[], metavar="IMAGE",
+                        help="FITS images (plain, .fits.fz or .fits.gz)")
+    chosen.add_argument("--from-list", metavar="FILE",
+                        help="text file of images, one a line, each optionally followed by "
+                        "its source catalogue")
+    chosen.add_argument("--example", action="store_true",
+                        help="use the embedded default: a simulated MeerKAT-like field, "
+                        "written into the output folder with its true source catalogue, "
+                        "which is then classified unless --catalog is given")
+    _add_output(annotate)
+    annotate.add_argument("--catalog", help="source catalogue to classify (pyBDSF .srl, FITS, "
+                          "ECSV...), for a single image")
+    annotate.add_argument("--model", default="default",
+                          help="registered model name or .onnx file (default: default)")
+    annotate.add_argument("--format", choices=TABLE_CHOICES, default="ecsv",
+                          help="table format (default ecsv)")
+    annotate.add_argument("--tile-size", type=_size,
+                          help="tile side, pixels such as '64px' or an angle (default: the "
+                          "model's tile angle, which its count head was fitted on)")
+    annotate.add_argument("--overlap", type=_size, default=0,
+                          help="overlap of neighbouring tiles, pixels or an angle (default 0)")
+    _add_image_options(annotate)
+    annotate.add_argument("--workers", type=int, metavar="N",
+                          help="local Dask worker processes (default: one per CPU for several "
+                          "images; 0 runs in this process, the default for one image)")
+    annotate.add_argument("--scheduler", metavar="ADDRESS",
+                          help="address of a running Dask scheduler (e.g. tcp://host:8786) "
+                          "instead of a local cluster")
+    annotate.add_argument("--block-tiles", type=_positive, default=1024,
+                          help="images with more tiles are split into row blocks of this many "
+                          "tiles, run as separate tasks (default 1024)")
+    annotate.add_argument("--no-index", action="store_true",
+                          help="do not add the tiles to the survey index")
+    annotate.add_argument("--batch-size", type=_positive, default=64,
+                          help="tiles per model run (default 64)")
+    annotate.add_argument("--threads", type=int,
+                          help="onnxruntime threads when running in this process (default: "
+                          "all)")
+    annotate.add_argument("--overwrite", action="store_true",
+                          help="replace existing outputs (default: refuse, or skip images "
+                          "already done with the same model and input)")
+    annotate.set_defaults(run=_run_annotate)
+
+
+def _run_annotate(args):
+    from .survey import annotate_image, annotate_many, read_image_list
+
+    images, catalogs = list(args.images), [args.catalog] * len(args.images)
+    if args.from_list:
+        images, catalogs = read_image_list(args.from_list)
+    if args.example:
+        image, truth = _write_example(args.output, args.overwrite)
+        images, catalogs = [str(image)], [args.catalog or str(truth)]
+    if args.catalog and len(images) > 1:
+        raise ValueError("--catalog is for one image; list each image's catalogue in "
+                         "--from-list FILE")
+    if len(images) == 1 and args.workers in (None, 0) and not args.scheduler:
+        summary = annotate_image(
+            images[0], args.output, model=args.model, catalog=catalogs[0],
+            tile_size=args.tile_size, overlap=args.overlap, hdu=args.hdu, plane=args.plane,
+            format=args.format, overwrite=args.overwrite, batch_size=args.batch_size,
+            threads=args.threads, index=None if args.no_index else _index_folder(args))
+        log.info("%d tiles and %d sources -> %s", summary["n_tiles"], summary["n_sources"],
+                 ", ".join(summary["outputs"]))
+        return 0
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    try:
+        manifest = annotate_many(
+            images, args.output, model=args.model, catalogs=catalogs, client=client,
+            n_workers=args.workers, tile_size=args.tile_size, overlap=args.overlap,
+            hdu=args.hdu, plane=args.plane, format=args.format, overwrite=args.overwrite,
+            block_tiles=args.block_tiles, batch_size=args.batch_size,
+            index=not args.no_index)
+    finally:
+        if client is not None:
+            client.close()
+    return 1 if manifest.meta["N_FAILED"] else 0
+
+
+def _index_folder(args):
+    from .survey._index import check_index_support
+
+    try:
+        check_index_support()
+    except ImportError:
+        log.info("pyarrow is not installed: no survey index (pip install 'radiofm[survey]')")
+        return None
+    return Path(args.output) / "index"
+
+
+# -- survey search ----------------------------------------------------------------------------
+
+def _add_similar(commands):
+    similar = commands.add_parser(
+        "similar", help="tiles of a survey index most like a tile, a position or a cutout",
+        description="Find the tiles of a survey index (radiofm annotate's index/ folder) "
+        "most similar to a given tile, sky position or image cutout (cosine of embeddings), "
+        "and write them as a table (similar.<format>) and a PNG mosaic (similar.png).",
+    )
+    similar.add_argument("index", help="survey index folder (OUTPUT/index of radiofm annotate)")
+    query = similar.add_mutually_exclusive_group(required=True)
+    query.add_argument("--tile", type=int, metavar="INDEX_ID",
+                       help="an entry of the index (its index_id)")
+    query.add_argument("--position", metavar="'RA DEC'",
+                       help="a sky position astropy reads, e.g. '150.1 -30.2' (degrees) or "
+                       "'10h00m24s -30d12m'; the nearest tile stands for it")
+    query.add_argument("--cutout", metavar="FITS",
+                       help="an image cutout, embedded whole with --model")
+    similar.add_argument("-k", type=_positive, default=8,
+                         help="how many tiles (default 8)")
+    similar.add_argument("--model", default="default",
+                         help="for --cutout: the model the index was built with")
+    _add_search_outputs(similar)
+    similar.set_defaults(run=_run_similar)
+
+
+def _add_outliers(commands):
+    outliers = commands.add_parser(
+        "outliers", help="the most unusual tiles of a survey index",
+        description="Rank the tiles of a survey index by the mean distance to their k "
+        "nearest neighbours in embedding space, and write the top ones as a table "
+        "(outliers.<format>) and a PNG mosaic (outliers.png).",
+    )
+    outliers.add_argument("index", help="survey index folder")
+    outliers.add_argument("-n", type=_positive, default=16, help="how many tiles (default 16)")
+    outliers.add_argument("-k", type=_positive, default=10,
+                          help="neighbours averaged over (default 10)")
+    _add_search_outputs(outliers)
+    outliers.set_defaults(run=_run_outliers)
+
+
+def _add_search_outputs(parser):
+    _add_output(parser)
+    parser.add_argument("--format", choices=TABLE_CHOICES, default="ecsv",
+                        help="table format (default ecsv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _write_matches(args, name, matches, title):
+    from .survey import TABLE_EXTENSIONS, read_cutouts
+    from .tiling import write_table
+    from .visualization import plot_mosaic
+
+    folder = Path(args.output)
+    table_path = folder / f"{name}{TABLE_EXTENSIONS[args.format]}"
+    png_path = folder / f"{name}.png"
+    _check_free([table_path, png_path], args.overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
+    score = "distance" if "distance" in matches.colnames else "outlier_score"
+    titles = [f"{Path(r['image']).name.split('.fits')[0]} #{r['tile_id']}\n{r[score]:.3g}"
+              for r in matches]
+    plot_mosaic(read_cutouts(matches), png_path, titles=titles, suptitle=title)
+    write_table(matches, table_path, overwrite=args.overwrite)
+    log.info("%d tiles -> %s, %s", len(matches), table_path, png_path)
+
+
+def _run_similar(args):
+    from astropy.coordinates import SkyCoord
+
+    from .survey import read_index, similar
+
+    index = read_index(args.index)
+    if args.position is not None:
+        unit = "deg" if all(_is_number(p) for p in args.position.split()) else None
+        to, what = SkyCoord(args.position, unit=unit), f"position {args.position}"
+    elif args.cutout is not None:
+        to, what = args.cutout, f"cutout {args.cutout}"
+    else:
+        to, what = args.tile, f"index entry {args.tile}"
+    matches = similar(index, to, args.k, model=args.model)
+    _write_matches(args, "similar", matches, f"{len(matches)} tiles most like {what}")
+    return 0
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _run_outliers(args):
+    from .survey import outliers, read_index
+
+    ranked = outliers(read_index(args.index), args.n, k=args.k)
+    _write_matches(args, "outliers", ranked, f"{len(ranked)} most unusual tiles")
+    return 0
+
+
+def _add_index(commands):
+    index = commands.add_parser(
+        "index", help="add annotated tile tables to a survey index",
+        description="Add tile tables with embeddings (from radiofm annotate or embed_image) "
+        "to a survey index folder: one Parquet part per image, nothing rewritten.",
+    )
+    index.add_argument("tables", nargs="+", metavar="TABLE", help="tile tables")
+    index.add_argument("-o", "--output", required=True, metavar="DIR",
+                       help="index folder (created if needed)")
+    index.set_defaults(run=_run_index)
+
+
+def _run_index(args):
+    from .survey import add_to_index
+
+    missing = [t for t in args.tables if not Path(t).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such table: {', '.join(missing)}")
+    for table in args.tables:
+        log.info("added %s", add_to_index(args.output, table))
+    return 0
+
+
+# -- tile and label ---------------------------------------------------------------------------
+
+def _add_tile_outputs(parser):
+    _add_output(parser)
+    parser.add_argument("--edge", choices=["shift", "drop"], default="shift",
+                        help="last partial row/column of tiles: shift it flush with the edge "
+                        "(default) or drop it")
+    _add_image_options(parser)
+    parser.add_argument("--format", choices=TABLE_CHOICES, default="ecsv",
+                        help="table format (default ecsv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_tile(commands):
     tile = commands.add_parser(
         "tile", help="tile an image: tile table, DS9 footprints and a quick-look PNG",
-        description="Tile a FITS image and write its tile table (ECSV or FITS), the tile "
-        "footprints as DS9 regions and a quick-look PNG.",
+        description="Tile a FITS image and write its tile table (<image>_tiles.<format>), "
+        "the tile footprints as DS9 regions and a quick-look PNG into the output folder.",
     )
     source = tile.add_mutually_exclusive_group(required=True)
     source.add_argument("image", nargs="?", help="FITS image (plain, .fits.fz or .fits.gz)")
     source.add_argument("--example", action="store_true",
                         help="use the embedded default: a simulated MeerKAT-like field")
-    _add_tiling_options(tile)
+    _add_grid_options(tile, default_size=256)
+    _add_tile_outputs(tile)
     tile.set_defaults(run=_run_tile)
 
+
+def _run_tile(args):
+    from .tiling import write_table
+    from .visualization import plot_tiles
+
+    ext = _extension(args.format)
+    image_path = (_write_example(args.output, args.overwrite)[0] if args.example
+                  else Path(args.image))
+    table_path, regions_path, png_path = _image_outputs(
+        args, image_path, f"tiles{ext}", "tiles.reg", "quicklook.png")
+    image, tiles = _read_and_tile(args, image_path)
+    with image:
+        write_table(tiles.table, table_path, overwrite=args.overwrite)
+        tiles.write_footprints(regions_path, overwrite=args.overwrite)
+        plot_tiles(tiles, png_path)
+    log.info("%d tiles -> %s, %s, %s", len(tiles), table_path, regions_path, png_path)
+    return 0
+
+
+def _extension(format):
+    from .survey import TABLE_EXTENSIONS
+
+    return TABLE_EXTENSIONS[format]
+
+
+def _add_label(commands):
     label = commands.add_parser(
         "label", help="count catalogue sources per tile (running a finder if no catalogue)",
         description="Tile a FITS image, count the sources of a catalogue (or of pyBDSF / "
         "photutils run on the image) per tile, and write the tile table with the counts, "
-        "the source catalogue, DS9 footprints and a quick-look PNG of the counts.",
+        "the source catalogue, DS9 footprints and a quick-look PNG of the counts into the "
+        "output folder.",
     )
     label.add_argument("image", help="FITS image (plain, .fits.fz or .fits.gz)")
     found = label.add_mutually_exclusive_group()
@@ -68,13 +450,97 @@ def _parser():
                        "S_Code values such as 'S,C'")
     label.add_argument("--coco", action="store_true",
                        help="also write the sources in each tile as COCO JSON boxes")
-    _add_tiling_options(label)
+    _add_grid_options(label, default_size=256)
+    _add_tile_outputs(label)
     label.set_defaults(run=_run_label)
 
+
+def _run_label(args):
+    from .catalogs import count_in_tiles, tiles_to_coco
+    from .sources import find_sources, read_catalog
+    from .tiling import write_table
+    from .visualization import plot_tiles
+
+    if args.catalog and not Path(args.catalog).is_file():
+        raise FileNotFoundError(f"no such catalogue file: {args.catalog}")
+    ext = _extension(args.format)
+    suffixes = [f"tiles{ext}", "tiles.reg", "quicklook.png", f"sources{ext}"]
+    if args.coco:
+        suffixes.append("coco.json")
+    paths = _image_outputs(args, args.image, *suffixes)
+    options = {}
+    if args.beam is not None:
+        options["beam"] = args.beam * u.arcsec
+    if args.frequency is not None:
+        options["frequency"] = args.frequency * u.GHz
+    image, tiles = _read_and_tile(args, args.image, **options)
+    with image:
+        if args.catalog:
+            catalog = read_catalog(args.catalog, image=image)
+        else:
+            catalog = find_sources(image, args.finder)
+        select = args.select if args.select in ("compact", "all") else tuple(
+            code.strip() for code in args.select.split(","))
+        counted = count_in_tiles(catalog, tiles, select=select)
+        write_table(counted, paths[0], overwrite=args.overwrite)
+        tiles.write_footprints(paths[1], overwrite=args.overwrite)
+        tiles.table = counted
+        plot_tiles(tiles, paths[2], column="n_compact")
+        write_table(catalog, paths[3], overwrite=args.overwrite)
+        if args.coco:
+            tiles_to_coco(tiles, catalog, path=paths[4])
+    log.info("%d sources, %d counted in %d tiles -> %s", len(catalog),
+             int(counted["n_compact"].sum()), len(tiles), ", ".join(str(p) for p in paths))
+    return 0
+
+
+# -- simulate ---------------------------------------------------------------------------------
+
+def _add_simulate(commands):
+    simulate = commands.add_parser(
+        "simulate", help="write a simulated MeerKAT-like field and its truth catalogue",
+        description="Simulate a MeerKAT-like continuum field (compact sources from a realistic "
+        "flux distribution, FRI/FRII/bent extended sources, beam-convolved noise, optional "
+        "primary beam and artefacts) and write <name>.fits and its truth catalogue "
+        "<name>_truth.ecsv into the output folder.",
+    )
+    _add_output(simulate)
+    simulate.add_argument("--name", default="simulated_sky",
+                          help="file name stem (default: simulated_sky)")
+    simulate.add_argument("--size", type=_positive, default=4096,
+                          help="pixels per side (default 4096)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--noise", type=float, default=4e-6,
+                          help="noise rms in Jy/beam (default 4e-6)")
+    simulate.add_argument("--primary-beam", action="store_true", help="apply MeerKAT's PB")
+    simulate.add_argument("--artefacts", action="store_true", help="spokes on bright sources")
+    simulate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    simulate.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args):
+    from .simulate import make_radio_sky
+
+    folder = Path(args.output)
+    path, truth_path = folder / f"{args.name}.fits", folder / f"{args.name}_truth.ecsv"
+    _check_free([path, truth_path], args.overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
+    hdu, truth = make_radio_sky((args.size, args.size), seed=args.seed, noise=args.noise,
+                                primary_beam=args.primary_beam, artefacts=args.artefacts)
+    hdu.writeto(path, overwrite=args.overwrite)
+    truth.write(truth_path, overwrite=args.overwrite)
+    log.info("%d sources -> %s, %s", len(truth), path, truth_path)
+    return 0
+
+
+# -- train, evaluate, export ------------------------------------------------------------------
+
+def _add_train(commands):
     trainer = commands.add_parser(
         "train", help="pre-train a backbone with DINO (the train extra: torch, timm)",
-        description="Pre-train a backbone with DINO from a TOML config. Several processes: "
-        "torchrun --nproc_per_node N -m radiofm train CONFIG.",
+        description="Pre-train a backbone with DINO from a TOML config (the run folder is the "
+        "config's run.output). Several processes: torchrun --nproc_per_node N -m radiofm "
+        "train CONFIG.",
     )
     trainer.add_argument("config", help="TOML training config")
     trainer.add_argument("--resume", action="store_true",
@@ -83,20 +549,32 @@ def _parser():
                          help="stop (with a checkpoint) after this many steps")
     trainer.set_defaults(run=_run_train)
 
+
+def _run_train(args):
+    try:
+        from .train import load_config, train
+    except ImportError as error:
+        raise ImportError(f"radiofm train needs the train extra ({error}): "
+                          "pip install -c constraints.txt 'radiofm[train]'") from error
+    output = train(load_config(args.config), resume=args.resume, stop_after=args.stop_after)
+    log.info("training state in %s", output)
+    return 0
+
+
+def _add_evaluate(commands):
     evaluation = commands.add_parser(
         "evaluate", help="run every downstream task on a model's embeddings, beside baselines",
         description="Evaluate frozen embeddings on every task (compact counts, FRI/FRII, "
         "morphology, similarity search, anomaly ranking, redshift) with probes fitted on the "
         "train splits, beside raw pixels, a random backbone and a supervised CNN. Writes "
-        "report.ecsv, report.json, report.txt and one PNG per task.",
+        "report.ecsv, report.json, report.txt and one PNG per task into the output folder.",
     )
     chosen = evaluation.add_mutually_exclusive_group(required=True)
     chosen.add_argument("model", nargs="?", help="random:ARCH, pixels, a training run folder "
                         "or checkpoint (.pt), or an exported .onnx model")
     chosen.add_argument("--model", dest="model_option", metavar="MODEL",
                         help="the same, as an option")
-    evaluation.add_argument("-o", "--output", default="radiofm-evaluation",
-                            help="report folder (default: radiofm-evaluation)")
+    _add_output(evaluation, "radiofm-evaluation")
     evaluation.add_argument("--tasks", default="all",
                             help="comma-separated tasks among counts, frii, morphology, "
                             "similarity, anomaly, redshift (default: all)")
@@ -116,26 +594,30 @@ def _parser():
                             "reflections of each stamp (default: what the model does, else 1)")
     evaluation.set_defaults(run=_run_evaluate)
 
-    simulate = commands.add_parser(
-        "simulate", help="write a simulated MeerKAT-like field and its truth catalogue",
-    )
-    simulate.add_argument("output", help="FITS file to write; the truth goes beside it (.ecsv)")
-    simulate.add_argument("--size", type=int, default=4096, help="pixels per side (4096)")
-    simulate.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    simulate.add_argument("--noise", type=float, default=4e-6, help="rms, Jy/beam (4e-6)")
-    simulate.add_argument("--primary-beam", action="store_true", help="apply MeerKAT's PB")
-    simulate.add_argument("--artefacts", action="store_true", help="spokes on bright sources")
-    simulate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    simulate.set_defaults(run=_run_simulate)
 
+def _run_evaluate(args):
+    from .evaluate import TASKS, evaluate, format_report
+
+    tasks = TASKS if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
+    baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
+    report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
+                      tasks=tasks, baselines=baselines,
+                      limit=args.limit, finder=args.finder, seed=args.seed, views=args.views)
+    print(format_report(report))
+    log.info("report written to %s (%.0f s)", args.output, report.meta["SECONDS"])
+    return 0
+
+
+def _add_export(commands):
     exporter = commands.add_parser(
         "export", help="export a trained model and its heads to ONNX (the train extra)",
         description="Load the teacher backbone of a radiofm train run, fit its compact-count "
-        "and morphology heads (radiofm.evaluate.fit_heads), and write one ONNX model with "
-        "its metadata, after onnx.checker and a parity check against torch on real tiles.",
+        "and morphology heads, and write one ONNX model NAME.onnx with its metadata into the "
+        "output folder, after onnx.checker and a parity check against torch on real tiles.",
     )
     exporter.add_argument("checkpoint", help="run folder, teacher_backbone.pt or checkpoint.pt")
-    exporter.add_argument("-o", "--output", help="ONNX file (default: RUN/NAME.onnx)")
+    exporter.add_argument("-o", "--output", metavar="DIR",
+                          help="output folder (default: the run folder)")
     exporter.add_argument("--name", help="model name (default: the run folder's name)")
     exporter.add_argument("--input-size", type=int,
                           help="input side in pixels (default: the training global crop)")
@@ -160,204 +642,6 @@ def _parser():
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
 
-    annotate = commands.add_parser(
-        "annotate", help="embed, count and classify with an ONNX model (no torch needed)",
-        description="Run an exported model over an image: the tile table with embeddings and "
-        "predicted compact counts and, with --catalog, the catalogue with morphology classes "
-        "(table format from OUT's extension: .fits, .ecsv or .vot/.xml), DS9 regions "
-        "coloured by class and a quick-look PNG.",
-    )
-    picture = annotate.add_mutually_exclusive_group(required=True)
-    picture.add_argument("image", nargs="?", help="FITS image (plain, .fits.fz or .fits.gz)")
-    picture.add_argument("--example", action="store_true",
-                         help="use the embedded default: a simulated MeerKAT-like field, "
-                         "written beside OUT with its true source catalogue, which is then "
-                         "classified unless --catalog is given")
-    annotate.add_argument("--catalog", help="source catalogue to classify (pyBDSF .srl, FITS, "
-                          "ECSV...)")
-    annotate.add_argument("-o", "--output", required=True,
-                          help="output table: the annotated catalogue with --catalog (the "
-                          "tiles go to OUT_tiles), else the tile table")
-    annotate.add_argument("--model", default="default",
-                          help="registered model name or .onnx file (default: default)")
-    annotate.add_argument("--tile-size", type=_pixels_or_angle,
-                          help="tile side in pixels or as an angle (default: the model's)")
-    annotate.add_argument("--overlap", default="0", type=_pixels_or_angle,
-                          help="overlap in pixels or as an angle (default 0)")
-    annotate.add_argument("--hdu", help="HDU index or name (default: first image HDU)")
-    annotate.add_argument("--plane", type=int,
-                          help="plane of a cube with one non-degenerate axis")
-    annotate.add_argument("--batch-size", type=int, default=64, help="tiles per model run")
-    annotate.add_argument("--threads", type=int, help="onnxruntime threads (default: all)")
-    annotate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    annotate.set_defaults(run=_run_annotate)
-    return parser
-
-
-def _add_tiling_options(parser):
-    parser.add_argument("-o", "--output", default=".", help="output folder (default: .)")
-    parser.add_argument("--tile-size", default="256", type=_pixels_or_angle,
-                        help="tile side in pixels, or an angle such as '5 arcmin' (default 256)")
-    parser.add_argument("--overlap", default="0", type=_pixels_or_angle,
-                        help="overlap in pixels or as an angle (default 0)")
-    parser.add_argument("--min-valid", type=float, default=1.0,
-                        help="smallest fraction of finite pixels a kept tile has (default 1)")
-    parser.add_argument("--edge", choices=["shift", "drop"], default="shift",
-                        help="last partial row/column of tiles: shift it flush with the edge "
-                        "(default) or drop it")
-    parser.add_argument("--hdu", help="HDU index or name (default: first image HDU)")
-    parser.add_argument("--plane", type=int,
-                        help="plane of a cube with one non-degenerate axis")
-    parser.add_argument("--format", choices=["ecsv", "fits"], default="ecsv",
-                        help="table format (default ecsv)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-
-
-def _pixels_or_angle(text):
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        value = u.Quantity(text)
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither pixels nor an angle") from error
-    if not value.unit.is_equivalent(u.deg):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an angle")
-    return value
-
-
-def _check_free(paths, overwrite):
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise ValueError(f"would overwrite {', '.join(existing)}; pass --overwrite")
-
-
-def _outputs(args, image_path, *suffixes):
-    """Output paths ``<stem>_<suffix>`` in the output folder, refusing to overwrite."""
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = Path(image_path).name.split(".fits")[0]
-    paths = [out / f"{stem}_{suffix}" for suffix in suffixes]
-    _check_free(paths, args.overwrite)
-    return paths
-
-
-def _read_and_tile(args, image_path, **image_options):
-    from .image import read_image
-    from .tiling import tile_image
-
-    hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
-    image = read_image(image_path, hdu=hdu, plane=args.plane, **image_options)
-    log.info("%r", image)
-    tiles = tile_image(image, args.tile_size, overlap=args.overlap, min_valid=args.min_valid,
-                       edge=args.edge)
-    return image, tiles
-
-
-def _write_example(folder, overwrite):
-    """Write the embedded default sky and its truth catalogue into ``folder``."""
-    from .simulate import make_radio_sky
-
-    folder.mkdir(parents=True, exist_ok=True)
-    image_path, truth_path = folder / "example_sky.fits", folder / "example_truth.ecsv"
-    _check_free([image_path, truth_path], overwrite)
-    hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
-    hdu.writeto(image_path, overwrite=overwrite)
-    truth.write(truth_path, overwrite=overwrite)
-    log.info("simulated %d sources into %s", len(truth), image_path)
-    return image_path, truth_path
-
-
-def _run_tile(args):
-    from .visualization import plot_tiles
-
-    if args.example:
-        image_path, _ = _write_example(Path(args.output), args.overwrite)
-    else:
-        image_path = Path(args.image)
-    table_path, regions_path, png_path = _outputs(
-        args, image_path, f"tiles.{args.format}", "tiles.reg", "quicklook.png")
-    image, tiles = _read_and_tile(args, image_path)
-    with image:
-        tiles.table.write(table_path, overwrite=args.overwrite)
-        tiles.write_footprints(regions_path, overwrite=args.overwrite)
-        plot_tiles(tiles, png_path)
-    log.info("%d tiles -> %s, %s, %s", len(tiles), table_path, regions_path, png_path)
-    return 0
-
-
-def _run_label(args):
-    from .catalogs import count_in_tiles, tiles_to_coco
-    from .sources import find_sources, read_catalog
-    from .visualization import plot_tiles
-
-    suffixes = [f"tiles.{args.format}", "tiles.reg", "quicklook.png", f"sources.{args.format}"]
-    if args.coco:
-        suffixes.append("coco.json")
-    paths = _outputs(args, args.image, *suffixes)
-    options = {}
-    if args.beam is not None:
-        options["beam"] = args.beam * u.arcsec
-    if args.frequency is not None:
-        options["frequency"] = args.frequency * u.GHz
-    image, tiles = _read_and_tile(args, args.image, **options)
-    with image:
-        if args.catalog:
-            catalog = read_catalog(args.catalog, image=image)
-        else:
-            catalog = find_sources(image, args.finder)
-        select = args.select if args.select in ("compact", "all") else tuple(
-            code.strip() for code in args.select.split(","))
-        counted = count_in_tiles(catalog, tiles, select=select)
-        counted.write(paths[0], overwrite=args.overwrite)
-        tiles.write_footprints(paths[1], overwrite=args.overwrite)
-        tiles.table = counted
-        plot_tiles(tiles, paths[2], column="n_compact")
-        catalog.write(paths[3], overwrite=args.overwrite)
-        if args.coco:
-            tiles_to_coco(tiles, catalog, path=paths[4])
-    log.info("%d sources, %d counted in %d tiles -> %s", len(catalog),
-             int(counted["n_compact"].sum()), len(tiles), ", ".join(str(p) for p in paths))
-    return 0
-
-
-def _run_train(args):
-    try:
-        from .train import load_config, train
-    except ImportError as error:
-        raise ImportError(f"radiofm train needs the train extra ({error}): "
-                          "pip install -c constraints.txt 'radiofm[train]'") from error
-    output = train(load_config(args.config), resume=args.resume, stop_after=args.stop_after)
-    log.info("training state in %s", output)
-    return 0
-
-
-def _run_evaluate(args):
-    from .evaluate import TASKS, evaluate, format_report
-
-    tasks = TASKS if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
-    baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
-    report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
-                      tasks=tasks, baselines=baselines,
-                      limit=args.limit, finder=args.finder, seed=args.seed, views=args.views)
-    print(format_report(report))
-    log.info("report written to %s (%.0f s)", args.output, report.meta["SECONDS"])
-    return 0
-
-
-def _run_simulate(args):
-    from .simulate import make_radio_sky
-
-    path = Path(args.output)
-    truth_path = path.with_name(path.name.split(".fits")[0] + "_truth.ecsv")
-    _check_free([path, truth_path], args.overwrite)
-    hdu, truth = make_radio_sky((args.size, args.size), seed=args.seed, noise=args.noise,
-                                primary_beam=args.primary_beam, artefacts=args.artefacts)
-    hdu.writeto(path, overwrite=args.overwrite)
-    truth.write(truth_path, overwrite=args.overwrite)
-    log.info("%d sources -> %s, %s", len(truth), path, truth_path)
-    return 0
-
 
 def _run_export(args):
     try:
@@ -365,6 +649,8 @@ def _run_export(args):
     except ImportError as error:
         raise ImportError(f"radiofm export needs the train extra ({error}): "
                           "pip install -c constraints.txt 'radiofm[train]'") from error
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"no such run folder or checkpoint: {args.checkpoint}")
     report = export_checkpoint(
         args.checkpoint, args.output, root=args.data, name=args.name,
         input_size=args.input_size, tolerance=args.tolerance, views=args.views,
@@ -380,100 +666,6 @@ def _run_export(args):
     if "half_path" in report:
         log.info("wrote %s (float16 weights; differences from torch: %s)", report["half_path"],
                  report["half_max_abs_diff"])
-    return 0
-
-
-TABLE_FORMATS = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".ecsv": "ascii.ecsv",
-                 ".vot": "votable", ".xml": "votable", ".votable": "votable"}
-
-
-def _table_format(path):
-    name = path.name.lower().removesuffix(".gz")
-    suffix = Path(name).suffix
-    if suffix not in TABLE_FORMATS:
-        raise ValueError(f"cannot tell the table format of {path}: use one of "
-                         f"{', '.join(TABLE_FORMATS)}")
-    return suffix, TABLE_FORMATS[suffix]
-
-
-def _write_table(table, path, overwrite):
-    """Write a table as FITS, ECSV or VOTable (sky columns as RA/Dec, meta as INFO)."""
-    _, format = _table_format(path)
-    if format != "votable":
-        table.write(path, format=format, overwrite=overwrite)
-        return
-    from astropy.coordinates import SkyCoord
-    from astropy.io.votable import from_table
-    from astropy.io.votable.tree import Info
-    from astropy.table import Table
-
-    plain = Table(table, copy=False)
-    for name in list(plain.colnames):
-        if isinstance(table[name], SkyCoord):
-            icrs = table[name].icrs
-            index = plain.colnames.index(name)
-            plain.remove_column(name)
-            plain.add_column(icrs.dec.to(u.deg), name=f"{name}_dec", index=index)
-            plain.add_column(icrs.ra.to(u.deg), name=f"{name}_ra", index=index)
-    plain.meta = {}
-    votable = from_table(plain)
-    for key, value in table.meta.items():
-        votable.get_first_table().infos.append(Info(name=key, value=str(value)))
-    votable.to_xml(str(path))
-
-
-def _run_annotate(args):
-    from .image import read_image
-    from .inference import classify_morphology, count_sources, load_model
-    from .sources import read_catalog
-    from .tiling import tile_image
-    from .visualization import plot_tiles, source_regions
-
-    out = Path(args.output)
-    suffix, _ = _table_format(out)
-    stem = out.name[: out.name.lower().rindex(suffix)]
-    tiles_path = out.with_name(f"{stem}_tiles{out.name[len(stem):]}")
-    regions_path = out.with_name(f"{stem}.reg")
-    png_path = out.with_name(f"{stem}_quicklook.png")
-    catalog_path = args.catalog
-    paths = [out, regions_path, png_path] + ([tiles_path] if catalog_path or args.example
-                                             else [])
-    _check_free(paths, args.overwrite)
-    model = load_model(args.model, threads=args.threads)
-    image_path = args.image
-    if args.example:
-        image_path, truth_path = _write_example(out.parent, args.overwrite)
-        catalog_path = catalog_path or truth_path
-    out.parent.mkdir(parents=True, exist_ok=True)
-    hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
-    with read_image(image_path, hdu=hdu, plane=args.plane) as image:
-        log.info("%r", image)
-        if args.tile_size is None:
-            tile_size = int(round(model.metadata["tile_arcsec"]
-                                  / float(image.pixel_scale.to_value(u.arcsec))))
-        else:
-            tile_size = args.tile_size
-        tiles = tile_image(image, tile_size, overlap=args.overlap)
-        table = count_sources(tiles, model, batch_size=args.batch_size, embedding=True)
-        table.meta["IMAGE"] = str(image_path)
-        tiles.table = table
-        annotated = None
-        if catalog_path:
-            catalog = read_catalog(catalog_path, image=image)
-            annotated = classify_morphology(catalog, image, model, batch_size=args.batch_size)
-            annotated.meta["IMAGE"] = str(image_path)
-            _write_table(annotated, out, args.overwrite)
-            _write_table(table, tiles_path, args.overwrite)
-            radius = model.metadata["stamp_arcsec"] / 4 * u.arcsec
-            source_regions(annotated, radius=radius).write(regions_path, format="ds9",
-                                                           overwrite=args.overwrite)
-        else:
-            _write_table(table, out, args.overwrite)
-            tiles.write_footprints(regions_path, overwrite=args.overwrite)
-        plot_tiles(tiles, png_path, column="n_compact_pred", sources=annotated)
-    log.info("%d tiles%s annotated with %s -> %s", len(table),
-             f" and {len(annotated)} sources" if annotated is not None else "", model.name,
-             ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -590,7 +590,8 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
     checkpoint : str or path-like
         Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
     path : str or path-like, optional
-        Output file; default ``<run folder>/<name>.onnx``.
+        Output folder (the model goes to ``<path>/<name>.onnx``) or ``.onnx`` file;
+        default: the run folder.
     heads : dict, optional
         Fitted heads (see `export_model`); default: ``radiofm.evaluate.fit_heads`` on the
         data root.
@@ -630,7 +631,8 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
         embedder = with_views(embedder, views)  # checks views before the long fit
         log.info("fitting the count and morphology heads on frozen embeddings")
         heads = fit_heads(embedder, root)
-    path = Path(path) if path is not None else info["path"].parent / f"{name}.onnx"
+    folder = Path(path) if path is not None else info["path"].parent
+    path = folder if folder.suffix == ".onnx" else folder / f"{name}.onnx"
     return export_model(
         backbone, heads, path, name=name, arch=info["arch"], input_size=input_size,
         patch_size=config["model"].get("patch_size"),

@@ -23,7 +23,7 @@ from ._header import (
 from ._pixels import ArrayPixels, FilePixels, SectionPixels
 from ._radio_image import RadioImage
 
-__all__ = ["read_image"]
+__all__ = ["parse_hdu", "read_image"]
 
 log = logging.getLogger("radiofm")
 
@@ -439,3 +439,28 @@ def _check_not_blank(pixels, band=256):
         if np.isfinite(pixels.read(slice(start, min(start + band, ny)), slice(None))).any():
             return
     raise ValueError("image has no finite pixel (it is all NaN or blank); nothing to tile")
+
+
+def parse_hdu(text):
+    """An HDU as a user types it: an index (``"1"``) or an extension name (``"SCI"``).
+
+    Parameters
+    ----------
+    text : str, int or None
+        Digits are an index, anything else a name; None (the default HDU) passes through.
+
+    Returns
+    -------
+    hdu : int, str or None
+        What `read_image` takes as ``hdu=``.
+
+    Examples
+    --------
+    >>> from radiofm.image import parse_hdu
+    >>> parse_hdu("1"), parse_hdu("SCI"), parse_hdu(None)
+    (1, 'SCI', None)
+    """
+    if text is None or isinstance(text, int):
+        return text
+    text = str(text).strip()
+    return int(text) if text.isdigit() else text

@@ -10,6 +10,7 @@ from regions import Regions
 
 from radiofm.cli import main
 from radiofm.tests.helpers import sky_header, write_image
+from radiofm.tiling import read_table
 
 
 def test_tile_example_writes_every_output(tmp_path):
@@ -66,9 +67,33 @@ def test_bad_tile_size_is_an_argument_error(tmp_path, capsys):
     assert "is not an angle" in capsys.readouterr().err
 
 
+def test_unitless_tile_size_making_too_many_tiles_is_refused_before_tiling(tmp_path, caplog):
+    path = write_image(tmp_path / "image.fits", sky_header(300, 300))
+    with caplog.at_level(logging.ERROR, logger="radiofm"):
+        assert main(["tile", str(path), "--tile-size", "2", "-o", str(tmp_path)]) == 2
+    assert "22500 tiles" in caplog.text and "'2px'" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.fits"]
+    assert main(["tile", str(path), "--tile-size", "150px", "--format", "votable",
+                 "-o", str(tmp_path)]) == 0
+    assert len(read_table(tmp_path / "image_tiles.vot")) == 4
+
+
+def test_help_has_the_main_job_first_and_no_rest_markup(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "radiofm annotate --example -o radiofm-example" in text
+    assert text.index("annotate") < text.index("tile ")
+    for command in ("simulate", "annotate", "similar", "outliers", "index"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "``" not in capsys.readouterr().out
+
+
 def test_simulate_command(tmp_path):
     out = tmp_path / "field.fits"
-    assert main(["simulate", str(out), "--size", "256", "--seed", "3"]) == 0
+    assert main(["simulate", "-o", str(tmp_path), "--name", "field", "--size", "256",
+                 "--seed", "3"]) == 0
     with fits.open(out) as hdul:
         assert hdul[0].data.shape == (1, 1, 256, 256)
         assert hdul[0].header["SIMSEED"] == 3

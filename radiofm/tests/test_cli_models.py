@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 import pytest
-from astropy.table import QTable, Table
+from astropy.table import QTable
 from regions import Regions
 
 from radiofm.cli import main
@@ -24,65 +24,70 @@ def field(tmp_path_factory):
 
 def test_annotate_with_a_catalogue_writes_every_output(tiny_model, field, tmp_path):
     image, catalog = field
-    out = tmp_path / "out" / "field.fits"
+    out = tmp_path / "out"
     assert main(["annotate", str(image), "--catalog", str(catalog), "--model", str(tiny_model),
-                 "-o", str(out), "--threads", "1"]) == 0
-    names = sorted(p.name for p in out.parent.iterdir())
-    assert names == ["field.fits", "field.reg", "field_quicklook.png", "field_tiles.fits"]
-    sources = QTable.read(out)
+                 "-o", str(out), "--format", "fits", "--threads", "1"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".radiofm-done", "field.reg", "field_quicklook.png", "field_sources.fits",
+                     "field_tiles.fits", "index"]
+    sources = QTable.read(out / "field_sources.fits")
     assert len(sources) == 30 and set(sources["morph_class"]) <= set(CLASSES)
     assert sources["morph_prob"].shape == (30, 4) and sources.meta["MODEL"] == "tiny"
-    tiles = QTable.read(out.parent / "field_tiles.fits")
+    tiles = QTable.read(out / "field_tiles.fits")
     assert tiles["embedding"].shape == (64, 96) and "n_compact_pred" in tiles.colnames
-    regions = Regions.read(out.parent / "field.reg")
+    regions = Regions.read(out / "field.reg")
     assert len(regions) == 30
     assert {r.meta["text"] for r in regions} == set(sources["morph_class"])
-    assert (out.parent / "field_quicklook.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "field_quicklook.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("suffix", [".ecsv", ".vot"])
-def test_annotate_tiles_only_by_extension(tiny_model, field, tmp_path, suffix):
+@pytest.mark.parametrize("format", ["ecsv", "votable", "parquet"])
+def test_annotate_tiles_only_in_each_format(tiny_model, field, tmp_path, format):
     image, _ = field
     from radiofm.inference import ModelMismatchWarning
+    from radiofm.tiling import read_table
 
-    out = tmp_path / f"tiles{suffix}"
+    if format == "parquet":
+        pytest.importorskip("pyarrow")
     with pytest.warns(ModelMismatchWarning, match="not calibrated for this size"):
-        assert main(["annotate", str(image), "--model", str(tiny_model), "-o", str(out),
-                     "--tile-size", "64", "--threads", "1"]) == 0
-    table = Table.read(out)
+        assert main(["annotate", str(image), "--model", str(tiny_model), "-o", str(tmp_path),
+                     "--tile-size", "64px", "--format", format, "--threads", "1",
+                     "--no-index"]) == 0
+    suffix = {"ecsv": ".ecsv", "votable": ".vot", "parquet": ".parquet"}[format]
+    table = read_table(tmp_path / f"field_tiles{suffix}")
     assert len(table) == 16 and table["embedding"].shape == (16, 96)
-    if suffix == ".vot":
-        assert "sky_center_ra" in table.colnames
-        assert "MODELSHA" in out.read_text()
-    assert len(Regions.read(tmp_path / "tiles.reg")) == 16
+    assert table.meta["MODEL"] == "tiny" and "sky_center" in table.colnames
+    assert len(Regions.read(tmp_path / "field.reg")) == 16
 
 
 def test_annotate_example_classifies_its_true_sources(tiny_model, tmp_path):
-    out = tmp_path / "example" / "sources.ecsv"
+    out = tmp_path / "example"
     assert main(["annotate", "--example", "--model", str(tiny_model), "-o", str(out),
-                 "--threads", "1"]) == 0
-    names = sorted(p.name for p in out.parent.iterdir())
-    assert names == ["example_sky.fits", "example_truth.ecsv", "sources.ecsv", "sources.reg",
-                     "sources_quicklook.png", "sources_tiles.ecsv"]
-    truth = QTable.read(out.parent / "example_truth.ecsv")
-    sources = QTable.read(out)
+                 "--threads", "1", "--no-index"]) == 0
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names == ["example_sky.fits", "example_sky.reg", "example_sky_quicklook.png",
+                     "example_sky_sources.ecsv", "example_sky_tiles.ecsv",
+                     "example_truth.ecsv"]
+    truth = QTable.read(out / "example_truth.ecsv")
+    sources = QTable.read(out / "example_sky_sources.ecsv")
     assert len(sources) == len(truth) > 0 and set(sources["morph_class"]) <= set(CLASSES)
     assert sources.meta["IMAGE"].endswith("example_sky.fits")
     # the tiny model's 35.2" tiles are 32 pixels of the example's 1.1"
-    assert len(QTable.read(out.parent / "sources_tiles.ecsv")) == (2048 // 32) ** 2
+    assert len(QTable.read(out / "example_sky_tiles.ecsv")) == (2048 // 32) ** 2
 
 
 def test_annotate_errors(tiny_model, field, tmp_path, caplog):
     image, _ = field
     with caplog.at_level(logging.ERROR, logger="radiofm"):
-        assert main(["annotate", str(image), "-o", str(tmp_path / "x.txt")]) == 2
-        assert "cannot tell the table format" in caplog.text
         assert main(["annotate", str(image), "--model", "no-such-model",
-                     "-o", str(tmp_path / "x.fits")]) == 2
+                     "-o", str(tmp_path)]) == 2
         assert "no model named 'no-such-model'" in caplog.text
-        (tmp_path / "x.fits").write_text("")
+        assert main(["annotate", str(image), "--catalog", str(tmp_path / "absent.ecsv"),
+                     "--model", str(tiny_model), "-o", str(tmp_path)]) == 2
+        assert "no such catalogue file" in caplog.text
+        (tmp_path / "field_tiles.ecsv").write_text("")
         assert main(["annotate", str(image), "--model", str(tiny_model),
-                     "-o", str(tmp_path / "x.fits")]) == 2
+                     "-o", str(tmp_path)]) == 2
         assert "pass --overwrite" in caplog.text
 
 
@@ -104,15 +109,15 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
     import radiofm.evaluate
 
     monkeypatch.setattr(radiofm.evaluate, "fit_heads", lambda embedder, root: tiny_heads(96))
+    assert main(["export", str(run), "-o", str(tmp_path), "--name", "model",
+                 "--data", str(tmp_path), "--pixel-scale-range", "1", "2", "--quantize"]) == 0
     out = tmp_path / "model.onnx"
-    assert main(["export", str(run), "-o", str(out), "--name", "b", "--data", str(tmp_path),
-                 "--pixel-scale-range", "1", "2", "--quantize"]) == 0
     from radiofm.inference import load_model
 
     model = load_model(out, threads=1)
-    assert model.metadata["name"] == "b"
+    assert model.metadata["name"] == "model"
     assert model.metadata["pixel_scale_range_arcsec"] == [1.0, 2.0]
     assert (tmp_path / "model-int8.onnx").is_file()
-    assert main(["export", str(run), "-o", str(out)]) == 2  # no overwrite
+    assert main(["export", str(run), "-o", str(tmp_path), "--name", "model"]) == 2  # exists
     np.testing.assert_equal(model.run(np.zeros((1, 1, 32, 32), np.float32))["embedding"].shape,
                             (1, 96))

@@ -5,13 +5,25 @@
 footprints, and normalised float32 batches streamed with bounded memory. `normalize` with
 parameters from `fit_normalization` is the one intensity stretch used by training and
 inference alike, and `resample_tiles` brings tiles and stamps to a model's input size.
+`write_table` writes (and `read_table` reads) tile tables and catalogues as FITS, ECSV,
+VOTable or Parquet, atomically;
+`parse_size` reads sizes typed as ``"256px"`` or ``"5 arcmin"``.
 """
 
 from ._normalize import Normalization, fit_normalization, normalize
 from ._resample import resample_tiles
+from ._sizes import (
+    MAX_UNITLESS_TILES,
+    UnitlessPixels,
+    check_tile_count,
+    count_tiles,
+    parse_size,
+)
+from ._table_io import TABLE_FORMATS, read_table, table_format, write_table
 from ._tileset import TileSet, prefetch_batches, tile_image
 
 __all__ = [
-    "Normalization", "TileSet", "fit_normalization", "normalize", "prefetch_batches",
-    "resample_tiles", "tile_image",
+    "MAX_UNITLESS_TILES", "Normalization", "TABLE_FORMATS", "TileSet", "UnitlessPixels",
+    "check_tile_count", "count_tiles", "fit_normalization", "normalize", "parse_size",
+    "prefetch_batches", "read_table", "resample_tiles", "table_format", "tile_image", "write_table",
 ]

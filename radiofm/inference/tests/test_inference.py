@@ -189,7 +189,7 @@ def test_inference_runs_with_torch_unimportable(tiny_model, sky, tmp_path):
         assert table["embedding"].shape == (80, 96)
         assert main(["annotate", {str(tmp_path / "sky.fits")!r}, "--model",
                      {str(tiny_model)!r}, "--catalog", {str(tmp_path / "truth.ecsv")!r},
-                     "-o", {str(tmp_path / "out.fits")!r}, "--threads", "1"]) == 0
+                     "-o", {str(tmp_path / "out")!r}, "--threads", "1"]) == 0
         assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "timm")]
         print("ok")
     """)

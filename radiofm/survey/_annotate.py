@@ -1,0 +1,309 @@
+"""One image, annotated and written: the unit of work of the CLI and of `annotate_many`.
+
+An image goes through three steps so that a large one can be spread over workers: `plan`
+(read the header, lay the tile grid, check the resume marker), `run_rows` (the model on one
+block of tile rows; any number of these run at once) and `finish` (assemble the tile table,
+classify the catalogue, write every output atomically, then the resume marker).
+"""
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+
+from ..image import read_image
+from ..inference import classify_morphology, count_sources, load_model
+from ..models import file_sha256
+from ..sources import read_catalog
+from ..tiling import TileSet, check_tile_count, tile_image, write_table
+
+__all__ = ["TABLE_EXTENSIONS", "ImagePlan", "annotate_image", "finish", "image_stem",
+           "model_tile_size", "output_paths", "plan", "run_rows"]
+
+log = logging.getLogger("radiofm")
+
+#: ``format`` names of `annotate_image` and `annotate_many` and their file extensions.
+TABLE_EXTENSIONS = {"ecsv": ".ecsv", "fits": ".fits", "votable": ".vot", "parquet": ".parquet"}
+#: Folder (inside the output folder) of the per-image resume markers.
+MARKERS = ".radiofm-done"
+
+
+def image_stem(path):
+    """The name outputs of an image start with: its file name without ``.fits*``."""
+    name = Path(path).name
+    return name.split(".fits")[0] if ".fits" in name.lower() else Path(name).stem
+
+
+def output_paths(output_dir, image, *, format="ecsv", catalog=False):
+    """The files `annotate_image` writes for one image.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        The output folder.
+    image : path-like
+        The image file.
+    format : {"ecsv", "fits", "votable", "parquet"}
+        Table format.
+    catalog : bool
+        Whether a source catalogue is annotated too.
+
+    Returns
+    -------
+    paths : dict
+        ``tiles``, ``regions``, ``quicklook`` and, with a catalogue, ``sources``.
+    """
+    if format not in TABLE_EXTENSIONS:
+        raise ValueError(f"format must be one of {list(TABLE_EXTENSIONS)}, got {format!r}")
+    folder, stem, ext = Path(output_dir), image_stem(image), TABLE_EXTENSIONS[format]
+    paths = {"tiles": folder / f"{stem}_tiles{ext}", "regions": folder / f"{stem}.reg",
+             "quicklook": folder / f"{stem}_quicklook.png"}
+    if catalog:
+        paths["sources"] = folder / f"{stem}_sources{ext}"
+    return paths
+
+
+def model_tile_size(model, image):
+    """The model's tile side in this image's pixels (the one place annotation asks)."""
+    return int(round(model.metadata["tile_arcsec"] / float(image.pixel_scale.to_value(u.arcsec))))
+
+
+@dataclass
+class ImagePlan:
+    """What `plan` decided for one image; small and picklable (sent to workers)."""
+
+    image: str
+    hdu: object
+    plane: object
+    catalog: str | None
+    tile_size: int
+    overlap: int
+    min_valid: float
+    x_min: np.ndarray
+    y_min: np.ndarray
+    valid: np.ndarray
+    input_sha: str
+    model_sha: str
+    started: float = field(default_factory=time.perf_counter)
+
+    def __len__(self):
+        return len(self.x_min)
+
+    def tiles(self, image, rows=slice(None)):
+        """The `~radiofm.tiling.TileSet` of these rows over the opened image."""
+        return TileSet(image, self.x_min[rows], self.y_min[rows], self.valid[rows],
+                       size=self.tile_size, overlap=self.overlap, min_valid=self.min_valid,
+                       edge="shift")
+
+
+def _marker_path(output_dir, image):
+    return Path(output_dir) / MARKERS / f"{image_stem(image)}.json"
+
+
+def read_marker(output_dir, image):
+    """The resume marker of an image (a dict), or None."""
+    try:
+        return json.loads(_marker_path(output_dir, image).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _open(image, hdu, plane):
+    return read_image(image, hdu=hdu, plane=plane)
+
+
+def plan(image, model, *, output_dir=None, catalog=None, tile_size=None, overlap=0,
+         min_valid=1.0, hdu=None, plane=None, resume=True):
+    """Lay the tile grid of one image, or return the resume marker if it is already done.
+
+    Returns
+    -------
+    plan : `ImagePlan` or dict
+        A dict (the marker written by `finish`) when ``resume`` and the image's outputs exist
+        with the same model sha256 and input sha256.
+    """
+    model = load_model(model, threads=1) if not hasattr(model, "sha256") else model
+    input_sha = file_sha256(image)
+    if resume and output_dir is not None:
+        marker = read_marker(output_dir, image)
+        if (marker and marker["model_sha"] == model.sha256 and marker["input_sha"] == input_sha
+                and all(Path(p).exists() for p in marker["outputs"])):
+            return marker
+    with _open(image, hdu, plane) as radio:
+        size = model_tile_size(model, radio) if tile_size is None else tile_size
+        check_tile_count(radio, size, overlap)
+        tiles = tile_image(radio, size, overlap=overlap, min_valid=min_valid)
+        table = tiles.table
+        return ImagePlan(
+            image=str(image), hdu=hdu, plane=plane,
+            catalog=None if catalog is None else str(catalog), tile_size=tiles.tile_size,
+            overlap=tiles.overlap, min_valid=min_valid,
+            x_min=np.asarray(table["x_min"]), y_min=np.asarray(table["y_min"]),
+            valid=np.asarray(table["valid_fraction"]), input_sha=input_sha,
+            model_sha=model.sha256,
+        )
+
+
+def run_rows(image_plan, model, start, stop, *, batch_size=64, threads=1, progress=False):
+    """The model's outputs for tile rows ``start:stop`` of a plan.
+
+    The normalisation is fitted on the whole image (a bounded sample of rows), so every
+    block of an image gets the same stretch.
+
+    Returns
+    -------
+    outputs : dict
+        ``n_compact_pred`` and ``embedding`` arrays, and ``meta`` (the model provenance).
+    """
+    model = load_model(model, threads=threads)
+    if model.sha256 != image_plan.model_sha:
+        raise ValueError(f"model {model.name!r} changed while {image_plan.image} was annotated")
+    with _open(image_plan.image, image_plan.hdu, image_plan.plane) as radio:
+        tiles = image_plan.tiles(radio, slice(start, stop))
+        table = count_sources(tiles, model, batch_size=batch_size, threads=threads,
+                              progress=progress, embedding=True)
+    return {"n_compact_pred": np.asarray(table["n_compact_pred"]),
+            "embedding": np.asarray(table["embedding"]), "meta": dict(table.meta)}
+
+
+def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=False,
+           threads=1, batch_size=64, index=None, progress=False):
+    """Assemble an image's tile table from its row blocks and write every output.
+
+    Returns
+    -------
+    summary : dict
+        ``image``, ``n_tiles``, ``n_sources``, ``seconds``, ``model_sha``, ``input_sha``,
+        ``outputs`` (also written as the image's resume marker).
+    """
+    from ..visualization import plot_tiles, source_regions
+
+    model = load_model(model, threads=threads)
+    paths = output_paths(output_dir, image_plan.image, format=format,
+                         catalog=image_plan.catalog is not None)
+    with _open(image_plan.image, image_plan.hdu, image_plan.plane) as radio:
+        tiles = image_plan.tiles(radio)
+        table = tiles.table
+        table["n_compact_pred"] = np.concatenate([b["n_compact_pred"] for b in blocks])
+        table["embedding"] = np.concatenate([b["embedding"] for b in blocks])
+        table.meta.update(blocks[0]["meta"])
+        table.meta["IMAGE"] = str(image_plan.image)
+        table.meta["INPUTSHA"] = image_plan.input_sha
+        sources = None
+        if image_plan.catalog is not None:
+            catalog = read_catalog(image_plan.catalog, image=radio)
+            sources = classify_morphology(catalog, radio, model, batch_size=batch_size,
+                                          threads=threads, progress=progress)
+            sources.meta["IMAGE"] = str(image_plan.image)
+            write_table(sources, paths["sources"], overwrite=overwrite)
+            radius = model.metadata["stamp_arcsec"] / 4 * u.arcsec
+            regions = source_regions(sources, radius=radius)
+        else:
+            regions = tiles.footprints()
+        write_table(table, paths["tiles"], overwrite=overwrite)
+        _atomic(paths["regions"], lambda p: regions.write(p, format="ds9", overwrite=True),
+                overwrite)
+        _atomic(paths["quicklook"],
+                lambda p: plot_tiles(tiles, p, column="n_compact_pred", sources=sources),
+                overwrite)
+    if index is not None:
+        from ._index import add_to_index
+
+        add_to_index(index, table, name=image_stem(image_plan.image))
+    summary = {"image": str(image_plan.image), "n_tiles": len(table),
+               "n_sources": 0 if sources is None else len(sources),
+               "seconds": round(time.perf_counter() - image_plan.started, 3),
+               "model_sha": image_plan.model_sha, "input_sha": image_plan.input_sha,
+               "outputs": [str(p) for p in paths.values()]}
+    marker = _marker_path(output_dir, image_plan.image)
+    _atomic(marker, lambda p: Path(p).write_text(json.dumps(summary)), True)
+    return summary
+
+
+def _atomic(path, write, overwrite):
+    """Call ``write(temporary)`` then rename the temporary file to ``path``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def annotate_image(image, output_dir, *, model="default", catalog=None, tile_size=None,
+                   overlap=0, min_valid=1.0, hdu=None, plane=None, format="ecsv",
+                   overwrite=False, resume=False, batch_size=64, threads=None, index=None,
+                   progress=True):
+    """Annotate one image with a model and write its outputs into a folder.
+
+    Writes ``<stem>_tiles.<ext>`` (the tile table with ``embedding`` and
+    ``n_compact_pred``), ``<stem>.reg`` (DS9 regions: tile footprints, or the sources
+    coloured by class), ``<stem>_quicklook.png`` and, with a catalogue,
+    ``<stem>_sources.<ext>`` (``morph_class`` and ``morph_prob`` per source). Every file
+    is written to a temporary name and renamed when complete.
+
+    Parameters
+    ----------
+    image : str or path-like
+        FITS image.
+    output_dir : str or path-like
+        Output folder (created if needed).
+    model : str, path-like or `~radiofm.inference.OnnxModel`
+        As for `~radiofm.inference.embed_image`.
+    catalog : str or path-like, optional
+        Source catalogue to classify (anything `~radiofm.sources.read_catalog` reads).
+    tile_size, overlap : int or `~astropy.units.Quantity`, optional
+        Tile side (default: the model's) and overlap; a `~radiofm.tiling.UnitlessPixels`
+        size making more than 10^4 tiles is refused.
+    min_valid : float
+        Keep tiles with at least this fraction of finite pixels.
+    hdu, plane
+        As for `~radiofm.image.read_image`.
+    format : {"ecsv", "fits", "votable", "parquet"}
+        Table format.
+    overwrite : bool
+        Replace existing outputs.
+    resume : bool
+        Return the previous summary without work when the outputs exist for the same model
+        and input (sha256 of both).
+    batch_size, threads, progress
+        As for `~radiofm.inference.embed_image`.
+    index : path-like, optional
+        Survey index folder to add the tiles to (see `add_to_index`).
+
+    Returns
+    -------
+    summary : dict
+        ``image``, ``n_tiles``, ``n_sources``, ``seconds``, ``model_sha``, ``input_sha``
+        and ``outputs``.
+    """
+    started = time.perf_counter()
+    loaded = load_model(model, threads=threads)
+    paths = output_paths(output_dir, image, format=format, catalog=catalog is not None)
+    if not overwrite and not resume:
+        existing = [str(p) for p in paths.values() if p.exists()]
+        if existing:
+            raise FileExistsError(f"would overwrite {', '.join(existing)}; pass --overwrite")
+    if catalog is not None and not Path(catalog).is_file():
+        raise FileNotFoundError(f"no such catalogue file: {catalog}")
+    decided = plan(image, loaded, output_dir=output_dir, catalog=catalog, tile_size=tile_size,
+                   overlap=overlap, min_valid=min_valid, hdu=hdu, plane=plane, resume=resume)
+    if isinstance(decided, dict):
+        log.info("%s: done before with this model and input, skipped", image)
+        return decided
+    decided.started = started
+    block = run_rows(decided, loaded, 0, len(decided), batch_size=batch_size,
+                     threads=loaded.threads, progress=progress)
+    return finish(decided, loaded, [block], output_dir, format=format,
+                  overwrite=overwrite or resume, threads=loaded.threads,
+                  batch_size=batch_size, index=index, progress=progress)
