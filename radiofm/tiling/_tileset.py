@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .._provenance import provenance_meta
 from ..image import read_image
-from ._normalize import Normalization, fit_normalization, normalize
+from ._normalize import Normalization, NormalizationSpec, normalize
 
 __all__ = ["TileSet", "tile_image"]
 
@@ -214,8 +214,8 @@ class TileSet:
         ----------
         tile_id : int
             Row of ``table``.
-        normalization : str or `Normalization`, optional
-            A method name (fitted on the parent image) or fitted parameters.
+        normalization : `NormalizationSpec`, str, dict or `Normalization`, optional
+            What to fit on the parent image, or fitted parameters.
 
         Returns
         -------
@@ -227,19 +227,18 @@ class TileSet:
             return pixels
         return normalize(pixels, self.fit_normalization(normalization), out=pixels)
 
-    def fit_normalization(self, normalization="percentile", **kwargs):
+    def fit_normalization(self, normalization="percentile"):
         """A `Normalization` fitted on the parent image (or ``normalization`` itself).
 
         Parameters
         ----------
-        normalization : str or `Normalization`
-            A method name, or parameters already fitted (returned as they are).
-        **kwargs
-            Passed to `fit_normalization` with a method name.
+        normalization : `NormalizationSpec`, str, dict or `Normalization`
+            What to fit (any form `NormalizationSpec.from_value` takes), or parameters
+            already fitted (returned as they are).
         """
         if isinstance(normalization, Normalization):
             return normalization
-        return fit_normalization(self.image, normalization, **kwargs)
+        return NormalizationSpec.from_value(normalization).fit(self.image)
 
     def batches(self, batch_size=64, *, normalization="percentile", threads=None,
                 progress=False):
@@ -254,9 +253,9 @@ class TileSet:
         ----------
         batch_size : int
             Tiles per batch (the last batch may be smaller).
-        normalization : str or `Normalization`
-            A method of `fit_normalization` (fitted once on the parent image, as the source
-            work did) or fitted parameters, e.g. those a model was trained with.
+        normalization : `NormalizationSpec`, str, dict or `Normalization`
+            What to fit once on the parent image (as the source work did), or fitted
+            parameters, e.g. those a model was trained with.
         threads : int, optional
             Batches filled at once; default: the CPUs this process may use.
         progress : bool
