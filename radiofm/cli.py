@@ -645,15 +645,22 @@ def _add_export(commands):
 
 def _run_export(args):
     try:
-        from .export import export_checkpoint
+        from .export import checkpoint_embedder, export_checkpoint
     except ImportError as error:
         raise ImportError(f"radiofm export needs the train extra ({error}): "
                           "pip install -c constraints.txt 'radiofm[train]'") from error
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"no such run folder or checkpoint: {args.checkpoint}")
+    from .evaluate import fit_heads, with_views
+
+    # with_views checks the view count before the long head fit
+    embedder = with_views(checkpoint_embedder(args.checkpoint, input_pixels=args.input_size),
+                          args.views)
+    log.info("fitting the count and morphology heads on frozen embeddings")
+    heads = fit_heads(embedder, args.data)
     report = export_checkpoint(
-        args.checkpoint, args.output, root=args.data, name=args.name,
-        input_size=args.input_size, tolerance=args.tolerance, views=args.views,
+        args.checkpoint, args.output, heads=heads, root=args.data, name=args.name,
+        input_pixels=args.input_size, tolerance=args.tolerance, views=args.views,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
         quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
     )

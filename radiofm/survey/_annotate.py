@@ -69,8 +69,8 @@ def output_paths(output_dir, image, *, format="ecsv", catalog=False):
 
 
 def model_tile_size(model, image):
-    """The model's tile side in this image's pixels (the one place annotation asks)."""
-    return int(round(model.metadata["tile_arcsec"] / float(image.pixel_scale.to_value(u.arcsec))))
+    """The model's tile side in this image's pixels (`~radiofm.models.ModelSpec.tile_pixels`)."""
+    return model.spec.tile_pixels(image)
 
 
 @dataclass
@@ -201,7 +201,7 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
                                           threads=threads, progress=progress)
             sources.meta["IMAGE"] = str(image_plan.image)
             write_table(sources, paths["sources"], overwrite=overwrite)
-            radius = model.metadata["stamp_arcsec"] / 4 * u.arcsec
+            radius = model.spec.stamp_arcsec / 4 * u.arcsec
             regions = source_regions(sources, radius=radius)
         else:
             regions = tiles.footprints()

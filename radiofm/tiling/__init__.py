@@ -10,8 +10,8 @@ VOTable or Parquet, atomically;
 `parse_size` reads sizes typed as ``"256px"`` or ``"5 arcmin"``.
 """
 
-from ._normalize import Normalization, fit_normalization, normalize
-from ._resample import resample_tiles
+from ._normalize import METHODS, Normalization, NormalizationSpec, fit_normalization, normalize
+from ._resample import prepare_tiles, resample_tiles
 from ._sizes import (
     MAX_UNITLESS_TILES,
     UnitlessPixels,
@@ -23,7 +23,8 @@ from ._table_io import TABLE_FORMATS, read_table, table_format, write_table
 from ._tileset import TileSet, prefetch_batches, tile_image
 
 __all__ = [
-    "MAX_UNITLESS_TILES", "Normalization", "TABLE_FORMATS", "TileSet", "UnitlessPixels",
-    "check_tile_count", "count_tiles", "fit_normalization", "normalize", "parse_size",
-    "prefetch_batches", "read_table", "resample_tiles", "table_format", "tile_image", "write_table",
+    "MAX_UNITLESS_TILES", "METHODS", "Normalization", "NormalizationSpec", "TABLE_FORMATS",
+    "TileSet", "UnitlessPixels", "check_tile_count", "count_tiles", "fit_normalization",
+    "normalize", "parse_size", "prefetch_batches", "prepare_tiles", "read_table",
+    "resample_tiles", "table_format", "tile_image", "write_table",
 ]
