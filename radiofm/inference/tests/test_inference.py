@@ -197,7 +197,8 @@ def test_inference_runs_with_torch_unimportable(tiny_model, sky, tmp_path):
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
-    assert (tmp_path / "out.fits").is_file() and (tmp_path / "out_tiles.fits").is_file()
+    assert (tmp_path / "out" / "sky_sources.ecsv").is_file()
+    assert (tmp_path / "out" / "sky_tiles.ecsv").is_file()
 
 
 def test_pipeline_functions_are_importable_from_the_package():
