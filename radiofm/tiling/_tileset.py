@@ -362,6 +362,37 @@ class TileSet:
         self.footprints().write(path, format=format, overwrite=overwrite)
 
 
+class LoggedProgress:
+    """A tqdm bar on a terminal; elsewhere (a pipeline's log) one log line every tenth.
+
+    Parameters
+    ----------
+    total : int
+        Steps expected.
+    unit : str
+        What a step is (``"batch"``, ``"image"``).
+    progress : bool
+        False shows nothing at all.
+    """
+
+    def __init__(self, total, unit, *, progress=True):
+        self.bar = tqdm(total=total, unit=unit, disable=None if progress else True)
+        self.log_lines = progress and self.bar.disable and total > 1
+        self.total, self.unit, self.done = total, unit, 0
+        self.every = max(1, -(-total // 10))
+
+    def update(self, count=1):
+        self.bar.update(count)
+        self.done += count
+        if self.log_lines and (self.done % self.every == 0 or self.done == self.total):
+            plural = self.unit + ("es" if self.unit.endswith(("ch", "s")) else "s")
+            log.info("%d/%d %s (%.0f %%)", self.done, self.total, plural,
+                     100 * self.done / self.total)
+
+    def close(self):
+        self.bar.close()
+
+
 def prefetch_batches(table, batch_size, prepare, *, threads, progress=False):
     """Run ``prepare(tile_ids)`` on row-ordered batches of tiles in a thread pool, yielding
     results in order while the next batches are prepared.
@@ -386,7 +417,7 @@ def prefetch_batches(table, batch_size, prepare, *, threads, progress=False):
     """
     order = np.lexsort((np.asarray(table["x_min"]), np.asarray(table["y_min"])))
     jobs = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    bar = tqdm(total=len(jobs), unit="batch", disable=None if progress else True)
+    bar = LoggedProgress(len(jobs), "batch", progress=progress)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         pending = deque()
         try:

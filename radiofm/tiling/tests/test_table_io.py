@@ -82,3 +82,17 @@ def test_unitless_sizes_making_too_many_tiles_are_refused(tmp_path):
         check_tile_count(image, 2)  # typed with px: the user meant it
         with pytest.raises(ValueError, match="write '2px' if you mean pixels"):
             check_tile_count(image, UnitlessPixels(2))
+
+
+def test_progress_goes_to_the_log_when_not_on_a_terminal(tmp_path, caplog):
+    import logging
+
+    image = read_image(write_image(tmp_path / "i.fits", sky_header(300, 300)))
+    with image, caplog.at_level(logging.INFO, logger="radiofm"):
+        tiles = tile_image(image, 30)
+        assert sum(1 for _ in tiles.batches(5, threads=1, progress=True)) == 20
+        assert "20/20 batches (100 %)" in caplog.text
+        assert caplog.text.count("batches (") == 10
+        caplog.clear()
+        assert sum(1 for _ in tiles.batches(5, threads=1, progress=False)) == 20
+        assert "batches" not in caplog.text
