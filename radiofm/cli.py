@@ -624,8 +624,8 @@ def _add_export(commands):
     exporter.add_argument("--data", help="data root for the heads and the parity tiles "
                           "(default: $RADIOFM_DATA or ../shared/data)")
     exporter.add_argument("--tolerance", type=float, default=1e-4,
-                          help="parity tolerance: max |onnx - torch| per output over "
-                          "max(1, max |torch|) (default 1e-4)")
+                          help="parity tolerance: max abs(onnx - torch) per output over "
+                          "max(1, max abs(torch)) (default 1e-4)")
     exporter.add_argument("--pixel-scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                           help="pixel scales (arcsec) the model suits (default: half to twice "
                           "the training one)")
