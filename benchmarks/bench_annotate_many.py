@@ -73,7 +73,7 @@ def run(images, out, workers, block_tiles):
     from radiofm.survey import annotate_many
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(lambda: None)  # workers up before the clock starts
         start = time.perf_counter()
         manifest = annotate_many(images, out, client=client, block_tiles=block_tiles,

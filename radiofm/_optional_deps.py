@@ -7,7 +7,8 @@ it inside the function that uses it), so the base install never imports torch.
 
 from importlib.util import find_spec
 
-__all__ = ["HAS_BDSF", "HAS_ONNX", "HAS_TIMM", "HAS_TORCH", "TRAIN_EXTRA_HINT"]
+__all__ = ["HAS_BDSF", "HAS_DISTRIBUTED", "HAS_ONNX", "HAS_PYARROW", "HAS_TIMM", "HAS_TORCH",
+           "SURVEY_EXTRA_HINT", "TRAIN_EXTRA_HINT"]
 
 
 def _installed(name):
@@ -25,5 +26,11 @@ HAS_TORCH = _installed("torch")
 HAS_TIMM = _installed("timm")
 #: onnx, of the ``train`` extra (writing ONNX files).
 HAS_ONNX = _installed("onnx")
+#: Dask distributed, of the ``survey`` extra (`radiofm.survey.annotate_many` on a cluster).
+HAS_DISTRIBUTED = _installed("distributed")
+#: pyarrow, of the ``survey`` extra (the survey index, Parquet tables).
+HAS_PYARROW = _installed("pyarrow")
+#: What to tell a user who lacks the ``survey`` extra.
+SURVEY_EXTRA_HINT = "pip install -c constraints.txt 'radiofm[survey]'"
 #: What to tell a user who lacks the ``train`` extra.
 TRAIN_EXTRA_HINT = "pip install -c constraints.txt 'radiofm[train]'"

@@ -227,6 +227,10 @@ def _run_annotate(args):
         return 0
     client = None
     if args.scheduler:
+        from ._optional_deps import HAS_DISTRIBUTED, SURVEY_EXTRA_HINT
+
+        if not HAS_DISTRIBUTED:
+            raise ImportError(f"--scheduler needs Dask distributed: {SURVEY_EXTRA_HINT}")
         from distributed import Client
 
         client = Client(args.scheduler)
@@ -244,12 +248,10 @@ def _run_annotate(args):
 
 
 def _index_folder(args):
-    from .survey._index import check_index_support
+    from ._optional_deps import HAS_PYARROW, SURVEY_EXTRA_HINT
 
-    try:
-        check_index_support()
-    except ImportError:
-        log.info("pyarrow is not installed: no survey index (pip install 'radiofm[survey]')")
+    if not HAS_PYARROW:
+        log.info("pyarrow is not installed, so no survey index (%s)", SURVEY_EXTRA_HINT)
         return None
     return Path(args.output) / "index"
 

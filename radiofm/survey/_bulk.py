@@ -9,6 +9,7 @@ import numpy as np
 from astropy.table import QTable
 from tqdm.auto import tqdm
 
+from .._optional_deps import HAS_DISTRIBUTED, SURVEY_EXTRA_HINT
 from ..inference import load_model
 from ..tiling import write_table
 from ._annotate import finish, image_stem, output_paths, plan, read_marker, run_rows
@@ -72,14 +73,14 @@ def _check_inputs(images, catalogs):
 
 
 def _start_client(n_workers):
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as error:
-        raise ImportError("annotating on a cluster needs Dask: pip install "
-                          "'radiofm[survey]' (or give workers=0)") from error
+    if not HAS_DISTRIBUTED:
+        raise ImportError(f"annotating on a cluster needs Dask distributed: {SURVEY_EXTRA_HINT} "
+                          "(or n_workers=0, --workers 0: one image after the other here)")
+    from distributed import Client, LocalCluster
+
     n_workers = n_workers or len(os.sched_getaffinity(0))
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     log.info("started a local Dask cluster of %d worker processes", n_workers)
     return Client(cluster), cluster
 

@@ -12,6 +12,8 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
 
+from .._optional_deps import HAS_PYARROW, SURVEY_EXTRA_HINT
+
 __all__ = ["SurveyIndex", "add_to_index", "check_index_support", "read_index"]
 
 #: Columns of every index part besides ``embedding``.
@@ -21,12 +23,8 @@ COLUMNS = ("image", "tile_id", "ra", "dec", "x_min", "y_min", "x_max", "y_max",
 
 def check_index_support():
     """Raise an ImportError saying what to install when pyarrow is missing."""
-    try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as error:
-        raise ImportError("the survey index needs pyarrow: pip install 'radiofm[survey]'"
-                          ) from error
+    if not HAS_PYARROW:
+        raise ImportError(f"the survey index needs pyarrow: {SURVEY_EXTRA_HINT}")
 
 
 def add_to_index(index, tiles, *, name=None, overwrite=True):

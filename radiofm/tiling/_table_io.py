@@ -10,6 +10,8 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
 
+from .._optional_deps import HAS_PYARROW, SURVEY_EXTRA_HINT
+
 __all__ = ["TABLE_FORMATS", "read_table", "table_format", "write_table"]
 
 #: Table file extensions and the astropy format each is written with.
@@ -79,12 +81,8 @@ def _write_votable(table, path):
 
 
 def _require_pyarrow():
-    try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as error:
-        raise ImportError("Parquet tables need pyarrow: pip install 'radiofm[survey]'"
-                          ) from error
+    if not HAS_PYARROW:
+        raise ImportError(f"Parquet tables need pyarrow: {SURVEY_EXTRA_HINT}")
 
 
 def _write_parquet(table, path):

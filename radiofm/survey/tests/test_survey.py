@@ -39,7 +39,7 @@ def annotated(survey, tiny_model, tmp_path_factory):
     images, broken = survey
     out = tmp_path_factory.mktemp("annotated")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         manifest = annotate_many([*images, broken], out, model=tiny_model, client=client,
                                  block_tiles=20, progress=False)
     return out, manifest
