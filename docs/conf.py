@@ -16,9 +16,13 @@ for _name in TRAIN_MODULES:
     except ImportError:
         autodoc_mock_imports.append(_name)
 if autodoc_mock_imports:
+    # automodapi imports the modules itself: import them once with the mocks in place. The
+    # mocks leave sys.modules again on exit, as scipy takes any module named torch for torch.
     from sphinx.ext.autodoc.mock import mock
 
-    mock(autodoc_mock_imports).__enter__()  # for automodapi, which imports the modules itself
+    with mock(autodoc_mock_imports):
+        import radiofm.export
+        import radiofm.train  # noqa: F401
 
 project = "radiofm"
 author = "The radiofm developers"

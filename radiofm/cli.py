@@ -211,6 +211,9 @@ def _run_annotate(args):
     if args.from_list:
         images, catalogs = read_image_list(args.from_list)
     if args.example:
+        from .inference import load_model
+
+        load_model(args.model, threads=args.threads)  # a bad model fails before simulating
         image, truth = _write_example(args.output, args.overwrite)
         images, catalogs = [str(image)], [args.catalog or str(truth)]
     if args.catalog and len(images) > 1:
