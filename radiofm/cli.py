@@ -52,7 +52,7 @@ def build_parser():
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for add in (_add_annotate, _add_similar, _add_outliers, _add_index, _add_tile, _add_label,
-                _add_simulate, _add_train, _add_evaluate, _add_export):
+                _add_simulate, _add_train, _add_evaluate, _add_export, _add_fit_heads):
         add(commands)
     return parser
 
@@ -149,11 +149,14 @@ def _image_outputs(args, image_path, *suffixes):
 
 def _add_annotate(commands):
     annotate = commands.add_parser(
-        "annotate", help="the main job: embeddings, counts and classes with a model (no torch)",
+        "annotate", help="the main job: find, count and classify sources with a model (no "
+        "torch)",
         description="Run an exported model over images: for each IMAGE, the tile table with "
-        "embeddings and predicted compact counts (<image>_tiles.<format>), with a catalogue "
-        "the sources with morphology classes (<image>_sources.<format>), DS9 regions "
-        "(<image>.reg) and a quick-look PNG, all in the output folder, plus manifest.ecsv "
+        "embeddings, predicted compact counts and out-of-distribution flags "
+        "(<image>_tiles.<format>), the sources found in the image (pyBDSF if installed, else "
+        "photutils) or given by --catalog with morphology classes (<image>_sources.<format>), "
+        "DS9 ellipses coloured by class (<image>.reg) and a quick-look PNG, every column "
+        "described, all in the output folder, plus manifest.ecsv "
         "and the survey index (index/, for radiofm similar and outliers). Several images run "
         "on a Dask cluster (a local one by default, or --scheduler); a rerun skips images "
         "already done with the same model and input; a failing image is recorded and the "
@@ -167,11 +170,16 @@ def _add_annotate(commands):
                         "its source catalogue")
     chosen.add_argument("--example", action="store_true",
                         help="use the embedded default: a simulated MeerKAT-like field, "
-                        "written into the output folder with its true source catalogue, "
-                        "which is then classified unless --catalog is given")
+                        "written into the output folder with its true source catalogue (for "
+                        "comparison)")
     _add_output(annotate)
     annotate.add_argument("--catalog", help="source catalogue to classify (pyBDSF .srl, FITS, "
-                          "ECSV...), for a single image")
+                          "ECSV...) instead of finding the sources, for a single image")
+    annotate.add_argument("--finder", choices=["auto", "bdsf", "photutils", "none"],
+                          default="auto",
+                          help="source finder without a catalogue (default: pyBDSF if "
+                          "installed and the image records a frequency, else photutils); "
+                          "none: the tiles only")
     annotate.add_argument("--model", default="default",
                           help="registered model name or .onnx file (default: default)")
     annotate.add_argument("--format", choices=TABLE_CHOICES, default="ecsv",
@@ -214,19 +222,19 @@ def _run_annotate(args):
         from .inference import load_model
 
         load_model(args.model, threads=args.threads)  # a bad model fails before simulating
-        image, truth = _write_example(args.output, args.overwrite)
-        images, catalogs = [str(image)], [args.catalog or str(truth)]
+        image, _ = _write_example(args.output, args.overwrite)
+        images, catalogs = [str(image)], [args.catalog]
     if args.catalog and len(images) > 1:
         raise ValueError("--catalog is for one image; list each image's catalogue in "
                          "--from-list FILE")
     if len(images) == 1 and args.workers in (None, 0) and not args.scheduler:
         summary = annotate_image(
-            images[0], args.output, model=args.model, catalog=catalogs[0],
+            images[0], args.output, model=args.model, catalog=catalogs[0], finder=args.finder,
             tile_size=args.tile_size, overlap=args.overlap, hdu=args.hdu, plane=args.plane,
             format=args.format, overwrite=args.overwrite, batch_size=args.batch_size,
             threads=args.threads, index=None if args.no_index else _index_folder(args))
-        log.info("%d tiles and %d sources -> %s", summary["n_tiles"], summary["n_sources"],
-                 ", ".join(summary["outputs"]))
+        log.info("%d tiles (%d out of distribution) and %d sources -> %s", summary["n_tiles"],
+                 summary.get("n_ood", 0), summary["n_sources"], ", ".join(summary["outputs"]))
         return 0
     client = None
     if args.scheduler:
@@ -239,7 +247,8 @@ def _run_annotate(args):
         client = Client(args.scheduler)
     try:
         manifest = annotate_many(
-            images, args.output, model=args.model, catalogs=catalogs, client=client,
+            images, args.output, model=args.model, catalogs=catalogs, finder=args.finder,
+            client=client,
             n_workers=args.workers, tile_size=args.tile_size, overlap=args.overlap,
             hdu=args.hdu, plane=args.plane, format=args.format, overwrite=args.overwrite,
             block_tiles=args.block_tiles, batch_size=args.batch_size,
@@ -616,9 +625,11 @@ def _run_evaluate(args):
 def _add_export(commands):
     exporter = commands.add_parser(
         "export", help="export a trained model and its heads to ONNX (the train extra)",
-        description="Load the teacher backbone of a radiofm train run, fit its compact-count "
-        "and morphology heads, and write one ONNX model NAME.onnx with its metadata into the "
-        "output folder, after onnx.checker and a parity check against torch on real tiles.",
+        description="Load the teacher backbone of a radiofm train run, fit its numpy heads "
+        "(Poisson counts, calibrated morphology, OOD references) and linear graph heads "
+        "(radiofm.evaluate.fit_output_heads), and write one ONNX model NAME.onnx with its "
+        "metadata into the output folder, after onnx.checker and a parity check against "
+        "torch on real tiles.",
     )
     exporter.add_argument("checkpoint", help="run folder, teacher_backbone.pt or checkpoint.pt")
     exporter.add_argument("-o", "--output", metavar="DIR",
@@ -656,15 +667,17 @@ def _run_export(args):
                           "pip install -c constraints.txt 'radiofm[train]'") from error
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"no such run folder or checkpoint: {args.checkpoint}")
-    from .evaluate import fit_heads, with_views
+    from .evaluate import fit_output_heads, with_views
 
     # with_views checks the view count before the long head fit
     embedder = with_views(checkpoint_embedder(args.checkpoint, input_pixels=args.input_size),
                           args.views)
-    log.info("fitting the count and morphology heads on frozen embeddings")
-    heads = fit_heads(embedder, args.data)
+    log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
+             "on frozen embeddings")
+    numpy_heads, heads = fit_output_heads(embedder, args.data, graph_heads=True)
     report = export_checkpoint(
-        args.checkpoint, args.output, heads=heads, root=args.data, name=args.name,
+        args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
+        name=args.name,
         input_pixels=args.input_size, tolerance=args.tolerance, views=args.views,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
         quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
@@ -678,6 +691,44 @@ def _run_export(args):
     if "half_path" in report:
         log.info("wrote %s (float16 weights; differences from torch: %s)", report["half_path"],
                  report["half_max_abs_diff"])
+    return 0
+
+
+def _add_fit_heads(commands):
+    heads = commands.add_parser(
+        "fit-heads", help="re-fit a model's numpy heads (counts, morphology, OOD) on its "
+        "ONNX embeddings (no torch; writing needs the onnx package)",
+        description="Embed the fit data with the model through onnxruntime, fit a Poisson "
+        "count head, a temperature-calibrated morphology head and out-of-distribution "
+        "references (radiofm.evaluate.fit_output_heads), and write a copy of the model with "
+        "them in its 'heads' metadata as NAME.onnx in the output folder.",
+    )
+    heads.add_argument("model", help="registered model name or .onnx file")
+    heads.add_argument("-o", "--output", required=True, metavar="DIR",
+                       help="output folder (created if needed)")
+    heads.add_argument("--name", help="file name stem (default: the model's name)")
+    heads.add_argument("--data", help="data root (default: $RADIOFM_DATA or ../shared/data)")
+    heads.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
+                       help="source finder for the FIRST compact counts (cached)")
+    heads.add_argument("--limit", type=int, help="at most this many items per split")
+    heads.add_argument("--first-limit", type=int,
+                       help="at most this many FIRST fields per split (default: --limit)")
+    heads.add_argument("--cache", help="folder to cache embeddings in")
+    heads.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    heads.set_defaults(run=_run_fit_heads)
+
+
+def _run_fit_heads(args):
+    from .evaluate import write_heads
+    from .inference import load_model
+
+    name = args.name or load_model(args.model, threads=1).name
+    output = Path(args.output) / f"{name}.onnx"
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    report = write_heads(args.model, output, root=args.data, finder=args.finder,
+                         limit=args.limit, first_limit=args.first_limit, cache=args.cache,
+                         overwrite=args.overwrite)
+    log.info("wrote %s (heads: %s)", output, report)
     return 0
 
 

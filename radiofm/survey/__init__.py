@@ -7,13 +7,13 @@ manifest, and adds every image's tiles to a survey index. `read_index` reads the
 ``survey`` extra (dask[distributed], pyarrow).
 """
 
-from ._annotate import TABLE_EXTENSIONS, annotate_image, image_stem, output_paths
+from ._annotate import FINDERS, TABLE_EXTENSIONS, annotate_image, image_stem, output_paths
 from ._bulk import BLOCK_TILES, annotate_many, read_image_list
 from ._index import SurveyIndex, add_to_index, read_index
 from ._search import outliers, read_cutouts, similar
 
 __all__ = [
-    "BLOCK_TILES", "SurveyIndex", "TABLE_EXTENSIONS", "add_to_index", "annotate_image",
+    "BLOCK_TILES", "FINDERS", "SurveyIndex", "TABLE_EXTENSIONS", "add_to_index", "annotate_image",
     "annotate_many", "image_stem", "outliers", "output_paths", "read_cutouts",
     "read_image_list", "read_index", "similar",
 ]

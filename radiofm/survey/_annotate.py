@@ -13,22 +13,25 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import astropy.units as u
 import numpy as np
+from astropy.table import Table
 
+from .._optional_deps import HAS_BDSF
 from ..image import read_image
-from ..inference import classify_morphology, count_sources, load_model
+from ..inference import classify_morphology, count_sources, describe_columns, load_model
 from ..models import file_sha256
-from ..sources import read_catalog
+from ..sources import find_sources, read_catalog
 from ..tiling import TileSet, check_tile_count, tile_image, write_table
 
-__all__ = ["TABLE_EXTENSIONS", "ImagePlan", "annotate_image", "finish", "image_stem",
+__all__ = ["FINDERS", "TABLE_EXTENSIONS", "ImagePlan", "annotate_image", "finish", "image_stem",
            "model_tile_size", "output_paths", "plan", "run_rows"]
 
 log = logging.getLogger("radiofm")
 
 #: ``format`` names of `annotate_image` and `annotate_many` and their file extensions.
 TABLE_EXTENSIONS = {"ecsv": ".ecsv", "fits": ".fits", "votable": ".vot", "parquet": ".parquet"}
+#: Source finders of `annotate_image`; ``"none"`` writes the tiles only.
+FINDERS = ("auto", "bdsf", "photutils", "none")
 #: Folder (inside the output folder) of the per-image resume markers.
 MARKERS = ".radiofm-done"
 
@@ -39,7 +42,7 @@ def image_stem(path):
     return name.split(".fits")[0] if ".fits" in name.lower() else Path(name).stem
 
 
-def output_paths(output_dir, image, *, format="ecsv", catalog=False):
+def output_paths(output_dir, image, *, format="ecsv", catalog=True):
     """The files `annotate_image` writes for one image.
 
     Parameters
@@ -51,7 +54,7 @@ def output_paths(output_dir, image, *, format="ecsv", catalog=False):
     format : {"ecsv", "fits", "votable", "parquet"}
         Table format.
     catalog : bool
-        Whether a source catalogue is annotated too.
+        Whether sources are annotated too (found, or from a catalogue).
 
     Returns
     -------
@@ -81,6 +84,7 @@ class ImagePlan:
     hdu: object
     plane: object
     catalog: str | None
+    finder: str
     tile_size: int
     overlap: int
     min_valid: float
@@ -117,8 +121,8 @@ def _open(image, hdu, plane):
     return read_image(image, hdu=hdu, plane=plane)
 
 
-def plan(image, model, *, output_dir=None, catalog=None, tile_size=None, overlap=0,
-         min_valid=1.0, hdu=None, plane=None, resume=True):
+def plan(image, model, *, output_dir=None, catalog=None, finder="auto", tile_size=None,
+         overlap=0, min_valid=1.0, hdu=None, plane=None, resume=True):
     """Lay the tile grid of one image, or return the resume marker if it is already done.
 
     Returns
@@ -141,7 +145,8 @@ def plan(image, model, *, output_dir=None, catalog=None, tile_size=None, overlap
         table = tiles.table
         return ImagePlan(
             image=str(image), hdu=hdu, plane=plane,
-            catalog=None if catalog is None else str(catalog), tile_size=tiles.tile_size,
+            catalog=None if catalog is None else str(catalog), finder=finder,
+            tile_size=tiles.tile_size,
             overlap=tiles.overlap, min_valid=min_valid,
             x_min=np.asarray(table["x_min"]), y_min=np.asarray(table["y_min"]),
             valid=np.asarray(table["valid_fraction"]), input_sha=input_sha,
@@ -158,7 +163,8 @@ def run_rows(image_plan, model, start, stop, *, batch_size=64, threads=1, progre
     Returns
     -------
     outputs : dict
-        ``n_compact_pred`` and ``embedding`` arrays, and ``meta`` (the model provenance).
+        The columns `~radiofm.inference.count_sources` adds (``n_compact_pred``,
+        ``embedding``, the out-of-distribution flags...) as arrays, and ``meta``.
     """
     model = load_model(model, threads=threads)
     if model.sha256 != image_plan.model_sha:
@@ -167,8 +173,10 @@ def run_rows(image_plan, model, start, stop, *, batch_size=64, threads=1, progre
         tiles = image_plan.tiles(radio, slice(start, stop))
         table = count_sources(tiles, model, batch_size=batch_size, threads=threads,
                               progress=progress, embedding=True)
-    return {"n_compact_pred": np.asarray(table["n_compact_pred"]),
-            "embedding": np.asarray(table["embedding"]), "meta": dict(table.meta)}
+    grid = set(tiles.table.colnames)
+    outputs = {c: np.asarray(table[c]) for c in table.colnames if c not in grid}
+    outputs["meta"] = dict(table.meta)
+    return outputs
 
 
 def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=False,
@@ -184,28 +192,38 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
     from ..visualization import plot_tiles, source_regions
 
     model = load_model(model, threads=threads)
-    paths = output_paths(output_dir, image_plan.image, format=format,
-                         catalog=image_plan.catalog is not None)
+    with_sources = image_plan.catalog is not None or image_plan.finder != "none"
+    paths = output_paths(output_dir, image_plan.image, format=format, catalog=with_sources)
+    name = Path(image_plan.image).name
     with _open(image_plan.image, image_plan.hdu, image_plan.plane) as radio:
         tiles = image_plan.tiles(radio)
         table = tiles.table
-        table["n_compact_pred"] = np.concatenate([b["n_compact_pred"] for b in blocks])
-        table["embedding"] = np.concatenate([b["embedding"] for b in blocks])
+        for column in blocks[0]:
+            if column != "meta":
+                table[column] = np.concatenate([b[column] for b in blocks])
         table.meta.update(blocks[0]["meta"])
-        table.meta["IMAGE"] = str(image_plan.image)
+        table.meta["IMAGE"] = name
         table.meta["INPUTSHA"] = image_plan.input_sha
         sources = None
-        if image_plan.catalog is not None:
-            catalog = read_catalog(image_plan.catalog, image=radio)
+        if with_sources:
+            if image_plan.catalog is not None:
+                catalog = read_catalog(image_plan.catalog, image=radio)
+            else:
+                finder = image_plan.finder
+                if finder == "auto":
+                    finder = "bdsf" if HAS_BDSF and radio.frequency is not None else "photutils"
+                catalog = find_sources(radio, finder)
             sources = classify_morphology(catalog, radio, model, batch_size=batch_size,
                                           threads=threads, progress=progress)
-            sources.meta["IMAGE"] = str(image_plan.image)
-            write_table(sources, paths["sources"], overwrite=overwrite)
-            radius = model.spec.stamp_arcsec / 4 * u.arcsec
-            regions = source_regions(sources, radius=radius)
+            sources.meta["IMAGE"] = name
+            write_table(describe_columns(Table(sources, copy=True), units=True),
+                        paths["sources"], overwrite=overwrite)
+            beam = None if radio.beam is None else radio.beam[0]
+            regions = source_regions(sources, beam=beam)
         else:
             regions = tiles.footprints()
-        write_table(table, paths["tiles"], overwrite=overwrite)
+        write_table(describe_columns(Table(table, copy=True), units=True), paths["tiles"],
+                    overwrite=overwrite)
         _atomic(paths["regions"], lambda p: regions.write(p, format="ds9", overwrite=True),
                 overwrite)
         _atomic(paths["quicklook"],
@@ -214,8 +232,9 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
     if index is not None:
         from ._index import add_to_index
 
-        add_to_index(index, table, name=image_stem(image_plan.image))
+        add_to_index(index, table, name=image_stem(image_plan.image), image=image_plan.image)
     summary = {"image": str(image_plan.image), "n_tiles": len(table),
+               "n_ood": int(np.sum(table["ood_flag"])) if "ood_flag" in table.colnames else 0,
                "n_sources": 0 if sources is None else len(sources),
                "seconds": round(time.perf_counter() - image_plan.started, 3),
                "model_sha": image_plan.model_sha, "input_sha": image_plan.input_sha,
@@ -240,17 +259,18 @@ def _atomic(path, write, overwrite):
         raise
 
 
-def annotate_image(image, output_dir, *, model="default", catalog=None, tile_size=None,
-                   overlap=0, min_valid=1.0, hdu=None, plane=None, format="ecsv",
+def annotate_image(image, output_dir, *, model="default", catalog=None, finder="auto",
+                   tile_size=None, overlap=0, min_valid=1.0, hdu=None, plane=None, format="ecsv",
                    overwrite=False, resume=False, batch_size=64, threads=None, index=None,
                    progress=True):
     """Annotate one image with a model and write its outputs into a folder.
 
-    Writes ``<stem>_tiles.<ext>`` (the tile table with ``embedding`` and
-    ``n_compact_pred``), ``<stem>.reg`` (DS9 regions: tile footprints, or the sources
-    coloured by class), ``<stem>_quicklook.png`` and, with a catalogue,
-    ``<stem>_sources.<ext>`` (``morph_class`` and ``morph_prob`` per source). Every file
-    is written to a temporary name and renamed when complete.
+    Writes ``<stem>_tiles.<ext>`` (the tile table with ``embedding``, ``n_compact_pred``
+    and the out-of-distribution flags), ``<stem>_sources.<ext>`` (the sources found in
+    the image, or the given catalogue, with ``morph_class`` and ``morph_prob``),
+    ``<stem>.reg`` (DS9 ellipses of the sources coloured by class; the tile footprints with
+    ``finder="none"``) and ``<stem>_quicklook.png``, every column described. Every file is
+    written to a temporary name and renamed when complete.
 
     Parameters
     ----------
@@ -261,7 +281,11 @@ def annotate_image(image, output_dir, *, model="default", catalog=None, tile_siz
     model : str, path-like or `~radiofm.inference.OnnxModel`
         As for `~radiofm.inference.embed_image`.
     catalog : str or path-like, optional
-        Source catalogue to classify (anything `~radiofm.sources.read_catalog` reads).
+        Source catalogue to classify (anything `~radiofm.sources.read_catalog` reads)
+        instead of finding the sources.
+    finder : {"auto", "bdsf", "photutils", "none"}
+        Source finder without a catalogue (``"auto"``: pyBDSF if installed and the image
+        records a frequency, else photutils); ``"none"`` annotates the tiles only.
     tile_size, overlap : int or `~astropy.units.Quantity`, optional
         Tile side (default: the model's) and overlap; a `~radiofm.tiling.UnitlessPixels`
         size making more than 10^4 tiles is refused.
@@ -289,14 +313,18 @@ def annotate_image(image, output_dir, *, model="default", catalog=None, tile_siz
     """
     started = time.perf_counter()
     loaded = load_model(model, threads=threads)
-    paths = output_paths(output_dir, image, format=format, catalog=catalog is not None)
+    if finder not in FINDERS:
+        raise ValueError(f"finder must be one of {FINDERS}, got {finder!r}")
+    paths = output_paths(output_dir, image, format=format,
+                         catalog=catalog is not None or finder != "none")
     if not overwrite and not resume:
         existing = [str(p) for p in paths.values() if p.exists()]
         if existing:
             raise FileExistsError(f"would overwrite {', '.join(existing)}; pass --overwrite")
     if catalog is not None and not Path(catalog).is_file():
         raise FileNotFoundError(f"no such catalogue file: {catalog}")
-    decided = plan(image, loaded, output_dir=output_dir, catalog=catalog, tile_size=tile_size,
+    decided = plan(image, loaded, output_dir=output_dir, catalog=catalog, finder=finder,
+                   tile_size=tile_size,
                    overlap=overlap, min_valid=min_valid, hdu=hdu, plane=plane, resume=resume)
     if isinstance(decided, dict):
         log.info("%s: done before with this model and input, skipped", image)

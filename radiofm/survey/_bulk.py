@@ -119,8 +119,8 @@ class _Record:
         return table
 
 
-def annotate_many(images, output_dir, *, model="default", catalogs=None, client=None,
-                  n_workers=None, tile_size=None, overlap=0, min_valid=1.0, hdu=None,
+def annotate_many(images, output_dir, *, model="default", catalogs=None, finder="auto",
+                  client=None, n_workers=None, tile_size=None, overlap=0, min_valid=1.0, hdu=None,
                   plane=None, format="ecsv", overwrite=False, resume=True,
                   block_tiles=BLOCK_TILES, batch_size=64, index=True, progress=True):
     """Annotate many images on a Dask cluster, resumably, into one output folder.
@@ -141,7 +141,11 @@ def annotate_many(images, output_dir, *, model="default", catalogs=None, client=
     model : str or path-like
         Registered model name or .onnx file (as for `~radiofm.inference.load_model`).
     catalogs : sequence of (str or None), optional
-        One source catalogue (or None) per image, classified with the model.
+        One source catalogue (or None: find the sources) per image, classified with the
+        model.
+    finder : {"auto", "bdsf", "photutils", "none"}
+        Source finder for images without a catalogue (see `annotate_image`); ``"none"``
+        annotates their tiles only.
     client : `distributed.Client`, optional
         An existing cluster's client (LocalCluster, dask-jobqueue's SLURMCluster, ...).
         Default: a `distributed.LocalCluster` of ``n_workers`` single-thread processes,
@@ -192,6 +196,10 @@ def annotate_many(images, output_dir, *, model="default", catalogs=None, client=
     if len(catalogs) != len(images):
         raise ValueError(f"{len(catalogs)} catalogues for {len(images)} images; give one "
                          "(or None) per image")
+    from ._annotate import FINDERS
+
+    if finder not in FINDERS:
+        raise ValueError(f"finder must be one of {FINDERS}, got {finder!r}")
     if block_tiles < 1:
         raise ValueError(f"block_tiles must be at least 1, got {block_tiles}")
     output_paths(output_dir, images[0], format=format)  # checks the format
@@ -206,9 +214,9 @@ def annotate_many(images, output_dir, *, model="default", catalogs=None, client=
     model_ref = str(loaded.path)
     index_dir = output_dir / "index" if index else None
     if not overwrite:
-        _check_free(images, catalogs, output_dir, format, resume, loaded.sha256)
-    options = dict(tile_size=tile_size, overlap=overlap, min_valid=min_valid, hdu=hdu,
-                   plane=plane)
+        _check_free(images, catalogs, output_dir, format, resume, loaded.sha256, finder)
+    options = dict(finder=finder, tile_size=tile_size, overlap=overlap, min_valid=min_valid,
+                   hdu=hdu, plane=plane)
     finish_options = dict(format=format, overwrite=overwrite or resume, batch_size=batch_size,
                           index=index_dir)
     record = _Record(len(images), progress)
@@ -243,11 +251,12 @@ def annotate_many(images, output_dir, *, model="default", catalogs=None, client=
     return manifest
 
 
-def _check_free(images, catalogs, output_dir, format, resume, model_sha):
+def _check_free(images, catalogs, output_dir, format, resume, model_sha, finder):
     """Refuse to overwrite outputs that a resume would not skip (checked before any work)."""
     existing = []
     for image, catalog in zip(images, catalogs, strict=True):
-        paths = output_paths(output_dir, image, format=format, catalog=catalog is not None)
+        paths = output_paths(output_dir, image, format=format,
+                             catalog=catalog is not None or finder != "none")
         marker = read_marker(output_dir, image) if resume else None
         if marker and marker.get("model_sha") == model_sha:
             continue  # the worker compares the input checksum and skips or redoes it

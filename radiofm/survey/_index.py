@@ -27,7 +27,7 @@ def check_index_support():
         raise ImportError(f"the survey index needs pyarrow: {SURVEY_EXTRA_HINT}")
 
 
-def add_to_index(index, tiles, *, name=None, overwrite=True):
+def add_to_index(index, tiles, *, name=None, image=None, overwrite=True):
     """Add one image's tile table (with embeddings) to a survey index folder.
 
     Parameters
@@ -38,8 +38,11 @@ def add_to_index(index, tiles, *, name=None, overwrite=True):
         A tile table with ``embedding`` (from `~radiofm.inference.embed_image`,
         `annotate_image` or `annotate_many`), or its file.
     name : str, optional
-        Part name (default: the stem of ``tiles.meta["IMAGE"]``); adding a part of the
-        same name again replaces it.
+        Part name (default: the stem of the image); adding a part of the same name again
+        replaces it.
+    image : str or path-like, optional
+        The image file, as the index records it for reading cutouts (default:
+        ``tiles.meta["IMAGE"]``, which radiofm writes as the file name only).
     overwrite : bool
         Replace a part of the same name.
 
@@ -59,7 +62,7 @@ def add_to_index(index, tiles, *, name=None, overwrite=True):
     if "embedding" not in tiles.colnames:
         raise ValueError("the tile table has no embedding column; annotate it first "
                          "(radiofm.inference.embed_image or radiofm annotate)")
-    image = str(tiles.meta.get("IMAGE", name or "image"))
+    image = str(image if image is not None else tiles.meta.get("IMAGE", name or "image"))
     name = name or image_stem(image)
     if "sky_center" in tiles.colnames:
         sky = tiles["sky_center"].icrs
