@@ -113,6 +113,7 @@ class SurveyIndex:
         self.embeddings = embeddings
         self.path = path
         self._neighbors = None
+        self._unit = None
 
     def __len__(self):
         return len(self.table)
@@ -123,9 +124,12 @@ class SurveyIndex:
                 f"{self.embeddings.shape[1]}, from {self.path}>")
 
     def unit_embeddings(self):
-        """Embeddings scaled to unit length (cosine distance is then Euclidean)."""
-        norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
-        return self.embeddings / np.where(norms > 0, norms, 1)
+        """Embeddings scaled to unit length (cosine distance is then Euclidean); computed
+        once."""
+        if self._unit is None:
+            norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
+            self._unit = (self.embeddings / np.where(norms > 0, norms, 1)).astype(np.float32)
+        return self._unit
 
     def neighbors(self):
         """The fitted `sklearn.neighbors.NearestNeighbors` over the unit embeddings."""
