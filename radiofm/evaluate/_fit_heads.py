@@ -52,7 +52,7 @@ def expected_calibration_error(probabilities, labels, bins=15):
     Returns
     -------
     ece : float
-        Sum over bins of (share of items) x |accuracy - mean confidence|.
+        Sum over bins of (share of items) x abs(accuracy - mean confidence).
 
     Examples
     --------
