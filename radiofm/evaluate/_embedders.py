@@ -183,19 +183,14 @@ def load_embedder(spec, *, input_size=None, seed=0, batch_size=128):
         if not path.is_file():
             raise FileNotFoundError(f"no such ONNX model: {path}")
         return _OnnxEmbedder(path, batch_size)
-    if path.is_dir():
-        finished = path / "teacher_backbone.pt"
-        path = finished if finished.is_file() else path / "checkpoint.pt"
-    if not path.is_file():
+    if not (path.is_dir() or path.is_file()):
         raise FileNotFoundError(
             f"no such model {text!r}: give random:ARCH, pixels, a training run folder, a "
             ".pt checkpoint or an .onnx file")
-    import torch
+    from ..train import read_run
 
-    from ..train import load_backbone
-
-    backbone = load_backbone(path)
-    config = torch.load(path, map_location="cpu", weights_only=True).get("config") or {}
+    backbone, saved, path = read_run(path)
+    config = saved.get("config") or {}
     normalization = config.get("data", {}).get("normalization")
     size = input_size or config.get("crops", {}).get("global_size", 64)
     model = config.get("model", {})

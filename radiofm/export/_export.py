@@ -21,7 +21,7 @@ from ..models import (
     tile_inputs,
 )
 from ..tiling import tile_image
-from ..train import create_backbone, embed_tiles, load_backbone
+from ..train import create_backbone, embed_tiles, read_run
 
 __all__ = ["ExportGraph", "TorchEmbedder", "export_checkpoint", "export_model", "load_checkpoint",
            "parity_tiles"]
@@ -40,8 +40,6 @@ PIXEL_SCALE_FACTORS = (0.5, 2.0)
 #: (norm parameters, the heads, whose folded weights can reach 1e3 and would shift the
 #: logits by whole units) stay float32 at no cost to the file size.
 HALF_MIN_VALUES = 4096
-CHECKPOINT = "checkpoint.pt"
-BACKBONE = "teacher_backbone.pt"
 _FIT_OPTIONS = {"percentile": ("lower", "upper"), "snr": ("softening",)}
 _FIT_DEFAULTS = {"lower": 2.0, "upper": 98.0, "softening": 1.0}
 
@@ -224,32 +222,8 @@ def load_checkpoint(checkpoint):
         ``config`` (the training config dict), ``data_summary``, ``arch``, ``name`` (the
         run folder's name) and ``radiofm_version`` of training.
     """
-    path = Path(checkpoint)
-    if path.is_dir():
-        candidates = [path / BACKBONE, path / CHECKPOINT]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path} has neither {BACKBONE} nor {CHECKPOINT}; pass a "
-                                    "radiofm train output folder or one of those files")
-        path = found[0]
-    elif not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or "config" not in saved:
-        raise ValueError(f"{path} is not a radiofm training checkpoint (no config in it)")
+    backbone, saved, path = read_run(checkpoint)
     config = saved["config"]
-    if "state_dict" in saved:
-        backbone = load_backbone(path)
-    elif "teacher" in saved:
-        model = config["model"]
-        backbone = create_backbone(model["arch"], patch_size=model["patch_size"],
-                                   **model.get("timm_options", {}))
-        prefix = "backbone."
-        backbone.load_state_dict({k[len(prefix):]: v for k, v in saved["teacher"].items()
-                                  if k.startswith(prefix)})
-        backbone.eval()
-    else:
-        raise ValueError(f"{path} holds neither a backbone state_dict nor a teacher")
     data = saved.get("data", "{}")
     info = {
         "config": config, "data_summary": json.loads(data) if isinstance(data, str) else data,

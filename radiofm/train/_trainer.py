@@ -16,6 +16,13 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ._augment import RadioMultiCrop
+from ._checkpoint import (
+    BACKBONE_FILE,
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ._data import build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
 from ._model import DINOHead, MultiCropModel, create_backbone
@@ -24,9 +31,7 @@ __all__ = ["train"]
 
 log = logging.getLogger("radiofm")
 
-CHECKPOINT = "checkpoint.pt"
-BACKBONE = "teacher_backbone.pt"
-LOG = "train_log.csv"
+CHECKPOINT, BACKBONE, LOG = CHECKPOINT_FILE, BACKBONE_FILE, LOG_FILE
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "weight_decay", "momentum", "teacher_temp",
                "teacher_entropy", "mean_entropy", "embedding_std", "seconds")
 
@@ -59,14 +64,6 @@ def _device(config, rank):
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
-
-
-def _atomic_save(obj, path):
-    """Write to a temporary file, then rename: a kill leaves the old file or the new one."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
 
 
 def _param_groups(model):
@@ -170,7 +167,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
 
     def checkpoint(step):
         if rank == 0:
-            _atomic_save({
+            save_checkpoint({
                 "student": student.state_dict(), "teacher": teacher.state_dict(),
                 "optimizer": optimizer.state_dict(), "center": loss_fn.center.cpu(),
                 "step": step, "config": config.to_dict(), "radiofm_version": __version__,
@@ -224,7 +221,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         if writer is not None:
             writer.close()
     if end == total and rank == 0:
-        _atomic_save({
+        save_checkpoint({
             "model": {"arch": model_config.arch, "patch_size": model_config.patch_size,
                       "timm_options": model_config.timm_options,
                       "num_features": int(teacher.backbone.num_features)},
@@ -283,7 +280,10 @@ class _LogWriter:
 def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device):
     if not path.exists():
         raise FileNotFoundError(f"cannot resume: {path} does not exist")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = read_checkpoint(path, map_location=device)
+    if "teacher" not in state:
+        raise ValueError(f"cannot resume from {path}: it is a finished teacher backbone, not "
+                         "a training checkpoint")
     saved, current = state["config"], config.to_dict()
     changed = [name for name in ("data", "model", "crops", "optim")
                if saved[name] != current[name]]
