@@ -16,6 +16,7 @@ from ..image import read_image
 from ..models import (
     NORMALIZATION_VERSION,
     VIEW_COUNTS,
+    graph_sha256,
     normalization_for,
     serialize_metadata,
     tile_inputs,
@@ -461,7 +462,10 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
 
 def _set_metadata(proto, metadata):
     del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, serialize_metadata(metadata))
+    # The sha256 of this very graph (nodes and weights), checked by radiofm.inference.load_model.
+    weights = graph_sha256(proto.SerializeToString())
+    onnx.helper.set_model_props(proto, serialize_metadata({**metadata,
+                                                           "weights_sha256": weights}))
     proto.producer_name = "radiofm"
     proto.doc_string = (f"radiofm model {metadata['name']}: {metadata['arch']} backbone with a "
                         "compact-source count head and a morphology classifier")

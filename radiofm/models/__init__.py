@@ -17,11 +17,20 @@ from ._metadata import (
     serialize_metadata,
 )
 from ._preprocess import dihedral_views, model_inputs, normalization_for, tile_inputs
-from ._registry import DEFAULT_MODEL, ModelRegistry, bundled_registry, file_sha256, resolve_model
+from ._registry import (
+    DEFAULT_MODEL,
+    ModelRegistry,
+    bundled_registry,
+    check_sha256,
+    file_sha256,
+    graph_sha256,
+    locate_model,
+    resolve_model,
+)
 
 __all__ = [
     "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "VIEW_COUNTS",
-    "ModelMetadataError", "ModelRegistry", "bundled_registry", "dihedral_views", "file_sha256",
-    "model_inputs", "normalization_for", "parse_metadata", "resolve_model",
+    "ModelMetadataError", "ModelRegistry", "bundled_registry", "check_sha256", "dihedral_views",
+    "file_sha256", "graph_sha256", "locate_model", "model_inputs", "normalization_for", "parse_metadata", "resolve_model",
     "serialize_metadata", "tile_inputs",
 ]

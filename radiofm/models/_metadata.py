@@ -55,6 +55,7 @@ _SCHEMA = {
     "quantized_max_abs_diff": ("json", False),
     "views": ("int", False),
     "created": ("str", False),
+    "weights_sha256": ("str", False),
 }
 
 

@@ -1,5 +1,6 @@
 """Backbones (timm, one input channel) and the DINO projection head."""
 
+import difflib
 import numpy as np
 import timm
 import torch
@@ -33,6 +34,7 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, **timm_options
     backbone : `torch.nn.Module`
         ``backbone(x)`` maps (B, 1, H, W) to (B, ``backbone.num_features``).
     """
+    check_arch(arch)
     options = {**timm_options, "pretrained": False, "num_classes": 0, "in_chans": 1}
     if arch.startswith(("vit", "deit")):
         options.update(dynamic_img_size=True, drop_path_rate=drop_path_rate)
@@ -41,6 +43,14 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, **timm_options
     elif drop_path_rate:
         options["drop_path_rate"] = drop_path_rate
     return timm.create_model(arch, **options)
+
+
+def check_arch(arch):
+    """Raise ValueError, with the closest timm names, if ``arch`` is no timm model."""
+    if not isinstance(arch, str) or not timm.is_model(arch):
+        close = difflib.get_close_matches(str(arch), timm.list_models(), n=5)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
+        raise ValueError(f"unknown backbone architecture {arch!r}: not a timm model{hint}")
 
 
 class DINOHead(nn.Module):

@@ -23,6 +23,7 @@ from ._checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from ._config import DEVICES
 from ._data import build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
 from ._model import DINOHead, MultiCropModel, create_backbone
@@ -63,6 +64,8 @@ def _device(config, rank):
         local = int(os.environ.get("LOCAL_RANK", rank))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
+    if wanted != "cpu":
+        raise ValueError(f"run.device must be one of {DEVICES}, got {config.run.device!r}")
     return torch.device("cpu")
 
 
@@ -102,6 +105,10 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         ``train_log.csv`` (loss, lr, momentum, teacher entropy and collapse indicators per
         step).
     """
+    if stop_after is not None and (isinstance(stop_after, bool)
+                                   or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be a positive number of steps, got {stop_after!r}")
+    config.validate()
     rank, world = _distributed()
     device = _device(config, rank)
     if config.run.threads:
