@@ -7,6 +7,6 @@ pyBDSF-style S_Code and island id.
 """
 
 from ._catalog import CATALOG_COLUMNS, read_catalog
-from ._find import HAS_BDSF, find_sources
+from ._find import HAS_BDSF, find_sources, position_angles
 
-__all__ = ["CATALOG_COLUMNS", "HAS_BDSF", "find_sources", "read_catalog"]
+__all__ = ["CATALOG_COLUMNS", "HAS_BDSF", "find_sources", "position_angles", "read_catalog"]

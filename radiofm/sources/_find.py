@@ -18,7 +18,7 @@ from astropy.table import vstack
 from ..image import read_image
 from ._catalog import make_catalog, read_catalog
 
-__all__ = ["HAS_BDSF", "find_sources"]
+__all__ = ["HAS_BDSF", "find_sources", "position_angles"]
 
 log = logging.getLogger("radiofm")
 
@@ -275,8 +275,9 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     # (a single Gaussian would fit it), 'M' is alone but extended.
     compact = major <= 2 * image.beam.major.to_value(u.arcsec)
     codes = np.where(shared, "C", np.where(compact, "S", "M"))
-    # orientation is counter-clockwise from +x; with north up and east left, PA = theta - 90
-    pa = (np.asarray(sources.orientation.to_value(u.deg)) - 90.0) % 180.0
+    pa = position_angles(image.wcs, np.asarray(sources.xcentroid, float),
+                         np.asarray(sources.ycentroid, float),
+                         np.asarray(sources.orientation.to_value(u.deg)))
     return make_catalog(
         sources.sky_centroid,
         flux=np.asarray(sources.segment_flux) / beam_area_px,
@@ -284,3 +285,30 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
         major=major, minor=minor, pa=pa, s_code=codes, island_id=island_of,
         wcs=image.wcs,
     )
+
+
+def position_angles(wcs, x, y, orientation_deg):
+    """Position angles east of north of axes given by their angle in pixel coordinates.
+
+    The axis through pixel (x, y) at ``orientation_deg`` counter-clockwise from +x is mapped
+    through the WCS at that very position, so rotated CD matrices, east-right images and
+    swapped axes all give the PA on the sky.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS`
+        Celestial WCS.
+    x, y, orientation_deg : array-like
+        Pixel positions and axis angles.
+
+    Returns
+    -------
+    pa : `~numpy.ndarray`
+        Degrees in [0, 180).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    theta = np.deg2rad(np.asarray(orientation_deg, float))
+    step = 0.5  # pixels: short enough for the local linear map, long enough for float64
+    start = wcs.pixel_to_world(x, y)
+    end = wcs.pixel_to_world(x + step * np.cos(theta), y + step * np.sin(theta))
+    return np.asarray(start.position_angle(end).to_value(u.deg)) % 180.0
