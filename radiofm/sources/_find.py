@@ -221,9 +221,23 @@ def _write_plane(image, path):
     header.update(image.wcs.to_header())
     header["BUNIT"] = "JY/BEAM"
     stream = fits.StreamingHDU(path, header)
+    low, high = np.inf, -np.inf
     for start in range(0, ny, _STRIP_ROWS):
-        stream.write(image.read_region(slice(start, min(start + _STRIP_ROWS, ny)), slice(None)))
+        strip = np.array(image.read_region(slice(start, min(start + _STRIP_ROWS, ny)),
+                                           slice(None)), dtype=np.float32)
+        finite = np.isfinite(strip)
+        strip[~finite] = np.nan  # inf pixels are blanked, as every other radiofm path does
+        if finite.any():
+            low, high = min(low, float(strip[finite].min())), max(high, float(strip[finite].max()))
+        stream.write(strip)
     stream.close()
+    if low == high:
+        raise _constant_image(image, low)
+
+
+def _constant_image(image, value):
+    return ValueError(f"{image.source} is constant (every finite pixel is {value:g}): there "
+                      "is no noise to measure sources against; check the image")
 
 
 def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
@@ -233,6 +247,9 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
 
     data = image.read_region(slice(None), slice(None))
     blank = ~np.isfinite(data)
+    if not blank.all() and np.nanmin(np.where(blank, np.nan, data)) == np.nanmax(
+            np.where(blank, np.nan, data)):
+        raise _constant_image(image, float(data[~blank][0]))
     beam_px = float(np.sqrt(image.beam.major * image.beam.minor) / image.pixel_scale)
     beam_area_px = np.pi / (4 * np.log(2)) * beam_px**2
     if box_size is None:
@@ -275,8 +292,8 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     # (a single Gaussian would fit it), 'M' is alone but extended.
     compact = major <= 2 * image.beam.major.to_value(u.arcsec)
     codes = np.where(shared, "C", np.where(compact, "S", "M"))
-    pa = position_angles(image.wcs, np.asarray(sources.xcentroid, float),
-                         np.asarray(sources.ycentroid, float),
+    pa = position_angles(image.wcs, np.asarray(sources.x_centroid, float),
+                         np.asarray(sources.y_centroid, float),
                          np.asarray(sources.orientation.to_value(u.deg)))
     return make_catalog(
         sources.sky_centroid,
