@@ -32,7 +32,7 @@ def main(argv=None):
                         help="show the traceback of an error (also RADIOFM_DEBUG=1)")
     args = parser.parse_args(argv)
     if not log.handlers:  # radiofm's own messages only; other libraries keep their settings
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
@@ -46,6 +46,18 @@ def main(argv=None):
             traceback.print_exc()
         log.error("%s", _one_line(error))
         return 2
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (not the one of the first call)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 #: Errors that describe bad input or environment; anything else is reported as internal.

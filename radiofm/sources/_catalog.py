@@ -213,7 +213,8 @@ def _load(catalog, format):
             format = "ascii"
         return Table.read(path, format=format), str(path), _DEFAULT_UNITS
     except Exception as error:  # astropy raises many kinds for unreadable files
-        raise ValueError(f"cannot read {path} as a table: {error}") from error
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"cannot read {path} as a table: {first}") from error
 
 
 def _read_bdsf_ascii(path):
