@@ -22,7 +22,7 @@ from ..models import (
     tile_inputs,
 )
 from ..tiling import tile_image
-from ..train import create_backbone, embed_tiles, read_run
+from ..train import embed_tiles, read_run
 
 __all__ = ["ExportGraph", "TorchEmbedder", "export_checkpoint", "export_model", "load_checkpoint",
            "parity_tiles"]

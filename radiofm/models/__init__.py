@@ -31,6 +31,6 @@ from ._registry import (
 __all__ = [
     "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "VIEW_COUNTS",
     "ModelMetadataError", "ModelRegistry", "bundled_registry", "check_sha256", "dihedral_views",
-    "file_sha256", "graph_sha256", "locate_model", "model_inputs", "normalization_for", "parse_metadata", "resolve_model",
-    "serialize_metadata", "tile_inputs",
+    "file_sha256", "graph_sha256", "locate_model", "model_inputs", "normalization_for",
+    "parse_metadata", "resolve_model", "serialize_metadata", "tile_inputs",
 ]

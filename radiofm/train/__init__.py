@@ -36,5 +36,6 @@ __all__ = [
     "find_checkpoint", "read_checkpoint", "save_checkpoint",
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
     "OptimConfig", "RadioMultiCrop", "RunConfig", "TileBank", "TrainConfig", "build_tile_bank",
-    "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config", "read_run", "train",
+    "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config",
+    "read_run", "train",
 ]

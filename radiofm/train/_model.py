@@ -1,6 +1,7 @@
 """Backbones (timm, one input channel) and the DINO projection head."""
 
 import difflib
+
 import numpy as np
 import timm
 import torch
