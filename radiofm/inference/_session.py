@@ -10,6 +10,7 @@ import onnxruntime as ort
 
 from ..models import (
     DEFAULT_MODEL,
+    OUTPUTS,
     ModelMetadataError,
     check_sha256,
     graph_sha256,
@@ -21,7 +22,6 @@ __all__ = ["OnnxModel", "load_model"]
 
 log = logging.getLogger("radiofm")
 
-OUTPUTS = ("embedding", "n_compact", "morph_logits")
 #: Storage kinds whose outputs for a tile do not depend on the other tiles of its batch:
 #: float32 and float16-stored weights. Others (dynamic int8) run one tile at a time.
 BATCH_INDEPENDENT = ("none", "fp16-weights")
@@ -111,8 +111,8 @@ class OnnxModel:
         Of the file.
     metadata : dict
         Parsed metadata (see `radiofm.models.parse_metadata`).
-    input_size : int
-        Side of the (batch, 1, S, S) ``tiles`` input.
+    spec : `~radiofm.models.ModelSpec`
+        The model's contract: input side, tile and stamp angles, stretch, views, classes.
     class_names : list of str
         Morphology classes, in ``morph_logits`` order.
     threads : int
@@ -151,8 +151,8 @@ class OnnxModel:
         elif expected_sha256 is None:
             log.warning("%s carries no weights_sha256 (exported before radiofm recorded it): "
                         "its weights cannot be verified", path)
-        self.input_size = int(self.metadata["input_size"])
-        self.class_names = list(self.metadata["class_names"])
+        self.spec = self.metadata["spec"]
+        self.class_names = list(self.spec.class_names)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != ["tiles"] or set(outputs) != set(OUTPUTS):
@@ -164,12 +164,12 @@ class OnnxModel:
     def _check_graph(self):
         """Refuse metadata that contradicts the graph's own input and output shapes."""
         expected = {
-            "tiles": (None, 1, self.input_size, self.input_size),
+            "tiles": (None, 1, self.spec.input_pixels, self.spec.input_pixels),
             "embedding": (None, int(self.metadata["embedding_dim"])),
             "n_compact": (None,),
             "morph_logits": (None, len(self.class_names)),
         }
-        what = {"tiles": "input_size", "embedding": "embedding_dim",
+        what = {"tiles": "input_pixels", "embedding": "embedding_dim",
                 "morph_logits": "class_names"}
         problems = []
         for node in list(self.session.get_inputs()) + list(self.session.get_outputs()):
@@ -189,7 +189,8 @@ class OnnxModel:
                                      f"{'; '.join(problems)}; export the model again")
 
     def __repr__(self):
-        return (f"<OnnxModel {self.name!r} {self.metadata['arch']}, input {self.input_size} px, "
+        return (f"<OnnxModel {self.name!r} {self.metadata['arch']}, "
+                f"input {self.spec.input_pixels} px, "
                 f"embedding {self.metadata['embedding_dim']}, sha256 {self.sha256[:12]}>")
 
     def run(self, tiles):
@@ -198,8 +199,8 @@ class OnnxModel:
         Parameters
         ----------
         tiles : array-like
-            (B, 1, S, S) or (B, S, S) with S = `input_size`, preprocessed as
-            `radiofm.models.model_inputs` does.
+            (B, 1, S, S) or (B, S, S) with S = ``spec.input_pixels``, prepared as
+            `radiofm.models.ModelSpec.prepare` does.
 
         Returns
         -------
@@ -215,10 +216,10 @@ class OnnxModel:
         tiles = np.asarray(tiles, dtype=np.float32)
         if tiles.ndim == 3:
             tiles = tiles[:, None]
-        size = self.input_size
+        size = self.spec.input_pixels
         if tiles.ndim != 4 or tiles.shape[1:] != (1, size, size):
             raise ValueError(f"model {self.name!r} takes tiles shaped (B, 1, {size}, {size}); "
-                             f"got {tiles.shape}. Resample with radiofm.models.model_inputs")
+                             f"got {tiles.shape}. Prepare them with its spec.prepare")
         if len(tiles) == 0:
             dims = {"embedding": (0, self.metadata["embedding_dim"]), "n_compact": (0,),
                     "morph_logits": (0, len(self.class_names))}
