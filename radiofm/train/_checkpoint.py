@@ -11,6 +11,7 @@ truncated copy is refused with one line that names the file. Files written befor
 existed load with a warning.
 """
 
+import csv
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
-    "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "backbone_state",
+    "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "RunLog", "backbone_state",
     "find_checkpoint", "read_checkpoint", "save_checkpoint",
 ]
 
@@ -212,3 +213,40 @@ def backbone_state(state, path="checkpoint"):
                    if key.startswith(prefix)}
         return state["config"]["model"], weights
     raise CheckpointError(f"{path} holds neither a backbone state_dict nor a teacher")
+
+
+class RunLog:
+    """The run folder's CSV log, one row per step, keeping the rows before ``start`` when
+    resuming (so a resumed run's log equals an uninterrupted one's).
+
+    Parameters
+    ----------
+    path : path-like
+        ``train_log.csv``.
+    columns : sequence of str
+    start : int
+        First step this process writes.
+    """
+
+    def __init__(self, path, columns, start):
+        rows = []
+        if start and path.exists():
+            with open(path, newline="") as stream:
+                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start]
+        partial = path.with_name(path.name + ".partial")  # a kill keeps the old log whole
+        with open(partial, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(partial, path)
+        self._stream = open(path, "a", newline="")  # noqa: SIM115 (closed by close())
+        self._writer = csv.DictWriter(self._stream, fieldnames=list(columns))
+
+    def writerow(self, row):
+        """Append one row and flush it."""
+        self._writer.writerow(row)
+        self._stream.flush()
+
+    def close(self):
+        """Close the file."""
+        self._stream.close()

@@ -1,6 +1,5 @@
 """The DINO training loop: one process or many (torchrun), resumable exactly."""
 
-import csv
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ from ._checkpoint import (
     BACKBONE_FILE,
     CHECKPOINT_FILE,
     LOG_FILE,
+    RunLog,
     read_checkpoint,
     save_checkpoint,
 )
@@ -168,7 +168,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
                          "it, or choose another run.output")
     end = total if stop_after is None else min(total, start + int(stop_after))
-    writer = _LogWriter(output / LOG, start) if rank == 0 else None
+    writer = RunLog(output / LOG, LOG_COLUMNS, start) if rank == 0 else None
     bar = tqdm(total=total, initial=start, unit="step",
                disable=rank != 0 or (None if progress else True))
 
@@ -261,27 +261,6 @@ def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teac
             "teacher_entropy": round(batch_entropy, 6), "mean_entropy": round(per_image, 6),
             "embedding_std": round(spread, 6),
             "seconds": round(time.perf_counter() - began, 4)}
-
-
-class _LogWriter:
-    """The CSV log, keeping the rows before ``start`` when resuming."""
-
-    def __init__(self, path, start):
-        rows = []
-        if start and path.exists():
-            with open(path, newline="") as stream:
-                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start]
-        self._stream = open(path, "w", newline="")  # noqa: SIM115 (closed by close())
-        self._writer = csv.DictWriter(self._stream, fieldnames=LOG_COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-
-    def writerow(self, row):
-        self._writer.writerow(row)
-        self._stream.flush()
-
-    def close(self):
-        self._stream.close()
 
 
 def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device):
