@@ -73,8 +73,8 @@ MODEL_CASES = {
     "class-names-contradict-graph": (
         lambda m, t: _with_metadata(m, t, class_names='["FRI", "FRII", "compact"]'),
         ModelMetadataError, "morph_logits axis 1 is 4 in the graph but 3"),
-    "input-size-contradicts-graph": (
-        lambda m, t: _with_metadata(m, t, input_size="64"), ModelMetadataError,
+    "input-pixels-contradict-graph": (
+        lambda m, t: _with_metadata(m, t, input_pixels="64"), ModelMetadataError,
         "tiles axis 2 is 32 in the graph but 64"),
     "metadata-key-missing": (lambda m, t: _with_metadata(m, t, arch=None),
                              ModelMetadataError, r"lacks radiofm metadata \['arch'\]"),
