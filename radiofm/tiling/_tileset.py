@@ -12,6 +12,7 @@ from astropy.table import QTable
 from regions import PixCoord, PolygonSkyRegion, RectanglePixelRegion, Regions
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_path
 from .._provenance import provenance_meta
 from ..image import read_image
 from ._normalize import Normalization, NormalizationSpec, normalize
@@ -368,7 +369,8 @@ class TileSet:
 
     def write_footprints(self, path, *, format="ds9", overwrite=False):
         """Write the sky footprints as a DS9 (``"ds9"``) or CASA (``"crtf"``) region file."""
-        self.footprints().write(path, format=format, overwrite=overwrite)
+        with atomic_path(path, overwrite=overwrite) as partial:
+            self.footprints().write(partial, format=format)
 
 
 def prefetch_batches(table, batch_size, prepare, *, threads, progress=False):

@@ -8,6 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from regions import CircleSkyRegion, Regions
 
+from .._atomic import atomic_path
+
 __all__ = ["class_colors", "plot_tiles", "source_regions"]
 
 
@@ -131,5 +133,6 @@ def plot_tiles(tiles, path=None, *, column=None, max_pixels=1024, label_limit=15
     axes.set_ylabel("Declination")
     axes.set_title(f"{image.source}: {len(tiles)} tiles of {tiles.tile_size} px", fontsize=9)
     if path is not None:
-        figure.savefig(path, dpi=100, bbox_inches="tight")
+        with atomic_path(path, overwrite=True) as partial:
+            figure.savefig(partial, dpi=100, bbox_inches="tight")
     return figure
