@@ -14,6 +14,8 @@ pre-training and probe-training data.
 from ._imageset import ImageSet
 from ._leakage import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
 from ._surveys import (
+    FIRST_BEAM,
+    FIRST_PIXEL,
     cache_dir,
     load_first_fields,
     load_mgcls,
@@ -22,6 +24,8 @@ from ._surveys import (
 )
 
 __all__ = [
+    "FIRST_BEAM",
+    "FIRST_PIXEL",
     "GUARD_RADIUS",
     "ImageSet",
     "cache_dir",

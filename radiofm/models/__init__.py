@@ -28,7 +28,6 @@ from ._registry import (
     resolve_model,
 )
 from ._spec import (
-    CLASS_NAMES,
     OUTPUTS,
     REFUSE_FACTOR,
     VIEW_COUNTS,
@@ -38,7 +37,7 @@ from ._spec import (
 )
 
 __all__ = [
-    "CLASS_NAMES", "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
+    "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
     "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "ModelMetadataError",
     "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "check_sha256",
     "dihedral_views", "file_sha256", "graph_sha256", "locate_model", "parse_metadata",
