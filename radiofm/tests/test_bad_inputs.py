@@ -364,6 +364,24 @@ def _catalog_file(tmp_path):
     return path
 
 
+def _damaged_run(tmp_path):
+    """A config whose run folder holds a checkpoint with one flipped byte."""
+    import torch
+
+    from radiofm.train import TrainConfig, save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = TrainConfig.from_dict({"run": {"output": str(run)}})
+    save_checkpoint({"teacher": {}, "student": {}, "config": config.to_dict(), "step": 3,
+                     "center": torch.arange(4096.0)}, run / "checkpoint.pt")
+    raw = bytearray((run / "checkpoint.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (run / "checkpoint.pt").write_bytes(bytes(raw))
+    config_path = _text_file(tmp_path, "c.toml", f'[run]\noutput = "{run}"\n')
+    return ["train", config_path, "--resume"]
+
+
 CLI_CASES = {
     "annotate-output-is-the-image": (
         lambda t: ["annotate", _image_file(t), "-o", t / "image.fits", "--overwrite"],
@@ -397,6 +415,10 @@ CLI_CASES = {
     "train-unknown-device": (
         lambda t: ["train", _text_file(t, "c.toml", '[run]\ndevice = "gpu"\n')],
         "run.device must be one of"),
+    "train-resume-damaged-checkpoint": (_damaged_run, r"checkpoint.pt is damaged: its sha256"),
+    "train-resume-without-checkpoint": (
+        lambda t: ["train", _text_file(t, "c.toml", f'[run]\noutput = "{t / "run"}"\n'),
+                   "--resume"], "cannot resume: .* does not exist"),
     "export-folder-that-is-no-run": (lambda t: ["export", t], "has neither teacher_backbone.pt"),
     "export-text-file": (lambda t: ["export", _text_file(t, "checkpoint.pt")],
                          "not a radiofm checkpoint"),

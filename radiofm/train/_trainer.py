@@ -118,6 +118,13 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         output.mkdir(parents=True, exist_ok=True)
     optim, model_config = config.optim, config.model
     use_amp = config.run.amp and device.type == "cuda"
+    # The checkpoint is checked (sha256, config) before minutes of data loading.
+    resumed = None
+    if resume:
+        resumed = _read_resume_state(output / CHECKPOINT, config, device)
+    elif (output / CHECKPOINT).exists():
+        raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
+                         "it, or choose another run.output")
 
     bank = build_tile_bank(config.data)
     augment = RadioMultiCrop(config.crops)
@@ -160,13 +167,10 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                        optim.center_momentum).to(device)
 
     start = 0
-    if resume:
-        start = _load_checkpoint(output / CHECKPOINT, config, student, teacher, optimizer,
-                                 loss_fn, device)
+    if resumed is not None:
+        start = _apply_state(resumed, student, teacher, optimizer, loss_fn, device)
+        resumed = None
         log.info("resuming at step %d of %d", start, total)
-    elif (output / CHECKPOINT).exists():
-        raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
-                         "it, or choose another run.output")
     end = total if stop_after is None else min(total, start + int(stop_after))
     writer = RunLog(output / LOG, LOG_COLUMNS, start) if rank == 0 else None
     bar = tqdm(total=total, initial=start, unit="step",
@@ -263,7 +267,8 @@ def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teac
             "seconds": round(time.perf_counter() - began, 4)}
 
 
-def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device):
+def _read_resume_state(path, config, device):
+    """The verified checkpoint to resume from, refused if the config changed since."""
     if not path.exists():
         raise FileNotFoundError(f"cannot resume: {path} does not exist")
     state = read_checkpoint(path, map_location=device)
@@ -276,6 +281,10 @@ def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device)
     if changed or saved["run"]["seed"] != current["run"]["seed"]:
         raise ValueError(f"cannot resume {path}: the config changed since it was written "
                          f"(sections {changed or ['run.seed']}); resume with the same config")
+    return state
+
+
+def _apply_state(state, student, teacher, optimizer, loss_fn, device):
     student.load_state_dict(state["student"])
     teacher.load_state_dict(state["teacher"])
     optimizer.load_state_dict(state["optimizer"])
