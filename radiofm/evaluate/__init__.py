@@ -15,10 +15,13 @@ backbone of the same architecture and a small supervised CNN:
 - ``anomaly``: how the authors' scored MGCLS cutouts rank by an embedding anomaly score;
 - ``redshift``: FIRST source redshifts (ridge; MAE, R^2).
 
-`fit_heads` fits the count and morphology heads that `radiofm.export` puts in the ONNX graph.
+`fit_output_heads` fits the numpy heads (Poisson counts, calibrated morphology, OOD
+references) that models carry in their ``heads`` metadata (`radiofm.models.Heads`);
+`fit_heads` fits the linear heads older exports folded into the graph.
 """
 
 from ._embedders import PixelEmbedder, ViewAveraged, load_embedder, random_twin, with_views
+from ._fit_heads import expected_calibration_error, fit_output_heads, write_heads
 from ._harness import TASKS, evaluate, fit_heads, format_report
 from ._stamps import TaskData, load_task_data, normalised_stamps
 from ._tasks import anomaly_scores
@@ -30,11 +33,14 @@ __all__ = [
     "ViewAveraged",
     "anomaly_scores",
     "evaluate",
+    "expected_calibration_error",
     "fit_heads",
+    "fit_output_heads",
     "format_report",
     "load_embedder",
     "load_task_data",
     "normalised_stamps",
     "random_twin",
     "with_views",
+    "write_heads",
 ]
