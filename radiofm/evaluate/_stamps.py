@@ -1,5 +1,5 @@
 """Evaluation inputs: normalised stamps and labels for every task, cut the way inference
-cuts them (`radiofm.tiling.resample_tiles` and the per-parent-image normalisation)."""
+cuts them (`radiofm.tiling.prepare_tiles` with the per-parent-image normalisation)."""
 
 import logging
 import os
@@ -20,8 +20,7 @@ from ..datasets import (
     load_radio_galaxy_dataset,
     radiogalaxy_positions,
 )
-from ..models import normalization_for
-from ..tiling import resample_tiles, tile_image
+from ..tiling import NormalizationSpec, prepare_tiles, tile_image
 
 __all__ = ["TaskData", "cross_sample_data", "fit_stretch", "load_task_data", "normalised_stamps"]
 
@@ -99,12 +98,10 @@ def normalised_stamps(stamps, normalizations, size):
     size : int
         Output side in pixels.
     """
-    out = resample_tiles(stamps, size)
+    out = np.zeros((len(stamps), size, size), np.float32)
     for k, stretch in enumerate(normalizations):
-        if stretch is None:
-            out[k] = 0.0
-        else:
-            stretch(out[k], out=out[k])
+        if stretch is not None:
+            out[k] = prepare_tiles(stamps[k : k + 1], stretch, size)[0]
     return out
 
 
@@ -115,11 +112,10 @@ def fit_stretch(image, normalization):
     ----------
     image : `~numpy.ndarray`
         The parent image's pixels.
-    normalization : str or dict
-        A method name, or ``{"method": ..., fit options}`` as a model records it.
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The stretch with all its options (a method name takes the default options).
     """
-    spec = normalization if isinstance(normalization, dict) else {"method": normalization}
-    return normalization_for(image, {"normalization": spec})
+    return NormalizationSpec.from_value(normalization).fit(image)
 
 
 def _own_normalizations(images, normalization):
@@ -159,9 +155,8 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
     limit : int, optional
         At most this many items per split (evenly spaced), for quick runs (simulated
         counts then use three fields of at most 1024 pixels).
-    normalization : str or dict
-        The stretch, fitted per parent image: a method (``"percentile"``, ``"snr"``) with
-        its default options, or ``{"method": ..., options}`` as a model's metadata has it.
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The stretch with all its options, fitted per parent image.
     finder : {"auto", "bdsf", "photutils"}
         Source finder for the FIRST counts (catalogues are cached in
         `radiofm.datasets.cache_dir`).

@@ -7,11 +7,11 @@ parameters from `fit_normalization` is the one intensity stretch used by trainin
 inference alike, and `resample_tiles` brings tiles and stamps to a model's input size.
 """
 
-from ._normalize import Normalization, fit_normalization, normalize
-from ._resample import resample_tiles
+from ._normalize import METHODS, Normalization, NormalizationSpec, fit_normalization, normalize
+from ._resample import prepare_tiles, resample_tiles
 from ._tileset import TileSet, prefetch_batches, tile_image
 
 __all__ = [
-    "Normalization", "TileSet", "fit_normalization", "normalize", "prefetch_batches",
-    "resample_tiles", "tile_image",
+    "METHODS", "Normalization", "NormalizationSpec", "TileSet", "fit_normalization", "normalize",
+    "prefetch_batches", "prepare_tiles", "resample_tiles", "tile_image",
 ]

@@ -14,18 +14,144 @@ Both methods are ``f((x - offset) / scale)`` with parameters fitted once per par
     for bright sources.
 
 Blank (NaN) pixels become 0 in both methods.
+
+A `NormalizationSpec` says how to normalise (the method and every fit option); its ``fit``
+on a parent image gives the fitted `Normalization`. The spec is what training configs and
+model metadata store (`NormalizationSpec.to_dict` / `NormalizationSpec.from_value`), so a
+model is always fed with the options it was trained with, not just its method name.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 
 from ..image import read_image
 
-__all__ = ["Normalization", "fit_normalization", "normalize"]
+__all__ = ["METHODS", "Normalization", "NormalizationSpec", "fit_normalization", "normalize"]
 
+#: The normalisation methods (see the module documentation).
 METHODS = ("percentile", "snr")
+
+
+@dataclass(frozen=True)
+class NormalizationSpec:
+    """How to normalise: the method and every option of its fit on a parent image.
+
+    Parameters
+    ----------
+    method : {"percentile", "snr"}
+        See the module documentation.
+    lower, upper : float
+        Percentiles of the "percentile" stretch.
+    softening : float
+        For "snr": the arcsinh turns from linear to logarithmic at ``softening`` times
+        the noise.
+    max_pixels : int
+        Images larger than this are sampled on evenly spaced whole rows, so the fit reads
+        about ``max_pixels`` pixels whatever the image size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.tiling import NormalizationSpec
+    >>> spec = NormalizationSpec.from_value({"method": "snr", "softening": 2.0})
+    >>> spec.to_dict()["softening"]
+    2.0
+    >>> noise = np.random.default_rng(0).normal(0.0, 1e-5, (256, 256))
+    >>> round(spec.fit(noise).scale / 2e-5, 1)
+    1.0
+    """
+
+    method: str
+    lower: float = 2.0
+    upper: float = 98.0
+    softening: float = 1.0
+    max_pixels: int = 4_000_000
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown normalisation method {self.method!r}; use one of {METHODS}")
+        if not 0 <= self.lower < self.upper <= 100:
+            raise ValueError(f"need 0 <= lower < upper <= 100, got lower={self.lower}, "
+                             f"upper={self.upper}")
+        if not self.softening > 0:
+            raise ValueError(f"softening must be positive, got {self.softening}")
+        if not (isinstance(self.max_pixels, int | np.integer) and self.max_pixels >= 1):
+            raise ValueError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
+
+    @classmethod
+    def from_value(cls, value):
+        """A spec from its stored forms: a spec, a method name, or ``{"method": ..., options}``.
+
+        Parameters
+        ----------
+        value : `NormalizationSpec`, str or dict
+            A method name takes the default options.
+
+        Returns
+        -------
+        spec : `NormalizationSpec`
+
+        Raises
+        ------
+        ValueError
+            An unknown method or option, or an option value the fit cannot use.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict) and "method" in value:
+            known = {f.name for f in fields(cls)}
+            unknown = set(value) - known
+            if unknown:
+                raise ValueError(f"unknown normalisation options {sorted(unknown)}; known: "
+                                 f"{sorted(known)}")
+            return cls(**value)
+        raise ValueError(f"a normalisation is a method name {METHODS} or a dict with a "
+                         f"'method' and its options; got {value!r}")
+
+    def to_dict(self):
+        """Every option, JSON-ready (for training configs and model metadata)."""
+        return asdict(self)
+
+    def fit(self, image):
+        """Fit this normalisation on one parent image.
+
+        Parameters
+        ----------
+        image : array or anything `~radiofm.image.read_image` accepts
+            The parent image (or a bare 2-D array of pixels).
+
+        Returns
+        -------
+        normalization : `Normalization`
+
+        Raises
+        ------
+        ValueError
+            The image has no finite pixel, or no contrast.
+        """
+        values = _sample_finite(image, self.max_pixels)
+        if values.size == 0:
+            raise ValueError("image has no finite pixel to fit a normalisation on")
+        if self.method == "percentile":
+            low, high = np.percentile(values, [self.lower, self.upper])
+            if high <= low:  # mostly one background value (display cutouts): stretch to the peak
+                high = values.max()
+            scale = high - low
+            offset = low
+        else:
+            offset, _, noise = sigma_clipped_stats(values, sigma=3.0, maxiters=5,
+                                                   stdfunc="mad_std")
+            scale = self.softening * noise
+        if not scale > 0:
+            raise ValueError(
+                f"image is constant over its fitted pixels (scale {scale}); a normalisation "
+                "needs some contrast"
+            )
+        return Normalization(self.method, float(offset), float(scale))
 
 
 @dataclass(frozen=True)
@@ -118,25 +244,17 @@ def _arcsinh(values):
     return values
 
 
-def fit_normalization(
-    image, method="percentile", *, lower=2.0, upper=98.0, softening=1.0, max_pixels=4_000_000
-):
-    """Fit the normalisation of one parent image.
+def fit_normalization(image, method="percentile", **options):
+    """Fit a normalisation on one parent image (shorthand for `NormalizationSpec.fit`).
 
     Parameters
     ----------
     image : array or anything `~radiofm.image.read_image` accepts
         The parent image (or a bare 2-D array of pixels).
-    method : {"percentile", "snr"}
-        See the module documentation.
-    lower, upper : float
-        Percentiles of the "percentile" stretch.
-    softening : float
-        For "snr": the arcsinh turns from linear to logarithmic at ``softening`` times
-        the noise.
-    max_pixels : int
-        Images larger than this are sampled on evenly spaced whole rows, so the fit reads
-        about ``max_pixels`` pixels whatever the image size.
+    method : {"percentile", "snr"} or `NormalizationSpec`
+        The method (see the module documentation), or a whole spec.
+    **options
+        The other fields of `NormalizationSpec` (only with a method name).
 
     Returns
     -------
@@ -152,30 +270,11 @@ def fit_normalization(
     >>> round(stretch.scale / 1e-5, 1)
     1.0
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown normalisation method {method!r}; use one of {METHODS}")
-    if not 0 <= lower < upper <= 100:
-        raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
-    if softening <= 0:
-        raise ValueError(f"softening must be positive, got {softening}")
-    values = _sample_finite(image, max_pixels)
-    if values.size == 0:
-        raise ValueError("image has no finite pixel to fit a normalisation on")
-    if method == "percentile":
-        low, high = np.percentile(values, [lower, upper])
-        if high <= low:  # mostly one background value (display cutouts): stretch to the peak
-            high = values.max()
-        scale = high - low
-        offset = low
-    else:
-        offset, _, noise = sigma_clipped_stats(values, sigma=3.0, maxiters=5, stdfunc="mad_std")
-        scale = softening * noise
-    if not scale > 0:
-        raise ValueError(
-            f"image is constant over its fitted pixels (scale {scale}); a normalisation "
-            "needs some contrast"
-        )
-    return Normalization(method, float(offset), float(scale))
+    if isinstance(method, NormalizationSpec):
+        if options:
+            raise TypeError("pass options inside the NormalizationSpec, not beside it")
+        return method.fit(image)
+    return NormalizationSpec(method, **options).fit(image)
 
 
 def _sample_finite(image, max_pixels):

@@ -4,6 +4,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..tiling import NormalizationSpec
+
 __all__ = ["TrainConfig", "load_config"]
 
 
@@ -25,14 +27,15 @@ class DataConfig:
         The shared data folder (default: ``$RADIOFM_DATA`` or ``../shared/data``).
     tile_size : int
         Side of the tiles crops are cut from, in pixels.
-    normalization : str
-        ``"percentile"`` or ``"snr"``, fitted per parent image (`radiofm.tiling`).
+    normalization : str or dict
+        The stretch, fitted per parent image: a method name (``"percentile"`` or ``"snr"``)
+        or a table of every option (`radiofm.tiling.NormalizationSpec`).
     """
 
     sources: list = field(default_factory=lambda: [{"kind": "simulated", "weight": 1.0}])
     root: str = ""
     tile_size: int = 128
-    normalization: str = "percentile"
+    normalization: str | dict = "percentile"
 
 
 @dataclass
@@ -213,14 +216,16 @@ class TrainConfig:
             (c.local_size <= c.global_size <= self.data.tile_size,
              "need local_size <= global_size <= data.tile_size"),
             (c.n_local >= 0, "n_local must be >= 0"),
-            (self.data.normalization in ("percentile", "snr"),
-             "data.normalization must be 'percentile' or 'snr'"),
             (bool(self.data.sources), "data.sources must list at least one source"),
             (self.run.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"bad training config: {message}")
+        try:
+            NormalizationSpec.from_value(self.data.normalization)
+        except ValueError as error:
+            raise ValueError(f"bad training config: data.normalization: {error}") from None
 
 
 def load_config(path):

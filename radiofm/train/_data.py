@@ -16,7 +16,7 @@ import torch
 from astropy.coordinates import SkyCoord
 
 from ..datasets import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
-from ..tiling import fit_normalization, resample_tiles, tile_image
+from ..tiling import NormalizationSpec, prepare_tiles, tile_image
 
 __all__ = ["TileBank", "build_tile_bank"]
 
@@ -125,7 +125,7 @@ def _normalised_tiles(image, data, guard=None, tile_pixels=None):
         keep = exclude_near(tiles.table["sky_center"], guard, margin)
     out = np.empty((int(keep.sum()), data.tile_size, data.tile_size), dtype=np.float32)
     for k, tile_id in enumerate(np.flatnonzero(keep)):
-        stretch(resample_tiles(tiles.read_tile(tile_id), data.tile_size), out=out[k])
+        out[k] = prepare_tiles(tiles.read_tile(tile_id)[None], stretch, data.tile_size)[0]
     return out
 
 
@@ -193,10 +193,12 @@ def _mgcls_tiles(data, guard, limit=None):
     sky = SkyCoord([position[int(r)][0] for r in ranks], [position[int(r)][1] for r in ranks],
                    unit="deg")
     chosen = np.flatnonzero(exclude_near(sky, guard))[:limit]
-    out = resample_tiles(images[chosen], data.tile_size)
-    for k, cutout in zip(chosen, out, strict=True):
+    spec = NormalizationSpec.from_value(data.normalization)
+    out = np.zeros((len(chosen), data.tile_size, data.tile_size), np.float32)
+    for slot, k in enumerate(chosen):
         try:
-            fit_normalization(images[k], data.normalization)(cutout, out=cutout)
+            stretch = spec.fit(images[k])
         except ValueError:  # a constant cutout has nothing to learn from
-            cutout[:] = 0.0
+            continue
+        out[slot] = prepare_tiles(images[k][None], stretch, data.tile_size)[0]
     return out

@@ -7,6 +7,7 @@ import pytest
 
 from radiofm.evaluate import TASKS, evaluate, fit_heads, format_report, load_embedder
 from radiofm.evaluate._embedders import normalization_of
+from radiofm.tiling import NormalizationSpec
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -45,9 +46,9 @@ def test_checkpoint_embedder_reads_the_run_config(tmp_path):
                tmp_path / "teacher_backbone.pt")
     embedder = load_embedder(tmp_path)
     assert embedder.input_size == 48
-    assert normalization_of(embedder) == {"method": "snr"}  # the run config's stretch
+    assert normalization_of(embedder).method == "snr"  # the run config's stretch
     # unknown: the default
-    assert normalization_of(load_embedder("pixels")) == {"method": "percentile"}
+    assert normalization_of(load_embedder("pixels")) == NormalizationSpec("percentile")
     stamps = np.random.default_rng(1).random((2, 48, 48)).astype(np.float32)
     with torch.no_grad():
         expected = backbone.eval()(torch.from_numpy(stamps[:, None])).numpy()
@@ -122,8 +123,7 @@ def test_onnx_embedder_and_its_random_twin(tmp_path):
     path = tmp_path / "tiny.onnx"
     export_tiny_model(path)
     embedder = load_embedder(path)
-    assert embedder.input_size == INPUT_SIZE
-    assert normalization_of(embedder)["method"] == "percentile"
+    assert embedder.input_size == INPUT_SIZE and normalization_of(embedder).method == "percentile"
     stamps = random_tiles(5)[:, 0]
     expected = load_model(path, threads=1).run(stamps)["embedding"]
     np.testing.assert_allclose(embedder.embed(stamps), expected, rtol=1e-6)
@@ -137,15 +137,15 @@ def test_eight_view_onnx_graph_matches_the_view_averaged_embedder(tmp_path):
     from radiofm.evaluate import ViewAveraged
     from radiofm.evaluate._embedders import with_views
     from radiofm.export import TorchEmbedder
-    from radiofm.tests.model_helpers import INPUT_SIZE, export_tiny_model, random_tiles
+    from radiofm.tests.model_helpers import INPUT_SIZE, export_tiny_model, random_tiles, tiny_spec
 
     path = tmp_path / "tiny8.onnx"
-    backbone, _, _ = export_tiny_model(path, views=8)
+    backbone, _, _ = export_tiny_model(path, spec=tiny_spec(views=8))
     onnx_embedder = load_embedder(path)
     assert onnx_embedder.views == 8
     torch_embedder = ViewAveraged(TorchEmbedder(
         backbone, input_size=INPUT_SIZE, normalization="percentile", name="tiny",
-        arch="test_resnet", tile_pixels=32))
+        arch="test_resnet"))
     stamps = random_tiles(4, seed=5)[:, 0]
     graph = onnx_embedder.embed(stamps)
     np.testing.assert_allclose(graph, torch_embedder.embed(stamps), atol=1e-5)
@@ -155,7 +155,7 @@ def test_eight_view_onnx_graph_matches_the_view_averaged_embedder(tmp_path):
                                    atol=1e-5)
     assert not np.allclose(TorchEmbedder(
         backbone, input_size=INPUT_SIZE, normalization="percentile", name="tiny",
-        arch="test_resnet", tile_pixels=32).embed(stamps), graph, atol=1e-3)
+        arch="test_resnet").embed(stamps), graph, atol=1e-3)
     assert with_views(onnx_embedder, 8) is onnx_embedder  # the graph averages already
     single = with_views(onnx_embedder, 1)  # one view of the graph's 8, for the cost study
     assert single.views == 1 and single.name.endswith("(1 view)")
@@ -170,10 +170,10 @@ def test_eight_view_graph_gives_one_two_and_eight_views_from_one_run(shared_data
     pytest.importorskip("onnx")
     from radiofm.evaluate import EVALUATION_VIEWS, with_views
     from radiofm.models import dihedral_views
-    from radiofm.tests.model_helpers import export_tiny_model, random_tiles
+    from radiofm.tests.model_helpers import export_tiny_model, random_tiles, tiny_spec
 
     path = tmp_path / "tiny8.onnx"
-    export_tiny_model(path, views=8)
+    export_tiny_model(path, spec=tiny_spec(views=8))
     embedder = load_embedder(path)
     stamps = random_tiles(3, seed=2)[:, 0]
     per_view = embedder.per_view(stamps)
@@ -212,7 +212,8 @@ def test_evaluate_feeds_the_model_its_own_stretch_options(shared_data):
 
     recorder = Recorder()
     report = evaluate(recorder, root=shared_data, tasks=["similarity"], limit=6, baselines=())
-    assert json.loads(report.meta["NORM"]) == Recorder.normalization
+    assert json.loads(report.meta["NORM"]) == NormalizationSpec.from_value(
+        Recorder.normalization).to_dict()
     raw = load_task_data("frii", root=shared_data, limit=6).stamps
     expected = normalised_stamps(raw, [fit_normalization(image, "percentile", lower=20.0,
                                                          upper=99.5) for image in raw], 24)

@@ -286,7 +286,7 @@ def test_relabel_shares_the_prepared_stamps():
 def test_fit_stretch_keeps_every_option():
     from radiofm.evaluate._embedders import normalization_of
     from radiofm.evaluate._stamps import fit_stretch
-    from radiofm.tiling import fit_normalization
+    from radiofm.tiling import NormalizationSpec, fit_normalization
 
     image = np.random.default_rng(12).normal(size=(64, 64))
     spec = {"method": "percentile", "lower": 10.0, "upper": 90.0}
@@ -297,7 +297,7 @@ def test_fit_stretch_keeps_every_option():
     class Exported:
         metadata = {"normalization": spec}
 
-    assert normalization_of(Exported()) == spec
+    assert normalization_of(Exported()) == NormalizationSpec.from_value(spec)
 
 
 def test_view_averaged_with_two_views_is_the_stamp_and_its_mirror():

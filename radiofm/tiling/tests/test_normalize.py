@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from radiofm.tests.helpers import noise_image, sky_header, write_image
-from radiofm.tiling import Normalization, fit_normalization, normalize
+from radiofm.tiling import Normalization, NormalizationSpec, fit_normalization, normalize
 
 
 def test_percentile_stretch_is_the_2_98_clip():
@@ -101,3 +101,24 @@ def test_resample_tiles():
         resample_tiles(np.zeros((2, 10, 12)), 4)
     with pytest.raises(ValueError, match="positive integer"):
         resample_tiles(tiles, 0)
+
+
+def test_normalization_spec_forms_and_refusals():
+    spec = NormalizationSpec.from_value({"method": "snr", "softening": 3.0})
+    assert NormalizationSpec.from_value(spec.to_dict()) == spec
+    assert NormalizationSpec.from_value("percentile") == NormalizationSpec("percentile")
+    with pytest.raises(ValueError, match="unknown normalisation options"):
+        NormalizationSpec.from_value({"method": "snr", "sofening": 3.0})
+    with pytest.raises(ValueError, match="method name"):
+        NormalizationSpec.from_value(3)
+    with pytest.raises(ValueError, match="lower < upper"):
+        NormalizationSpec("percentile", lower=50, upper=10)
+
+
+def test_spec_options_reach_the_fit():
+    # a spec fitted with softening 4 has 4x the scale: options are not dropped anywhere
+    noise = np.random.default_rng(1).normal(0.0, 1.0, (128, 128))
+    one = NormalizationSpec("snr").fit(noise)
+    four = NormalizationSpec("snr", softening=4.0).fit(noise)
+    assert four.scale == pytest.approx(4 * one.scale)
+    assert fit_normalization(noise, NormalizationSpec("snr", softening=4.0)) == four
