@@ -316,3 +316,15 @@ def test_view_averaged_with_two_views_is_the_stamp_and_its_mirror():
     np.testing.assert_allclose(two.embed(stamps), expected)
     with pytest.raises(ValueError, match="views must be 2 or 8"):
         ViewAveraged(Corner(), 1)
+
+
+def test_cli_views_take_one_count_or_several():
+    import argparse
+
+    from radiofm.cli import _view_counts
+
+    assert _view_counts("8") == 8
+    assert _view_counts("1,2,8") == [1, 2, 8]
+    for bad in ("4", "1,x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="view counts among 1, 2, 8"):
+            _view_counts(bad)
