@@ -21,6 +21,8 @@ from ._leakage import (
     radiogalaxy_positions,
 )
 from ._surveys import (
+    FIRST_BEAM,
+    FIRST_PIXEL,
     cache_dir,
     load_first_fields,
     load_mgcls,
@@ -29,6 +31,8 @@ from ._surveys import (
 )
 
 __all__ = [
+    "FIRST_BEAM",
+    "FIRST_PIXEL",
     "GUARD_RADIUS",
     "ImageSet",
     "cache_dir",

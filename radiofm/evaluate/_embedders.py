@@ -119,27 +119,6 @@ def with_views(embedder, views):
     return ViewAveraged(embedder, views)
 
 
-class _TorchEmbedder:
-    """A torch backbone run in eval mode on CPU (or the given device)."""
-
-    pca = None
-    normalization = None  # a checkpoint sets its training stretch
-
-    def __init__(self, backbone, name, input_size, architecture, batch_size=128):
-        self.backbone = backbone.eval()
-        self.name = name
-        self.architecture = architecture
-        self.input_size = int(input_size)
-        self.batch_size = batch_size
-
-    def embed(self, stamps):
-        """(N, S, S) stamps -> (N, D) float32 features."""
-        from ..train import embed_tiles
-
-        stamps = np.asarray(stamps, dtype=np.float32)[:, None]
-        return embed_tiles(self.backbone, stamps, batch_size=self.batch_size)
-
-
 class _OnnxEmbedder:
     """The ``embedding`` output of a radiofm ONNX model (no torch needed).
 
@@ -223,9 +202,13 @@ def _per_view_session(path, model):
     The graph ends ``... -> Reshape(views, N, D) -> ReduceMean -> embedding``; the Reshape's
     input, (views * N, D) in `radiofm.models.dihedral_views` order, becomes an output.
     """
-    import onnx
     import onnxruntime as ort
 
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("reading single views of an 8-view model needs the onnx package "
+                          "(pip install onnx)") from error
     graph = onnx.load(str(path))
     producers = {output: node for node in graph.graph.node for output in node.output}
     mean = producers.get("embedding")
@@ -280,28 +263,13 @@ def load_embedder(spec, *, input_size=None, seed=0, batch_size=128):
         if not path.is_file():
             raise FileNotFoundError(f"no such ONNX model: {path}")
         return _OnnxEmbedder(path, batch_size)
-    if path.is_dir():
-        finished = path / "teacher_backbone.pt"
-        path = finished if finished.is_file() else path / "checkpoint.pt"
-    if not path.is_file():
+    if not (path.is_dir() or path.is_file()):
         raise FileNotFoundError(
             f"no such model {text!r}: give random:ARCH, pixels, a training run folder, a "
             ".pt checkpoint or an .onnx file")
-    import torch
+    from ..export import checkpoint_embedder
 
-    from ..train import load_backbone
-
-    backbone = load_backbone(path)
-    config = torch.load(path, map_location="cpu", weights_only=True).get("config") or {}
-    normalization = config.get("data", {}).get("normalization")
-    size = input_size or config.get("crops", {}).get("global_size", 64)
-    model = config.get("model", {})
-    architecture = {key: model.get(key) for key in ("arch", "patch_size", "timm_options")}
-    embedder = _TorchEmbedder(backbone, f"{path.parent.name}/{path.name}", size, architecture,
-                              batch_size)
-    if normalization is not None:
-        embedder.normalization = NormalizationSpec.from_value(normalization)
-    return embedder
+    return checkpoint_embedder(path, input_pixels=input_size, batch_size=batch_size)
 
 
 def normalization_of(embedder):
@@ -324,16 +292,15 @@ def normalization_of(embedder):
 
 
 def _random_backbone(architecture, input_size, seed, batch_size):
-    import torch
-
+    from ..export import TorchEmbedder
     from ..train import create_backbone
 
-    torch.manual_seed(seed)
     options = {key: value for key, value in architecture.items() if value}
-    backbone = create_backbone(options.pop("arch"), **options.pop("timm_options", {}),
-                               **options)
-    return _TorchEmbedder(backbone, f"random:{architecture['arch']}", input_size, architecture,
-                          batch_size)
+    arch, timm_options = options.pop("arch"), options.pop("timm_options", {})
+    backbone = create_backbone(arch, seed=seed, **timm_options, **options)
+    return TorchEmbedder(backbone, input_size=input_size, normalization="percentile",
+                         name=f"random:{arch}", arch=arch, patch_size=options.get("patch_size"),
+                         timm_options=timm_options, batch_size=batch_size, stretch_known=False)
 
 
 def random_twin(embedder, seed=0, batch_size=128):

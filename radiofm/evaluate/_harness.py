@@ -10,7 +10,7 @@ import numpy as np
 from astropy.table import QTable
 
 from .._provenance import provenance_meta
-from ..datasets._surveys import FIRST_PIXEL
+from ..datasets import FIRST_PIXEL
 from ._classical import IslandCounter, ShapeMeasurer
 from ._embedders import EVALUATION_VIEWS, load_embedder, normalization_of, random_twin, with_views
 from ._stamps import load_task_data
@@ -128,9 +128,7 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     supervised = None
     if "supervised" in baselines:
         try:
-            import torch  # noqa: F401
-
-            from ._supervised import train_small_cnn
+            from ..train import train_small_cnn
 
             def supervised(x, y, n_classes, valid=None):
                 return train_small_cnn(x, y, n_classes, valid=valid, seed=seed)
@@ -290,12 +288,14 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
         morph = (np.concatenate([-morph[0], morph[0]]) / 2, np.array([-1, 1]) * morph[1] / 2)
     return {
         "count": {"coef": count[0][0].astype(np.float32), "intercept": float(count[1][0]),
-                  "tile_arcsec": FIRST_TILE * 1.8, "r2_test": float(r2),
+                  "tile_arcsec": float(FIRST_TILE * FIRST_PIXEL.to_value(u.arcsec)),
+                  "r2_test": float(r2),
                   "pixel_scales_arcsec": [FIRST_PIXEL.to_value(u.arcsec),
                                           SIMULATED_PIXEL.to_value(u.arcsec)]},
         "morphology": {"coef": morph[0].astype(np.float32),
                        "intercept": morph[1].astype(np.float32),
-                       "classes": list(data.class_names), "stamp_arcsec": 300 * 1.8,
+                       "classes": list(data.class_names),
+                       "stamp_arcsec": float(300 * FIRST_PIXEL.to_value(u.arcsec)),
                        "accuracy_test": float(logistic.score(x[test], data.target[test]))},
     }
 

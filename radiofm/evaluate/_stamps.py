@@ -10,6 +10,7 @@ import numpy as np
 
 from ..catalogs import count_in_tiles
 from ..datasets import (
+    FIRST_BEAM,
     GUARD_RADIUS,
     cache_dir,
     evaluation_positions,
@@ -30,7 +31,6 @@ FIRST_TILE = 150  # pixels of 1.8": 270 arcsec, the MiraBest stamp size
 SIMULATED_PIXEL = 1.1 * u.arcsec  # make_radio_sky's default pixel
 SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
 SIMULATED_SNR = 5.0  # a simulated compact source counts when its peak reaches 5 sigma
-FIRST_BEAM = 5.4 * u.arcsec  # FIRST images record no beam
 FIRST_SNR = 5.0  # a FIRST compact component counts when its peak reaches 5 sigma
 COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
 CHUNK = 100  # FIRST fields per cache update
@@ -276,7 +276,7 @@ def first_field_catalogues(fields, finder="auto", processes=None):
 
     from astropy.table import QTable, vstack
 
-    from ..sources import HAS_BDSF
+    from .._optional_deps import HAS_BDSF
 
     method = ("bdsf" if HAS_BDSF else "photutils") if finder == "auto" else finder
     path = cache_dir() / f"first_fields_{method}_{CACHE_VERSION}.ecsv"

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from ..datasets import data_root
 from ..image import read_image
 from ..models import (
     NORMALIZATION_VERSION,
@@ -209,16 +210,23 @@ class TorchEmbedder:
         Tiles per forward pass.
     patch_size : int, optional
         ViT patch size (for a random twin of the architecture).
+    timm_options : dict, optional
+        More ``timm.create_model`` options of the backbone (likewise).
+    stretch_known : bool
+        False for a backbone that was never trained (a random twin): its ``normalization``
+        is then None and the evaluation harness feeds it the model's stretch.
     """
 
     pca = None  # the evaluation harness reduces raw-pixel baselines only
 
     def __init__(self, backbone, *, input_size, normalization, name, arch, batch_size=64,
-                 patch_size=None):
+                 patch_size=None, timm_options=None, stretch_known=True):
         self.backbone = backbone.eval()
-        self.architecture = {"arch": arch, "patch_size": patch_size}
+        self.architecture = {"arch": arch, "patch_size": patch_size,
+                             "timm_options": timm_options or {}}
         self.input_size = int(input_size)
-        self.normalization = NormalizationSpec.from_value(normalization)
+        self.normalization = (NormalizationSpec.from_value(normalization) if stretch_known
+                              else None)
         self.name = name
         self.sha256 = None
         self.batch_size = batch_size
@@ -316,11 +324,12 @@ def parity_tiles(spec, *, root=None, count=64):
     source : str
         What they were cut from.
     """
-    root = Path(root or os.environ.get("RADIOFM_DATA") or Path("..") / "shared" / "data")
-    root = root.expanduser().resolve()
-    folder = root / "first_fields"
+    try:
+        folder = data_root(root) / "first_fields"
+    except FileNotFoundError:
+        folder = None
     images, source = [], ""
-    if (folder / "manifest.csv").is_file():
+    if folder is not None and (folder / "manifest.csv").is_file():
         from astropy.table import Table
 
         manifest = Table.read(folder / "manifest.csv", format="ascii.csv")
@@ -590,7 +599,7 @@ def _write_half_weights(proto, path, metadata, tiles, reference):
     return {"half_path": target, "half_max_abs_diff": differences}
 
 
-def checkpoint_embedder(checkpoint, *, input_pixels=None):
+def checkpoint_embedder(checkpoint, *, input_pixels=None, batch_size=64):
     """The teacher backbone of a training run as an embedder, e.g. to fit its heads.
 
     Parameters
@@ -599,6 +608,8 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None):
         Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
     input_pixels : int, optional
         Input side; default: the global crop size of training.
+    batch_size : int
+        Tiles per forward pass.
 
     Returns
     -------
@@ -607,9 +618,12 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None):
     """
     backbone, info = load_checkpoint(checkpoint)
     config = info["config"]
+    model = config["model"]
     return TorchEmbedder(backbone, input_size=int(input_pixels or config["crops"]["global_size"]),
-                         normalization=config["data"]["normalization"], name=info["name"],
-                         arch=info["arch"], patch_size=config["model"].get("patch_size"))
+                         normalization=config["data"]["normalization"],
+                         name=f"{info['name']}/{info['path'].name}", arch=info["arch"],
+                         patch_size=model.get("patch_size"),
+                         timm_options=model.get("timm_options") or {}, batch_size=batch_size)
 
 
 def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=None, views=1,

@@ -12,8 +12,7 @@ from tqdm.auto import tqdm
 from .._provenance import provenance_meta
 from ..image import RadioImage, read_image
 from ..models import DEFAULT_MODEL, ModelMismatchWarning
-from ..sources import read_catalog
-from ..sources._catalog import sky_positions
+from ..sources import read_catalog, sky_positions
 from ..tiling import TileSet, tile_image
 from ._session import load_model
 

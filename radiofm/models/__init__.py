@@ -19,7 +19,6 @@ from ._metadata import (
 )
 from ._registry import DEFAULT_MODEL, ModelRegistry, bundled_registry, file_sha256, resolve_model
 from ._spec import (
-    CLASS_NAMES,
     OUTPUTS,
     REFUSE_FACTOR,
     VIEW_COUNTS,
@@ -29,7 +28,7 @@ from ._spec import (
 )
 
 __all__ = [
-    "CLASS_NAMES", "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
+    "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
     "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "ModelMetadataError",
     "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "dihedral_views",
     "file_sha256", "parse_metadata", "resolve_model", "serialize_metadata",

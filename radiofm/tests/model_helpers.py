@@ -1,11 +1,18 @@
 """A tiny exported model for the tests of radiofm.models, radiofm.inference and the CLI."""
 
+from pathlib import Path
+
 import numpy as np
 
+#: The tiny model committed as a fixture (``scripts/make_test_model.py`` writes it), so the
+#: inference tests run without torch.
+TINY_MODEL = Path(__file__).parent / "data" / "tiny.onnx"
 CLASSES = ["FRI", "FRII", "compact", "bent"]
 INPUT_SIZE = 32
 TILE_ARCSEC = 35.2  # 32 pixels of 1.1 arcsec, the pixels of the simulated skies
 STAMP_ARCSEC = 44.0
+#: Stage widths of the tiny backbone (timm's test_resnet has (32, 48, 48, 96)).
+TINY_CHANNELS = (8, 16, 16, 96)
 
 
 def tiny_heads(dim, *, seed=0, classes=CLASSES):
@@ -21,13 +28,13 @@ def tiny_heads(dim, *, seed=0, classes=CLASSES):
 
 
 def tiny_backbone(seed=0):
-    """timm's test_resnet (96 features, 0.4 M parameters) with one input channel."""
+    """timm's test_resnet with narrow stages (96 features, 0.16 M parameters), one channel."""
     import torch
 
     from radiofm.train import create_backbone
 
     torch.manual_seed(seed)
-    return create_backbone("test_resnet").eval()
+    return create_backbone("test_resnet", channels=TINY_CHANNELS).eval()
 
 
 def random_tiles(count=8, seed=0):
@@ -56,7 +63,8 @@ def export_tiny_model(path, *, spec=None, **options):
     torch.set_num_threads(1)
     backbone = tiny_backbone()
     heads = tiny_heads(backbone.num_features)
-    settings = dict(name="tiny", arch="test_resnet", tiles=random_tiles(),
+    settings = dict(name="tiny", arch="test_resnet", timm_options={"channels": TINY_CHANNELS},
+                    tiles=random_tiles(),
                     provenance={"train_config": {"model": {"arch": "test_resnet"}},
                                 "data_summary": {"simulated": {"tiles": 0}}})
     settings.update(options)

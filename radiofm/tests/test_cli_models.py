@@ -10,7 +10,7 @@ from regions import Regions
 
 from radiofm.cli import main
 from radiofm.simulate import make_radio_sky
-from radiofm.tests.model_helpers import CLASSES, tiny_backbone, tiny_heads
+from radiofm.tests.model_helpers import CLASSES, TINY_CHANNELS, tiny_backbone, tiny_heads
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +93,13 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
 
     backbone = tiny_backbone()
     config = TrainConfig().to_dict()
-    config["model"].update(arch="test_resnet")
+    config["model"].update(arch="test_resnet", timm_options={"channels": list(TINY_CHANNELS)})
     config["crops"].update(global_size=32, local_size=16)
     config["data"].update(tile_size=32)
     run = tmp_path / "run-b"
     run.mkdir()
-    torch.save({"model": {"arch": "test_resnet", "patch_size": 8, "timm_options": {}},
+    torch.save({"model": {"arch": "test_resnet", "patch_size": 8,
+                          "timm_options": {"channels": list(TINY_CHANNELS)}},
                 "state_dict": backbone.state_dict(), "config": config,
                 "radiofm_version": "0.1", "data": json.dumps({})}, run / "teacher_backbone.pt")
     import radiofm.evaluate

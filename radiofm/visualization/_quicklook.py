@@ -52,7 +52,7 @@ def source_regions(catalog, *, radius=10 * u.arcsec, column="morph_class"):
     -------
     regions : `~regions.Regions`
     """
-    from ..sources._catalog import sky_positions
+    from ..sources import sky_positions
 
     positions = sky_positions(catalog)
     labels = np.asarray(catalog[column], dtype=str)
@@ -115,7 +115,7 @@ def plot_tiles(tiles, path=None, *, column=None, max_pixels=1024, label_limit=15
             axes.text(corner[0] + side / 2, corner[1] + side / 2, text, color="tab:blue",
                       ha="center", va="center", fontsize=7)
     if sources is not None and len(sources):
-        from ..sources._catalog import sky_positions
+        from ..sources import sky_positions
 
         x, y = image.wcs.world_to_pixel(sky_positions(sources))
         labels = np.asarray(sources[source_column], dtype=str)

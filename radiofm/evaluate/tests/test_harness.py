@@ -38,7 +38,7 @@ def test_checkpoint_embedder_reads_the_run_config(tmp_path):
 
     config = TrainConfig.from_dict({"model": {"arch": "resnet18"},
                                     "crops": {"global_size": 48}}).to_dict()
-    config["data"]["normalization"] = "snr"
+    config["data"]["normalization"] = {"method": "snr", "softening": 3.0}
     backbone = create_backbone("resnet18")
     torch.save({"model": {"arch": "resnet18", "patch_size": 8, "timm_options": {},
                           "num_features": 512},
@@ -46,8 +46,8 @@ def test_checkpoint_embedder_reads_the_run_config(tmp_path):
                tmp_path / "teacher_backbone.pt")
     embedder = load_embedder(tmp_path)
     assert embedder.input_size == 48
-    assert normalization_of(embedder).method == "snr"  # the run config's stretch
-    # unknown: the default
+    # the run config's stretch with all its options, not just its method name
+    assert normalization_of(embedder) == NormalizationSpec("snr", softening=3.0)
     assert normalization_of(load_embedder("pixels")) == NormalizationSpec("percentile")
     stamps = np.random.default_rng(1).random((2, 48, 48)).astype(np.float32)
     with torch.no_grad():

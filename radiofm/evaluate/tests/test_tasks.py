@@ -156,7 +156,7 @@ def test_evaluate_rejects_unknown_tasks_and_baselines():
 
 def test_supervised_cnn_learns_lobes():
     pytest.importorskip("torch")
-    from radiofm.evaluate._supervised import train_small_cnn
+    from radiofm.train import train_small_cnn
 
     rng = np.random.default_rng(5)
     train_x, train_y = _lobes(256, rng)

@@ -26,6 +26,7 @@ from radiofm.inference import load_model  # noqa: E402
 from radiofm.tests.model_helpers import (  # noqa: E402
     CLASSES,
     INPUT_SIZE,
+    TINY_CHANNELS,
     export_tiny_model,
     random_tiles,
     tiny_backbone,
@@ -164,13 +165,15 @@ def test_parity_tiles_from_first_fields(shared_data):
 def write_run(folder, backbone, *, finished=True):
     """A training run folder as radiofm.train leaves it (teacher_backbone.pt or checkpoint.pt)."""
     config = TrainConfig().to_dict()
-    config["model"].update(arch="test_resnet", patch_size=8)
+    config["model"].update(arch="test_resnet", patch_size=8,
+                           timm_options={"channels": list(TINY_CHANNELS)})
     config["data"].update(tile_size=48, normalization="snr")
     config["crops"].update(global_size=INPUT_SIZE, local_size=16)
     folder.mkdir()
     data = json.dumps({"simulated": {"tiles": 12, "share": 1.0}})
     if finished:
-        torch.save({"model": {"arch": "test_resnet", "patch_size": 8, "timm_options": {},
+        torch.save({"model": {"arch": "test_resnet", "patch_size": 8,
+                              "timm_options": {"channels": list(TINY_CHANNELS)},
                               "num_features": 96},
                     "state_dict": backbone.state_dict(), "config": config,
                     "radiofm_version": "0.1", "data": data}, folder / "teacher_backbone.pt")
