@@ -153,7 +153,8 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
     root : str or path-like, optional
         The data root (`radiofm.datasets.data_root`).
     limit : int, optional
-        At most this many items per split (evenly spaced), for quick runs (simulated
+        At most this many items per split (evenly spaced; per split and class for
+        RadioGalaxyDataset, whose file is sorted by class), for quick runs (simulated
         counts then use three fields of at most 1024 pixels).
     normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
         The stretch with all its options, fitted per parent image.
@@ -177,7 +178,7 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
     if task == "crosssample":
         return cross_sample_data(root, limit=limit, normalization=normalization)
     if task == "morphology":
-        data = load_radio_galaxy_dataset(root).head(limit)
+        data = load_radio_galaxy_dataset(root).head(limit, by="label")
         images = data.images.astype(np.float32)
         return TaskData("RadioGalaxyDataset", images,
                         _own_normalizations(images, normalization), data.labels,
@@ -393,7 +394,8 @@ def cross_sample_data(root=None, *, limit=None, normalization="percentile"):
     clear = exclude_near(mirabest.table["sky_center"], rgd_train)
     galaxies = load_radio_galaxy_dataset(root)
     galaxies = galaxies.subset(np.isin(galaxies.labels, [0, 1])
-                               & (np.asarray(galaxies.table["split"]) != "valid")).head(limit)
+                               & (np.asarray(galaxies.table["split"]) != "valid")).head(
+                                   limit, by="label")
     start = (galaxies.images.shape[1] - CROSS_STAMP) // 2
     cut = galaxies.images[:, start:start + CROSS_STAMP, start:start + CROSS_STAMP]
     stamps = np.concatenate([mirabest.images, cut]).astype(np.float32)

@@ -278,3 +278,12 @@ def test_evaluate_with_views_averages_every_feature_set(shared_data, tmp_path):
     assert plain.meta["VIEWS"] == 1
     assert set(report["features"]) == {"model", "pixels"}
     assert not np.allclose(report["value"], plain["value"])
+
+
+def test_quick_morphology_run_keeps_every_class(shared_data):
+    """--limit takes items per split and class, so a tiny run still has all four classes."""
+    report = evaluate("pixels", root=shared_data, tasks=["morphology"], limit=8,
+                      baselines=("classical",))
+    accuracy = report[report["metric"] == "accuracy"]
+    assert set(accuracy["features"]) == {"model", "shapes"}
+    assert (accuracy["n_train"] == 32).all() and (accuracy["n_test"] == 32).all()
