@@ -18,7 +18,9 @@ shape measurements) and a small supervised CNN:
 - ``anomaly``: how the authors' scored MGCLS cutouts rank by an embedding anomaly score;
 - ``redshift``: FIRST source redshifts (ridge; MAE, R^2).
 
-`fit_heads` fits the count and morphology heads that `radiofm.export` puts in the ONNX graph.
+`fit_output_heads` fits the numpy heads (Poisson counts, calibrated morphology, OOD
+references) that models carry in their ``heads`` metadata (`radiofm.models.Heads`);
+`fit_heads` fits the linear heads older exports folded into the graph.
 """
 
 from ._classical import IslandCounter, ShapeMeasurer, count_islands, measure_shapes
@@ -30,6 +32,7 @@ from ._embedders import (
     random_twin,
     with_views,
 )
+from ._fit_heads import expected_calibration_error, fit_output_heads, write_heads
 from ._harness import TASKS, evaluate, fit_heads, format_report
 from ._stamps import TaskData, cross_sample_data, load_task_data, normalised_stamps
 from ._tasks import anomaly_scores
@@ -46,7 +49,9 @@ __all__ = [
     "count_islands",
     "cross_sample_data",
     "evaluate",
+    "expected_calibration_error",
     "fit_heads",
+    "fit_output_heads",
     "format_report",
     "load_embedder",
     "load_task_data",
@@ -54,4 +59,5 @@ __all__ = [
     "normalised_stamps",
     "random_twin",
     "with_views",
+    "write_heads",
 ]

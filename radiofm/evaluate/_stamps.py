@@ -324,15 +324,17 @@ def _field_sources(image, wcs, name, method):
                    "major": catalogue["major"].to_value(u.arcsec)})
 
 
-def _simulated_count_tiles(normalization, fields, size):
-    """Tiles of 270 arcsec from simulated MeerKAT-like fields, counting true compact sources
-    whose peak reaches 5 sigma; the first two thirds of the fields train, the rest test."""
+def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, artefacts=False):
+    """Tiles of 270 arcsec from simulated MeerKAT-like fields (seeds from ``first_seed``,
+    with calibration artefacts if asked), counting true compact sources whose peak reaches
+    5 sigma; the first two thirds of the fields train, the rest test."""
     from ..simulate import make_radio_sky
 
     stamps, stretches, counts, splits = [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
     for seed in range(fields):
-        hdu, truth = make_radio_sky((size, size), seed=1000 + seed, pixel_scale=SIMULATED_PIXEL)
+        hdu, truth = make_radio_sky((size, size), seed=first_seed + seed,
+                                    pixel_scale=SIMULATED_PIXEL, artefacts=artefacts)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
         noise = hdu.header["SIMNOISE"]
         bright = (np.asarray(truth["s_code"]) == "S") & (

@@ -19,6 +19,7 @@ from ..models import (
     OUTPUTS,
     VIEW_COUNTS,
     ModelSpec,
+    serialize_heads,
     serialize_metadata,
 )
 from ..tiling import NormalizationSpec, tile_image
@@ -381,7 +382,7 @@ def _differences(reference, outputs):
 
 def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, timm_options=None,
                  provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
-                 quantize=False, half_weights=False, overwrite=False):
+                 quantize=False, half_weights=False, overwrite=False, numpy_heads=None):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
     The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
@@ -431,6 +432,11 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
         recorded in its metadata.
     overwrite : bool
         Replace existing files.
+    numpy_heads : dict, optional
+        The numpy heads inference applies (`radiofm.models.Heads`: Poisson counts,
+        calibrated morphology, OOD references), as `radiofm.evaluate.fit_output_heads`
+        returns; written to the ``heads`` metadata. The graph's own heads then only serve
+        radiofm versions that read no numpy heads.
 
     Returns
     -------
@@ -492,6 +498,8 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
         "parity_max_abs_diff": max(raw.values()), "parity_tolerance": float(tolerance),
         "quantization": "none", "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if numpy_heads is not None:
+        metadata["heads"] = json.loads(serialize_heads(numpy_heads))
     _set_metadata(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
     _save(proto, path)

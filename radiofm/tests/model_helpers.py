@@ -70,3 +70,26 @@ def export_tiny_model(path, *, spec=None, **options):
     settings.update(options)
     report = export_model(backbone, heads, path, spec=spec or tiny_spec(), **settings)
     return backbone, heads, report
+
+
+def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0):
+    """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict)."""
+    rng = np.random.default_rng(seed)
+    k = len(classes)
+
+    def reference():
+        return {"mean": np.zeros(dim), "scale": np.ones(dim),
+                "components": np.eye(dim)[:4], "variances": np.ones(4),
+                "residual_variance": 1.0, "threshold": threshold}
+
+    return {
+        "heads_version": 1, "embedding_dim": dim,
+        "counts": {"kind": "poisson-glm", "mean": np.zeros(dim), "scale": np.ones(dim),
+                   "coef": rng.normal(0, 0.1, dim), "intercept": 1.0, "max_log_rate": 5.0,
+                   "description": "compact sources with peak >= 5 sigma per tile"},
+        "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),
+                       "scale": np.ones(dim), "coef": rng.normal(0, 0.1, (k, dim)),
+                       "intercept": np.zeros(k), "temperature": 1.5, "classes": list(classes)},
+        "ood": {"tiles": reference(), "stamps": reference(), "noise_range": [0.0, 10.0],
+                "beam_range_arcsec": [1.0, 20.0]},
+    }

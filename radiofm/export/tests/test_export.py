@@ -198,7 +198,10 @@ def test_export_checkpoint_writes_the_teacher_with_its_spec(tmp_path, finished):
     assert embedder.normalization.method == "snr"
     heads = tiny_heads(96)
     heads["count"]["pixel_scales_arcsec"] = [1.1]
-    report = export_checkpoint(run, heads=heads, root=tmp_path, tolerance=1e-4)
+    from radiofm.tests.model_helpers import numpy_heads
+
+    report = export_checkpoint(run, heads=heads, numpy_heads=numpy_heads(96), root=tmp_path,
+                               tolerance=1e-4)
     assert report["path"] == run / "run-a.onnx"
     model = load_model(report["path"], threads=1)
     meta = model.metadata
@@ -207,6 +210,9 @@ def test_export_checkpoint_writes_the_teacher_with_its_spec(tmp_path, finished):
     assert meta["train_config"]["data"]["tile_size"] == 48
     assert meta["data_summary"]["simulated"]["tiles"] == 12
     assert "simulated" in report["parity_source"]
+    # the numpy heads inference applies are in the metadata
+    assert model.heads is not None and model.outputs == ("embedding",)
+    assert meta["heads"]["counts"]["kind"] == "poisson-glm"
 
 
 def test_load_checkpoint_errors(tmp_path):
