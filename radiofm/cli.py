@@ -141,11 +141,12 @@ def _parser():
     evaluation.add_argument("-o", "--output", default="radiofm-evaluation",
                             help="report folder (default: radiofm-evaluation)")
     evaluation.add_argument("--tasks", default="all",
-                            help="comma-separated tasks among counts, frii, morphology, "
-                            "similarity, anomaly, redshift (default: all)")
-    evaluation.add_argument("--baselines", default="pixels,random,supervised",
-                            help="comma-separated baselines, or 'none' (default: "
-                            "pixels,random,supervised)")
+                            help="comma-separated tasks among counts, frii, crosssample, "
+                            "morphology, similarity, anomaly, redshift (default: all)")
+    evaluation.add_argument("--baselines", default="pixels,random,classical,supervised",
+                            help="comma-separated baselines among pixels, random, classical "
+                            "(island counter, shape measurements), supervised, or 'none' "
+                            "(default: all four)")
     evaluation.add_argument("--limit", type=int,
                             help="at most this many items per split of each data set")
     evaluation.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
@@ -154,9 +155,11 @@ def _parser():
                             "../shared/data)")
     evaluation.add_argument("--seed", type=int, default=0,
                             help="seed of the random baseline and the CNN")
-    evaluation.add_argument("--views", type=int, choices=[1, 8],
-                            help="8: average every feature set over the 8 rotations and "
-                            "reflections of each stamp (default: what the model does, else 1)")
+    evaluation.add_argument("--views", type=_view_counts,
+                            help="view counts among 1, 2, 8: one (e.g. 8) averages every "
+                            "feature set over that many rotations and reflections of each "
+                            "stamp; several (e.g. 1,2,8) also report the model at each count "
+                            "(default: what the model does, else 1)")
     evaluation.set_defaults(run=_run_evaluate)
 
     simulate = commands.add_parser(
@@ -410,6 +413,18 @@ def _run_train(args):
     output = train(load_config(args.config), resume=args.resume, stop_after=args.stop_after)
     log.info("training state in %s", output)
     return 0
+
+
+def _view_counts(text):
+    """``--views``: one view count, or several separated by commas, among 1, 2 and 8."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(count not in (1, 2, 8) for count in counts):
+        raise argparse.ArgumentTypeError(f"expected view counts among 1, 2, 8 (e.g. 8 or "
+                                         f"1,2,8), got {text!r}")
+    return counts[0] if len(counts) == 1 else counts
 
 
 def _run_evaluate(args):
