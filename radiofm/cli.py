@@ -8,12 +8,15 @@ input image (``<image>_tiles.ecsv``, ``<image>_quicklook.png``, ...).
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import astropy.units as u
 
 from . import __version__
+from ._atomic import atomic_path, check_not_inputs, check_writable_folder
 
 log = logging.getLogger("radiofm")
 
@@ -23,19 +26,57 @@ TABLE_CHOICES = ("ecsv", "fits", "votable", "parquet")
 
 
 def main(argv=None):
-    """Run the ``radiofm`` command line; returns the exit status."""
+    """Run the ``radiofm`` command line; returns the exit status.
+
+    An error reaches the user as one line on stderr and exit status 2; ``--debug`` (anywhere
+    on the line) or ``RADIOFM_DEBUG=1`` shows its traceback too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("RADIOFM_DEBUG", "").strip() not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not log.handlers:  # radiofm's own messages only; other libraries keep their settings
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, ImportError, u.UnitsError) as error:
-        log.error("%s", error)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as error:  # every error: one line, the traceback only when asked
+        if debug:
+            traceback.print_exc()
+        log.error("%s", _one_line(error))
         return 2
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (not the one of the first call)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+#: Errors that describe bad input or environment; anything else is reported as internal.
+_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, u.UnitsError, FloatingPointError,
+                KeyError, NotImplementedError)
+
+
+def _one_line(error):
+    text = " ".join(str(error.args[0] if isinstance(error, KeyError) and error.args
+                        else error).split())
+    if isinstance(error, _USER_ERRORS):
+        return text or type(error).__name__
+    return (f"internal error ({type(error).__name__}: {text}); rerun with --debug and report "
+            "it")
 
 
 def build_parser():
@@ -50,6 +91,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"radiofm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also RADIOFM_DEBUG=1)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for add in (_add_annotate, _add_similar, _add_outliers, _add_index, _add_tile, _add_label,
                 _add_simulate, _add_train, _add_evaluate, _add_export, _add_fit_heads):
@@ -107,13 +150,12 @@ def _write_example(folder, overwrite):
     """Write the embedded default sky and its truth catalogue into ``folder``."""
     from .simulate import make_radio_sky
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_writable_folder(folder)
     image_path, truth_path = folder / "example_sky.fits", folder / "example_truth.ecsv"
     _check_free([image_path, truth_path], overwrite)
     hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
-    hdu.writeto(image_path, overwrite=overwrite)
-    truth.write(truth_path, overwrite=overwrite)
+    _write_atomically(hdu.writeto, image_path, overwrite)
+    _write_atomically(truth.write, truth_path, overwrite)
     log.info("simulated %d sources into %s", len(truth), image_path)
     return image_path, truth_path
 
@@ -139,10 +181,17 @@ def _image_outputs(args, image_path, *suffixes):
     from .survey import image_stem
 
     stem = image_stem(image_path)
-    paths = [Path(args.output) / f"{stem}_{suffix}" for suffix in suffixes]
+    out = check_writable_folder(args.output)
+    paths = [out / f"{stem}_{suffix}" for suffix in suffixes]
+    check_not_inputs(paths, [image_path, getattr(args, "catalog", None)])
     _check_free(paths, args.overwrite)
-    Path(args.output).mkdir(parents=True, exist_ok=True)
     return paths
+
+
+def _write_atomically(write, path, overwrite):
+    """Call ``write(partial)`` on a temporary file beside ``path``, then rename it."""
+    with atomic_path(path, overwrite=overwrite) as partial:
+        write(partial)
 
 
 # -- annotate ---------------------------------------------------------------------------------
@@ -201,7 +250,7 @@ def _add_annotate(commands):
                           "tiles, run as separate tasks (default 1024)")
     annotate.add_argument("--no-index", action="store_true",
                           help="do not add the tiles to the survey index")
-    annotate.add_argument("--batch-size", type=_positive, default=64,
+    annotate.add_argument("--batch-size", type=int, default=64,
                           help="tiles per model run (default 64)")
     annotate.add_argument("--threads", type=int,
                           help="onnxruntime threads when running in this process (default: "
@@ -227,6 +276,15 @@ def _run_annotate(args):
     if args.catalog and len(images) > 1:
         raise ValueError("--catalog is for one image; list each image's catalogue in "
                          "--from-list FILE")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_writable_folder(args.output)
+    model_file = args.model if Path(args.model).is_file() else None
+    from .survey import output_paths
+
+    for image, catalog in zip(images, catalogs, strict=True):
+        check_not_inputs(list(output_paths(args.output, image, format=args.format).values()),
+                         [image, catalog, model_file])
     if len(images) == 1 and args.workers in (None, 0) and not args.scheduler:
         summary = annotate_image(
             images[0], args.output, model=args.model, catalog=catalogs[0], finder=args.finder,
@@ -431,8 +489,8 @@ def _run_tile(args):
     image, tiles = _read_and_tile(args, image_path)
     with image:
         write_table(tiles.table, table_path, overwrite=args.overwrite)
-        tiles.write_footprints(regions_path, overwrite=args.overwrite)
-        plot_tiles(tiles, png_path)
+        _write_atomically(tiles.write_footprints, regions_path, args.overwrite)
+        _write_atomically(lambda path: plot_tiles(tiles, path), png_path, args.overwrite)
     log.info("%d tiles -> %s, %s, %s", len(tiles), table_path, regions_path, png_path)
     return 0
 
@@ -497,12 +555,14 @@ def _run_label(args):
             code.strip() for code in args.select.split(","))
         counted = count_in_tiles(catalog, tiles, select=select)
         write_table(counted, paths[0], overwrite=args.overwrite)
-        tiles.write_footprints(paths[1], overwrite=args.overwrite)
+        _write_atomically(tiles.write_footprints, paths[1], args.overwrite)
         tiles.table = counted
-        plot_tiles(tiles, paths[2], column="n_compact")
+        _write_atomically(lambda path: plot_tiles(tiles, path, column="n_compact"), paths[2],
+                          args.overwrite)
         write_table(catalog, paths[3], overwrite=args.overwrite)
         if args.coco:
-            tiles_to_coco(tiles, catalog, path=paths[4])
+            _write_atomically(lambda path: tiles_to_coco(tiles, catalog, path=path), paths[4],
+                              args.overwrite)
     log.info("%d sources, %d counted in %d tiles -> %s", len(catalog),
              int(counted["n_compact"].sum()), len(tiles), ", ".join(str(p) for p in paths))
     return 0
@@ -521,7 +581,7 @@ def _add_simulate(commands):
     _add_output(simulate)
     simulate.add_argument("--name", default="simulated_sky",
                           help="file name stem (default: simulated_sky)")
-    simulate.add_argument("--size", type=_positive, default=4096,
+    simulate.add_argument("--size", type=int, default=4096,
                           help="pixels per side (default 4096)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--noise", type=float, default=4e-6,
@@ -535,14 +595,15 @@ def _add_simulate(commands):
 def _run_simulate(args):
     from .simulate import make_radio_sky
 
-    folder = Path(args.output)
+    if args.size < 1:
+        raise ValueError(f"--size must be a positive number of pixels, got {args.size}")
+    folder = check_writable_folder(args.output)
     path, truth_path = folder / f"{args.name}.fits", folder / f"{args.name}_truth.ecsv"
     _check_free([path, truth_path], args.overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
     hdu, truth = make_radio_sky((args.size, args.size), seed=args.seed, noise=args.noise,
                                 primary_beam=args.primary_beam, artefacts=args.artefacts)
-    hdu.writeto(path, overwrite=args.overwrite)
-    truth.write(truth_path, overwrite=args.overwrite)
+    _write_atomically(hdu.writeto, path, args.overwrite)
+    _write_atomically(truth.write, truth_path, args.overwrite)
     log.info("%d sources -> %s, %s", len(truth), path, truth_path)
     return 0
 
@@ -565,6 +626,9 @@ def _add_train(commands):
 
 
 def _run_train(args):
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be a positive number of steps, got "
+                         f"{args.stop_after}")
     try:
         from .train import load_config, train
     except ImportError as error:
@@ -590,11 +654,12 @@ def _add_evaluate(commands):
                         help="the same, as an option")
     _add_output(evaluation, "radiofm-evaluation")
     evaluation.add_argument("--tasks", default="all",
-                            help="comma-separated tasks among counts, frii, morphology, "
-                            "similarity, anomaly, redshift (default: all)")
-    evaluation.add_argument("--baselines", default="pixels,random,supervised",
-                            help="comma-separated baselines, or 'none' (default: "
-                            "pixels,random,supervised)")
+                            help="comma-separated tasks among counts, frii, crosssample, "
+                            "morphology, similarity, anomaly, redshift (default: all)")
+    evaluation.add_argument("--baselines", default="pixels,random,classical,supervised",
+                            help="comma-separated baselines among pixels, random, classical "
+                            "(island counter, shape measurements), supervised, or 'none' "
+                            "(default: all four)")
     evaluation.add_argument("--limit", type=int,
                             help="at most this many items per split of each data set")
     evaluation.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
@@ -603,15 +668,30 @@ def _add_evaluate(commands):
                             "../shared/data)")
     evaluation.add_argument("--seed", type=int, default=0,
                             help="seed of the random baseline and the CNN")
-    evaluation.add_argument("--views", type=int, choices=[1, 8],
-                            help="8: average every feature set over the 8 rotations and "
-                            "reflections of each stamp (default: what the model does, else 1)")
+    evaluation.add_argument("--views", type=_view_counts,
+                            help="view counts among 1, 2, 8: one (e.g. 8) averages every "
+                            "feature set over that many rotations and reflections of each "
+                            "stamp; several (e.g. 1,2,8) also report the model at each count "
+                            "(default: what the model does, else 1)")
     evaluation.set_defaults(run=_run_evaluate)
+
+
+def _view_counts(text):
+    """``--views``: one view count, or several separated by commas, among 1, 2 and 8."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(count not in (1, 2, 8) for count in counts):
+        raise argparse.ArgumentTypeError(f"expected view counts among 1, 2, 8 (e.g. 8 or "
+                                         f"1,2,8), got {text!r}")
+    return counts[0] if len(counts) == 1 else counts
 
 
 def _run_evaluate(args):
     from .evaluate import TASKS, evaluate, format_report
 
+    check_writable_folder(args.output)
     tasks = TASKS if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
     baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
     report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
@@ -665,8 +745,13 @@ def _run_export(args):
     except ImportError as error:
         raise ImportError(f"radiofm export needs the train extra ({error}): "
                           "pip install -c constraints.txt 'radiofm[train]'") from error
-    if not Path(args.checkpoint).exists():
-        raise FileNotFoundError(f"no such run folder or checkpoint: {args.checkpoint}")
+    from .train import find_checkpoint
+
+    source = find_checkpoint(args.checkpoint)
+    if args.output is not None:
+        check_writable_folder(args.output)
+        name = args.name or "model"
+        check_not_inputs([Path(args.output) / f"{name}.onnx"], [source])
     from .evaluate import fit_output_heads, with_views
 
     # with_views checks the view count before the long head fit

@@ -300,9 +300,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     counts.update(
         kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=SIMULATED_SNR,
         description=(
-            f"expected number of compact (unresolved, S_Code S) sources with peak >= "
-            f"{SIMULATED_SNR:g} sigma in the tile, for tiles of {SIMULATED_TILE_ARCSEC:g} "
-            "arcsec (Poisson GLM on the embedding; masked where ood_flag)"),
+            f"expected number of compact components (fitted major axis at most 2 beams, any "
+            f"S_Code) with peak >= {SIMULATED_SNR:g} sigma in the tile, for tiles of "
+            f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding; masked where "
+            "ood_flag)"),
         figures=count_figures)
 
     # the reference is fitted on four fifths of the training tiles, its threshold chosen on
