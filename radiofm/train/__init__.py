@@ -6,11 +6,12 @@ process or many through ``torchrun``, with atomic checkpoints and exact resume.
 `load_backbone` and `embed_tiles` give frozen embeddings from the trained teacher.
 """
 
-from ._augment import RadioMultiCrop
+from ._augment import RadioMultiCrop, stretch_snr
 from ._config import (
     CropConfig,
     DataConfig,
     ModelConfig,
+    MonitorConfig,
     OptimConfig,
     RunConfig,
     TrainConfig,
@@ -19,9 +20,11 @@ from ._config import (
 from ._data import TileBank, build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
 from ._model import DINOHead, MultiCropModel, create_backbone, embed_tiles, load_backbone
+from ._monitor import MONITOR_COLUMNS, FeatureMonitor, monitor_carve
 from ._trainer import train
 
 __all__ = [
+    "MONITOR_COLUMNS", "FeatureMonitor", "MonitorConfig", "monitor_carve", "stretch_snr",
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
     "OptimConfig", "RadioMultiCrop", "RunConfig", "TileBank", "TrainConfig", "build_tile_bank",
     "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config", "train",

@@ -4,6 +4,10 @@ Every source goes through the project's tiling, resampling and normalisation in 
 inference uses (cut, resample to the tile size, stretch with the parent image's fit), and
 through the leakage guard: tiles and cutouts within 1 arcmin (plus half a tile diagonal) of
 an evaluation source are dropped before anything is trained.
+
+With the "snr" normalisation the bank keeps the signal-to-noise ratio itself (``normalize``
+with ``linear=True``, times the softening): the processing augmentations re-clip and re-noise
+it, and the crops then go through ``normalize``'s arcsinh (`RadioMultiCrop`).
 """
 
 import csv
@@ -16,13 +20,14 @@ import torch
 from astropy.coordinates import SkyCoord
 
 from ..datasets import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
-from ..tiling import fit_normalization, resample_tiles, tile_image
+from ..tiling import fit_normalization, normalize, resample_tiles, tile_image
+from ._config import MonitorConfig
 
 __all__ = ["TileBank", "build_tile_bank"]
 
 log = logging.getLogger("radiofm")
 
-KINDS = ("simulated", "npy", "fits", "first", "mgcls")
+KINDS = ("simulated", "npy", "fits", "first", "mgcls", "mirabest")
 
 
 class TileBank:
@@ -74,13 +79,16 @@ class TileBank:
                 for name, bank, s in zip(self.names, self.banks, self.share, strict=True)}
 
 
-def build_tile_bank(data):
+def build_tile_bank(data, *, monitor=None):
     """Load every source of a `~radiofm.train.DataConfig` into a `TileBank`.
 
     Parameters
     ----------
     data : `~radiofm.train.DataConfig`
         Sources, weights, tile size and normalisation.
+    monitor : `~radiofm.train.MonitorConfig`, optional
+        Its MiraBest carve stays out of a ``"mirabest"`` source (default: the default
+        carve).
 
     Returns
     -------
@@ -106,6 +114,8 @@ def build_tile_bank(data):
                 tiles = _fits_tiles(data, guard, **options)
             elif kind == "first":
                 tiles = _first_tiles(data, guard, **options)
+            elif kind == "mirabest":
+                tiles = _mirabest_tiles(data, guard, monitor or MonitorConfig(), **options)
             else:
                 tiles = _mgcls_tiles(data, guard, **options)
         banks[name] = tiles.astype(np.float16)
@@ -125,7 +135,18 @@ def _normalised_tiles(image, data, guard=None, tile_pixels=None):
         keep = exclude_near(tiles.table["sky_center"], guard, margin)
     out = np.empty((int(keep.sum()), data.tile_size, data.tile_size), dtype=np.float32)
     for k, tile_id in enumerate(np.flatnonzero(keep)):
-        stretch(resample_tiles(tiles.read_tile(tile_id), data.tile_size), out=out[k])
+        _apply(stretch, resample_tiles(tiles.read_tile(tile_id), data.tile_size), data,
+               out=out[k])
+    return out
+
+
+def _apply(stretch, pixels, data, out):
+    """The stretch, or for "snr" the S/N it takes the arcsinh of (see the module doc)."""
+    spec = data.spec
+    if spec.method != "snr":
+        return normalize(pixels, stretch, out=out)
+    normalize(pixels, stretch, out=out, linear=True)
+    out *= np.float32(spec.softening)
     return out
 
 
@@ -193,10 +214,29 @@ def _mgcls_tiles(data, guard, limit=None):
     sky = SkyCoord([position[int(r)][0] for r in ranks], [position[int(r)][1] for r in ranks],
                    unit="deg")
     chosen = np.flatnonzero(exclude_near(sky, guard))[:limit]
+    return _stamp_tiles(data, images, chosen)
+
+
+def _stamp_tiles(data, images, chosen):
+    """Stamps resized to the tile size, each normalised with its own fit."""
     out = resample_tiles(images[chosen], data.tile_size)
     for k, cutout in zip(chosen, out, strict=True):
         try:
-            fit_normalization(images[k], data.normalization)(cutout, out=cutout)
+            _apply(fit_normalization(images[k], data.spec), cutout, data, out=cutout)
         except ValueError:  # a constant cutout has nothing to learn from
             cutout[:] = 0.0
     return out
+
+
+def _mirabest_tiles(data, guard, monitor, limit=None):
+    """MiraBest TRAIN stamps (every class code), less the monitor's carve and any stamp near
+    an evaluation source: FIRST at 1.8"/px, clipped at 3 sigma (the "snr" fallback)."""
+    from ..datasets import load_mirabest
+    from ._monitor import monitor_carve
+
+    mirabest = load_mirabest(data.root or None, view="all")
+    table = mirabest.table
+    fit, valid = monitor_carve(table, monitor.mirabest_fit, monitor.mirabest_valid)
+    keep = (np.asarray(table["split"]) == "train") & exclude_near(table["sky_center"], guard)
+    keep[np.concatenate([fit, valid])] = False
+    return _stamp_tiles(data, mirabest.images, np.flatnonzero(keep)[:limit])
