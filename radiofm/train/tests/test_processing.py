@@ -170,3 +170,22 @@ def test_resume_accepts_a_checkpoint_from_before_new_options(tmp_path):
     config.crops.clip_probability = 0.5  # a new option set to a new value is a change
     with pytest.raises(ValueError, match="config changed"):
         train(config, progress=False, resume=True)
+
+
+def test_gpu_command_runs_two_steps_on_the_cpu(tmp_path, monkeypatch):
+    """scripts/train_gpu.py --dry-run: the GPU recipe's model, crops and stretch, 2 CPU steps
+    (simulated tiles: no data root here)."""
+    import importlib.util
+
+    monkeypatch.setenv("RADIOFM_DATA", str(tmp_path / "no-data"))
+    spec = importlib.util.spec_from_file_location("train_gpu", REPO / "scripts" / "train_gpu.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(REPO / "configs" / "gpu-vits16.toml"), "--dry-run", "--output",
+                 str(tmp_path)])
+    run = tmp_path / "dry-run"
+    assert (run / "teacher_backbone.pt").is_file()
+    saved = torch.load(run / "teacher_backbone.pt", weights_only=True)
+    assert saved["config"]["model"]["arch"] == "vit_small_patch16_224"
+    assert saved["config"]["crops"]["global_size"] == 128
+    assert saved["config"]["data"]["normalization"]["method"] == "snr"
