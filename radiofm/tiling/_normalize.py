@@ -15,7 +15,7 @@ Both methods are ``f((x - offset) / scale)`` with parameters fitted once per par
 
     *Clipped stamps.* Many published stamps (MiraBest, RadioGalaxyDataset, display cutouts)
     had every pixel below ``clip_sigma`` times the noise set to one floor value, so no noise
-    is left to measure. A stamp with at least ``floor_fraction`` of its finite pixels at its
+    is left to measure. A stamp with more than ``floor_fraction`` of its finite pixels at its
     minimum is treated as clipped: ``offset`` is the floor (zero flux, as MiraBest's maker
     kept it: pixels are ``flux * gain``, floored at 3 sigma), and the noise is the given
     ``noise`` option, or else the clip level over ``clip_sigma``, the clip level being the
@@ -25,8 +25,8 @@ Both methods are ``f((x - offset) / scale)`` with parameters fitted once per par
     floor is the clip level itself (stamps rescaled from the clip level up, as
     RadioGalaxyDataset's look): ``offset`` is the floor minus ``clip_sigma`` times the noise,
     which must then be given. The default ``floor_fraction`` of 0.5 changes no stamp that
-    the method fitted before: at half the pixels on one value the noise estimate is 0 and the
-    fit refused the stamp.
+    the method fitted before: with more than half the pixels on one value the noise estimate
+    (a median absolute deviation) is 0 and the fit refused the stamp.
 
 Blank (NaN) pixels become 0 in both methods.
 
@@ -73,9 +73,8 @@ class NormalizationSpec:
         For "snr" on clipped stamps: the level, in noise sigma, below which the stamp's
         maker set pixels to the floor (3 for MiraBest and RadioGalaxyDataset).
     floor_fraction : float
-        For "snr": a stamp with at least this fraction of its finite pixels at its minimum
-        value is a clipped stamp (in (0, 1]; 1 turns the fallback off for all but blank
-        stamps).
+        For "snr": a stamp with more than this fraction of its finite pixels at its minimum
+        value is a clipped stamp (in [0, 1); close to 1 turns the fallback off).
     noise : float or None
         For "snr" on clipped stamps: the noise sigma in the stamp's unit, when the data set
         says it; None estimates it from the clip level.
@@ -117,8 +116,8 @@ class NormalizationSpec:
             raise ValueError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
         if not self.clip_sigma > 0:
             raise ValueError(f"clip_sigma must be positive, got {self.clip_sigma}")
-        if not 0 < self.floor_fraction <= 1:
-            raise ValueError(f"floor_fraction must be in (0, 1], got {self.floor_fraction}")
+        if not 0 <= self.floor_fraction < 1:
+            raise ValueError(f"floor_fraction must be in [0, 1), got {self.floor_fraction}")
         if self.noise is not None and not (np.isfinite(self.noise) and self.noise > 0):
             raise ValueError(f"noise must be a positive number or None, got {self.noise!r}")
         if self.floor not in FLOORS:
@@ -202,7 +201,7 @@ class NormalizationSpec:
     def is_clipped(self, values):
         """Whether finite pixel ``values`` are a clipped stamp (see ``floor_fraction``)."""
         values = np.asarray(values)
-        return values.size > 0 and np.mean(values == values.min()) >= self.floor_fraction
+        return values.size > 0 and np.mean(values == values.min()) > self.floor_fraction
 
     def _background_noise(self, values):
         """(background, noise) of the "snr" method, with the clipped-stamp fallback."""

@@ -175,11 +175,11 @@ def test_clip_fallback_uses_a_given_noise_and_a_clip_floor():
         NormalizationSpec("snr").fit(np.zeros((8, 8)))
     # turning the fallback off refuses the stamp, as before
     with pytest.raises(ValueError, match="constant"):
-        NormalizationSpec("snr", floor_fraction=1.0).fit(stamp)
+        NormalizationSpec("snr", floor_fraction=0.9999).fit(stamp)
 
 
-@pytest.mark.parametrize("bad", [{"clip_sigma": 0}, {"floor_fraction": 0.0},
-                                 {"floor_fraction": 1.5}, {"noise": -1.0}, {"floor": "one"}])
+@pytest.mark.parametrize("bad", [{"clip_sigma": 0}, {"floor_fraction": -0.1},
+                                 {"floor_fraction": 1.0}, {"noise": -1.0}, {"floor": "one"}])
 def test_clip_options_are_validated(bad):
     with pytest.raises(ValueError):
         NormalizationSpec.from_value({"method": "snr", **bad})
@@ -200,3 +200,11 @@ def test_linear_stops_before_the_arcsinh():
     stretch = Normalization("snr", offset=1.0, scale=2.0)
     values = np.array([1.0, 5.0, np.nan], dtype=np.float32)
     np.testing.assert_allclose(normalize(values, stretch, linear=True), [0.0, 2.0, 0.0])
+
+
+def test_half_the_pixels_on_the_floor_keeps_the_old_fit():
+    """Exactly half on one value: the old fit worked (MAD > 0), so the fallback stays off."""
+    values = np.concatenate([np.zeros(500), np.random.default_rng(2).normal(5.0, 1.0, 500)])
+    spec = NormalizationSpec("snr")
+    assert not spec.is_clipped(values)
+    assert spec.is_clipped(values[:-1])  # one more than half on the floor
