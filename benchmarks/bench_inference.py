@@ -11,7 +11,7 @@ SIZE x SIZE image (tiles of the input size, so nothing is resampled):
 
 - ``ort``: `radiofm.inference.embed_image` end to end (tiling, reading, normalising,
   onnxruntime), at each batch size, and with the int8 model;
-- ``torch``: the same tiles (`radiofm.models.tile_inputs`) through the same weights and
+- ``torch``: the same tiles (`radiofm.models.ModelSpec.stream_tiles`) through the same weights and
   heads in torch eager (``torch.no_grad``), with the same thread count.
 
 GFLOP/s are the model's FLOPs per tile (torch's FlopCounterMode: 2 per multiply-add)
@@ -94,7 +94,7 @@ def export(name, folder):
     import torch
 
     from radiofm.export import export_model
-    from radiofm.tests.model_helpers import tiny_heads
+    from radiofm.tests.model_helpers import tiny_heads, tiny_spec
     from radiofm.train import create_backbone
 
     arch, size, options = MODELS[name]
@@ -105,8 +105,8 @@ def export(name, folder):
     heads["morphology"]["stamp_arcsec"] = size * 1.1
     path = folder / f"{name}.onnx"
     tiles = np.random.default_rng(0).uniform(0, 1, (4, 1, size, size)).astype(np.float32)
-    report = export_model(backbone, heads, path, name=name, arch=arch, input_size=size,
-                          tile_pixels=size, normalization="percentile", tiles=tiles,
+    spec = tiny_spec(input_pixels=size, tile_arcsec=size * 1.1, stamp_arcsec=size * 1.1)
+    report = export_model(backbone, heads, path, spec=spec, name=name, arch=arch, tiles=tiles,
                           quantize=True, overwrite=True)
     return backbone, heads, report
 
@@ -134,7 +134,6 @@ def bench_model(name, image_path, size, args, folder, gemm):
     from radiofm.export import ExportGraph
     from radiofm.export._export import _check_heads
     from radiofm.inference import clear_cache, embed_image, load_model
-    from radiofm.models import normalization_for, tile_inputs
     from radiofm.tiling import tile_image
 
     backbone, heads, report = export(name, folder)
@@ -169,11 +168,12 @@ def bench_model(name, image_path, size, args, folder, gemm):
 
     torch.set_num_threads(args.threads)
     tiles = tile_image(path, tile)
-    stretch = normalization_for(tiles.image, load_model(report["path"], threads=1).metadata)
+    spec = load_model(report["path"], threads=1).spec
+    stretch = spec.fit_stretch(tiles.image)
 
     def torch_run():
         with torch.no_grad():
-            for _, inputs in tile_inputs(tiles, stretch, tile, batch_size=batch):
+            for _, inputs in spec.stream_tiles(tiles, stretch, batch_size=batch):
                 graph(torch.from_numpy(inputs))
 
     with torch.no_grad():

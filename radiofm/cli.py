@@ -361,13 +361,20 @@ def _run_simulate(args):
 
 def _run_export(args):
     try:
-        from .export import export_checkpoint
+        from .export import checkpoint_embedder, export_checkpoint
     except ImportError as error:
         raise ImportError(f"radiofm export needs the train extra ({error}): "
                           "pip install -c constraints.txt 'radiofm[train]'") from error
+    from .evaluate import fit_heads, with_views
+
+    # with_views checks the view count before the long head fit
+    embedder = with_views(checkpoint_embedder(args.checkpoint, input_pixels=args.input_size),
+                          args.views)
+    log.info("fitting the count and morphology heads on frozen embeddings")
+    heads = fit_heads(embedder, args.data)
     report = export_checkpoint(
-        args.checkpoint, args.output, root=args.data, name=args.name,
-        input_size=args.input_size, tolerance=args.tolerance, views=args.views,
+        args.checkpoint, args.output, heads=heads, root=args.data, name=args.name,
+        input_pixels=args.input_size, tolerance=args.tolerance, views=args.views,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
         quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
     )
@@ -448,11 +455,7 @@ def _run_annotate(args):
     hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
     with read_image(image_path, hdu=hdu, plane=args.plane) as image:
         log.info("%r", image)
-        if args.tile_size is None:
-            tile_size = int(round(model.metadata["tile_arcsec"]
-                                  / float(image.pixel_scale.to_value(u.arcsec))))
-        else:
-            tile_size = args.tile_size
+        tile_size = model.spec.tile_pixels(image) if args.tile_size is None else args.tile_size
         tiles = tile_image(image, tile_size, overlap=args.overlap)
         table = count_sources(tiles, model, batch_size=args.batch_size, embedding=True)
         table.meta["IMAGE"] = str(image_path)
@@ -464,7 +467,7 @@ def _run_annotate(args):
             annotated.meta["IMAGE"] = str(image_path)
             _write_table(annotated, out, args.overwrite)
             _write_table(table, tiles_path, args.overwrite)
-            radius = model.metadata["stamp_arcsec"] / 4 * u.arcsec
+            radius = model.spec.stamp_arcsec / 4 * u.arcsec
             source_regions(annotated, radius=radius).write(regions_path, format="ds9",
                                                            overwrite=args.overwrite)
         else:

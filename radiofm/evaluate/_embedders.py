@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import VIEW_COUNTS, dihedral_views
+from ..tiling import NormalizationSpec
 
 __all__ = ["PixelEmbedder", "ViewAveraged", "load_embedder", "random_twin", "with_views"]
 
@@ -134,11 +135,11 @@ class _OnnxEmbedder:
 
         self.model = load_model(path)
         self.name = self.model.name
-        self.normalization = self.model.metadata["normalization"]["method"]
+        self.normalization = self.model.spec.normalization
         self.architecture = {key: self.model.metadata.get(key)
                              for key in ("arch", "patch_size", "timm_options")}
-        self.input_size = int(self.model.input_size)
-        self.views = int(self.model.metadata.get("views", 1))
+        self.input_size = int(self.model.spec.input_pixels)
+        self.views = int(self.model.spec.views)
         self.batch_size = batch_size
 
     def embed(self, stamps):
@@ -202,17 +203,28 @@ def load_embedder(spec, *, input_size=None, seed=0, batch_size=128):
     architecture = {key: model.get(key) for key in ("arch", "patch_size", "timm_options")}
     embedder = _TorchEmbedder(backbone, f"{path.parent.name}/{path.name}", size, architecture,
                               batch_size)
-    embedder.normalization = normalization
+    if normalization is not None:
+        embedder.normalization = NormalizationSpec.from_value(normalization)
     return embedder
 
 
 def normalization_of(embedder):
-    """The stretch an embedder's model was trained with (``"percentile"`` when unknown)."""
-    method = getattr(embedder, "normalization", None)
-    if method is None:
-        method = (getattr(embedder, "metadata", None) or {}).get("normalization", {})
-        method = method.get("method") if isinstance(method, dict) else method
-    return method or "percentile"
+    """The stretch an embedder's model was trained with, with all its options.
+
+    Parameters
+    ----------
+    embedder
+        Any embedder; ONNX models and checkpoints record their stretch, others get the
+        2-98 % percentile stretch.
+
+    Returns
+    -------
+    spec : `~radiofm.tiling.NormalizationSpec`
+    """
+    spec = getattr(embedder, "normalization", None)
+    if spec is None and getattr(embedder, "metadata", None):
+        spec = embedder.metadata["normalization"]
+    return NormalizationSpec.from_value(spec or "percentile")
 
 
 def _random_backbone(architecture, input_size, seed, batch_size):

@@ -139,8 +139,8 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         log.info("task %s done in %.0f s", task, time.perf_counter() - started)
     report = QTable(rows=rows, names=list(rows[0])) if rows else QTable()
     report.meta.update(provenance_meta(MODEL=names["model"], LIMIT=-1 if limit is None else limit,
-                                       NORM=options["normalization"], FINDER=finder, VIEWS=views,
-                                       SECONDS=round(time.perf_counter() - began, 1)))
+                                       NORM=options["normalization"].method, FINDER=finder,
+                                       VIEWS=views, SECONDS=round(time.perf_counter() - began, 1)))
     if output is not None:
         _write(report, plots, names, Path(output))
     return report

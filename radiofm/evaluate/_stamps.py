@@ -1,5 +1,5 @@
 """Evaluation inputs: normalised stamps and labels for every task, cut the way inference
-cuts them (`radiofm.tiling.resample_tiles` and the per-parent-image normalisation)."""
+cuts them (`radiofm.tiling.prepare_tiles` with the per-parent-image normalisation)."""
 
 import logging
 import os
@@ -19,7 +19,7 @@ from ..datasets import (
     load_mirabest,
     load_radio_galaxy_dataset,
 )
-from ..tiling import fit_normalization, resample_tiles, tile_image
+from ..tiling import fit_normalization, prepare_tiles, tile_image
 
 __all__ = ["TaskData", "load_task_data", "normalised_stamps"]
 
@@ -84,12 +84,10 @@ def normalised_stamps(stamps, normalizations, size):
     size : int
         Output side in pixels.
     """
-    out = resample_tiles(stamps, size)
+    out = np.zeros((len(stamps), size, size), np.float32)
     for k, stretch in enumerate(normalizations):
-        if stretch is None:
-            out[k] = 0.0
-        else:
-            stretch(out[k], out=out[k])
+        if stretch is not None:
+            out[k] = prepare_tiles(stamps[k : k + 1], stretch, size)[0]
     return out
 
 
@@ -128,8 +126,8 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
     limit : int, optional
         At most this many items per split (evenly spaced), for quick runs (simulated
         counts then use three fields of at most 1024 pixels).
-    normalization : {"percentile", "snr"}
-        The stretch, fitted per parent image.
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The stretch with all its options, fitted per parent image.
     finder : {"auto", "bdsf", "photutils"}
         Source finder for the FIRST counts (catalogues are cached in
         `radiofm.datasets.cache_dir`).

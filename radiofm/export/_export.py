@@ -15,26 +15,24 @@ from torch import nn
 from ..image import read_image
 from ..models import (
     NORMALIZATION_VERSION,
+    OUTPUTS,
     VIEW_COUNTS,
-    normalization_for,
+    ModelSpec,
     serialize_metadata,
-    tile_inputs,
 )
-from ..tiling import tile_image
+from ..tiling import NormalizationSpec, tile_image
 from ..train import create_backbone, embed_tiles, load_backbone
 
-__all__ = ["ExportGraph", "TorchEmbedder", "export_checkpoint", "export_model", "load_checkpoint",
-           "parity_tiles"]
+__all__ = ["ExportGraph", "TorchEmbedder", "checkpoint_embedder", "export_checkpoint",
+           "export_model", "load_checkpoint", "model_spec", "parity_tiles"]
 
 log = logging.getLogger("radiofm")
 
-OUTPUTS = ("embedding", "n_compact", "morph_logits")
 #: Default parity tolerance: for each output, max |onnxruntime - torch| divided by
 #: max(1, max |torch|) over the parity tiles. float32 reordering gives about 1e-6.
 PARITY_TOLERANCE = 1e-4
 #: Default accepted pixel scales, as factors of the native pixel scales of the images the
-#: heads were fitted on (``heads["count"]["pixel_scales_arcsec"]``), else of
-#: ``tile_arcsec / tile_pixels``.
+#: heads were fitted on (``heads["count"]["pixel_scales_arcsec"]``).
 PIXEL_SCALE_FACTORS = (0.5, 2.0)
 #: ``half_weights`` stores tensors of at least this many values as float16. Smaller ones
 #: (norm parameters, the heads, whose folded weights can reach 1e3 and would shift the
@@ -42,8 +40,6 @@ PIXEL_SCALE_FACTORS = (0.5, 2.0)
 HALF_MIN_VALUES = 4096
 CHECKPOINT = "checkpoint.pt"
 BACKBONE = "teacher_backbone.pt"
-_FIT_OPTIONS = {"percentile": ("lower", "upper"), "snr": ("softening",)}
-_FIT_DEFAULTS = {"lower": 2.0, "upper": 98.0, "softening": 1.0}
 
 
 class ExportGraph(nn.Module):
@@ -86,6 +82,65 @@ class ExportGraph(nn.Module):
             dim = self.count.in_features
             embedding = self.backbone(views).reshape(self.views, -1, dim).mean(0)
         return embedding, self.count(embedding)[:, 0], self.morphology(embedding)
+
+
+def model_spec(config, heads, *, input_pixels=None, views=1, pixel_scale_range_arcsec=None,
+               beam_range_arcsec=None):
+    """The `~radiofm.models.ModelSpec` of a trained backbone with fitted heads.
+
+    Parameters
+    ----------
+    config : dict
+        The training config (`radiofm.train.TrainConfig.to_dict`): its stretch, and its
+        global crop size as the default input side.
+    heads : dict
+        Fitted heads (see `export_model`): their tile and stamp angles, classes and the
+        native pixel scales they were fitted on.
+    input_pixels : int, optional
+        Input side; default: the global crop size of training.
+    views : {1, 8}
+        Views the embedding averages over.
+    pixel_scale_range_arcsec, beam_range_arcsec : (float, float), optional
+        Image pixel scales and beam FWHMs the model suits. Default pixel scales: half the
+        finest to twice the coarsest native pixel scale the heads were fitted on; default
+        beams: unchecked.
+
+    Returns
+    -------
+    spec : `~radiofm.models.ModelSpec`
+    """
+    count, morph = heads["count"], heads["morphology"]
+    if pixel_scale_range_arcsec is None:
+        native = count.get("pixel_scales_arcsec") or []
+        if not native:
+            raise ValueError("the heads do not record the pixel scales they were fitted on; "
+                             "pass pixel_scale_range_arcsec (--pixel-scale-range)")
+        pixel_scale_range_arcsec = (min(native) * PIXEL_SCALE_FACTORS[0],
+                                    max(native) * PIXEL_SCALE_FACTORS[1])
+    return ModelSpec(
+        input_pixels=int(input_pixels or config["crops"]["global_size"]),
+        tile_arcsec=float(count["tile_arcsec"]), stamp_arcsec=float(morph["stamp_arcsec"]),
+        pixel_scale_range_arcsec=pixel_scale_range_arcsec,
+        beam_range_arcsec=beam_range_arcsec, normalization=config["data"]["normalization"],
+        views=views, class_names=tuple(morph["classes"]),
+    )
+
+
+def _check_heads_match(heads, spec):
+    """Refuse heads fitted for other tiles, stamps or classes than the spec says."""
+    problems = []
+    if not np.isclose(heads["count"]["tile_arcsec"], spec.tile_arcsec):
+        problems.append(f"count head tiles are {heads['count']['tile_arcsec']} arcsec, the "
+                        f"spec's {spec.tile_arcsec}")
+    if not np.isclose(heads["morphology"]["stamp_arcsec"], spec.stamp_arcsec):
+        problems.append(f"morphology stamps are {heads['morphology']['stamp_arcsec']} arcsec, "
+                        f"the spec's {spec.stamp_arcsec}")
+    if tuple(heads["morphology"]["classes"]) != spec.class_names:
+        problems.append(f"classes {heads['morphology']['classes']} differ from the spec's "
+                        f"{list(spec.class_names)}")
+    if problems:
+        raise ValueError(f"heads do not match the model spec: {'; '.join(problems)}; build "
+                         "the spec from the heads with radiofm.export.model_spec")
 
 
 def _check_heads(heads, dim):
@@ -135,62 +190,42 @@ def _check_heads(heads, dim):
     return checked
 
 
-def _normalization_options(normalization):
-    """``{"method": ..., fit options}`` with the defaults of `fit_normalization` filled in."""
-    if isinstance(normalization, str):
-        normalization = {"method": normalization}
-    options = dict(normalization)
-    method = options.get("method")
-    if method not in _FIT_OPTIONS:
-        raise ValueError(f"normalization method must be one of {tuple(_FIT_OPTIONS)}, got "
-                         f"{method!r}")
-    extra = set(options) - {"method", *_FIT_OPTIONS[method]}
-    if extra:
-        raise ValueError(f"normalization {method!r} takes options {_FIT_OPTIONS[method]}, got "
-                         f"{sorted(extra)}")
-    return {"method": method,
-            **{key: float(options.get(key, _FIT_DEFAULTS[key])) for key in _FIT_OPTIONS[method]}}
-
-
 class TorchEmbedder:
     """A torch backbone as an embedder for `radiofm.evaluate.fit_heads`.
 
-    ``embed(stamps)`` maps (N, S, S) stamps preprocessed as in `radiofm.models.model_inputs`
-    to (N, D) float32; ``run(tiles)`` gives ``{"embedding": ...}`` for (B, 1, S, S) tiles,
-    as `radiofm.inference.OnnxModel.run` does.
+    ``embed(stamps)`` maps (N, S, S) stamps prepared as `radiofm.models.ModelSpec.prepare`
+    does to (N, D) float32; ``run(tiles)`` gives ``{"embedding": ...}`` for (B, 1, S, S)
+    tiles, as `radiofm.inference.OnnxModel.run` does.
 
     Parameters
     ----------
     backbone : `torch.nn.Module`
     input_size : int
-    normalization : dict
-        ``{"method": ..., fit options}``.
+        The input side S.
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The stretch the backbone was trained with.
     name, arch : str
-    tile_pixels : int
-        Side of the training tiles in pixels.
     batch_size : int
         Tiles per forward pass.
+    patch_size : int, optional
+        ViT patch size (for a random twin of the architecture).
     """
 
     pca = None  # the evaluation harness reduces raw-pixel baselines only
 
-    def __init__(self, backbone, *, input_size, normalization, name, arch, tile_pixels,
-                 batch_size=64, patch_size=None):
+    def __init__(self, backbone, *, input_size, normalization, name, arch, batch_size=64,
+                 patch_size=None):
         self.backbone = backbone.eval()
         self.architecture = {"arch": arch, "patch_size": patch_size}
         self.input_size = int(input_size)
+        self.normalization = NormalizationSpec.from_value(normalization)
         self.name = name
         self.sha256 = None
         self.batch_size = batch_size
-        self.metadata = {
-            "name": name, "arch": arch, "input_size": self.input_size,
-            "embedding_dim": int(backbone.num_features), "tile_pixels": int(tile_pixels),
-            "normalization": _normalization_options(normalization),
-            "normalization_version": NORMALIZATION_VERSION,
-        }
 
     def __repr__(self):
-        return f"<TorchEmbedder {self.name!r} {self.metadata['arch']}, input {self.input_size}>"
+        return (f"<TorchEmbedder {self.name!r} {self.architecture['arch']}, "
+                f"input {self.input_size}>")
 
     def run(self, tiles):
         """``{"embedding": (B, D) float32}`` of preprocessed (B, 1, S, S) tiles."""
@@ -259,20 +294,16 @@ def load_checkpoint(checkpoint):
     return backbone, info
 
 
-def parity_tiles(input_size, tile_arcsec, normalization, *, root=None, count=64):
-    """Real tiles, preprocessed for a model, for the export's parity check.
+def parity_tiles(spec, *, root=None, count=64):
+    """Real tiles, prepared for a model, for the export's parity check.
 
     FIRST fields (MiraBest training split) from ``root/first_fields`` when present, else a
     simulated MeerKAT-like field (`radiofm.simulate.make_radio_sky`).
 
     Parameters
     ----------
-    input_size : int
-        The model's input side.
-    tile_arcsec : float
-        Tile side on the sky.
-    normalization : dict
-        ``{"method": ..., fit options}``, fitted on each parent image.
+    spec : `~radiofm.models.ModelSpec`
+        The model's contract: tile angle, stretch and input size.
     root : str or path-like, optional
         Data root (default ``$RADIOFM_DATA``, else ``../shared/data``).
     count : int
@@ -281,11 +312,10 @@ def parity_tiles(input_size, tile_arcsec, normalization, *, root=None, count=64)
     Returns
     -------
     tiles : `~numpy.ndarray`
-        (N, 1, input_size, input_size) float32, N <= count.
+        (N, 1, S, S) float32, N <= count.
     source : str
         What they were cut from.
     """
-    metadata = {"normalization": _normalization_options(normalization)}
     root = Path(root or os.environ.get("RADIOFM_DATA") or Path("..") / "shared" / "data")
     root = root.expanduser().resolve()
     folder = root / "first_fields"
@@ -307,11 +337,11 @@ def parity_tiles(input_size, tile_arcsec, normalization, *, root=None, count=64)
     batches = []
     for item in images:
         with read_image(item) as image:
-            side = int(round(tile_arcsec / float(image.pixel_scale.to_value("arcsec"))))
-            tiles = tile_image(image, max(2, min(side, *image.shape)))
-            stretch = normalization_for(image, metadata)
-            batches.extend(inputs for _, inputs in tile_inputs(tiles, stretch, input_size,
-                                                               batch_size=count, threads=1))
+            tiles = tile_image(image, min(spec.tile_pixels(image), *image.shape))
+            stretch = spec.fit_stretch(image)
+            batches.extend(inputs for _, inputs in spec.stream_tiles(tiles, stretch,
+                                                                     batch_size=count,
+                                                                     threads=1))
         if sum(len(b) for b in batches) >= count:
             break
     return np.concatenate(batches)[:count], source
@@ -340,11 +370,9 @@ def _differences(reference, outputs):
     return raw, scaled
 
 
-def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, normalization,
-                 patch_size=None, timm_options=None, pixel_scale_range_arcsec=None,
-                 beam_range_arcsec=None, train_config=None, data_summary=None, tiles=None,
-                 root=None, tolerance=PARITY_TOLERANCE, views=1, quantize=False,
-                 half_weights=False, overwrite=False):
+def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, timm_options=None,
+                 provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
+                 quantize=False, half_weights=False, overwrite=False):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
     The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
@@ -361,38 +389,29 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
         ``{"count": {"coef": (D,), "intercept": float, "tile_arcsec": float},
         "morphology": {"coef": (K, D), "intercept": (K,), "classes": [K names],
         "stamp_arcsec": float}}`` acting on the raw embedding, as
-        `radiofm.evaluate.fit_heads` returns.
+        `radiofm.evaluate.fit_heads` returns; their tile and stamp angles and classes must
+        be the spec's.
     path : str or path-like
         The .onnx file to write.
+    spec : `~radiofm.models.ModelSpec`
+        The model's contract (see `model_spec`), written into its metadata. With
+        ``views=8`` the embedding is the mean over the tile's 8 rotations and reflections
+        (`ExportGraph`), and the heads must have been fitted on embeddings averaged the
+        same way.
     name, arch : str
         Model name and timm architecture.
-    input_size : int
-        S, the input side in pixels.
-    tile_pixels : int
-        Side of the training tiles in image pixels.
-    normalization : str or dict
-        Method (``"percentile"`` or ``"snr"``) or ``{"method": ..., fit options}``.
     patch_size : int, optional
         ViT patch size, recorded so that a random twin of the architecture can be built.
     timm_options : dict, optional
         More ``timm.create_model`` options of the backbone, recorded likewise.
-    pixel_scale_range_arcsec, beam_range_arcsec : (float, float), optional
-        Image pixel scales and beam FWHMs the model suits. Default pixel scales: half the
-        finest to twice the coarsest native pixel scale the heads were fitted on
-        (``heads["count"]["pixel_scales_arcsec"]``), else half to twice
-        ``tile_arcsec / tile_pixels``; default beams: unchecked.
-    train_config, data_summary : dict, optional
-        Provenance recorded in the metadata.
+    provenance : dict, optional
+        ``train_config`` and ``data_summary`` recorded in the metadata.
     tiles : array-like, optional
-        Preprocessed (N, 1, S, S) parity tiles; default: `parity_tiles`.
+        Prepared (N, 1, S, S) parity tiles; default: `parity_tiles`.
     root : str or path-like, optional
         Data root for the default parity tiles.
     tolerance : float
         Parity tolerance (see above).
-    views : {1, 8}
-        8 makes the embedding the mean over the tile's 8 rotations and reflections
-        (`ExportGraph`): orientation-invariant, at 8 times the cost. The heads must have been
-        fitted on embeddings averaged the same way.
     quantize : bool
         Also write ``<stem>-int8.onnx``: dynamic int8 quantisation of the MatMul/Gemm and
         Conv weights, its differences from the float32 graph recorded in its metadata.
@@ -425,15 +444,10 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
                               "(--overwrite)")
     dim = int(backbone.num_features)
     heads = _check_heads(heads, dim)
-    normalization = _normalization_options(normalization)
-    input_size, tile_pixels = int(input_size), int(tile_pixels)
-    tile_arcsec = heads["count"]["tile_arcsec"]
-    if pixel_scale_range_arcsec is None:
-        native = heads["count"]["pixel_scales_arcsec"] or [tile_arcsec / tile_pixels]
-        pixel_scale_range_arcsec = [min(native) * PIXEL_SCALE_FACTORS[0],
-                                    max(native) * PIXEL_SCALE_FACTORS[1]]
+    _check_heads_match(heads, spec)
+    input_size = spec.input_pixels
     if tiles is None:
-        tiles, source = parity_tiles(input_size, tile_arcsec, normalization, root=root)
+        tiles, source = parity_tiles(spec, root=root)
     else:
         tiles, source = np.asarray(tiles, dtype=np.float32), "tiles given to export_model"
         if tiles.ndim != 4 or tiles.shape[1:] != (1, input_size, input_size):
@@ -441,7 +455,7 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
                              f"{tiles.shape}")
     if len(tiles) < 2:
         raise ValueError("the parity check needs at least 2 tiles")
-    graph = ExportGraph(backbone, heads, views).eval()
+    graph = ExportGraph(backbone, heads, spec.views).eval()
     log.info("exporting %s (%s, input %d px, embedding %d) to ONNX", name, arch, input_size, dim)
     program = torch.onnx.export(
         graph, (torch.from_numpy(tiles[:2].copy()),), None, dynamo=True, verbose=False,
@@ -459,20 +473,15 @@ def export_model(backbone, heads, path, *, name, arch, input_size, tile_pixels, 
             f"torch by {raw[worst]:.3g} ({scaled[worst]:.3g} of its scale), above the "
             f"tolerance {tolerance:g}; nothing written"
         )
+    provenance = provenance or {}
     metadata = {
-        "name": name, "arch": arch, "patch_size": patch_size,
-        "timm_options": timm_options or {}, "input_size": input_size, "embedding_dim": dim,
-        "tile_pixels": tile_pixels, "tile_arcsec": tile_arcsec,
-        "stamp_arcsec": heads["morphology"]["stamp_arcsec"], "normalization": normalization,
+        **spec.to_metadata(), "name": name, "arch": arch, "patch_size": patch_size,
+        "timm_options": timm_options or {}, "embedding_dim": dim,
         "normalization_version": NORMALIZATION_VERSION,
-        "pixel_scale_range_arcsec": [float(v) for v in pixel_scale_range_arcsec],
-        "beam_range_arcsec": (None if beam_range_arcsec is None
-                              else [float(v) for v in beam_range_arcsec]),
-        "class_names": heads["morphology"]["classes"],
-        "train_config": train_config or {}, "data_summary": data_summary or {},
+        "train_config": provenance.get("train_config", {}),
+        "data_summary": provenance.get("data_summary", {}),
         "parity_max_abs_diff": max(raw.values()), "parity_tolerance": float(tolerance),
-        "views": views, "quantization": "none",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quantization": "none", "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _set_metadata(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
@@ -581,9 +590,31 @@ def _write_half_weights(proto, path, metadata, tiles, reference):
     return {"half_path": target, "half_max_abs_diff": differences}
 
 
-def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None,
-                      input_size=None, views=1, **options):
-    """Export a `radiofm.train` run: load its teacher, fit its heads, write the ONNX model.
+def checkpoint_embedder(checkpoint, *, input_pixels=None):
+    """The teacher backbone of a training run as an embedder, e.g. to fit its heads.
+
+    Parameters
+    ----------
+    checkpoint : str or path-like
+        Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
+    input_pixels : int, optional
+        Input side; default: the global crop size of training.
+
+    Returns
+    -------
+    embedder : `TorchEmbedder`
+        With the run's stretch (all its options) and architecture.
+    """
+    backbone, info = load_checkpoint(checkpoint)
+    config = info["config"]
+    return TorchEmbedder(backbone, input_size=int(input_pixels or config["crops"]["global_size"]),
+                         normalization=config["data"]["normalization"], name=info["name"],
+                         arch=info["arch"], patch_size=config["model"].get("patch_size"))
+
+
+def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=None, views=1,
+                      pixel_scale_range_arcsec=None, beam_range_arcsec=None, **options):
+    """Export a `radiofm.train` run with fitted heads: its teacher, spec and provenance.
 
     Parameters
     ----------
@@ -591,21 +622,16 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
         Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
     path : str or path-like, optional
         Output file; default ``<run folder>/<name>.onnx``.
-    heads : dict, optional
-        Fitted heads (see `export_model`); default: ``radiofm.evaluate.fit_heads`` on the
-        data root.
-    root : str or path-like, optional
-        Data root for fitting heads and for the parity tiles.
+    heads : dict
+        Heads fitted on this run's embeddings (see `export_model`; ``radiofm export`` fits
+        them with `radiofm.evaluate.fit_heads` on `checkpoint_embedder`).
     name : str, optional
         Model name; default: the run folder's name.
-    input_size : int, optional
-        Input side; default: the global crop size of training.
-    views : {1, 8}
-        Views the embedding averages over (see `export_model`); the heads are fitted on
-        embeddings averaged the same way.
+    input_pixels, views, pixel_scale_range_arcsec, beam_range_arcsec
+        As for `model_spec`.
     **options
-        More keyword arguments for `export_model` (``quantize``, ``half_weights``, ``tolerance``,
-        ``pixel_scale_range_arcsec``, ``beam_range_arcsec``, ``overwrite``).
+        More keyword arguments for `export_model` (``quantize``, ``half_weights``,
+        ``tolerance``, ``tiles``, ``root``, ``overwrite``).
 
     Returns
     -------
@@ -615,27 +641,14 @@ def export_checkpoint(checkpoint, path=None, *, heads=None, root=None, name=None
     backbone, info = load_checkpoint(checkpoint)
     config = info["config"]
     name = name or info["name"]
-    input_size = int(input_size or config["crops"]["global_size"])
-    tile_pixels = int(config["data"]["tile_size"])
-    normalization = config["data"]["normalization"]
-    if heads is None:
-        try:
-            from ..evaluate import fit_heads, with_views
-        except ImportError as error:
-            raise ImportError(f"fitting the heads needs radiofm.evaluate ({error}); pass "
-                              "heads= to export a model with heads fitted elsewhere") from error
-        embedder = TorchEmbedder(backbone, input_size=input_size, normalization=normalization,
-                                 name=name, arch=info["arch"], tile_pixels=tile_pixels,
-                                 patch_size=config["model"].get("patch_size"))
-        embedder = with_views(embedder, views)  # checks views before the long fit
-        log.info("fitting the count and morphology heads on frozen embeddings")
-        heads = fit_heads(embedder, root)
+    spec = model_spec(config, heads, input_pixels=input_pixels, views=views,
+                      pixel_scale_range_arcsec=pixel_scale_range_arcsec,
+                      beam_range_arcsec=beam_range_arcsec)
     path = Path(path) if path is not None else info["path"].parent / f"{name}.onnx"
-    return export_model(
-        backbone, heads, path, name=name, arch=info["arch"], input_size=input_size,
-        patch_size=config["model"].get("patch_size"),
-        timm_options=config["model"].get("timm_options") or {},
-        tile_pixels=tile_pixels, normalization=normalization, train_config=config, views=views,
-        data_summary={**info["data_summary"], "trained_with_radiofm": info["radiofm_version"]},
-        root=root, **options,
-    )
+    provenance = {"train_config": config,
+                  "data_summary": {**info["data_summary"],
+                                   "trained_with_radiofm": info["radiofm_version"]}}
+    return export_model(backbone, heads, path, spec=spec, name=name, arch=info["arch"],
+                        patch_size=config["model"].get("patch_size"),
+                        timm_options=config["model"].get("timm_options") or {},
+                        provenance=provenance, **options)

@@ -68,6 +68,42 @@ class RadioImage:
         scales = proj_plane_pixel_scales(self.wcs) * u.Unit(self.wcs.wcs.cunit[0] or u.deg)
         return np.sqrt(scales[0] * scales[1]).to(u.arcsec)
 
+    def angle_to_pixels(self, angle):
+        """An angle on the sky as a whole number of this image's pixels.
+
+        The one arcsec-to-pixel conversion of radiofm: tile sides, stamp sides and overlaps
+        given as angles all go through it.
+
+        Parameters
+        ----------
+        angle : `~astropy.units.Quantity`
+            An angle (any angular unit).
+
+        Returns
+        -------
+        pixels : int
+            ``round(angle / pixel_scale)``; may be 0 for angles below half a pixel.
+
+        Raises
+        ------
+        astropy.units.UnitsError
+            ``angle`` is not an angle.
+
+        Examples
+        --------
+        >>> import astropy.units as u
+        >>> import numpy as np
+        >>> from astropy.io import fits
+        >>> from radiofm.image import read_image
+        >>> header = fits.Header({"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN",
+        ...                       "CDELT1": -1.8 / 3600, "CDELT2": 1.8 / 3600})
+        >>> read_image((np.zeros((4, 4)), header)).angle_to_pixels(270 * u.arcsec)
+        150
+        """
+        if not (isinstance(angle, u.Quantity) and angle.unit.is_equivalent(u.deg)):
+            raise u.UnitsError(f"expected an angle Quantity, got {angle!r}")
+        return int(round(float((angle / self.pixel_scale).decompose())))
+
     def read_region(self, rows, cols):
         """Read a block of the plane as a new native float32 array.
 

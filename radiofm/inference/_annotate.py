@@ -7,12 +7,11 @@ import warnings
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
-from astropy.utils.exceptions import AstropyUserWarning
 from tqdm.auto import tqdm
 
 from .._provenance import provenance_meta
 from ..image import RadioImage, read_image
-from ..models import DEFAULT_MODEL, model_inputs, normalization_for, tile_inputs
+from ..models import DEFAULT_MODEL, ModelMismatchWarning
 from ..sources import read_catalog
 from ..sources._catalog import sky_positions
 from ..tiling import TileSet, tile_image
@@ -23,14 +22,8 @@ __all__ = ["ModelMismatchWarning", "check_image", "classify_morphology", "count_
 
 log = logging.getLogger("radiofm")
 
-#: Pixel scales more than this factor outside a model's range are refused, not warned about.
-REFUSE_FACTOR = 4.0
 #: count_sources warns when its tiles differ from the model's tile angle by more than this.
 TILE_ANGLE_TOLERANCE = 0.1
-
-
-class ModelMismatchWarning(AstropyUserWarning):
-    """An image lies outside what a model was trained on (pixel scale, beam, tile size)."""
 
 
 def _open(image):
@@ -53,32 +46,10 @@ def check_image(model, image):
     Raises
     ------
     ValueError
-        The pixel scale is more than `REFUSE_FACTOR` outside the model's range.
+        The pixel scale is more than `~radiofm.models.REFUSE_FACTOR` outside the model's
+        range (see `radiofm.models.ModelSpec.check_image`).
     """
-    metadata = model.metadata
-    scale = float(image.pixel_scale.to_value(u.arcsec))
-    low, high = metadata["pixel_scale_range_arcsec"]
-    if not low / REFUSE_FACTOR <= scale <= high * REFUSE_FACTOR:
-        raise ValueError(
-            f"image {image.source} has {scale:.3g} arcsec pixels, far outside the "
-            f"{low:.3g}-{high:.3g} arcsec model {model.name!r} was made for; its tiles would be "
-            "resampled beyond recognition. Use a model trained at this resolution"
-        )
-    if not low <= scale <= high:
-        warnings.warn(
-            f"image {image.source} has {scale:.3g} arcsec pixels, outside the {low:.3g}-"
-            f"{high:.3g} arcsec model {model.name!r} was made for; results may be unreliable",
-            ModelMismatchWarning, stacklevel=3,
-        )
-    beams = metadata["beam_range_arcsec"]
-    if beams is not None and image.beam is not None:
-        major = float(image.beam[0].to_value(u.arcsec))
-        if not beams[0] <= major <= beams[1]:
-            warnings.warn(
-                f"image {image.source} has a {major:.3g} arcsec beam, outside the "
-                f"{beams[0]:.3g}-{beams[1]:.3g} arcsec model {model.name!r} was made for; "
-                "results may be unreliable", ModelMismatchWarning, stacklevel=3,
-            )
+    model.spec.check_image(image, model=model.name)
 
 
 def _model_meta(model, stretch):
@@ -98,8 +69,7 @@ def _tiles(image, model, tile_size, overlap, min_valid):
     try:
         check_image(model, radio)
         if tile_size is None:
-            tile_size = int(round(model.metadata["tile_arcsec"]
-                                  / float(radio.pixel_scale.to_value(u.arcsec))))
+            tile_size = model.spec.tile_pixels(radio)
         return tile_image(radio, tile_size, overlap=overlap, min_valid=min_valid), opened
     except BaseException:
         if opened:
@@ -109,14 +79,14 @@ def _tiles(image, model, tile_size, overlap, min_valid):
 
 def _run_tiles(tiles, model, *, batch_size, progress):
     """All model outputs for every tile, and the fitted normalisation."""
-    stretch = normalization_for(tiles.image, model.metadata)
+    stretch = model.spec.fit_stretch(tiles.image)
     n = len(tiles)
     outputs = {"embedding": np.empty((n, model.metadata["embedding_dim"]), np.float32),
                "n_compact": np.empty(n, np.float32),
                "morph_logits": np.empty((n, len(model.class_names)), np.float32)}
     # Reader threads prepare the next batches while onnxruntime runs on the current one.
-    for ids, inputs in tile_inputs(tiles, stretch, model.input_size, batch_size=batch_size,
-                                   progress=progress):
+    for ids, inputs in model.spec.stream_tiles(tiles, stretch, batch_size=batch_size,
+                                               progress=progress):
         result = model.run(inputs)
         for key, values in outputs.items():
             values[ids] = result[key]
@@ -145,7 +115,7 @@ def embed_image(image, model=DEFAULT_MODEL, *, tile_size=None, overlap=0, min_va
 
     Tiles are read in row bands (memory stays bounded for any image size), resampled to the
     model's input size, normalised with the model's normalisation fitted once on the image
-    (`radiofm.models.tile_inputs`) and run through onnxruntime. torch is not needed.
+    (`radiofm.models.ModelSpec.stream_tiles`) and run through onnxruntime. torch is not needed.
 
     Parameters
     ----------
@@ -155,7 +125,7 @@ def embed_image(image, model=DEFAULT_MODEL, *, tile_size=None, overlap=0, min_va
         ``"default"``, a registered name, or an .onnx file from `radiofm.export`.
     tile_size : int or `~astropy.units.Quantity`, optional
         Tile side in pixels or as an angle; default: the model's tile angle
-        (``metadata["tile_arcsec"]``) in this image's pixels.
+        (``spec.tile_arcsec``) in this image's pixels.
     overlap : int or `~astropy.units.Quantity`
         Overlap of neighbouring tiles.
     min_valid : float
@@ -214,7 +184,7 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
         image_or_tiles, model, columns, tile_size=tile_size, overlap=overlap,
         min_valid=min_valid, batch_size=batch_size, threads=threads, progress=progress)
     angle = float(tiles.tile_angle.to_value(u.arcsec))
-    expected = model.metadata["tile_arcsec"]
+    expected = model.spec.tile_arcsec
     if abs(angle / expected - 1) > TILE_ANGLE_TOLERANCE:
         warnings.warn(
             f"tiles are {angle:.4g} arcsec but model {model.name!r} counts sources in "
@@ -267,7 +237,7 @@ def _run_stamps(catalog, image, model, *, batch_size, threads, progress):
     catalog, radio, opened = _catalog_and_image(catalog, image)
     try:
         check_image(model, radio)
-        stretch = normalization_for(radio, model.metadata)
+        stretch = model.spec.fit_stretch(radio)
         positions = sky_positions(catalog)
         x, y = radio.wcs.world_to_pixel(positions)
         x, y = np.atleast_1d(x), np.atleast_1d(y)
@@ -276,8 +246,7 @@ def _run_stamps(catalog, image, model, *, batch_size, threads, progress):
         if (~inside).any():
             log.warning("%d of %d sources lie off the image: their outputs are NaN",
                         int((~inside).sum()), len(catalog))
-        side = max(2, int(round(model.metadata["stamp_arcsec"]
-                                / float(radio.pixel_scale.to_value(u.arcsec)))))
+        side = model.spec.stamp_pixels(radio)
         n = len(catalog)
         outputs = {"embedding": np.full((n, model.metadata["embedding_dim"]), np.nan, np.float32),
                    "morph_logits": np.full((n, len(model.class_names)), np.nan, np.float32)}
@@ -286,7 +255,7 @@ def _run_stamps(catalog, image, model, *, batch_size, threads, progress):
         for start in tqdm(starts, unit="batch", disable=None if progress else True):
             ids = rows[start : start + batch_size]
             stamps = read_stamps(radio, x[ids], y[ids], side)
-            result = model.run(model_inputs(stamps, stretch, model.input_size))
+            result = model.run(model.spec.prepare(stamps, stretch))
             for key, values in outputs.items():
                 values[ids] = result[key]
     finally:
@@ -307,7 +276,7 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
 
     The stamp side is the model's ``stamp_arcsec`` in the image's pixels; stamps are
     resampled to the model's input size, then normalised with the model's normalisation
-    fitted on the whole image (`radiofm.models.model_inputs`).
+    fitted on the whole image (`radiofm.models.ModelSpec.prepare`).
 
     Parameters
     ----------

@@ -7,13 +7,12 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from ..models import DEFAULT_MODEL, file_sha256, parse_metadata, resolve_model
+from ..models import DEFAULT_MODEL, OUTPUTS, file_sha256, parse_metadata, resolve_model
 
 __all__ = ["OnnxModel", "load_model"]
 
 log = logging.getLogger("radiofm")
 
-OUTPUTS = ("embedding", "n_compact", "morph_logits")
 #: Storage kinds whose outputs for a tile do not depend on the other tiles of its batch:
 #: float32 and float16-stored weights. Others (dynamic int8) run one tile at a time.
 BATCH_INDEPENDENT = ("none", "fp16-weights")
@@ -90,8 +89,8 @@ class OnnxModel:
         Of the file.
     metadata : dict
         Parsed metadata (see `radiofm.models.parse_metadata`).
-    input_size : int
-        Side of the (batch, 1, S, S) ``tiles`` input.
+    spec : `~radiofm.models.ModelSpec`
+        The model's contract: input side, tile and stamp angles, stretch, views, classes.
     class_names : list of str
         Morphology classes, in ``morph_logits`` order.
     threads : int
@@ -114,8 +113,8 @@ class OnnxModel:
             raise ValueError(f"{path} is not a model onnxruntime can load: {error}") from None
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = parse_metadata(props, source=str(path))
-        self.input_size = int(self.metadata["input_size"])
-        self.class_names = list(self.metadata["class_names"])
+        self.spec = self.metadata["spec"]
+        self.class_names = list(self.spec.class_names)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != ["tiles"] or set(outputs) != set(OUTPUTS):
@@ -124,7 +123,8 @@ class OnnxModel:
         log.debug("loaded %s (%s, sha256 %s, %d threads)", name, path, self.sha256[:12], threads)
 
     def __repr__(self):
-        return (f"<OnnxModel {self.name!r} {self.metadata['arch']}, input {self.input_size} px, "
+        return (f"<OnnxModel {self.name!r} {self.metadata['arch']}, "
+                f"input {self.spec.input_pixels} px, "
                 f"embedding {self.metadata['embedding_dim']}, sha256 {self.sha256[:12]}>")
 
     def run(self, tiles):
@@ -133,8 +133,8 @@ class OnnxModel:
         Parameters
         ----------
         tiles : array-like
-            (B, 1, S, S) or (B, S, S) with S = `input_size`, preprocessed as
-            `radiofm.models.model_inputs` does.
+            (B, 1, S, S) or (B, S, S) with S = ``spec.input_pixels``, prepared as
+            `radiofm.models.ModelSpec.prepare` does.
 
         Returns
         -------
@@ -150,10 +150,10 @@ class OnnxModel:
         tiles = np.asarray(tiles, dtype=np.float32)
         if tiles.ndim == 3:
             tiles = tiles[:, None]
-        size = self.input_size
+        size = self.spec.input_pixels
         if tiles.ndim != 4 or tiles.shape[1:] != (1, size, size):
             raise ValueError(f"model {self.name!r} takes tiles shaped (B, 1, {size}, {size}); "
-                             f"got {tiles.shape}. Resample with radiofm.models.model_inputs")
+                             f"got {tiles.shape}. Prepare them with its spec.prepare")
         if len(tiles) == 0:
             dims = {"embedding": (0, self.metadata["embedding_dim"]), "n_compact": (0,),
                     "morph_logits": (0, len(self.class_names))}

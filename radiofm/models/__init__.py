@@ -1,27 +1,36 @@
-"""Bundled models, the metadata every exported model carries, and its preprocessing.
+"""The model contract, the metadata every exported model carries, and the bundled models.
 
+`ModelSpec` is the one owner of what a model expects and returns: its input size, tile and
+stamp angles, pixel-scale and beam ranges, the stretch with all its options, views, output
+and class names. It derives tile and stamp sides for an image, fits the stretch, prepares
+inputs and streams tiles; training configs, export, inference, evaluation and the CLI all
+read or write it. `parse_metadata` reads an exported model's metadata (the spec among it).
 `resolve_model` turns ``"default"``, a registered name or a path into an ONNX file, checking
-a registered file against its sha256. `parse_metadata` reads the preprocessing, scale ranges,
-class names and provenance `radiofm.export` writes into each model. `model_inputs` and
-`tile_inputs` prepare pixels the way every model was trained and evaluated: resampled to
-the input size with `radiofm.tiling.resample_tiles`, then normalised with the parent
-image's fit (`normalization_for`). Nothing here imports torch.
+a registered file against its sha256. Nothing here imports torch.
 """
 
 from ._metadata import (
     METADATA_VERSION,
     NORMALIZATION_VERSION,
-    VIEW_COUNTS,
+    READABLE_METADATA_VERSIONS,
     ModelMetadataError,
     parse_metadata,
     serialize_metadata,
 )
-from ._preprocess import dihedral_views, model_inputs, normalization_for, tile_inputs
 from ._registry import DEFAULT_MODEL, ModelRegistry, bundled_registry, file_sha256, resolve_model
+from ._spec import (
+    CLASS_NAMES,
+    OUTPUTS,
+    REFUSE_FACTOR,
+    VIEW_COUNTS,
+    ModelMismatchWarning,
+    ModelSpec,
+    dihedral_views,
+)
 
 __all__ = [
-    "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "VIEW_COUNTS",
-    "ModelMetadataError", "ModelRegistry", "bundled_registry", "dihedral_views", "file_sha256",
-    "model_inputs", "normalization_for", "parse_metadata", "resolve_model",
-    "serialize_metadata", "tile_inputs",
+    "CLASS_NAMES", "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
+    "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "ModelMetadataError",
+    "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "dihedral_views",
+    "file_sha256", "parse_metadata", "resolve_model", "serialize_metadata",
 ]

@@ -3,31 +3,33 @@
 An ONNX file written by `radiofm.export` holds, in its ``metadata_props``, everything
 inference needs to feed it the pixels it was trained on and to refuse images it does not
 fit. Values are strings; structured ones are JSON. `parse_metadata` turns them back into
-Python values and checks that this radiofm can honour them.
+Python values and checks that this radiofm can honour them; the model contract among them
+(input, tiles, stamps, stretch, views, outputs) is read as a `radiofm.models.ModelSpec`.
+
+Version 2 names each key for what it is: ``input_pixels`` is the network's input side and
+the stretch is stored with all its options. Version-1 files (``input_size``, an ambiguous
+``tile_pixels``, the stretch's method with some options) are read and upgraded.
 """
 
 import json
 
-import numpy as np
-
-from .. import __version__
+from .._provenance import radiofm_version
+from ._spec import ModelSpec
 
 __all__ = [
-    "METADATA_VERSION", "NORMALIZATION_VERSION", "VIEW_COUNTS", "ModelMetadataError",
-    "parse_metadata", "serialize_metadata",
+    "METADATA_VERSION", "NORMALIZATION_VERSION", "READABLE_METADATA_VERSIONS",
+    "ModelMetadataError", "parse_metadata", "serialize_metadata",
 ]
 
 #: Version of the metadata layout below; bump when a key changes meaning.
-METADATA_VERSION = 1
+METADATA_VERSION = 2
+#: Layouts this radiofm reads (older ones are upgraded on reading).
+READABLE_METADATA_VERSIONS = (1, 2)
 #: Version of the pixel preprocessing (`radiofm.tiling.resample_tiles`, then ``normalize``
-#: with parameters from ``fit_normalization`` on the parent image; see
-#: `radiofm.models.model_inputs`). Bump it whenever any of them changes the pixels a model
-#: sees; models exported under another version are refused.
+#: with parameters from ``NormalizationSpec.fit`` on the parent image; see
+#: `radiofm.models.ModelSpec.prepare`). Bump it whenever any of them changes the pixels a
+#: model sees; models exported under another version are refused.
 NORMALIZATION_VERSION = 1
-#: Views a model's embedding may average over: the tile itself, or its 8 rotations by
-#: multiples of 90 degrees and their mirror images (`dihedral_views`). Old models lack the
-#: ``views`` key and count as 1.
-VIEW_COUNTS = (1, 8)
 
 # key -> (kind, required); "json" values are JSON strings.
 _SCHEMA = {
@@ -37,9 +39,8 @@ _SCHEMA = {
     "arch": ("str", True),
     "patch_size": ("json", False),
     "timm_options": ("json", False),
-    "input_size": ("int", True),
+    "input_pixels": ("int", True),
     "embedding_dim": ("int", True),
-    "tile_pixels": ("int", True),
     "tile_arcsec": ("float", True),
     "stamp_arcsec": ("float", True),
     "normalization": ("json", True),
@@ -47,6 +48,7 @@ _SCHEMA = {
     "pixel_scale_range_arcsec": ("json", True),
     "beam_range_arcsec": ("json", True),
     "class_names": ("json", True),
+    "outputs": ("json", False),
     "train_config": ("json", True),
     "data_summary": ("json", True),
     "parity_max_abs_diff": ("float", True),
@@ -56,6 +58,10 @@ _SCHEMA = {
     "views": ("int", False),
     "created": ("str", False),
 }
+#: Version-1 keys renamed in version 2 (``tile_pixels`` meant the training cut in configs but
+#: the input side in metadata; version 2 drops it: the cut lives in ``train_config``).
+_RENAMED_V1 = {"input_size": "input_pixels"}
+_DROPPED_V1 = ("tile_pixels",)
 
 
 class ModelMetadataError(ValueError):
@@ -75,7 +81,7 @@ def serialize_metadata(metadata):
     -------
     props : dict of str
     """
-    metadata = {"metadata_version": METADATA_VERSION, "radiofm_version": __version__,
+    metadata = {"metadata_version": METADATA_VERSION, "radiofm_version": radiofm_version(),
                 **metadata}
     unknown = set(metadata) - set(_SCHEMA)
     if unknown:
@@ -84,7 +90,7 @@ def serialize_metadata(metadata):
     for key, value in metadata.items():
         kind, _ = _SCHEMA[key]
         props[key] = json.dumps(value, sort_keys=True) if kind == "json" else str(value)
-    _check(parse_metadata(props, check_versions=False))
+    parse_metadata(props, check_versions=False)
     return props
 
 
@@ -104,13 +110,17 @@ def parse_metadata(props, *, source="model", check_versions=True):
     Returns
     -------
     metadata : dict
-        Python values: ints, floats, strings, lists and dicts.
+        Python values: ints, floats, strings, lists and dicts, in the version-2 layout
+        (version-1 keys upgraded), with ``spec``, the model's `ModelSpec`.
 
     Raises
     ------
     ModelMetadataError
         A key is missing or unreadable, or a version does not match.
     """
+    props = dict(props)
+    if props.get("metadata_version") == "1":
+        props = _upgrade_v1(props)
     missing = [key for key, (_, required) in _SCHEMA.items() if required and key not in props]
     if missing:
         raise ModelMetadataError(
@@ -127,46 +137,34 @@ def parse_metadata(props, *, source="model", check_versions=True):
         except ValueError as error:
             raise ModelMetadataError(f"{source}: metadata {key}={value!r} is not a valid "
                                      f"{kind}") from error
+    version = radiofm_version()
     if check_versions:
-        if parsed["metadata_version"] != METADATA_VERSION:
+        if parsed["metadata_version"] not in READABLE_METADATA_VERSIONS:
             raise ModelMetadataError(
                 f"{source} has metadata version {parsed['metadata_version']}, radiofm "
-                f"{__version__} reads version {METADATA_VERSION}; use the radiofm version that "
-                f"exported it ({parsed['radiofm_version']}) or export the model again"
+                f"{version} reads versions {READABLE_METADATA_VERSIONS}; use the radiofm "
+                f"version that exported it ({parsed['radiofm_version']}) or export it again"
             )
         if parsed["normalization_version"] != NORMALIZATION_VERSION:
             raise ModelMetadataError(
                 f"{source} was trained with preprocessing (normalisation) version "
-                f"{parsed['normalization_version']}, but radiofm {__version__} implements "
+                f"{parsed['normalization_version']}, but radiofm {version} implements "
                 f"version {NORMALIZATION_VERSION}: its pixels would not match the training "
                 f"ones. Use radiofm {parsed['radiofm_version']} or export the model again"
             )
-    _check(parsed, source)
+    if parsed["embedding_dim"] < 1:
+        raise ModelMetadataError(f"{source}: embedding_dim must be positive, got "
+                                 f"{parsed['embedding_dim']}")
+    try:
+        parsed["spec"] = ModelSpec.from_metadata(parsed)
+    except (TypeError, ValueError) as error:
+        raise ModelMetadataError(f"{source}: {error}") from None
     return parsed
 
 
-def _check(parsed, source="model"):
-    def fail(message):
-        raise ModelMetadataError(f"{source}: {message}")
-
-    for key in ("input_size", "embedding_dim", "tile_pixels"):
-        if parsed[key] < 1:
-            fail(f"{key} must be positive, got {parsed[key]}")
-    for key in ("tile_arcsec", "stamp_arcsec"):
-        if not (np.isfinite(parsed[key]) and parsed[key] > 0):
-            fail(f"{key} must be a positive angle in arcsec, got {parsed[key]}")
-    norm = parsed["normalization"]
-    if not isinstance(norm, dict) or "method" not in norm:
-        fail(f"normalization must be a dict with a 'method', got {norm!r}")
-    for key in ("pixel_scale_range_arcsec", "beam_range_arcsec"):
-        value = parsed[key]
-        if value is None and key == "beam_range_arcsec":
-            continue
-        if not (isinstance(value, list) and len(value) == 2 and 0 < value[0] <= value[1]):
-            fail(f"{key} must be [low, high] with 0 < low <= high, got {value!r}")
-    if parsed.get("views", 1) not in VIEW_COUNTS:
-        fail(f"views must be one of {VIEW_COUNTS}, got {parsed['views']!r}")
-    names = parsed["class_names"]
-    if not (isinstance(names, list) and names and len(set(names)) == len(names)
-            and all(isinstance(n, str) and n for n in names)):
-        fail(f"class_names must be a list of distinct non-empty strings, got {names!r}")
+def _upgrade_v1(props):
+    """Version-1 metadata strings in the version-2 layout (same meaning, new names)."""
+    upgraded = {_RENAMED_V1.get(key, key): value for key, value in props.items()
+                if key not in _DROPPED_V1}
+    upgraded["metadata_version"] = "1"  # provenance: the layout the file was written in
+    return upgraded

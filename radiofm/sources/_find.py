@@ -118,8 +118,8 @@ def _find_tile_by_tile(image, find, tile_size, overlap, workdir):
     from ..tiling import tile_image
 
     if overlap is None:
-        size = tile_size if not isinstance(tile_size, u.Quantity) else int(
-            round(float(tile_size / image.pixel_scale)))
+        size = (image.angle_to_pixels(tile_size) if isinstance(tile_size, u.Quantity)
+                else tile_size)
         beam_px = float(image.beam.major / image.pixel_scale)
         overlap = min(max(size // 8, int(np.ceil(10 * beam_px))), size - 1)
     tiles = tile_image(image, tile_size, overlap=overlap, min_valid=0.0)

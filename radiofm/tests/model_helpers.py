@@ -36,7 +36,18 @@ def random_tiles(count=8, seed=0):
     return rng.uniform(0, 1, (count, 1, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
 
 
-def export_tiny_model(path, **options):
+def tiny_spec(**changes):
+    """The contract of the tiny model: 32 px inputs, simulated-sky pixels, 2-98 % stretch."""
+    from radiofm.models import ModelSpec
+
+    values = dict(input_pixels=INPUT_SIZE, tile_arcsec=TILE_ARCSEC, stamp_arcsec=STAMP_ARCSEC,
+                  pixel_scale_range_arcsec=(0.55, 2.2), beam_range_arcsec=None,
+                  normalization="percentile", class_names=tuple(CLASSES))
+    values.update(changes)
+    return ModelSpec(**values)
+
+
+def export_tiny_model(path, *, spec=None, **options):
     """Export the tiny backbone with random heads to ``path``; returns (backbone, heads, report)."""
     import torch
 
@@ -45,10 +56,9 @@ def export_tiny_model(path, **options):
     torch.set_num_threads(1)
     backbone = tiny_backbone()
     heads = tiny_heads(backbone.num_features)
-    settings = dict(name="tiny", arch="test_resnet", input_size=INPUT_SIZE, tile_pixels=32,
-                    normalization="percentile", tiles=random_tiles(),
-                    train_config={"model": {"arch": "test_resnet"}},
-                    data_summary={"simulated": {"tiles": 0}})
+    settings = dict(name="tiny", arch="test_resnet", tiles=random_tiles(),
+                    provenance={"train_config": {"model": {"arch": "test_resnet"}},
+                                "data_summary": {"simulated": {"tiles": 0}}})
     settings.update(options)
-    report = export_model(backbone, heads, path, **settings)
+    report = export_model(backbone, heads, path, spec=spec or tiny_spec(), **settings)
     return backbone, heads, report

@@ -8,10 +8,10 @@ inference alike, and `resample_tiles` brings tiles and stamps to a model's input
 """
 
 from ._normalize import METHODS, Normalization, NormalizationSpec, fit_normalization, normalize
-from ._resample import resample_tiles
+from ._resample import prepare_tiles, resample_tiles
 from ._tileset import TileSet, prefetch_batches, tile_image
 
 __all__ = [
     "METHODS", "Normalization", "NormalizationSpec", "TileSet", "fit_normalization", "normalize",
-    "prefetch_batches", "resample_tiles", "tile_image",
+    "prefetch_batches", "prepare_tiles", "resample_tiles", "tile_image",
 ]

@@ -1,13 +1,57 @@
 """Resampling of tiles and stamps to a model's input size, in numpy.
 
-Training, evaluation and inference all bring pixels to the model's input size with this one
-function, so a model sees the same kind of pixels everywhere.
+Training, evaluation and inference all bring pixels to the model's input size with
+`resample_tiles`, and compose it with the stretch in one order with `prepare_tiles`, so a
+model sees the same kind of pixels everywhere.
 """
 
 import numpy as np
 from skimage.transform import resize
 
-__all__ = ["resample_tiles"]
+from ._normalize import normalize
+
+__all__ = ["prepare_tiles", "resample_tiles"]
+
+
+def prepare_tiles(raw, stretch, size, *, linear=False):
+    """Model input from raw pixels: resample to ``size``, then apply the fitted stretch.
+
+    The one composition of resampling and normalisation: training, evaluation, export and
+    inference all call it.
+
+    Parameters
+    ----------
+    raw : array-like
+        (N, H, H) pixels in the image's unit; NaN marks blank pixels (0 after the stretch).
+    stretch : `~radiofm.tiling.Normalization`
+        Fitted on the parent image.
+    size : int
+        The model's input side S.
+    linear : bool
+        Stop before the stretch's ``f`` (see `~radiofm.tiling.normalize`): training keeps
+        "snr" tiles as S/N to re-clip and re-noise them before the arcsinh.
+
+    Returns
+    -------
+    tiles : `~numpy.ndarray`
+        (N, S, S) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.tiling import Normalization, prepare_tiles
+    >>> stretch = Normalization("percentile", offset=0.0, scale=8.0)
+    >>> prepare_tiles(np.arange(16.0).reshape(1, 4, 4), stretch, 2)[0]
+    array([[0.3125, 0.5625],
+           [1.    , 1.    ]], dtype=float32)
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 3:
+        raise ValueError(f"expected raw tiles shaped (N, H, H), got {raw.shape}")
+    if len(raw) == 0:
+        return np.zeros((0, size, size), np.float32)
+    out = resample_tiles(raw, size)
+    return normalize(out, stretch, out=out, linear=linear)
 
 
 def resample_tiles(tiles, size):

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .._provenance import provenance_meta
 from ..image import read_image
 from ._normalize import Normalization, NormalizationSpec, normalize
+from ._resample import prepare_tiles
 
 __all__ = ["TileSet", "tile_image"]
 
@@ -101,7 +102,7 @@ def _to_pixels(value, image, name, allow_zero=False):
     if isinstance(value, u.Quantity):
         if not value.unit.is_equivalent(u.deg):
             raise u.UnitsError(f"{name} must be pixels or an angle, got unit {value.unit!r}")
-        pixels = int(round(float(value / image.pixel_scale)))
+        pixels = image.angle_to_pixels(value)
     elif isinstance(value, int | np.integer):
         pixels = int(value)
     else:
@@ -240,7 +241,7 @@ class TileSet:
             return normalization
         return NormalizationSpec.from_value(normalization).fit(self.image)
 
-    def batches(self, batch_size=64, *, normalization="percentile", threads=None,
+    def batches(self, batch_size=64, *, normalization="percentile", size=None, threads=None,
                 progress=False):
         """Iterate over the tiles in normalised float32 batches for a model.
 
@@ -256,6 +257,9 @@ class TileSet:
         normalization : `NormalizationSpec`, str, dict or `Normalization`
             What to fit once on the parent image (as the source work did), or fitted
             parameters, e.g. those a model was trained with.
+        size : int, optional
+            Resample each tile to ``size`` x ``size`` before the stretch (`prepare_tiles`,
+            as a model's input); default: the tiles' own size, no resampling.
         threads : int, optional
             Batches filled at once; default: the CPUs this process may use.
         progress : bool
@@ -266,7 +270,7 @@ class TileSet:
         tile_ids : `~numpy.ndarray`
             (B,) int, rows of ``table``.
         pixels : `~numpy.ndarray`
-            (B, 1, tile_size, tile_size) float32.
+            (B, 1, S, S) float32, S = ``size`` or ``tile_size``.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -278,10 +282,25 @@ class TileSet:
         y_min = np.asarray(self.table["y_min"])
 
         def fill(ids):
-            return ids, self._normalized_tiles(ids, x_min, y_min, stretch)
+            if size is None or size == self.tile_size:
+                return ids, self._normalized_tiles(ids, x_min, y_min, stretch)
+            return ids, prepare_tiles(self._raw_tiles(ids, x_min, y_min), stretch, size)[:, None]
 
         yield from prefetch_batches(self.table, batch_size, fill, threads=threads,
                                     progress=progress)
+
+    def _raw_tiles(self, ids, x_min, y_min):
+        """(len(ids), size, size) raw pixels; tiles sharing a band read it once."""
+        size = self.tile_size
+        raw = np.empty((len(ids), size, size), np.float32)
+        slots = np.arange(len(ids))
+        bands = y_min[ids]
+        for y0 in np.unique(bands):
+            with self.image.rows(y0, y0 + size) as band:
+                for slot in slots[bands == y0]:
+                    x0 = x_min[ids[slot]]
+                    raw[slot] = band[:, x0 : x0 + size]
+        return raw
 
     def _normalized_tiles(self, ids, x_min, y_min, stretch):
         """(len(ids), 1, size, size) normalised pixels; tiles sharing a band read it once.

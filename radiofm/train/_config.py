@@ -4,6 +4,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..tiling import NormalizationSpec
+
 __all__ = ["MonitorConfig", "TrainConfig", "load_config"]
 
 
@@ -42,8 +44,6 @@ class DataConfig:
     @property
     def spec(self):
         """The normalisation as a `~radiofm.tiling.NormalizationSpec`."""
-        from ..tiling import NormalizationSpec
-
         return NormalizationSpec.from_value(self.normalization)
 
 
@@ -293,9 +293,9 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"bad training config: {message}")
         try:
-            self.data.spec  # noqa: B018 (validates)
+            NormalizationSpec.from_value(self.data.normalization)
         except ValueError as error:
-            raise ValueError(f"bad training config: data.normalization: {error}") from error
+            raise ValueError(f"bad training config: data.normalization: {error}") from None
 
 
 def _is_range(values):

@@ -20,7 +20,7 @@ import torch
 from astropy.coordinates import SkyCoord
 
 from ..datasets import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
-from ..tiling import fit_normalization, normalize, resample_tiles, tile_image
+from ..tiling import NormalizationSpec, prepare_tiles, tile_image
 from ._config import MonitorConfig
 
 __all__ = ["TileBank", "build_tile_bank"]
@@ -135,17 +135,17 @@ def _normalised_tiles(image, data, guard=None, tile_pixels=None):
         keep = exclude_near(tiles.table["sky_center"], guard, margin)
     out = np.empty((int(keep.sum()), data.tile_size, data.tile_size), dtype=np.float32)
     for k, tile_id in enumerate(np.flatnonzero(keep)):
-        _apply(stretch, resample_tiles(tiles.read_tile(tile_id), data.tile_size), data,
-               out=out[k])
+        out[k] = _prepare(tiles.read_tile(tile_id)[None], stretch, data)[0]
     return out
 
 
-def _apply(stretch, pixels, data, out):
-    """The stretch, or for "snr" the S/N it takes the arcsinh of (see the module doc)."""
-    spec = data.spec
+def _prepare(raw, stretch, data):
+    """`~radiofm.tiling.prepare_tiles`, stopping for "snr" at the S/N it takes the arcsinh of
+    (see the module doc)."""
+    spec = NormalizationSpec.from_value(data.normalization)
     if spec.method != "snr":
-        return normalize(pixels, stretch, out=out)
-    normalize(pixels, stretch, out=out, linear=True)
+        return prepare_tiles(raw, stretch, data.tile_size)
+    out = prepare_tiles(raw, stretch, data.tile_size, linear=True)
     out *= np.float32(spec.softening)
     return out
 
@@ -218,13 +218,15 @@ def _mgcls_tiles(data, guard, limit=None):
 
 
 def _stamp_tiles(data, images, chosen):
-    """Stamps resized to the tile size, each normalised with its own fit."""
-    out = resample_tiles(images[chosen], data.tile_size)
-    for k, cutout in zip(chosen, out, strict=True):
+    """Stamps resized to the tile size, each normalised with its own fit (constant ones: 0)."""
+    spec = NormalizationSpec.from_value(data.normalization)
+    out = np.zeros((len(chosen), data.tile_size, data.tile_size), np.float32)
+    for slot, k in enumerate(chosen):
         try:
-            _apply(fit_normalization(images[k], data.spec), cutout, data, out=cutout)
+            stretch = spec.fit(images[k])
         except ValueError:  # a constant cutout has nothing to learn from
-            cutout[:] = 0.0
+            continue
+        out[slot] = _prepare(images[k][None], stretch, data)[0]
     return out
 
 

@@ -85,12 +85,10 @@ class FeatureMonitor:
         self.counts = self._count_inputs(spec)
 
     def _prepare(self, stamps, stretch):
-        from ..tiling import resample_tiles
+        from ..tiling import prepare_tiles
 
-        out = resample_tiles(np.asarray(stamps, dtype=np.float32), self.size)
-        for stamp, fitted in zip(out, stretch, strict=True):
-            fitted(stamp, out=stamp)
-        return out
+        return np.stack([prepare_tiles(stamp[None], fitted, self.size)[0]
+                         for stamp, fitted in zip(stamps, stretch, strict=True)])
 
     def _mirabest_inputs(self, config, spec):
         from ..datasets import load_mirabest

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._provenance import radiofm_version
 from ._augment import RadioMultiCrop
 from ._data import build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
@@ -177,7 +177,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
             _atomic_save({
                 "student": student.state_dict(), "teacher": teacher.state_dict(),
                 "optimizer": optimizer.state_dict(), "center": loss_fn.center.cpu(),
-                "step": step, "config": config.to_dict(), "radiofm_version": __version__,
+                "step": step, "config": config.to_dict(), "radiofm_version": radiofm_version(),
                 "data": json.dumps(bank.summary()),
             }, output / CHECKPOINT)
         if world > 1:
@@ -245,7 +245,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                       "timm_options": model_config.timm_options,
                       "num_features": int(teacher.backbone.num_features)},
             "state_dict": {k: v.cpu() for k, v in teacher.backbone.state_dict().items()},
-            "config": config.to_dict(), "radiofm_version": __version__,
+            "config": config.to_dict(), "radiofm_version": radiofm_version(),
             "data": json.dumps(bank.summary()),
         }, output / BACKBONE)
     if world > 1:

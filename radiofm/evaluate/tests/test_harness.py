@@ -120,7 +120,7 @@ def test_onnx_embedder_and_its_random_twin(tmp_path):
     path = tmp_path / "tiny.onnx"
     export_tiny_model(path)
     embedder = load_embedder(path)
-    assert embedder.input_size == INPUT_SIZE and normalization_of(embedder) == "percentile"
+    assert embedder.input_size == INPUT_SIZE and normalization_of(embedder).method == "percentile"
     stamps = random_tiles(5)[:, 0]
     expected = load_model(path, threads=1).run(stamps)["embedding"]
     np.testing.assert_allclose(embedder.embed(stamps), expected, rtol=1e-6)
@@ -134,15 +134,15 @@ def test_eight_view_onnx_graph_matches_the_view_averaged_embedder(tmp_path):
     from radiofm.evaluate import ViewAveraged
     from radiofm.evaluate._embedders import with_views
     from radiofm.export import TorchEmbedder
-    from radiofm.tests.model_helpers import INPUT_SIZE, export_tiny_model, random_tiles
+    from radiofm.tests.model_helpers import INPUT_SIZE, export_tiny_model, random_tiles, tiny_spec
 
     path = tmp_path / "tiny8.onnx"
-    backbone, _, _ = export_tiny_model(path, views=8)
+    backbone, _, _ = export_tiny_model(path, spec=tiny_spec(views=8))
     onnx_embedder = load_embedder(path)
     assert onnx_embedder.views == 8
     torch_embedder = ViewAveraged(TorchEmbedder(
         backbone, input_size=INPUT_SIZE, normalization="percentile", name="tiny",
-        arch="test_resnet", tile_pixels=32))
+        arch="test_resnet"))
     stamps = random_tiles(4, seed=5)[:, 0]
     graph = onnx_embedder.embed(stamps)
     np.testing.assert_allclose(graph, torch_embedder.embed(stamps), atol=1e-5)
@@ -152,7 +152,7 @@ def test_eight_view_onnx_graph_matches_the_view_averaged_embedder(tmp_path):
                                    atol=1e-5)
     assert not np.allclose(TorchEmbedder(
         backbone, input_size=INPUT_SIZE, normalization="percentile", name="tiny",
-        arch="test_resnet", tile_pixels=32).embed(stamps), graph, atol=1e-3)
+        arch="test_resnet").embed(stamps), graph, atol=1e-3)
     assert with_views(onnx_embedder, 8) is onnx_embedder  # the graph averages already
     with pytest.raises(ValueError, match="averages over 8 views in its graph"):
         with_views(onnx_embedder, 1)

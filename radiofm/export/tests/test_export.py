@@ -15,9 +15,11 @@ from radiofm.export import (  # noqa: E402
     ExportGraph,
     TorchEmbedder,
     _export,
+    checkpoint_embedder,
     export_checkpoint,
     export_model,
     load_checkpoint,
+    model_spec,
     parity_tiles,
 )
 from radiofm.inference import load_model  # noqa: E402
@@ -28,6 +30,7 @@ from radiofm.tests.model_helpers import (  # noqa: E402
     random_tiles,
     tiny_backbone,
     tiny_heads,
+    tiny_spec,
 )
 from radiofm.train import TrainConfig  # noqa: E402
 
@@ -72,10 +75,11 @@ def test_metadata_carries_what_inference_needs(exported):
     model = load_model(path, threads=1)
     meta = model.metadata
     assert meta["name"] == "tiny" and meta["arch"] == "test_resnet"
-    assert meta["input_size"] == INPUT_SIZE and meta["embedding_dim"] == 96
-    assert meta["tile_pixels"] == 32 and meta["tile_arcsec"] == 35.2
-    assert meta["stamp_arcsec"] == 44.0
-    assert meta["normalization"] == {"method": "percentile", "lower": 2.0, "upper": 98.0}
+    assert meta["input_pixels"] == INPUT_SIZE and meta["embedding_dim"] == 96
+    assert meta["tile_arcsec"] == 35.2 and meta["stamp_arcsec"] == 44.0
+    assert meta["metadata_version"] == 2 and model.spec == tiny_spec()
+    assert meta["normalization"]["method"] == "percentile"
+    assert meta["normalization"]["lower"] == 2.0 and meta["normalization"]["upper"] == 98.0
     assert meta["pixel_scale_range_arcsec"] == pytest.approx([0.55, 2.2])
     assert meta["class_names"] == CLASSES
     assert meta["train_config"] == {"model": {"arch": "test_resnet"}}
@@ -123,8 +127,7 @@ def test_a_failed_parity_check_writes_nothing(tmp_path, monkeypatch):
 def test_bad_heads_and_options_are_refused(tmp_path, exported):
     backbone = tiny_backbone()
     heads = tiny_heads(96)
-    options = dict(name="x", arch="test_resnet", input_size=INPUT_SIZE, tile_pixels=32,
-                   normalization="percentile", tiles=random_tiles())
+    options = dict(name="x", arch="test_resnet", spec=tiny_spec(), tiles=random_tiles())
     wrong_dim = tiny_heads(95)
     with pytest.raises(ValueError, match=r"count coef is \(95,\), expected \(96,\)"):
         export_model(backbone, wrong_dim, tmp_path / "a.onnx", **options)
@@ -134,9 +137,9 @@ def test_bad_heads_and_options_are_refused(tmp_path, exported):
     del heads["count"]["tile_arcsec"]
     with pytest.raises(ValueError, match="heads lack 'tile_arcsec'"):
         export_model(backbone, heads, tmp_path / "a.onnx", **options)
-    with pytest.raises(ValueError, match="normalization method"):
+    with pytest.raises(ValueError, match="heads do not match the model spec: count head tiles"):
         export_model(backbone, tiny_heads(96), tmp_path / "a.onnx",
-                     **{**options, "normalization": "zscale"})
+                     **{**options, "spec": tiny_spec(tile_arcsec=70.4)})
     with pytest.raises(ValueError, match="parity tiles must be"):
         export_model(backbone, tiny_heads(96), tmp_path / "a.onnx",
                      **{**options, "tiles": random_tiles()[:, :, :16, :16]})
@@ -145,13 +148,15 @@ def test_bad_heads_and_options_are_refused(tmp_path, exported):
 
 
 def test_parity_tiles_from_a_simulated_sky_without_data(tmp_path):
-    tiles, source = parity_tiles(16, 35.2, "snr", root=tmp_path, count=10)
+    spec = tiny_spec(input_pixels=16, normalization="snr")
+    tiles, source = parity_tiles(spec, root=tmp_path, count=10)
     assert tiles.shape == (10, 1, 16, 16) and tiles.dtype == np.float32
     assert "simulated" in source and np.isfinite(tiles).all() and tiles.std() > 0
 
 
 def test_parity_tiles_from_first_fields(shared_data):
-    tiles, source = parity_tiles(32, 115.2, "percentile", root=shared_data, count=40)
+    spec = tiny_spec(tile_arcsec=115.2, pixel_scale_range_arcsec=(0.9, 3.6))
+    tiles, source = parity_tiles(spec, root=shared_data, count=40)
     assert tiles.shape == (40, 1, 32, 32) and "FIRST" in source
     assert 0 <= tiles.min() and tiles.max() <= 1
 
@@ -178,30 +183,25 @@ def write_run(folder, backbone, *, finished=True):
 
 
 @pytest.mark.parametrize("finished", [True, False])
-def test_export_checkpoint_fits_heads_on_the_teacher(tmp_path, monkeypatch, finished):
+def test_export_checkpoint_writes_the_teacher_with_its_spec(tmp_path, finished):
     backbone = tiny_backbone(seed=3)
     run = write_run(tmp_path / "run-a", backbone, finished=finished)
-    calls = []
-
-    def fake_fit_heads(embedder, root):
-        calls.append((embedder, root))
-        stamps = random_tiles(4)[:, 0]
-        with torch.no_grad():
-            expected = backbone(torch.from_numpy(stamps[:, None])).numpy()
-        np.testing.assert_allclose(embedder.embed(stamps), expected, atol=1e-6)
-        return tiny_heads(96)
-
-    import radiofm.evaluate
-
-    monkeypatch.setattr(radiofm.evaluate, "fit_heads", fake_fit_heads)
-    report = export_checkpoint(run, root=tmp_path, tolerance=1e-4)
+    embedder = checkpoint_embedder(run)
+    stamps = random_tiles(4)[:, 0]
+    with torch.no_grad():
+        expected = backbone(torch.from_numpy(stamps[:, None])).numpy()
+    np.testing.assert_allclose(embedder.embed(stamps), expected, atol=1e-6)
+    assert isinstance(embedder, TorchEmbedder) and embedder.input_size == INPUT_SIZE
+    assert embedder.normalization.method == "snr"
+    heads = tiny_heads(96)
+    heads["count"]["pixel_scales_arcsec"] = [1.1]
+    report = export_checkpoint(run, heads=heads, root=tmp_path, tolerance=1e-4)
     assert report["path"] == run / "run-a.onnx"
-    (embedder, root), = calls
-    assert isinstance(embedder, TorchEmbedder) and root == tmp_path
-    assert embedder.input_size == INPUT_SIZE
-    meta = load_model(report["path"], threads=1).metadata
-    assert meta["normalization"] == {"method": "snr", "softening": 1.0}
-    assert meta["tile_pixels"] == 48 and meta["train_config"]["data"]["tile_size"] == 48
+    model = load_model(report["path"], threads=1)
+    meta = model.metadata
+    assert model.spec == model_spec(meta["train_config"], heads)
+    assert model.spec.normalization.method == "snr" and model.spec.normalization.softening == 1
+    assert meta["train_config"]["data"]["tile_size"] == 48
     assert meta["data_summary"]["simulated"]["tiles"] == 12
     assert "simulated" in report["parity_source"]
 
@@ -228,17 +228,16 @@ def test_export_graph_applies_heads_like_numpy():
     assert logits.shape == (2, 4)
 
 
-def test_default_pixel_scales_follow_the_images_the_heads_were_fitted_on(tmp_path):
-    from radiofm.tests.model_helpers import tiny_backbone, tiny_heads
-
-    backbone = tiny_backbone()
-    heads = tiny_heads(backbone.num_features)
+def test_default_pixel_scales_follow_the_images_the_heads_were_fitted_on():
+    heads = tiny_heads(96)
     heads["count"]["pixel_scales_arcsec"] = [1.1, 1.8]  # as fit_heads: simulated and FIRST
-    export_model(backbone, heads, tmp_path / "scales.onnx", name="scales", arch="test_resnet",
-                 input_size=INPUT_SIZE, tile_pixels=32, normalization="percentile",
-                 tiles=random_tiles())
-    meta = load_model(tmp_path / "scales.onnx", threads=1).metadata
-    assert meta["pixel_scale_range_arcsec"] == pytest.approx([0.55, 3.6])
+    config = {"crops": {"global_size": INPUT_SIZE}, "data": {"normalization": "percentile"}}
+    spec = model_spec(config, heads)
+    assert spec.pixel_scale_range_arcsec == pytest.approx((0.55, 3.6))
+    del heads["count"]["pixel_scales_arcsec"]
+    with pytest.raises(ValueError, match="pass pixel_scale_range_arcsec"):
+        model_spec(config, heads)
+    assert model_spec(config, heads, pixel_scale_range_arcsec=(1, 2)).input_pixels == INPUT_SIZE
 
 
 def test_half_weight_model_is_half_the_size_and_close_to_float32(tmp_path):
@@ -287,5 +286,5 @@ def test_half_weights_keep_large_values_and_small_tensors_as_float32():
 
 def test_views_must_be_one_or_eight(tmp_path):
     with pytest.raises(ValueError, match="views must be one of"):
-        export_tiny_model(tmp_path / "m.onnx", views=4)
+        export_tiny_model(tmp_path / "m.onnx", spec=tiny_spec(views=4))
     assert not (tmp_path / "m.onnx").exists()

@@ -21,7 +21,6 @@ from radiofm.inference import (
     load_model,
     read_stamps,
 )
-from radiofm.models import model_inputs, normalization_for
 from radiofm.simulate import make_radio_sky
 from radiofm.tests.helpers import sky_header
 from radiofm.tests.model_helpers import CLASSES, INPUT_SIZE
@@ -45,11 +44,11 @@ def test_embed_image_returns_the_tile_table_with_embeddings(tiny_model, sky):
     assert table.meta["TILESIZE"] == 32 and table.meta["NORMMETH"] == "percentile"
     # the same as running the model by hand on each tile
     tiles = tile_image(hdu, 32)
-    stretch = normalization_for(tiles.image, model.metadata)
+    stretch = model.spec.fit_stretch(tiles.image)
     for tile_id in (0, 45, 79):
         rows, cols = tiles.tile_slices(tile_id)
         pixels = tiles.image.read_region(rows, cols)[None]
-        expected = model.run(model_inputs(pixels, stretch, INPUT_SIZE))
+        expected = model.run(model.spec.prepare(pixels, stretch))
         np.testing.assert_allclose(table["embedding"][tile_id], expected["embedding"][0],
                                    rtol=1e-5, atol=1e-6)
 
@@ -113,13 +112,13 @@ def test_embed_sources_match_stamps_run_by_hand(tiny_model, sky):
     model = load_model(tiny_model, threads=1)
     result = embed_sources(truth[:6], hdu, tiny_model, threads=1, progress=False)
     assert result["embedding"].shape == (6, 96)
-    image_stretch = normalization_for(hdu, model.metadata)
+    image_stretch = model.spec.fit_stretch(hdu)
     from radiofm.image import read_image
 
     image = read_image(hdu)
     x, y = image.wcs.world_to_pixel(truth["sky_center"][:6])
     stamps = read_stamps(image, x, y, 40)
-    expected = model.run(model_inputs(stamps, image_stretch, INPUT_SIZE))["embedding"]
+    expected = model.run(model.spec.prepare(stamps, image_stretch))["embedding"]
     np.testing.assert_allclose(result["embedding"], expected, rtol=1e-5, atol=1e-6)
 
 

@@ -1,25 +1,24 @@
-"""Model metadata: serialisation, version checks, and the shared preprocessing."""
+"""Model metadata: serialisation, version checks, the upgrade of version-1 files."""
 
 import numpy as np
 import pytest
 
 from radiofm.models import (
+    METADATA_VERSION,
     NORMALIZATION_VERSION,
     ModelMetadataError,
+    ModelSpec,
     dihedral_views,
-    model_inputs,
     parse_metadata,
     serialize_metadata,
-    tile_inputs,
 )
-from radiofm.tests.helpers import sky_header
-from radiofm.tiling import Normalization, normalize, resample_tiles, tile_image
+from radiofm.tiling import NormalizationSpec
 
 
 def metadata(**changes):
     values = {
-        "name": "m", "arch": "resnet18", "input_size": 64, "embedding_dim": 512,
-        "tile_pixels": 64, "tile_arcsec": 115.2, "stamp_arcsec": 270.0,
+        "name": "m", "arch": "resnet18", "input_pixels": 64, "embedding_dim": 512,
+        "tile_arcsec": 115.2, "stamp_arcsec": 270.0,
         "normalization": {"method": "percentile", "lower": 2.0, "upper": 98.0},
         "normalization_version": NORMALIZATION_VERSION,
         "pixel_scale_range_arcsec": [0.9, 3.6], "beam_range_arcsec": None,
@@ -35,11 +34,33 @@ def test_metadata_round_trips_through_strings():
     props = serialize_metadata(metadata())
     assert all(isinstance(v, str) for v in props.values())
     parsed = parse_metadata(props)
-    assert parsed["input_size"] == 64 and parsed["tile_arcsec"] == 115.2
+    assert parsed["input_pixels"] == 64 and parsed["tile_arcsec"] == 115.2
     assert parsed["class_names"] == ["FRI", "FRII"]
     assert parsed["train_config"] == {"optim": {"epochs": 1}}
     assert parsed["beam_range_arcsec"] is None
-    assert parsed["metadata_version"] == 1 and parsed["radiofm_version"]
+    assert parsed["metadata_version"] == METADATA_VERSION == 2 and parsed["radiofm_version"]
+    spec = parsed["spec"]
+    assert isinstance(spec, ModelSpec) and spec.input_pixels == 64 and spec.views == 1
+    # the stretch is kept with all its options, not just its method
+    assert spec.normalization == NormalizationSpec("percentile")
+
+
+def test_version_1_metadata_is_read_and_upgraded():
+    """Models written before ModelSpec (input_size, tile_pixels) keep loading."""
+    v2 = serialize_metadata(metadata(normalization={"method": "snr", "softening": 2.0}))
+    v1 = {("input_size" if k == "input_pixels" else k): v for k, v in v2.items()}
+    v1.update(metadata_version="1", tile_pixels="150")
+    parsed = parse_metadata(v1)
+    assert parsed["input_pixels"] == 64 and "tile_pixels" not in parsed
+    assert parsed["metadata_version"] == 1
+    assert parsed["spec"].normalization == NormalizationSpec("snr", softening=2.0)
+
+
+def test_spec_problems_in_metadata_are_model_metadata_errors():
+    with pytest.raises(ModelMetadataError, match="input_pixels must be an integer >= 2"):
+        serialize_metadata(metadata(input_pixels=1))
+    with pytest.raises(ModelMetadataError, match="unknown normalisation options"):
+        serialize_metadata(metadata(normalization={"method": "snr", "gamma": 2}))
 
 
 def test_missing_or_bad_metadata_is_refused():
@@ -48,7 +69,7 @@ def test_missing_or_bad_metadata_is_refused():
     with pytest.raises(ModelMetadataError, match=r"lacks radiofm metadata \['class_names'\]"):
         parse_metadata(props)
     with pytest.raises(ModelMetadataError, match="not a valid int"):
-        parse_metadata({**serialize_metadata(metadata()), "input_size": "big"})
+        parse_metadata({**serialize_metadata(metadata()), "input_pixels": "big"})
     with pytest.raises(ModelMetadataError, match="distinct"):
         serialize_metadata(metadata(class_names=["a", "a"]))
     with pytest.raises(ModelMetadataError, match="low <= high"):
@@ -57,7 +78,7 @@ def test_missing_or_bad_metadata_is_refused():
         serialize_metadata(metadata(colour="blue"))
     with pytest.raises(ModelMetadataError, match="views must be one of"):
         serialize_metadata(metadata(views=3))
-    assert "views" not in parse_metadata(serialize_metadata(metadata()))  # old models: 1 view
+    assert parse_metadata(serialize_metadata(metadata()))["spec"].views == 1  # old models
 
 
 def test_dihedral_views_are_the_eight_orientations():
@@ -78,40 +99,8 @@ def test_other_preprocessing_versions_are_refused():
     props = serialize_metadata(metadata(normalization_version=NORMALIZATION_VERSION + 1))
     with pytest.raises(ModelMetadataError, match="normalisation\\) version"):
         parse_metadata(props)
-    assert parse_metadata(props, check_versions=False)["normalization_version"] == 2
+    assert (parse_metadata(props, check_versions=False)["normalization_version"]
+            == NORMALIZATION_VERSION + 1)
     props = serialize_metadata(metadata(metadata_version=99))
     with pytest.raises(ModelMetadataError, match="metadata version 99"):
         parse_metadata(props)
-
-
-def test_model_inputs_resample_then_normalise():
-    rng = np.random.default_rng(1)
-    raw = rng.normal(0, 1, (3, 12, 12)).astype(np.float32)
-    raw[0, :2, :2] = np.nan
-    stretch = Normalization("snr", offset=0.1, scale=0.5)
-    out = model_inputs(raw, stretch, 6)
-    expected = normalize(resample_tiles(raw, 6), stretch)
-    assert out.shape == (3, 1, 6, 6) and out.dtype == np.float32
-    np.testing.assert_array_equal(out[:, 0], expected)
-    assert out[0, 0, 0, 0] == 0.0  # blank pixels become 0
-    assert model_inputs(raw[:0], stretch, 6).shape == (0, 1, 6, 6)
-    with pytest.raises(ValueError, match=r"\(N, H, H\)"):
-        model_inputs(raw[0], stretch, 6)
-
-
-def test_tile_inputs_stream_every_tile_once():
-    rng = np.random.default_rng(2)
-    data = rng.normal(0, 1, (100, 130)).astype(np.float32)
-    tiles = tile_image((data, sky_header(130, 100)), 40)
-    stretch = Normalization("percentile", offset=-1.0, scale=2.0)
-    seen = {}
-    for ids, inputs in tile_inputs(tiles, stretch, 20, batch_size=5, threads=2):
-        assert inputs.shape == (len(ids), 1, 20, 20)
-        for tile_id, tile in zip(ids, inputs, strict=True):
-            seen[int(tile_id)] = tile[0]
-    assert sorted(seen) == list(range(len(tiles)))
-    for tile_id, tile in seen.items():
-        rows, cols = tiles.tile_slices(tile_id)
-        np.testing.assert_array_equal(tile, model_inputs(data[None, rows, cols], stretch, 20)[0, 0])
-    with pytest.raises(ValueError, match="batch_size"):
-        next(tile_inputs(tiles, stretch, 20, batch_size=0))
