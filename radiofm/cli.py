@@ -98,11 +98,12 @@ def _parser():
     evaluation.add_argument("-o", "--output", default="radiofm-evaluation",
                             help="report folder (default: radiofm-evaluation)")
     evaluation.add_argument("--tasks", default="all",
-                            help="comma-separated tasks among counts, frii, morphology, "
-                            "similarity, anomaly, redshift (default: all)")
-    evaluation.add_argument("--baselines", default="pixels,random,supervised",
-                            help="comma-separated baselines, or 'none' (default: "
-                            "pixels,random,supervised)")
+                            help="comma-separated tasks among counts, frii, crosssample, "
+                            "morphology, similarity, anomaly, redshift (default: all)")
+    evaluation.add_argument("--baselines", default="pixels,random,classical,supervised",
+                            help="comma-separated baselines among pixels, random, classical "
+                            "(island counter, shape measurements), supervised, or 'none' "
+                            "(default: all four)")
     evaluation.add_argument("--limit", type=int,
                             help="at most this many items per split of each data set")
     evaluation.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
@@ -111,9 +112,11 @@ def _parser():
                             "../shared/data)")
     evaluation.add_argument("--seed", type=int, default=0,
                             help="seed of the random baseline and the CNN")
-    evaluation.add_argument("--views", type=int, choices=[1, 8],
-                            help="8: average every feature set over the 8 rotations and "
-                            "reflections of each stamp (default: what the model does, else 1)")
+    evaluation.add_argument("--views", type=_view_counts,
+                            help="view counts among 1, 2, 8: one (e.g. 8) averages every "
+                            "feature set over that many rotations and reflections of each "
+                            "stamp; several (e.g. 1,2,8) also report the model at each count "
+                            "(default: what the model does, else 1)")
     evaluation.set_defaults(run=_run_evaluate)
 
     simulate = commands.add_parser(
@@ -130,9 +133,10 @@ def _parser():
 
     exporter = commands.add_parser(
         "export", help="export a trained model and its heads to ONNX (the train extra)",
-        description="Load the teacher backbone of a radiofm train run, fit its compact-count "
-        "and morphology heads (radiofm.evaluate.fit_heads), and write one ONNX model with "
-        "its metadata, after onnx.checker and a parity check against torch on real tiles.",
+        description="Load the teacher backbone of a radiofm train run, fit its numpy heads "
+        "(Poisson counts, calibrated morphology, OOD references) and linear graph heads "
+        "(radiofm.evaluate.fit_output_heads), and write one ONNX model with its metadata, "
+        "after onnx.checker and a parity check against torch on real tiles.",
     )
     exporter.add_argument("checkpoint", help="run folder, teacher_backbone.pt or checkpoint.pt")
     exporter.add_argument("-o", "--output", help="ONNX file (default: RUN/NAME.onnx)")
@@ -161,23 +165,27 @@ def _parser():
     exporter.set_defaults(run=_run_export)
 
     annotate = commands.add_parser(
-        "annotate", help="embed, count and classify with an ONNX model (no torch needed)",
-        description="Run an exported model over an image: the tile table with embeddings and "
-        "predicted compact counts and, with --catalog, the catalogue with morphology classes "
-        "(table format from OUT's extension: .fits, .ecsv or .vot/.xml), DS9 regions "
-        "coloured by class and a quick-look PNG.",
+        "annotate", help="find, count and classify sources with an ONNX model (no torch)",
+        description="Run an exported model over an image: the tile table (OUT_tiles) with "
+        "embeddings, predicted compact counts and out-of-distribution flags, and the source "
+        "catalogue (OUT) with morphology classes: sources found in the image (pyBDSF if "
+        "installed, else photutils) unless --catalog gives them. Table format from OUT's "
+        "extension (.fits, .ecsv or .vot/.xml); DS9 ellipses coloured by class and a "
+        "quick-look PNG beside it.",
     )
     picture = annotate.add_mutually_exclusive_group(required=True)
     picture.add_argument("image", nargs="?", help="FITS image (plain, .fits.fz or .fits.gz)")
     picture.add_argument("--example", action="store_true",
                          help="use the embedded default: a simulated MeerKAT-like field, "
-                         "written beside OUT with its true source catalogue, which is then "
-                         "classified unless --catalog is given")
+                         "written beside OUT with its true source catalogue (for comparison)")
     annotate.add_argument("--catalog", help="source catalogue to classify (pyBDSF .srl, FITS, "
-                          "ECSV...)")
+                          "ECSV...) instead of finding the sources")
+    annotate.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
+                          help="source finder without --catalog (default: pyBDSF if "
+                          "installed and the image records a frequency, else photutils)")
     annotate.add_argument("-o", "--output", required=True,
-                          help="output table: the annotated catalogue with --catalog (the "
-                          "tiles go to OUT_tiles), else the tile table")
+                          help="output table: the annotated catalogue (the tiles go to "
+                          "OUT_tiles)")
     annotate.add_argument("--model", default="default",
                           help="registered model name or .onnx file (default: default)")
     annotate.add_argument("--tile-size", type=_pixels_or_angle,
@@ -191,6 +199,26 @@ def _parser():
     annotate.add_argument("--threads", type=int, help="onnxruntime threads (default: all)")
     annotate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     annotate.set_defaults(run=_run_annotate)
+
+    heads = commands.add_parser(
+        "fit-heads", help="re-fit a model's numpy heads (counts, morphology, OOD) on its "
+        "ONNX embeddings (no torch; writing needs the onnx package)",
+        description="Embed the fit data with the model through onnxruntime, fit a Poisson "
+        "count head, a temperature-calibrated morphology head and out-of-distribution "
+        "references (radiofm.evaluate.fit_output_heads), and write a copy of the model with "
+        "them in its 'heads' metadata.",
+    )
+    heads.add_argument("model", help="registered model name or .onnx file")
+    heads.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    heads.add_argument("--data", help="data root (default: $RADIOFM_DATA or ../shared/data)")
+    heads.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
+                       help="source finder for the FIRST compact counts (cached)")
+    heads.add_argument("--limit", type=int, help="at most this many items per split")
+    heads.add_argument("--first-limit", type=int,
+                       help="at most this many FIRST fields per split (default: --limit)")
+    heads.add_argument("--cache", help="folder to cache embeddings in")
+    heads.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    heads.set_defaults(run=_run_fit_heads)
     return parser
 
 
@@ -332,6 +360,18 @@ def _run_train(args):
     return 0
 
 
+def _view_counts(text):
+    """``--views``: one view count, or several separated by commas, among 1, 2 and 8."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(count not in (1, 2, 8) for count in counts):
+        raise argparse.ArgumentTypeError(f"expected view counts among 1, 2, 8 (e.g. 8 or "
+                                         f"1,2,8), got {text!r}")
+    return counts[0] if len(counts) == 1 else counts
+
+
 def _run_evaluate(args):
     from .evaluate import TASKS, evaluate, format_report
 
@@ -365,15 +405,17 @@ def _run_export(args):
     except ImportError as error:
         raise ImportError(f"radiofm export needs the train extra ({error}): "
                           "pip install -c constraints.txt 'radiofm[train]'") from error
-    from .evaluate import fit_heads, with_views
+    from .evaluate import fit_output_heads, with_views
 
     # with_views checks the view count before the long head fit
     embedder = with_views(checkpoint_embedder(args.checkpoint, input_pixels=args.input_size),
                           args.views)
-    log.info("fitting the count and morphology heads on frozen embeddings")
-    heads = fit_heads(embedder, args.data)
+    log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
+             "on frozen embeddings")
+    numpy_heads, heads = fit_output_heads(embedder, args.data, graph_heads=True)
     report = export_checkpoint(
-        args.checkpoint, args.output, heads=heads, root=args.data, name=args.name,
+        args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
+        name=args.name,
         input_pixels=args.input_size, tolerance=args.tolerance, views=args.views,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
         quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
@@ -404,15 +446,20 @@ def _table_format(path):
 
 
 def _write_table(table, path, overwrite):
-    """Write a table as FITS, ECSV or VOTable (sky columns as RA/Dec, meta as INFO)."""
+    """Write a table as FITS, ECSV or VOTable (sky columns as RA/Dec, meta as INFO); every
+    column described, numeric ones with a unit."""
+    from astropy.table import Table
+
+    from .inference import describe_columns
+
     _, format = _table_format(path)
+    table = describe_columns(Table(table, copy=True), units=True)
     if format != "votable":
         table.write(path, format=format, overwrite=overwrite)
         return
     from astropy.coordinates import SkyCoord
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info
-    from astropy.table import Table
 
     plain = Table(table, copy=False)
     for name in list(plain.colnames):
@@ -430,9 +477,10 @@ def _write_table(table, path, overwrite):
 
 
 def _run_annotate(args):
+    from ._optional_deps import HAS_BDSF
     from .image import read_image
     from .inference import classify_morphology, count_sources, load_model
-    from .sources import read_catalog
+    from .sources import find_sources, read_catalog
     from .tiling import tile_image
     from .visualization import plot_tiles, source_regions
 
@@ -442,15 +490,12 @@ def _run_annotate(args):
     tiles_path = out.with_name(f"{stem}_tiles{out.name[len(stem):]}")
     regions_path = out.with_name(f"{stem}.reg")
     png_path = out.with_name(f"{stem}_quicklook.png")
-    catalog_path = args.catalog
-    paths = [out, regions_path, png_path] + ([tiles_path] if catalog_path or args.example
-                                             else [])
+    paths = [out, tiles_path, regions_path, png_path]
     _check_free(paths, args.overwrite)
     model = load_model(args.model, threads=args.threads)
     image_path = args.image
     if args.example:
-        image_path, truth_path = _write_example(out.parent, args.overwrite)
-        catalog_path = catalog_path or truth_path
+        image_path, _ = _write_example(out.parent, args.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
     with read_image(image_path, hdu=hdu, plane=args.plane) as image:
@@ -458,25 +503,36 @@ def _run_annotate(args):
         tile_size = model.spec.tile_pixels(image) if args.tile_size is None else args.tile_size
         tiles = tile_image(image, tile_size, overlap=args.overlap)
         table = count_sources(tiles, model, batch_size=args.batch_size, embedding=True)
-        table.meta["IMAGE"] = str(image_path)
+        table.meta["IMAGE"] = Path(image_path).name
         tiles.table = table
-        annotated = None
-        if catalog_path:
-            catalog = read_catalog(catalog_path, image=image)
-            annotated = classify_morphology(catalog, image, model, batch_size=args.batch_size)
-            annotated.meta["IMAGE"] = str(image_path)
-            _write_table(annotated, out, args.overwrite)
-            _write_table(table, tiles_path, args.overwrite)
-            radius = model.spec.stamp_arcsec / 4 * u.arcsec
-            source_regions(annotated, radius=radius).write(regions_path, format="ds9",
-                                                           overwrite=args.overwrite)
+        if args.catalog:
+            catalog = read_catalog(args.catalog, image=image)
         else:
-            _write_table(table, out, args.overwrite)
-            tiles.write_footprints(regions_path, overwrite=args.overwrite)
+            finder = args.finder
+            if finder == "auto":
+                finder = "bdsf" if HAS_BDSF and image.frequency is not None else "photutils"
+            catalog = find_sources(image, finder)
+        annotated = classify_morphology(catalog, image, model, batch_size=args.batch_size)
+        annotated.meta["IMAGE"] = Path(image_path).name
+        _write_table(annotated, out, args.overwrite)
+        _write_table(table, tiles_path, args.overwrite)
+        beam = None if image.beam is None else image.beam[0]
+        source_regions(annotated, beam=beam).write(regions_path, format="ds9",
+                                                   overwrite=args.overwrite)
         plot_tiles(tiles, png_path, column="n_compact_pred", sources=annotated)
-    log.info("%d tiles%s annotated with %s -> %s", len(table),
-             f" and {len(annotated)} sources" if annotated is not None else "", model.name,
+    log.info("%d tiles (%d out of distribution) and %d sources annotated with %s -> %s",
+             len(table), int(table["ood_flag"].sum()), len(annotated), model.name,
              ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _run_fit_heads(args):
+    from .evaluate import write_heads
+
+    report = write_heads(args.model, args.output, root=args.data, finder=args.finder,
+                         limit=args.limit, first_limit=args.first_limit, cache=args.cache,
+                         overwrite=args.overwrite)
+    log.info("wrote %s (heads: %s)", args.output, report)
     return 0
 
 

@@ -29,16 +29,12 @@ def shared_data_root():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """Path of a tiny ONNX model exported once per session (needs the train extra); tests
-    that change it work on a copy."""
-    pytest.importorskip("torch")
-    pytest.importorskip("timm")
-    from radiofm.tests.model_helpers import export_tiny_model
+def tiny_model():
+    """Path of the tiny ONNX model committed as a fixture (no torch needed); tests that
+    change it work on a copy."""
+    from radiofm.tests.model_helpers import TINY_MODEL
 
-    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
-    export_tiny_model(path)
-    return path
+    return TINY_MODEL
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.table import MaskedColumn, QTable, Table
 
-from ..sources._catalog import sky_positions
+from ..sources import sky_positions
 
 __all__ = ["count_in_tiles", "match_catalog", "tiles_to_coco"]
 

@@ -8,12 +8,21 @@ and `load_mgcls` (MeerKAT cutouts with anomaly scores). Each returns an `ImageSe
 
 `evaluation_positions` lists every source of the evaluation splits (MiraBest test,
 RadioGalaxyDataset valid/test); `exclude_near` drops anything within 1 arcmin of them from
-pre-training and probe-training data.
+pre-training and probe-training data; `radiogalaxy_positions` lists RadioGalaxyDataset
+sources as a set (its images carry no position).
 """
 
 from ._imageset import ImageSet
-from ._leakage import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
+from ._leakage import (
+    GUARD_RADIUS,
+    data_root,
+    evaluation_positions,
+    exclude_near,
+    radiogalaxy_positions,
+)
 from ._surveys import (
+    FIRST_BEAM,
+    FIRST_PIXEL,
     cache_dir,
     load_first_fields,
     load_mgcls,
@@ -22,6 +31,8 @@ from ._surveys import (
 )
 
 __all__ = [
+    "FIRST_BEAM",
+    "FIRST_PIXEL",
     "GUARD_RADIUS",
     "ImageSet",
     "cache_dir",
@@ -32,4 +43,5 @@ __all__ = [
     "load_mgcls",
     "load_mirabest",
     "load_radio_galaxy_dataset",
+    "radiogalaxy_positions",
 ]

@@ -35,6 +35,10 @@ class ImageSet:
     >>> data = ImageSet("toy", images, table, class_names=["a", "b"])
     >>> len(data.split("test"))
     2
+    >>> sorted_by_class = ImageSet("toy", np.zeros((4, 8, 8)), QTable(
+    ...     {"label": [0, 0, 1, 1], "split": ["train"] * 4}))
+    >>> len(sorted_by_class.head(1)), len(sorted_by_class.head(1, by="label"))
+    (1, 2)
     """
 
     def __init__(self, name, images, table, *, class_names=(), pixel_scale=None, wcs=None):
@@ -82,13 +86,25 @@ class ImageSet:
             raise ValueError(f"data set {self.name} has no split column")
         return self.subset(np.isin(np.asarray(self.table["split"]), names))
 
-    def head(self, count):
+    def head(self, count, *, by=None):
         """At most ``count`` images of each split, evenly spaced through it (all of them
-        when ``count`` is None), for quick runs on small subsets."""
+        when ``count`` is None), for quick runs on small subsets.
+
+        Parameters
+        ----------
+        count : int or None
+            Images per split (per split and ``by`` value when ``by`` is given).
+        by : str, optional
+            A table column (e.g. ``"label"``) whose every value keeps its own ``count``
+            images in each split, so a small subset still holds every class.
+        """
         if count is None:
             return self
         splits = np.asarray(self.table["split"] if "split" in self.table.colnames
-                            else np.zeros(len(self)))
+                            else np.zeros(len(self))).astype(str)
+        if by is not None:
+            splits = np.char.add(np.char.add(splits, "/"),
+                                 np.asarray(self.table[by]).astype(str))
         keep = np.zeros(len(self), dtype=bool)
         for name in np.unique(splits):
             members = np.flatnonzero(splits == name)

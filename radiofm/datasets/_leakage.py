@@ -8,7 +8,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import SkyCoord
 
-__all__ = ["data_root", "evaluation_positions", "exclude_near"]
+__all__ = ["data_root", "evaluation_positions", "exclude_near", "radiogalaxy_positions"]
 
 # Files that list the sources of the evaluation splits, relative to the data root.
 FIRST_MANIFEST = Path("first_fields") / "manifest.csv"
@@ -100,3 +100,39 @@ def exclude_near(positions, guard, radius=GUARD_RADIUS):
         return np.ones(len(positions), dtype=bool)
     _, separation, _ = positions.match_to_catalog_sky(guard)
     return np.asarray(separation > radius)
+
+
+def radiogalaxy_positions(root=None, *, splits=("train", "valid", "test"),
+                          classes=("FRI", "FRII", "Compact", "Bent")):
+    """Sky positions of the RadioGalaxyDataset sources of some splits and classes.
+
+    They come from ``radiogalaxydataset/positions.csv``, which lists every source of each
+    split but not in the order of the HDF5 file: use them as a set (e.g. for
+    `exclude_near`), not image by image.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        The data folder (see `data_root`).
+    splits : sequence of str
+        Any of ``"train"``, ``"valid"``, ``"test"``.
+    classes : sequence of str
+        Any of ``"FRI"``, ``"FRII"``, ``"Compact"``, ``"Bent"``.
+
+    Returns
+    -------
+    positions : `~astropy.coordinates.SkyCoord`
+
+    Raises
+    ------
+    FileNotFoundError
+        ``positions.csv`` is missing.
+    """
+    path = data_root(root) / RGZ_POSITIONS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: it lists the RadioGalaxyDataset positions")
+    with open(path, newline="") as stream:
+        rows = [row for row in csv.DictReader(stream)
+                if row["split"] in splits and row["label"] in classes]
+    return SkyCoord([float(r["ra_deg"]) for r in rows], [float(r["dec_deg"]) for r in rows],
+                    unit="deg")

@@ -40,7 +40,7 @@ def _classification(plot, names):
     role = next(iter(plot["map"]))
     projected, labels = plot["map"][role]
     axis = axes[-1]
-    for k, name in enumerate(classes):
+    for k, name in enumerate(plot.get("map_classes", classes)):
         chosen = labels == k
         axis.scatter(projected[chosen, 0], projected[chosen, 1], s=6, label=name)
     axis.legend(fontsize=7)

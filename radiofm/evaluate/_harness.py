@@ -10,14 +10,16 @@ import numpy as np
 from astropy.table import QTable
 
 from .._provenance import provenance_meta
-from ..datasets._surveys import FIRST_PIXEL
-from ._embedders import load_embedder, normalization_of, random_twin, with_views
+from ..datasets import FIRST_PIXEL
+from ._classical import IslandCounter, ShapeMeasurer
+from ._embedders import EVALUATION_VIEWS, load_embedder, normalization_of, random_twin, with_views
 from ._stamps import load_task_data
 from ._tasks import (
     Features,
     anomaly_task,
     classification_task,
     counts_task,
+    cross_sample_task,
     redshift_task,
     similarity_task,
 )
@@ -26,8 +28,8 @@ __all__ = ["TASKS", "evaluate", "fit_heads", "format_report"]
 
 log = logging.getLogger("radiofm")
 
-TASKS = ("counts", "frii", "morphology", "similarity", "anomaly", "redshift")
-BASELINES = ("pixels", "random", "supervised")
+TASKS = ("counts", "frii", "crosssample", "morphology", "similarity", "anomaly", "redshift")
+BASELINES = ("pixels", "random", "classical", "supervised")
 SCALE_FLOOR = 0.05  # of the median feature scale, for the heads an exported model carries
 
 
@@ -43,7 +45,23 @@ def _baseline_embedders(model, spec, baselines, seed):
             log.warning("no random-backbone baseline: torch and timm are not installed")
         if twin is not None:
             embedders["random"] = twin
+    if "classical" in baselines:
+        embedders["islands"] = IslandCounter()
+        embedders["shapes"] = ShapeMeasurer()
     return embedders
+
+
+def _view_counts(embedder, views):
+    """(main view count, other view counts) of an evaluation."""
+    own = getattr(embedder, "views", 1)
+    if views is None:
+        return own, ()
+    counts = [int(v) for v in np.atleast_1d(views)]
+    unknown = [v for v in counts if v not in EVALUATION_VIEWS]
+    if unknown or not counts:
+        raise ValueError(f"views must be among {tuple(EVALUATION_VIEWS)}, got {views!r}")
+    main = own if own in counts else max(counts)
+    return main, tuple(v for v in dict.fromkeys(counts) if v != main)
 
 
 def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES, limit=None,
@@ -60,22 +78,28 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     output : str or path-like, optional
         Folder for ``report.ecsv``, ``report.json``, ``report.txt`` and one PNG per task.
     tasks : sequence of str
-        Any of ``"counts"``, ``"frii"``, ``"morphology"``, ``"similarity"``, ``"anomaly"``,
-        ``"redshift"``.
+        Any of ``"counts"``, ``"frii"``, ``"crosssample"``, ``"morphology"``,
+        ``"similarity"``, ``"anomaly"``, ``"redshift"``.
     baselines : sequence of str
         ``"pixels"`` (resized pixels + PCA), ``"random"`` (the model's architecture,
-        randomly initialised), ``"supervised"`` (a small CNN trained on each classification
-        task's train split; needs torch).
+        randomly initialised), ``"classical"`` (non-learned: the island counter for counts,
+        shape measurements for the FRI/FRII and morphology tasks), ``"supervised"`` (a
+        small CNN trained on each classification task's train split; needs torch).
     limit : int, optional
         At most this many items per split of each data set, for quick runs.
     finder : {"auto", "bdsf", "photutils"}
         Source finder for the FIRST compact counts (cached).
     seed : int
         Seed of the random baseline and the supervised CNN.
-    views : {None, 1, 8}
-        8: every feature set (model and baselines) is averaged over the 8 rotations and
-        reflections of each stamp (`ViewAveraged`). Default: what the model does (an
-        exported model records it), else 1. The supervised CNN is trained as it is.
+    views : None, int or sequence of int
+        View counts among 1, 2 and 8 (`EVALUATION_VIEWS`). One count: every learned feature
+        set (model and baselines) is averaged over that many rotations and reflections of
+        each stamp (`ViewAveraged`). Several counts (the embedding-cost study): the
+        baselines and the ``model`` rows use the model's own count (else the largest), and
+        the model is reported again at each other count (rows ``model_1view``, ...); an
+        exported 8-view model gives them all from one run of its graph. Default: what the
+        model does (an exported model records it), else 1. The supervised CNN is trained
+        as it is.
 
     Returns
     -------
@@ -91,15 +115,20 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
     began = time.perf_counter()
     embedder = model if hasattr(model, "embed") else load_embedder(model, seed=seed)
-    views = getattr(embedder, "views", 1) if views is None else views
-    features = Features({role: with_views(member, views) for role, member
-                         in _baseline_embedders(embedder, model, baselines, seed).items()})
+    views, other_views = _view_counts(embedder, views)
+    members = _baseline_embedders(embedder, model, baselines, seed)
+    features = {role: member if hasattr(member, "measure") else with_views(member, views)
+                for role, member in members.items()}
+    for count in other_views:  # the embedding-cost study: the model at other view counts
+        features[f"model_{count}view"] = with_views(embedder, count)
+    if other_views and getattr(embedder, "views", 1) != 1:
+        features["model"] = with_views(embedder, views) if views != embedder.views else \
+            embedder.with_views(views)  # every view count from one run of the graph
+    features = Features(features)
     supervised = None
     if "supervised" in baselines:
         try:
-            import torch  # noqa: F401
-
-            from ._supervised import train_small_cnn
+            from ..train import train_small_cnn
 
             def supervised(x, y, n_classes, valid=None):
                 return train_small_cnn(x, y, n_classes, valid=valid, seed=seed)
@@ -108,7 +137,7 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     names = {role: features.name(role) for role in features.roles}
     names["supervised"] = "supervised CNN"
     rows, plots = [], {}
-    # every feature set sees the stretch the model was trained with
+    # every feature set sees the stretch the model was trained with, with all its options
     options = {"root": root, "limit": limit, "normalization": normalization_of(embedder)}
     for task in tasks:
         started = time.perf_counter()
@@ -117,6 +146,14 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
                 data = load_task_data(which, finder=finder, **options)
                 found, plots[which] = counts_task(data, features)
                 rows += found
+                if which == "counts_first":  # the older, weaker label: S_Code 'S' only
+                    found, _ = counts_task(data.relabel("FIRST tiles (S_Code S)",
+                                                        data.extra["n_single"]), features)
+                    rows += found
+        elif task == "crosssample":
+            found, plots[task] = cross_sample_task(load_task_data("crosssample", **options),
+                                                   features)
+            rows += found
         elif task == "frii":
             data = load_task_data("frii", **options)
             found, plots[task] = classification_task("frii", data, features,
@@ -139,8 +176,10 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         log.info("task %s done in %.0f s", task, time.perf_counter() - started)
     report = QTable(rows=rows, names=list(rows[0])) if rows else QTable()
     report.meta.update(provenance_meta(MODEL=names["model"], LIMIT=-1 if limit is None else limit,
-                                       NORM=options["normalization"].method, FINDER=finder,
-                                       VIEWS=views, SECONDS=round(time.perf_counter() - began, 1)))
+                                       NORM=json.dumps(options["normalization"].to_dict(),
+                                                       sort_keys=True),
+                                       FINDER=finder, VIEWS=views,
+                                       SECONDS=round(time.perf_counter() - began, 1)))
     if output is not None:
         _write(report, plots, names, Path(output))
     return report
@@ -182,6 +221,7 @@ def _write(report, plots, names, output):
     (output / "report.txt").write_text(format_report(report) + "\n")
     for key, plot in plots.items():
         task = "counts" if key.startswith("counts") else key
+        task = "frii" if task == "crosssample" else task
         task_figure(task, plot, names, output / f"{key}.png")
     log.info("evaluation report in %s", output)
 
@@ -248,12 +288,14 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
         morph = (np.concatenate([-morph[0], morph[0]]) / 2, np.array([-1, 1]) * morph[1] / 2)
     return {
         "count": {"coef": count[0][0].astype(np.float32), "intercept": float(count[1][0]),
-                  "tile_arcsec": FIRST_TILE * 1.8, "r2_test": float(r2),
+                  "tile_arcsec": float(FIRST_TILE * FIRST_PIXEL.to_value(u.arcsec)),
+                  "r2_test": float(r2),
                   "pixel_scales_arcsec": [FIRST_PIXEL.to_value(u.arcsec),
                                           SIMULATED_PIXEL.to_value(u.arcsec)]},
         "morphology": {"coef": morph[0].astype(np.float32),
                        "intercept": morph[1].astype(np.float32),
-                       "classes": list(data.class_names), "stamp_arcsec": 300 * 1.8,
+                       "classes": list(data.class_names),
+                       "stamp_arcsec": float(300 * FIRST_PIXEL.to_value(u.arcsec)),
                        "accuracy_test": float(logistic.score(x[test], data.target[test]))},
     }
 

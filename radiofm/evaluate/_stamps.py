@@ -10,6 +10,7 @@ import numpy as np
 
 from ..catalogs import count_in_tiles
 from ..datasets import (
+    FIRST_BEAM,
     GUARD_RADIUS,
     cache_dir,
     evaluation_positions,
@@ -18,10 +19,11 @@ from ..datasets import (
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    radiogalaxy_positions,
 )
-from ..tiling import fit_normalization, prepare_tiles, tile_image
+from ..tiling import NormalizationSpec, prepare_tiles, tile_image
 
-__all__ = ["TaskData", "load_task_data", "normalised_stamps"]
+__all__ = ["TaskData", "cross_sample_data", "fit_stretch", "load_task_data", "normalised_stamps"]
 
 log = logging.getLogger("radiofm")
 
@@ -29,8 +31,10 @@ FIRST_TILE = 150  # pixels of 1.8": 270 arcsec, the MiraBest stamp size
 SIMULATED_PIXEL = 1.1 * u.arcsec  # make_radio_sky's default pixel
 SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
 SIMULATED_SNR = 5.0  # a simulated compact source counts when its peak reaches 5 sigma
-FIRST_BEAM = 5.4 * u.arcsec  # FIRST images record no beam
+FIRST_SNR = 5.0  # a FIRST compact component counts when its peak reaches 5 sigma
+COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
 CHUNK = 100  # FIRST fields per cache update
+CACHE_VERSION = "v2"  # catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec)
 
 
 @dataclass
@@ -65,6 +69,16 @@ class TaskData:
     def __len__(self):
         return len(self.stamps)
 
+    @property
+    def key(self):
+        """What feature caches know these stamps by (shared by relabelled copies)."""
+        return self.extra.get("stamps_key", self.name)
+
+    def relabel(self, name, target):
+        """The same stamps (and cached inputs) under another name and target."""
+        return TaskData(name, self.stamps, self.normalizations, np.asarray(target), self.split,
+                        self.class_names, {**self.extra, "stamps_key": self.key}, self._cache)
+
     def prepared(self, size):
         """(N, size, size) float32 stamps, resampled then normalised (cached per size)."""
         if size not in self._cache:
@@ -91,12 +105,25 @@ def normalised_stamps(stamps, normalizations, size):
     return out
 
 
-def _own_normalizations(images, method):
+def fit_stretch(image, normalization):
+    """A model's stretch fitted on one parent image: the one place the harness fits it.
+
+    Parameters
+    ----------
+    image : `~numpy.ndarray`
+        The parent image's pixels.
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The stretch with all its options (a method name takes the default options).
+    """
+    return NormalizationSpec.from_value(normalization).fit(image)
+
+
+def _own_normalizations(images, normalization):
     """A normalisation fitted on each image itself (None for an image with no contrast)."""
     out = []
     for image in images:
         try:
-            out.append(fit_normalization(image, method))
+            out.append(fit_stretch(image, normalization))
         except ValueError:
             out.append(None)
     return out
@@ -117,14 +144,17 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
 
     Parameters
     ----------
-    task : {"counts_first", "counts_simulated", "frii", "morphology", "anomaly", "redshift"}
+    task : {"counts_first", "counts_simulated", "frii", "morphology", "crosssample", \
+"anomaly", "redshift"}
         Which data: FIRST tiles with compact counts, simulated MeerKAT-like tiles with true
-        counts, MBFRConfident, RadioGalaxyDataset, MGCLS cutouts, FIRST field stamps with
-        redshifts.
+        counts, MBFRConfident, RadioGalaxyDataset, MBFRConfident with the FRI and FRII
+        sources of RadioGalaxyDataset (`cross_sample_data`), MGCLS cutouts, FIRST field
+        stamps with redshifts.
     root : str or path-like, optional
         The data root (`radiofm.datasets.data_root`).
     limit : int, optional
-        At most this many items per split (evenly spaced), for quick runs (simulated
+        At most this many items per split (evenly spaced; per split and class for
+        RadioGalaxyDataset, whose file is sorted by class), for quick runs (simulated
         counts then use three fields of at most 1024 pixels).
     normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
         The stretch with all its options, fitted per parent image.
@@ -145,8 +175,10 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
         images = data.images.astype(np.float32)
         return TaskData("MBFRConfident", images, _own_normalizations(images, normalization),
                         data.labels, split, data.class_names)
+    if task == "crosssample":
+        return cross_sample_data(root, limit=limit, normalization=normalization)
     if task == "morphology":
-        data = load_radio_galaxy_dataset(root).head(limit)
+        data = load_radio_galaxy_dataset(root).head(limit, by="label")
         images = data.images.astype(np.float32)
         return TaskData("RadioGalaxyDataset", images,
                         _own_normalizations(images, normalization), data.labels,
@@ -181,23 +213,43 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
 
 
 def _first_count_tiles(root, limit, normalization, finder):
-    """2 x 2 tiles of 150 px per FIRST field, with the compact sources a finder counts in each."""
+    """2 x 2 tiles of 150 px per FIRST field, with the compact components a finder counts in
+    each: the target counts components of any S_Code whose peak reaches 5 times the field's
+    robust noise and whose fitted major axis is at most 2 beams; ``extra["n_single"]`` is
+    the older label, sources with S_Code 'S' only."""
     from ..image import read_image
 
     fields = load_first_fields(root, limit=limit)
     catalogues = first_field_catalogues(fields, finder)
-    stamps, stretches, counts, splits = [], [], [], []
+    stamps, stretches, counts, compact5, splits = [], [], [], [], []
     for image, wcs, row in zip(fields.images, fields.wcs, fields.table, strict=True):
         tiles = tile_image(read_image(image, wcs=wcs), FIRST_TILE, min_valid=0.5)
         counted = count_in_tiles(catalogues[row["file"]], tiles)
-        stretch = fit_normalization(image, normalization)
-        for tile in counted:
+        stretch = fit_stretch(image, normalization)
+        _, noise = _robust_noise(image)
+        catalogue = catalogues[row["file"]]
+        strong = (np.asarray(catalogue["peak"], float) >= FIRST_SNR * noise) & (
+            np.asarray(catalogue["major"], float) <= COMPACT_BEAMS * FIRST_BEAM.to_value(u.arcsec))
+        strong_counts = count_in_tiles(catalogue, tiles, select=strong)["n_compact"]
+        for tile, n_strong in zip(counted, strong_counts, strict=True):
             stamps.append(image[tile["y_min"]:tile["y_max"], tile["x_min"]:tile["x_max"]])
             counts.append(tile["n_compact"])
+            compact5.append(n_strong)
             stretches.append(stretch)
             splits.append(row["split"])
-    return TaskData("FIRST tiles", np.stack(stamps), stretches, np.asarray(counts, float),
-                    np.asarray(splits).astype(str))
+    return TaskData("FIRST tiles", np.stack(stamps), stretches, np.asarray(compact5, float),
+                    np.asarray(splits).astype(str),
+                    extra={"n_single": np.asarray(counts, float)})
+
+
+def _robust_noise(image):
+    """(background, noise) of an image: sigma-clipped median and MAD standard deviation."""
+    from astropy.stats import sigma_clipped_stats
+
+    values = np.asarray(image, dtype=np.float32)
+    median, _, noise = sigma_clipped_stats(values[np.isfinite(values)], sigma=3.0, maxiters=5,
+                                           stdfunc="mad_std")
+    return float(median), float(noise)
 
 
 def first_field_catalogues(fields, finder="auto", processes=None):
@@ -225,10 +277,10 @@ def first_field_catalogues(fields, finder="auto", processes=None):
 
     from astropy.table import QTable, vstack
 
-    from ..sources import HAS_BDSF
+    from .._optional_deps import HAS_BDSF
 
     method = ("bdsf" if HAS_BDSF else "photutils") if finder == "auto" else finder
-    path = cache_dir() / f"first_fields_{method}.ecsv"
+    path = cache_dir() / f"first_fields_{method}_{CACHE_VERSION}.ecsv"
     cached = QTable.read(path) if path.is_file() else None
     done = set() if cached is None else set(np.asarray(cached["file"]))
     todo = [(image, wcs, row["file"]) for image, wcs, row
@@ -249,7 +301,8 @@ def first_field_catalogues(fields, finder="auto", processes=None):
         rows = rows[np.isfinite(np.asarray(rows["x_center"], dtype=float))]
         out[row["file"]] = QTable({
             "sky_center": wcs.pixel_to_world(rows["x_center"], rows["y_center"]),
-            "s_code": rows["s_code"]})
+            "s_code": rows["s_code"], "peak": np.asarray(rows["peak"], float),
+            "major": np.asarray(rows["major"], float)})
     return out
 
 
@@ -264,27 +317,31 @@ def _field_sources(image, wcs, name, method):
     catalogue = find_sources(radio, method, frequency=1.4 * u.GHz)
     if not len(catalogue):
         return QTable({"file": [name], "x_center": [np.nan], "y_center": [np.nan],
-                       "s_code": ["none"]})
+                       "s_code": ["none"], "peak": [np.nan], "major": [np.nan]})
     return QTable({"file": [name] * len(catalogue), "x_center": catalogue["x_center"],
-                   "y_center": catalogue["y_center"], "s_code": catalogue["s_code"]})
+                   "y_center": catalogue["y_center"], "s_code": catalogue["s_code"],
+                   "peak": catalogue["peak"].to_value(u.Jy / u.beam),
+                   "major": catalogue["major"].to_value(u.arcsec)})
 
 
-def _simulated_count_tiles(normalization, fields, size):
-    """Tiles of 270 arcsec from simulated MeerKAT-like fields, counting true compact sources
-    whose peak reaches 5 sigma; the first two thirds of the fields train, the rest test."""
+def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, artefacts=False):
+    """Tiles of 270 arcsec from simulated MeerKAT-like fields (seeds from ``first_seed``,
+    with calibration artefacts if asked), counting true compact sources whose peak reaches
+    5 sigma; the first two thirds of the fields train, the rest test."""
     from ..simulate import make_radio_sky
 
     stamps, stretches, counts, splits = [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
     for seed in range(fields):
-        hdu, truth = make_radio_sky((size, size), seed=1000 + seed, pixel_scale=SIMULATED_PIXEL)
+        hdu, truth = make_radio_sky((size, size), seed=first_seed + seed,
+                                    pixel_scale=SIMULATED_PIXEL, artefacts=artefacts)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
         noise = hdu.header["SIMNOISE"]
         bright = (np.asarray(truth["s_code"]) == "S") & (
             truth["peak"].to_value(u.Jy / u.beam) >= SIMULATED_SNR * noise)
         counted = count_in_tiles(truth, tiles, select=bright)
         image = np.asarray(hdu.data[0, 0], dtype=np.float32)
-        stretch = fit_normalization(image, normalization)
+        stretch = fit_stretch(image, normalization)
         for tile in counted:
             stamps.append(image[tile["y_min"]:tile["y_max"], tile["x_min"]:tile["x_max"]])
             counts.append(tile["n_compact"])
@@ -292,3 +349,67 @@ def _simulated_count_tiles(normalization, fields, size):
             splits.append("train" if seed < n_train else "test")
     return TaskData("simulated tiles", np.stack(stamps), stretches, np.asarray(counts, float),
                     np.asarray(splits))
+
+
+CROSS_STAMP = 150  # pixels of 1.8": 270 arcsec, MiraBest's stamp; RadioGalaxyDataset is cut
+
+
+def cross_sample_data(root=None, *, limit=None, normalization="percentile"):
+    """MBFRConfident and the FRI/FRII sources of RadioGalaxyDataset, for the cross-sample test.
+
+    Both samples come from FIRST at 1.8" per pixel; RadioGalaxyDataset stamps (540") are cut
+    to their central 150 pixels, MiraBest's 270". Each stamp is normalised on its own.
+
+    The samples overlap on the sky, so the leakage guard runs both ways (1 arcmin):
+
+    - MiraBest training sources near any evaluation source (RadioGalaxyDataset valid and
+      test included; `radiofm.datasets.evaluation_positions`) are ``"excluded"``, as in the
+      ``frii`` task;
+    - RadioGalaxyDataset images carry no position, so its training sources cannot be
+      matched one by one: instead the MiraBest sources within 1 arcmin of any
+      RadioGalaxyDataset FRI/FRII training source are left out of the reverse test.
+      ``extra["reverse_test"]`` marks the MiraBest test sources clear of them (few: most
+      MiraBest test sources are also in RadioGalaxyDataset's train split), and
+      ``extra["reverse_any"]`` every clear MiraBest source, train split included (a larger
+      test of the reverse probe, which never trains on MiraBest; a self-supervised backbone
+      may have seen their unlabelled pixels).
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        The data root.
+    limit : int, optional
+        At most this many items per split of each sample.
+    normalization : str or dict
+        The model's stretch (see `load_task_data`).
+
+    Returns
+    -------
+    data : `TaskData`
+        ``extra["sample"]`` is ``"MiraBest"`` or ``"RGD"`` per item; classes FRI, FRII.
+        RadioGalaxyDataset's valid split is not used.
+    """
+    mirabest = load_mirabest(root, view="confident").head(limit)
+    split_mb = _guarded_train(mirabest.table["split"], mirabest.table["sky_center"],
+                              evaluation_positions(root))
+    rgd_train = radiogalaxy_positions(root, splits=("train",), classes=("FRI", "FRII"))
+    clear = exclude_near(mirabest.table["sky_center"], rgd_train)
+    galaxies = load_radio_galaxy_dataset(root)
+    galaxies = galaxies.subset(np.isin(galaxies.labels, [0, 1])
+                               & (np.asarray(galaxies.table["split"]) != "valid")).head(
+                                   limit, by="label")
+    start = (galaxies.images.shape[1] - CROSS_STAMP) // 2
+    cut = galaxies.images[:, start:start + CROSS_STAMP, start:start + CROSS_STAMP]
+    stamps = np.concatenate([mirabest.images, cut]).astype(np.float32)
+    log.info("cross-sample: %d MiraBest train, %d MiraBest test (%d clear of RadioGalaxyDataset "
+             "train), %d RadioGalaxyDataset FRI/FRII", (split_mb == "train").sum(),
+             (split_mb == "test").sum(), (clear & (split_mb == "test")).sum(), len(galaxies))
+    none = np.zeros(len(galaxies), bool)
+    return TaskData(
+        "MiraBest + RGD FRI/FRII", stamps, _own_normalizations(stamps, normalization),
+        np.concatenate([mirabest.labels, galaxies.labels]),
+        np.concatenate([split_mb, np.asarray(galaxies.table["split"]).astype(str)]),
+        ("FRI", "FRII"),
+        extra={"sample": np.array(["MiraBest"] * len(mirabest) + ["RGD"] * len(galaxies)),
+               "reverse_test": np.concatenate([clear & (split_mb == "test"), none]),
+               "reverse_any": np.concatenate([clear, none])})

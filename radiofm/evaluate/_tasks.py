@@ -4,6 +4,8 @@ Each task takes a `~radiofm.evaluate.TaskData` and a `Features` store, and retur
 rows (one per feature set, probe and metric) and the arrays its figure needs.
 """
 
+import logging
+
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
@@ -21,8 +23,10 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["Features", "anomaly_task", "classification_task", "counts_task", "redshift_task",
-           "similarity_task"]
+__all__ = ["Features", "anomaly_task", "classification_task", "counts_task",
+           "cross_sample_task", "redshift_task", "similarity_task"]
+
+log = logging.getLogger("radiofm")
 
 ALPHAS = np.logspace(-2, 5, 15)
 C_GRID = np.logspace(-3, 2, 11)
@@ -46,16 +50,28 @@ class Features:
     def roles(self):
         return list(self.embedders)
 
+    def roles_for(self, task):
+        """The roles that take part in a task (classical baselines suit only some)."""
+        return [role for role in self.embedders
+                if getattr(self.embedders[role], "applies", lambda task: True)(task)]
+
     def name(self, role):
         return self.embedders[role].name
 
     def get(self, role, data):
-        """(N, D) features of a `TaskData` for one role."""
-        key = (role, data.name)
+        """(N, D) features of a `TaskData` for one role.
+
+        Learned embedders see the prepared stamps at their input size; classical ones
+        (with a ``measure`` method) measure the raw stamps of the `TaskData`.
+        """
+        key = (role, data.key)
         if key not in self._cache:
             embedder = self.embedders[role]
-            self._cache[key] = np.asarray(embedder.embed(data.prepared(embedder.input_size)),
-                                          dtype=np.float32)
+            if hasattr(embedder, "measure"):
+                found = embedder.measure(data)
+            else:
+                found = embedder.embed(data.prepared(embedder.input_size))
+            self._cache[key] = np.asarray(found, dtype=np.float32)
         return self._cache[key]
 
     def scaler(self, role, n_fit):
@@ -84,19 +100,38 @@ def _bootstrap_error(correct, seed=0):
     return np.percentile(errors, [2.5, 97.5])
 
 
+def _bootstrap_metric(metric, true, predicted, seed=0):
+    """95 % interval of a regression metric (``"mse"``, ``"mae"``, ``"r2"``) over bootstrap
+    resamples of the test set."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(true), size=(BOOTSTRAP, len(true)))
+    t, p = np.asarray(true, float)[draws], np.asarray(predicted, float)[draws]
+    if metric == "mae":
+        values = np.abs(t - p).mean(axis=1)
+    else:
+        values = ((t - p) ** 2).mean(axis=1)
+        if metric == "r2":
+            spread = t.var(axis=1)
+            values = 1.0 - values[spread > 0] / spread[spread > 0]
+    return np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+
+
 def _regression_task(task, data, features, metrics):
-    """Ridge regression (alpha by cross-validation) on train, ``metrics`` on test."""
+    """Ridge regression (alpha by cross-validation) on train, ``metrics`` on test, with
+    95 % bootstrap intervals over the test items."""
     train, test = data.split == "train", data.split == "test"
     rows, plot = [], {}
     sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
-    for role in features.roles:
+    true = data.target[test]
+    for role in features.roles_for(task):
         x = features.get(role, data)
         probe = make_pipeline(*features.scaler(role, train.sum()), RidgeCV(alphas=ALPHAS))
         predicted = probe.fit(x[train], data.target[train]).predict(x[test])
         for name, metric in metrics.items():
+            low, high = _bootstrap_metric(name, true, predicted)
             rows.append(_row(task, data, features, role, "ridge", name,
-                             metric(data.target[test], predicted), **sizes))
-        plot[role] = (data.target[test], predicted)
+                             metric(true, predicted), low, high, **sizes))
+        plot[role] = (true, predicted)
     return rows, plot
 
 
@@ -164,7 +199,7 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
                                                                  labels=range(n_classes))
 
     fitted = train.sum() * (folds - 1) // folds  # items each cross-validation fit sees
-    for role in features.roles:
+    for role in features.roles_for(task):
         x = features.get(role, data)
         if valid.any():
             probe = _logistic_on_valid(x[train], y[train], x[valid], y[valid],
@@ -184,7 +219,7 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
         projected = make_pipeline(StandardScaler(), PCA(2, random_state=0)).fit_transform(x)
         plot["map"][role] = (projected[test], y[test])
     if supervised is not None:
-        size = features.embedders[features.roles[0]].input_size
+        size = features.embedders["model"].input_size
         stamps = data.prepared(size)
         held = (stamps[valid], y[valid]) if valid.any() else None
         predict = supervised(stamps[train], y[train], n_classes, valid=held)
@@ -198,7 +233,7 @@ def similarity_task(data, features, ks=(1, 5, 10)):
     train, test = data.split == "train", data.split == "test"
     ks = tuple(k for k in ks if k <= train.sum())
     rows, plot = [], {}
-    for role in features.roles:
+    for role in features.roles_for("similarity"):
         x = features.get(role, data)
         scaler = make_pipeline(*features.scaler(role, train.sum())).fit(x[train])
         gallery, queries = scaler.transform(x[train]), scaler.transform(x[test])
@@ -235,7 +270,7 @@ def anomaly_task(data, features, threshold=4):
     scored = data.target >= 0
     interesting = data.target[scored] >= threshold
     rows, plot = [], {"author": data.target[scored]}
-    for role in features.roles:
+    for role in features.roles_for("anomaly"):
         x = features.get(role, data)
         x = make_pipeline(*features.scaler(role, len(x))).fit_transform(x)
         for method in ("knn", "iforest"):
@@ -252,3 +287,73 @@ def anomaly_task(data, features, threshold=4):
                              np.median(percentile[scored][interesting]), **sizes))
             plot[(role, method)] = percentile[scored]
     return rows, plot
+
+
+#: (report name, training sample, test sample, extra mask of test items or None)
+CROSS_DIRECTIONS = (
+    ("MiraBest -> RGD", "MiraBest", "RGD", None),
+    ("RGD -> MiraBest", "RGD", "MiraBest", "reverse_test"),
+    ("RGD -> MiraBest train+test", "RGD", "MiraBest", "reverse_any"),
+)
+
+
+def cross_sample_task(data, features):
+    """FRI/FRII across samples: a probe fitted on one sample's train split, tested on the
+    other's test split, both ways (`~radiofm.evaluate.cross_sample_data`), and the reverse
+    probe once more on every MiraBest source clear of RadioGalaxyDataset's training ones.
+
+    The logistic probe's C is chosen by 5-fold cross-validation on the training sample
+    only; nothing of the test sample is seen before the test. Reports test error (95 %
+    bootstrap interval), accuracy, macro F1 and ROC AUC per direction.
+    """
+    sample, y = data.extra["sample"], data.target
+    rows, plot = [], {"class_names": data.class_names, "confusion": {}, "map": {}}
+    for role in features.roles_for("crosssample"):
+        x = features.get(role, data)
+        for label, source, target, clear in CROSS_DIRECTIONS:
+            train = (sample == source) & (data.split == "train")
+            if clear is None:
+                test = (sample == target) & (data.split == "test")
+            else:  # MiraBest sources clear of RGD's training sources
+                test = (sample == target) & data.extra[clear]
+            folds = int(min(5, np.bincount(y[train], minlength=2).min()))
+            if folds < 2:
+                raise ValueError(f"cross-sample {label}: every class needs at least 2 "
+                                 f"training items ({train.sum()} in all); raise the limit")
+            if not test.any():
+                log.warning("cross-sample %s: no test item left (raise the limit)", label)
+                continue
+            fitted = train.sum() * (folds - 1) // folds
+            probe = GridSearchCV(
+                make_pipeline(*features.scaler(role, fitted), LogisticRegression(max_iter=3000)),
+                {"logisticregression__C": C_GRID}, cv=folds).fit(x[train], y[train])
+            predicted = probe.predict(x[test])
+            correct = predicted == y[test]
+            low, high = _bootstrap_error(correct)
+            sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
+            shown = _Shown(label)
+            rows.append(_row("crosssample", shown, features, role, "logistic", "error",
+                             1 - correct.mean(), low, high, **sizes))
+            rows.append(_row("crosssample", shown, features, role, "logistic", "accuracy",
+                             correct.mean(), 1 - high, 1 - low, **sizes))
+            rows.append(_row("crosssample", shown, features, role, "logistic", "macro_f1",
+                             f1_score(y[test], predicted, average="macro"), **sizes))
+            if len(np.unique(y[test])) == 2:
+                rows.append(_row("crosssample", shown, features, role, "logistic", "roc_auc",
+                                 roc_auc_score(y[test], probe.predict_proba(x[test])[:, 1]),
+                                 **sizes))
+            plot["confusion"][(role, label)] = confusion_matrix(y[test], predicted,
+                                                                labels=range(2))
+        every = (data.split == "train") | (data.split == "test")
+        projected = make_pipeline(StandardScaler(), PCA(2, random_state=0)).fit_transform(
+            x[every])
+        plot["map"][role] = (projected, (sample[every] == "RGD").astype(int))
+    plot["map_classes"] = ("MiraBest", "RGD")
+    return rows, plot
+
+
+class _Shown:
+    """A data set name for report rows."""
+
+    def __init__(self, name):
+        self.name = name

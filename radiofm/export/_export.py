@@ -12,12 +12,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from ..datasets import data_root
 from ..image import read_image
 from ..models import (
     NORMALIZATION_VERSION,
     OUTPUTS,
     VIEW_COUNTS,
     ModelSpec,
+    serialize_heads,
     serialize_metadata,
 )
 from ..tiling import NormalizationSpec, tile_image
@@ -209,16 +211,23 @@ class TorchEmbedder:
         Tiles per forward pass.
     patch_size : int, optional
         ViT patch size (for a random twin of the architecture).
+    timm_options : dict, optional
+        More ``timm.create_model`` options of the backbone (likewise).
+    stretch_known : bool
+        False for a backbone that was never trained (a random twin): its ``normalization``
+        is then None and the evaluation harness feeds it the model's stretch.
     """
 
     pca = None  # the evaluation harness reduces raw-pixel baselines only
 
     def __init__(self, backbone, *, input_size, normalization, name, arch, batch_size=64,
-                 patch_size=None):
+                 patch_size=None, timm_options=None, stretch_known=True):
         self.backbone = backbone.eval()
-        self.architecture = {"arch": arch, "patch_size": patch_size}
+        self.architecture = {"arch": arch, "patch_size": patch_size,
+                             "timm_options": timm_options or {}}
         self.input_size = int(input_size)
-        self.normalization = NormalizationSpec.from_value(normalization)
+        self.normalization = (NormalizationSpec.from_value(normalization) if stretch_known
+                              else None)
         self.name = name
         self.sha256 = None
         self.batch_size = batch_size
@@ -316,11 +325,12 @@ def parity_tiles(spec, *, root=None, count=64):
     source : str
         What they were cut from.
     """
-    root = Path(root or os.environ.get("RADIOFM_DATA") or Path("..") / "shared" / "data")
-    root = root.expanduser().resolve()
-    folder = root / "first_fields"
+    try:
+        folder = data_root(root) / "first_fields"
+    except FileNotFoundError:
+        folder = None
     images, source = [], ""
-    if (folder / "manifest.csv").is_file():
+    if folder is not None and (folder / "manifest.csv").is_file():
         from astropy.table import Table
 
         manifest = Table.read(folder / "manifest.csv", format="ascii.csv")
@@ -372,7 +382,7 @@ def _differences(reference, outputs):
 
 def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, timm_options=None,
                  provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
-                 quantize=False, half_weights=False, overwrite=False):
+                 quantize=False, half_weights=False, overwrite=False, numpy_heads=None):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
     The graph takes ``tiles`` (batch, 1, S, S) float32 with a dynamic batch axis and gives
@@ -422,6 +432,11 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
         recorded in its metadata.
     overwrite : bool
         Replace existing files.
+    numpy_heads : dict, optional
+        The numpy heads inference applies (`radiofm.models.Heads`: Poisson counts,
+        calibrated morphology, OOD references), as `radiofm.evaluate.fit_output_heads`
+        returns; written to the ``heads`` metadata. The graph's own heads then only serve
+        radiofm versions that read no numpy heads.
 
     Returns
     -------
@@ -483,6 +498,8 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
         "parity_max_abs_diff": max(raw.values()), "parity_tolerance": float(tolerance),
         "quantization": "none", "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if numpy_heads is not None:
+        metadata["heads"] = json.loads(serialize_heads(numpy_heads))
     _set_metadata(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
     _save(proto, path)
@@ -590,7 +607,7 @@ def _write_half_weights(proto, path, metadata, tiles, reference):
     return {"half_path": target, "half_max_abs_diff": differences}
 
 
-def checkpoint_embedder(checkpoint, *, input_pixels=None):
+def checkpoint_embedder(checkpoint, *, input_pixels=None, batch_size=64):
     """The teacher backbone of a training run as an embedder, e.g. to fit its heads.
 
     Parameters
@@ -599,6 +616,8 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None):
         Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
     input_pixels : int, optional
         Input side; default: the global crop size of training.
+    batch_size : int
+        Tiles per forward pass.
 
     Returns
     -------
@@ -607,9 +626,12 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None):
     """
     backbone, info = load_checkpoint(checkpoint)
     config = info["config"]
+    model = config["model"]
     return TorchEmbedder(backbone, input_size=int(input_pixels or config["crops"]["global_size"]),
-                         normalization=config["data"]["normalization"], name=info["name"],
-                         arch=info["arch"], patch_size=config["model"].get("patch_size"))
+                         normalization=config["data"]["normalization"],
+                         name=f"{info['name']}/{info['path'].name}", arch=info["arch"],
+                         patch_size=model.get("patch_size"),
+                         timm_options=model.get("timm_options") or {}, batch_size=batch_size)
 
 
 def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=None, views=1,

@@ -10,16 +10,21 @@ them.
 
 from ._annotate import (
     ModelMismatchWarning,
+    add_count_columns,
     check_image,
     classify_morphology,
+    compact_by_measurement,
     count_sources,
     embed_image,
     embed_sources,
     read_stamps,
 )
+from ._columns import COLUMN_DESCRIPTIONS, describe_columns, image_noise
 from ._session import OnnxModel, clear_cache, load_model
 
 __all__ = [
-    "ModelMismatchWarning", "OnnxModel", "check_image", "classify_morphology", "clear_cache",
-    "count_sources", "embed_image", "embed_sources", "load_model", "read_stamps",
+    "COLUMN_DESCRIPTIONS", "ModelMismatchWarning", "OnnxModel", "add_count_columns",
+    "check_image", "classify_morphology", "clear_cache", "compact_by_measurement",
+    "count_sources", "describe_columns", "embed_image", "embed_sources", "image_noise",
+    "load_model", "read_stamps",
 ]

@@ -11,13 +11,14 @@ from tqdm.auto import tqdm
 
 from .._provenance import provenance_meta
 from ..image import RadioImage, read_image
-from ..models import DEFAULT_MODEL, ModelMismatchWarning
-from ..sources import read_catalog
-from ..sources._catalog import sky_positions
+from ..models import DEFAULT_MODEL, ModelMismatchWarning, input_noise
+from ..sources import read_catalog, sky_positions
 from ..tiling import TileSet, tile_image
+from ._columns import describe_columns, image_noise
 from ._session import load_model
 
-__all__ = ["ModelMismatchWarning", "check_image", "classify_morphology", "count_sources",
+__all__ = ["ModelMismatchWarning", "add_count_columns", "check_image", "classify_morphology",
+           "compact_by_measurement", "count_sources", "stamp_inputs",
            "embed_image", "embed_sources", "read_stamps"]
 
 log = logging.getLogger("radiofm")
@@ -78,18 +79,20 @@ def _tiles(image, model, tile_size, overlap, min_valid):
 
 
 def _run_tiles(tiles, model, *, batch_size, progress):
-    """All model outputs for every tile, and the fitted normalisation."""
+    """All model outputs for every tile (and its input noise), and the fitted normalisation."""
     stretch = model.spec.fit_stretch(tiles.image)
     n = len(tiles)
-    outputs = {"embedding": np.empty((n, model.metadata["embedding_dim"]), np.float32),
-               "n_compact": np.empty(n, np.float32),
-               "morph_logits": np.empty((n, len(model.class_names)), np.float32)}
+    dims = {"embedding": (n, model.metadata["embedding_dim"]), "n_compact": (n,),
+            "morph_logits": (n, len(model.class_names))}
+    outputs = {key: np.empty(dims[key], np.float32) for key in model.outputs}
+    outputs["input_noise"] = np.empty(n, np.float32)
     # Reader threads prepare the next batches while onnxruntime runs on the current one.
     for ids, inputs in model.spec.stream_tiles(tiles, stretch, batch_size=batch_size,
                                                progress=progress):
         result = model.run(inputs)
-        for key, values in outputs.items():
-            values[ids] = result[key]
+        for key in model.outputs:
+            outputs[key][ids] = result[key]
+        outputs["input_noise"][ids] = input_noise(inputs)
     return outputs, stretch
 
 
@@ -97,6 +100,7 @@ def _annotate_tiles(image, model, columns, *, tile_size, overlap, min_valid, bat
                     threads, progress):
     model = load_model(model, threads=threads)
     tiles, opened = _tiles(image, model, tile_size, overlap, min_valid)
+    beam = tiles.image.beam
     try:
         outputs, stretch = _run_tiles(tiles, model, batch_size=batch_size, progress=progress)
     finally:
@@ -104,9 +108,11 @@ def _annotate_tiles(image, model, columns, *, tile_size, overlap, min_valid, bat
             tiles.image.close()
     table = tiles.table.copy()
     for column, key in columns.items():
-        table[column] = outputs[key]
+        if key in outputs:
+            table[column] = outputs[key]
     table.meta.update(_model_meta(model, stretch))
-    return table, tiles, model
+    outputs["beam"] = beam
+    return table, tiles, model, outputs
 
 
 def embed_image(image, model=DEFAULT_MODEL, *, tile_size=None, overlap=0, min_valid=1.0,
@@ -150,7 +156,7 @@ def embed_image(image, model=DEFAULT_MODEL, *, tile_size=None, overlap=0, min_va
         No default model yet, a registered file failing its sha256, or an image whose
         pixel scale is far outside the model's range.
     """
-    table, _, _ = _annotate_tiles(image, model, {"embedding": "embedding"},
+    table, _, _, _ = _annotate_tiles(image, model, {"embedding": "embedding"},
                                   tile_size=tile_size, overlap=overlap, min_valid=min_valid,
                                   batch_size=batch_size, threads=threads, progress=progress)
     return table
@@ -175,12 +181,18 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
     Returns
     -------
     tiles : `~astropy.table.QTable`
-        The tile table with ``n_compact_pred`` (float32; the linear head's prediction).
+        The tile table with ``n_compact_pred`` (float32, never negative: the model's
+        Poisson count head; its description says what is counted), masked where
+        ``ood_flag``; ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
+        and ``ood_reason`` (``embedding``, ``noise``, ``beam``, comma-separated): a tile is
+        flagged when its embedding lies beyond the threshold chosen on held-out training
+        tiles, when its input noise or the image's beam lies outside the training range.
+        Models without numpy heads (`radiofm.models.Heads`; re-fit them with ``radiofm
+        fit-heads``) give their graph's linear count clipped at 0, flagged where it was
+        negative, and no ``ood_score``.
     """
-    columns = {"n_compact_pred": "n_compact"}
-    if embedding:
-        columns["embedding"] = "embedding"
-    table, tiles, model = _annotate_tiles(
+    columns = {"embedding": "embedding"} if embedding else {}
+    table, tiles, model, outputs = _annotate_tiles(
         image_or_tiles, model, columns, tile_size=tile_size, overlap=overlap,
         min_valid=min_valid, batch_size=batch_size, threads=threads, progress=progress)
     angle = float(tiles.tile_angle.to_value(u.arcsec))
@@ -191,7 +203,74 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
             f"{expected:.4g} arcsec tiles; n_compact_pred is not calibrated for this size "
             "(leave tile_size=None)", ModelMismatchWarning, stacklevel=2,
         )
+    add_count_columns(table, model, outputs)
     return table
+
+
+def add_count_columns(table, model, outputs):
+    """Add ``n_compact_pred``, ``ood_score``, ``ood_flag`` and ``ood_reason`` to a tile table.
+
+    Parameters
+    ----------
+    table : `~astropy.table.QTable`
+        Tile table, changed in place.
+    model : `OnnxModel`
+        The model that gave the outputs (its heads are applied).
+    outputs : dict
+        ``embedding``, ``input_noise``, ``beam`` (the image's, or None) and, for models
+        without heads, the graph's ``n_compact``.
+    """
+    from astropy.table import MaskedColumn
+
+    n = len(table)
+    reasons = [[] for _ in range(n)]
+    heads = model.heads
+    if heads is not None:
+        embedding = outputs["embedding"]
+        counts = heads.predict_counts(embedding)
+        score, far = heads.ood_scores(embedding, "tiles")
+        description = heads.count_description
+        for k in np.flatnonzero(far):
+            reasons[k].append("embedding")
+        noise = outputs["input_noise"]
+        if heads.noise_range is not None:
+            low, high = heads.noise_range
+            for k in np.flatnonzero(~((noise >= low) & (noise <= high))):
+                reasons[k].append("noise")
+        beam = outputs.get("beam")
+        if heads.beam_range_arcsec is not None and beam is not None:
+            major = float(beam[0].to_value(u.arcsec))
+            low, high = heads.beam_range_arcsec
+            if not low <= major <= high:
+                log.warning("the image's %.3g arcsec beam lies outside the %.3g-%.3g arcsec "
+                            "of model %r's training images: every tile is flagged", major,
+                            low, high, model.name)
+                for reason in reasons:
+                    reason.append("beam")
+    else:
+        raw = outputs["n_compact"]
+        counts = np.maximum(raw, 0).astype(np.float32)
+        score = np.full(n, np.nan, np.float32)
+        description = ("compact-source count of the graph's linear head, clipped at 0 (this "
+                       "model has no numpy heads: re-fit them with `radiofm fit-heads`)")
+        for k in np.flatnonzero(~(raw >= 0)):
+            reasons[k].append("negative")
+        if (raw < 0).any():
+            log.warning("model %r has no numpy heads: %d of %d linear counts were negative "
+                        "and are flagged; re-fit its heads with `radiofm fit-heads`",
+                        model.name, int((raw < 0).sum()), n)
+    flag = np.array([bool(r) for r in reasons], dtype=bool)
+    if flag.any():
+        log.warning("%d of %d tiles are out of distribution for model %r: their "
+                    "n_compact_pred is masked (ood_flag, ood_reason)", int(flag.sum()), n,
+                    model.name)
+    table["n_compact_pred"] = MaskedColumn(counts, mask=flag | ~np.isfinite(counts))
+    table["ood_score"] = score
+    table["ood_flag"] = flag
+    table["ood_reason"] = np.array([",".join(r) for r in reasons] or np.zeros(0, str),
+                                   dtype=str)
+    table["input_noise"] = outputs["input_noise"]
+    describe_columns(table, {"n_compact_pred": (u.ct, description)})
 
 
 def _catalog_and_image(catalog, image):
@@ -248,8 +327,9 @@ def _run_stamps(catalog, image, model, *, batch_size, threads, progress):
                         int((~inside).sum()), len(catalog))
         side = model.spec.stamp_pixels(radio)
         n = len(catalog)
-        outputs = {"embedding": np.full((n, model.metadata["embedding_dim"]), np.nan, np.float32),
-                   "morph_logits": np.full((n, len(model.class_names)), np.nan, np.float32)}
+        dims = {"embedding": (n, model.metadata["embedding_dim"]), "n_compact": (n,),
+                "morph_logits": (n, len(model.class_names))}
+        outputs = {key: np.full(dims[key], np.nan, np.float32) for key in model.outputs}
         rows = np.flatnonzero(inside)
         starts = range(0, len(rows), batch_size)
         for start in tqdm(starts, unit="batch", disable=None if progress else True):
@@ -270,19 +350,164 @@ def _run_stamps(catalog, image, model, *, batch_size, threads, progress):
     return annotated, outputs, model
 
 
+#: A source is compact by measurement when its catalogued major axis is at most this many
+#: beams and its integrated over peak flux at most this ratio (both relaxed at low S/N by
+#: `COMPACT_SNR_SLACK` / S/N, the scatter of fitted sizes of faint point sources).
+COMPACT_SIZE = 1.5
+COMPACT_FLUX_RATIO = 1.5
+COMPACT_SNR_SLACK = 3.0
+#: Resolved sources fainter than this peak S/N are too faint to judge ("uncertain").
+MIN_SNR = 10.0
+#: Training stamps (RadioGalaxyDataset: 300 px of 1.8" around FIRST sources of a 5.4" beam)
+#: hold their sources within half their side: a resolved source's stamp is at least the
+#: model's stamp angle scaled to the image's beam, and at least this many times its extent.
+FRAME_PER_EXTENT = 2.0
+#: Sources whose stamp would exceed this many base stamps are too large to judge.
+MAX_FRAME = 3.0
+#: Calibrated probabilities below this make a classified source "uncertain".
+MIN_CONFIDENCE = 0.5
+FIRST_BEAM_ARCSEC = 5.4  # the beam of the training stamps
+#: Stamp pixels below this S/N are set to 0, as the training stamps' background was.
+STAMP_CLIP_SNR = 3.0
+COMPACT = "Compact"
+UNCERTAIN = "uncertain"
+
+
+def _values(catalog, name, n, unit):
+    """A catalogue column as floats in ``unit`` (NaN where absent or masked)."""
+    if name not in catalog.colnames:
+        return np.full(n, np.nan)
+    column = catalog[name]
+    if getattr(column, "unit", None) is not None:
+        column = u.Quantity(column)
+        try:
+            column = column.to_value(unit)
+        except u.UnitsError:
+            column = column.value
+    values = np.ma.filled(np.ma.asarray(column, dtype=float), np.nan)
+    return np.asarray(values, dtype=float)
+
+
+def _arcsec(catalog, name, n):
+    return _values(catalog, name, n, u.arcsec)
+
+
+def compact_by_measurement(catalog, beam_arcsec, snr):
+    """Which sources have a catalogued shape consistent with the beam.
+
+    A source is compact when its major axis is at most `COMPACT_SIZE` beams and its
+    integrated over peak flux at most `COMPACT_FLUX_RATIO` (each limit relaxed by
+    `COMPACT_SNR_SLACK` / S/N for faint sources). Catalogued sizes may be convolved
+    (pyBDSF ``Maj``, photutils) or intrinsic (a truth catalogue): both pass for point
+    sources. Where a size is missing, an ``s_code`` of ``S`` with a flux ratio within the
+    limit counts as compact.
+
+    Parameters
+    ----------
+    catalog : `~astropy.table.Table`
+        With ``major`` (angle), ``flux``, ``peak`` and ``s_code`` where known.
+    beam_arcsec : float or None
+        Restoring beam FWHM (major axis); None: sizes cannot be compared.
+    snr : `~numpy.ndarray`
+        Peak S/N of each source (NaN when unknown).
+
+    Returns
+    -------
+    compact : `~numpy.ndarray` of bool
+    """
+    n = len(catalog)
+    major = _arcsec(catalog, "major", n)
+    ratio = (_values(catalog, "flux", n, u.Jy)
+             / _values(catalog, "peak", n, u.Jy / u.beam))
+    slack = np.where(np.isfinite(snr) & (snr > 0), COMPACT_SNR_SLACK / np.maximum(snr, 1e-9),
+                     0.0)
+    ratio_ok = ~(ratio > COMPACT_FLUX_RATIO + slack)  # NaN ratio: no evidence against
+    if beam_arcsec is not None and np.isfinite(beam_arcsec):
+        size_ok = major <= beam_arcsec * (COMPACT_SIZE + slack)
+    else:
+        size_ok = np.zeros(n, bool)
+    codes = (np.asarray(catalog["s_code"], dtype=str) if "s_code" in catalog.colnames
+             else np.full(n, ""))
+    by_code = ~np.isfinite(major) & (codes == "S") & np.isfinite(ratio)
+    return (size_ok | by_code) & ratio_ok
+
+
+def stamp_inputs(stamps, metadata, *, floor=None):
+    """Model inputs of source stamps, each normalised with its own fit.
+
+    The morphology head was fitted on RadioGalaxyDataset stamps, each normalised with the
+    model's stretch fitted on the stamp itself (`radiofm.evaluate.load_task_data`): a
+    source stamp is prepared the same way (resampled to the input size, then normalised
+    with the fit on its own raw pixels), not with the parent image's fit, which the count
+    head's tiles use.
+
+    Parameters
+    ----------
+    stamps : `~numpy.ndarray`
+        (N, H, H) raw pixels (NaN beyond the image).
+    metadata : dict
+        Model metadata (its ``spec``, `radiofm.models.ModelSpec`).
+    floor : float, optional
+        Pixels below it (e.g. 3 x the image rms) are set to 0 first, as the training
+        stamps' background was (RadioGalaxyDataset and MiraBest clip FIRST below 3 sigma).
+
+    Returns
+    -------
+    inputs : `~numpy.ndarray`
+        (N, 1, S, S) float32; an all-blank or flat stamp gives zeros.
+    """
+    from ..tiling import normalize, resample_tiles
+
+    spec = metadata["spec"]
+    stamps = np.asarray(stamps, dtype=np.float32)
+    if floor is not None and np.isfinite(floor):
+        stamps = np.where(stamps >= floor, stamps, np.where(np.isnan(stamps), np.nan, 0.0))
+        stamps = stamps.astype(np.float32)
+    out = resample_tiles(stamps, spec.input_pixels)
+    for k, raw in enumerate(stamps):
+        try:
+            own = spec.fit_stretch(raw)
+        except ValueError:  # no finite pixel or no contrast
+            out[k] = 0.0
+            continue
+        normalize(out[k], own, out=out[k])
+    return out[:, None]
+
+
+def _frame_sides(extent, base):
+    """Stamp side (arcsec) per source: the base stamp, or wider for large sources, on a
+    ladder of 2^(1/4) steps so that sources batch by side."""
+    side = np.maximum(base, FRAME_PER_EXTENT * np.nan_to_num(extent, nan=0.0))
+    steps = np.ceil(np.log2(side / base) * 4 - 1e-9) / 4
+    return base * 2.0 ** steps
+
+
 def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, threads=None,
                         progress=True):
-    """Classify the morphology of every catalogue source from a stamp around it.
+    """Classify the morphology of every catalogue source, or say why it cannot be judged.
 
-    The stamp side is the model's ``stamp_arcsec`` in the image's pixels; stamps are
-    resampled to the model's input size, then normalised with the model's normalisation
-    fitted on the whole image (`radiofm.models.ModelSpec.prepare`).
+    - A source whose catalogued shape is consistent with the beam
+      (`compact_by_measurement`) is ``Compact`` without running the model
+      (``morph_flag = "compact_by_measurement"``).
+    - A resolved source fainter than `MIN_SNR` (peak over the image's robust rms) is
+      ``uncertain`` (``faint``); one whose stamp would exceed `MAX_FRAME` base stamps is
+      ``uncertain`` (``too_large``).
+    - The others are classified on a stamp framed to the source: the model's stamp angle
+      scaled to the image's beam (training stamps are 540" for a 5.4" beam), widened to
+      `FRAME_PER_EXTENT` times the source's major axis for large sources. Stamps are
+      resampled to the model's input size and normalised with the model's stretch fitted
+      on each stamp, as the training stamps were (`stamp_inputs`). With numpy heads
+      (`radiofm.models.Heads`) the probabilities are temperature-calibrated; a stamp
+      unlike the training stamps is
+      ``uncertain`` (``unlike_training``), a top probability under `MIN_CONFIDENCE` too
+      (``low_confidence``).
 
     Parameters
     ----------
     catalog : `~astropy.table.Table` or path
         Sources with sky positions (a SkyCoord column such as ``sky_center``, or RA/DEC
-        columns); a path is read with `~radiofm.sources.read_catalog`.
+        columns) and, where known, ``major``, ``flux``, ``peak`` and ``s_code``; a path is
+        read with `~radiofm.sources.read_catalog`.
     image : anything `~radiofm.image.read_image` accepts
         The image the catalogue describes.
     model : str, path-like or `OnnxModel`
@@ -293,23 +518,98 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
     Returns
     -------
     catalog : `~astropy.table.Table`
-        A copy with ``morph_class`` (str; empty for sources off the image) and
-        ``morph_prob`` (N x K float32 softmax probabilities, classes in
-        ``meta["CLASSES"]``); ``meta`` names the model and its sha256.
+        A copy with ``morph_class`` (str: a class name, ``uncertain``, or empty for
+        sources off the image), ``morph_prob`` (N x K float32, classes in
+        ``meta["CLASSES"]``), ``morph_flag`` (why), ``morph_ood_score``, ``snr`` and
+        ``stamp_size``; every column described (`describe_columns`).
     """
-    annotated, outputs, model = _run_stamps(catalog, image, model, batch_size=batch_size,
-                                            threads=threads, progress=progress)
-    logits = outputs["morph_logits"]
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
-    names = np.array(model.class_names)
-    known = np.isfinite(logits).all(axis=1)
-    classes = np.where(known, names[np.where(known, np.nan_to_num(logits).argmax(axis=1), 0)],
-                       "")
+    model = load_model(model, threads=threads)
+    catalog, radio, opened = _catalog_and_image(catalog, image)
+    names = list(model.class_names)
+    k = len(names)
+    try:
+        check_image(model, radio)
+        stretch = model.spec.fit_stretch(radio)
+        n = len(catalog)
+        positions = sky_positions(catalog)
+        x, y = radio.wcs.world_to_pixel(positions)
+        x, y = np.atleast_1d(x).astype(float), np.atleast_1d(y).astype(float)
+        ny, nx = radio.shape
+        inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+        if (~inside).any():
+            log.warning("%d of %d sources lie off the image: their morph_class is empty",
+                        int((~inside).sum()), n)
+        rms = image_noise(radio)
+        unit = radio.unit if radio.unit is not None else u.Jy / u.beam
+        snr = _values(catalog, "peak", n, unit) / rms
+        beam = None if radio.beam is None else float(radio.beam[0].to_value(u.arcsec))
+        compact = compact_by_measurement(catalog, beam, snr) & inside
+        pixel = float(radio.pixel_scale.to_value(u.arcsec))
+        base = model.spec.stamp_arcsec * (1.0 if beam is None
+                                                 else beam / FIRST_BEAM_ARCSEC)
+        sides = _frame_sides(_arcsec(catalog, "major", n), base)
+        classes = np.full(n, "", dtype=object)
+        flags = np.full(n, "off_image", dtype=object)
+        probabilities = np.full((n, k), np.nan, np.float32)
+        ood = np.full(n, np.nan, np.float32)
+        stamp_size = np.full(n, np.nan)
+        classes[compact], flags[compact] = COMPACT, "compact_by_measurement"
+        if COMPACT in names:
+            probabilities[compact] = np.eye(k, dtype=np.float32)[names.index(COMPACT)]
+        resolved = inside & ~compact
+        faint = resolved & (snr < MIN_SNR)  # unknown S/N (no peak): judged on its stamp
+        large = resolved & ~faint & (sides > MAX_FRAME * base * (1 + 1e-9))
+        classes[faint | large] = UNCERTAIN
+        flags[faint], flags[large] = "faint", "too_large"
+        todo = np.flatnonzero(resolved & ~faint & ~large)
+        for side in np.unique(sides[todo]):
+            rows = todo[sides[todo] == side]
+            side_px = max(2, radio.angle_to_pixels(side * u.arcsec))
+            for start in tqdm(range(0, len(rows), batch_size), unit="batch",
+                              disable=None if progress else True):
+                ids = rows[start : start + batch_size]
+                stamps = read_stamps(radio, x[ids], y[ids], side_px)
+                result = model.run(stamp_inputs(stamps, model.metadata,
+                                                floor=STAMP_CLIP_SNR * rms))
+                stamp_size[ids] = side_px * pixel
+                if model.heads is not None:
+                    probabilities[ids] = model.heads.morphology_probabilities(
+                        result["embedding"])
+                    if model.heads.has_reference("stamps"):
+                        ood[ids] = model.heads.ood_scores(result["embedding"], "stamps")[0]
+                else:
+                    logits = result["morph_logits"]
+                    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+                    probabilities[ids] = shifted / shifted.sum(axis=1, keepdims=True)
+        if len(todo):
+            best = probabilities[todo].argmax(axis=1)
+            confident = probabilities[todo].max(axis=1) >= MIN_CONFIDENCE
+            unlike = np.zeros(len(todo), bool)
+            if model.heads is not None and model.heads.has_reference("stamps"):
+                unlike = ~(ood[todo] <= model.heads.threshold("stamps"))
+            classes[todo] = np.where(unlike | ~confident, UNCERTAIN, np.array(names)[best])
+            flags[todo] = np.where(unlike, "unlike_training",
+                                   np.where(confident, "classified", "low_confidence"))
+    finally:
+        if opened:
+            radio.close()
+    annotated = catalog.copy()
+    replaced = [c for c in ("morph_class", "morph_prob", "morph_flag")
+                if c in annotated.colnames]
+    if replaced:
+        log.warning("replacing the catalogue's existing columns %s", replaced)
+    annotated["snr"] = snr.astype(np.float32)
     annotated["morph_class"] = classes.astype(str)
     annotated["morph_prob"] = probabilities
-    annotated.meta["CLASSES"] = ",".join(model.class_names)
-    return annotated
+    annotated["morph_flag"] = flags.astype(str)
+    annotated["morph_ood_score"] = ood
+    annotated["stamp_size"] = stamp_size * u.arcsec
+    annotated.meta.update(_model_meta(model, stretch))
+    annotated.meta["CLASSES"] = ",".join(names)
+    annotated.meta["RMS"] = rms
+    counts = {str(flag): int((flags == flag).sum()) for flag in np.unique(flags.astype(str))}
+    log.info("morphology of %d sources: %s", n, counts)
+    return describe_columns(annotated)
 
 
 def embed_sources(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, threads=None,

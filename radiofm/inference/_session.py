@@ -7,12 +7,15 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from ..models import DEFAULT_MODEL, OUTPUTS, file_sha256, parse_metadata, resolve_model
+from ..models import DEFAULT_MODEL, OUTPUTS, file_sha256, parse_heads, parse_metadata, resolve_model
 
 __all__ = ["OnnxModel", "load_model"]
 
 log = logging.getLogger("radiofm")
 
+#: Graph outputs read when the model carries numpy heads (its ``heads`` metadata): the
+#: backbone's embedding only; older graphs' folded heads are then ignored.
+EMBEDDING_ONLY = ("embedding",)
 #: Storage kinds whose outputs for a tile do not depend on the other tiles of its batch:
 #: float32 and float16-stored weights. Others (dynamic int8) run one tile at a time.
 BATCH_INDEPENDENT = ("none", "fp16-weights")
@@ -93,6 +96,11 @@ class OnnxModel:
         The model's contract: input side, tile and stamp angles, stretch, views, classes.
     class_names : list of str
         Morphology classes, in ``morph_logits`` order.
+    heads : `~radiofm.models.Heads` or None
+        The numpy heads of the ``heads`` metadata (counts, calibrated morphology, OOD
+        references); None for older models, whose graph outputs its linear heads.
+    outputs : tuple of str
+        The graph outputs `run` returns.
     threads : int
     """
 
@@ -115,11 +123,19 @@ class OnnxModel:
         self.metadata = parse_metadata(props, source=str(path))
         self.spec = self.metadata["spec"]
         self.class_names = list(self.spec.class_names)
+        self.heads = (parse_heads(self.metadata["heads"], source=str(path))
+                      if "heads" in self.metadata else None)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != ["tiles"] or set(outputs) != set(OUTPUTS):
-            raise ValueError(f"{path}: expected input 'tiles' and outputs {OUTPUTS}, got "
-                             f"{inputs} and {outputs}")
+        if self.heads is not None and "embedding" in outputs:
+            self.outputs = EMBEDDING_ONLY
+        elif set(outputs) == set(OUTPUTS):
+            self.outputs = OUTPUTS
+        else:
+            self.outputs = None
+        if inputs != ["tiles"] or self.outputs is None:
+            raise ValueError(f"{path}: expected input 'tiles' and outputs {OUTPUTS} (or "
+                             f"'embedding' with heads metadata), got {inputs} and {outputs}")
         log.debug("loaded %s (%s, sha256 %s, %d threads)", name, path, self.sha256[:12], threads)
 
     def __repr__(self):
@@ -139,7 +155,8 @@ class OnnxModel:
         Returns
         -------
         outputs : dict of `~numpy.ndarray`
-            ``embedding`` (B, D), ``n_compact`` (B,), ``morph_logits`` (B, K), float32.
+            ``embedding`` (B, D) float32, and for models without numpy heads the graph's
+            ``n_compact`` (B,) and ``morph_logits`` (B, K).
 
         Notes
         -----
@@ -157,13 +174,14 @@ class OnnxModel:
         if len(tiles) == 0:
             dims = {"embedding": (0, self.metadata["embedding_dim"]), "n_compact": (0,),
                     "morph_logits": (0, len(self.class_names))}
-            return {key: np.zeros(shape, np.float32) for key, shape in dims.items()}
+            return {key: np.zeros(dims[key], np.float32) for key in self.outputs}
+        names = list(self.outputs)
         if self.metadata.get("quantization", "none") in BATCH_INDEPENDENT:
-            values = self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tiles)})
-            return dict(zip(OUTPUTS, values, strict=True))
+            values = self.session.run(names, {"tiles": np.ascontiguousarray(tiles)})
+            return dict(zip(names, values, strict=True))
         # Dynamic int8 takes each activation's scale from the whole batch: a tile's outputs
         # would depend on its neighbours, so quantised models see one tile at a time.
-        parts = [self.session.run(list(OUTPUTS), {"tiles": np.ascontiguousarray(tile[None])})
+        parts = [self.session.run(names, {"tiles": np.ascontiguousarray(tile[None])})
                  for tile in tiles]
         return {key: np.concatenate([part[k] for part in parts])
-                for k, key in enumerate(OUTPUTS)}
+                for k, key in enumerate(names)}

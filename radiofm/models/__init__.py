@@ -9,6 +9,7 @@ read or write it. `parse_metadata` reads an exported model's metadata (the spec 
 a registered file against its sha256. Nothing here imports torch.
 """
 
+from ._heads import HEADS_VERSION, Heads, input_noise, parse_heads, serialize_heads
 from ._metadata import (
     METADATA_VERSION,
     NORMALIZATION_VERSION,
@@ -19,7 +20,6 @@ from ._metadata import (
 )
 from ._registry import DEFAULT_MODEL, ModelRegistry, bundled_registry, file_sha256, resolve_model
 from ._spec import (
-    CLASS_NAMES,
     OUTPUTS,
     REFUSE_FACTOR,
     VIEW_COUNTS,
@@ -29,8 +29,9 @@ from ._spec import (
 )
 
 __all__ = [
-    "CLASS_NAMES", "DEFAULT_MODEL", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
-    "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "ModelMetadataError",
+    "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
+    "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads", "ModelMetadataError",
     "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "dihedral_views",
-    "file_sha256", "parse_metadata", "resolve_model", "serialize_metadata",
+    "file_sha256", "input_noise", "parse_heads", "parse_metadata", "resolve_model",
+    "serialize_heads", "serialize_metadata",
 ]

@@ -57,6 +57,8 @@ _SCHEMA = {
     "quantized_max_abs_diff": ("json", False),
     "views": ("int", False),
     "created": ("str", False),
+    # numpy heads (counts, morphology, OOD reference): radiofm.models._heads, own version
+    "heads": ("json", False),
 }
 #: Version-1 keys renamed in version 2 (``tile_pixels`` meant the training cut in configs but
 #: the input side in metadata; version 2 drops it: the cut lives in ``train_config``).
@@ -159,6 +161,11 @@ def parse_metadata(props, *, source="model", check_versions=True):
         parsed["spec"] = ModelSpec.from_metadata(parsed)
     except (TypeError, ValueError) as error:
         raise ModelMetadataError(f"{source}: {error}") from None
+    if "heads" in parsed:  # numpy heads: their own layout and version (radiofm.models._heads)
+        from ._heads import parse_heads
+
+        parse_heads(parsed["heads"], embedding_dim=parsed["embedding_dim"],
+                    class_names=parsed["class_names"], source=source)
     return parsed
 
 

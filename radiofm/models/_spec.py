@@ -2,7 +2,7 @@
 
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import astropy.units as u
 import numpy as np
@@ -10,13 +10,11 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..tiling import NormalizationSpec, prepare_tiles
 
-__all__ = ["CLASS_NAMES", "OUTPUTS", "REFUSE_FACTOR", "VIEW_COUNTS", "ModelMismatchWarning",
-           "ModelSpec", "dihedral_views"]
+__all__ = ["OUTPUTS", "REFUSE_FACTOR", "VIEW_COUNTS", "ModelMismatchWarning", "ModelSpec",
+           "dihedral_views"]
 
 #: Graph outputs of an exported model, in order.
 OUTPUTS = ("embedding", "n_compact", "morph_logits")
-#: The morphology classes of RadioGalaxyDataset, which the morphology heads are fitted on.
-CLASS_NAMES = ("FRI", "FRII", "Compact", "Bent")
 #: Views a model's embedding may average over: the tile itself, or its 8 rotations by
 #: multiples of 90 degrees and their mirror images (`dihedral_views`).
 VIEW_COUNTS = (1, 8)
@@ -52,10 +50,10 @@ class ModelSpec:
         Beam FWHMs the model suits (None: unchecked).
     normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
         The stretch and all its options, fitted once per parent image.
-    views : {1, 8}
-        8: the embedding is the mean over the 8 `dihedral_views` of each input.
     class_names : tuple of str
         Morphology classes, in the order of the ``morph_logits`` output.
+    views : {1, 8}
+        8: the embedding is the mean over the 8 `dihedral_views` of each input.
     outputs : tuple of str
         Graph output names.
 
@@ -68,7 +66,7 @@ class ModelSpec:
     >>> from radiofm.models import ModelSpec
     >>> spec = ModelSpec(input_pixels=64, tile_arcsec=270.0, stamp_arcsec=540.0,
     ...                  pixel_scale_range_arcsec=(0.9, 3.6), beam_range_arcsec=None,
-    ...                  normalization="snr")
+    ...                  normalization="snr", class_names=("FRI", "FRII"))
     >>> header = fits.Header({"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN",
     ...                       "CDELT1": -1.8 / 3600, "CDELT2": 1.8 / 3600})
     >>> image = read_image((np.random.default_rng(0).normal(size=(300, 300)), header))
@@ -84,9 +82,9 @@ class ModelSpec:
     pixel_scale_range_arcsec: tuple
     beam_range_arcsec: tuple | None
     normalization: NormalizationSpec
+    class_names: tuple
     views: int = 1
-    class_names: tuple = CLASS_NAMES
-    outputs: tuple = field(default=OUTPUTS)
+    outputs: tuple = OUTPUTS
 
     def __post_init__(self):
         # Normalise the stored forms (JSON lists, names, dicts) once, then check.

@@ -6,7 +6,7 @@ Both give one standard QTable (`CATALOG_COLUMNS`): sky position, flux, peak, siz
 pyBDSF-style S_Code and island id.
 """
 
-from ._catalog import CATALOG_COLUMNS, read_catalog
-from ._find import HAS_BDSF, find_sources
+from ._catalog import CATALOG_COLUMNS, read_catalog, sky_positions
+from ._find import find_sources
 
-__all__ = ["CATALOG_COLUMNS", "HAS_BDSF", "find_sources", "read_catalog"]
+__all__ = ["CATALOG_COLUMNS", "find_sources", "read_catalog", "sky_positions"]

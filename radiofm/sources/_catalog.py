@@ -12,7 +12,7 @@ from astropy.table import QTable, Table
 from .._provenance import provenance_meta
 from ..image import read_image
 
-__all__ = ["CATALOG_COLUMNS", "read_catalog"]
+__all__ = ["CATALOG_COLUMNS", "read_catalog", "sky_positions"]
 
 log = logging.getLogger("radiofm")
 

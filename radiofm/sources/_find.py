@@ -2,7 +2,6 @@
 
 import contextlib
 import gc
-import importlib.util
 import io
 import logging
 import tempfile
@@ -15,16 +14,16 @@ from astropy.io import fits
 from astropy.stats import SigmaClip
 from astropy.table import vstack
 
+from .._optional_deps import HAS_BDSF
 from ..image import read_image
 from ._catalog import make_catalog, read_catalog
 
-__all__ = ["HAS_BDSF", "find_sources"]
+__all__ = ["find_sources"]
 
 log = logging.getLogger("radiofm")
 
-# Found, not imported: importing pyBDSF takes most of a second, and radiofm.inference (which
-# reads catalogues through this package) should not pay for it.
-HAS_BDSF = importlib.util.find_spec("bdsf") is not None
+# HAS_BDSF is found, not imported: importing pyBDSF takes most of a second, and
+# radiofm.inference (which reads catalogues through this package) should not pay for it.
 
 METHODS = ("auto", "bdsf", "photutils")
 FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))

@@ -1,11 +1,18 @@
 """A tiny exported model for the tests of radiofm.models, radiofm.inference and the CLI."""
 
+from pathlib import Path
+
 import numpy as np
 
+#: The tiny model committed as a fixture (``scripts/make_test_model.py`` writes it), so the
+#: inference tests run without torch.
+TINY_MODEL = Path(__file__).parent / "data" / "tiny.onnx"
 CLASSES = ["FRI", "FRII", "compact", "bent"]
 INPUT_SIZE = 32
 TILE_ARCSEC = 35.2  # 32 pixels of 1.1 arcsec, the pixels of the simulated skies
 STAMP_ARCSEC = 44.0
+#: Stage widths of the tiny backbone (timm's test_resnet has (32, 48, 48, 96)).
+TINY_CHANNELS = (8, 16, 16, 96)
 
 
 def tiny_heads(dim, *, seed=0, classes=CLASSES):
@@ -21,13 +28,13 @@ def tiny_heads(dim, *, seed=0, classes=CLASSES):
 
 
 def tiny_backbone(seed=0):
-    """timm's test_resnet (96 features, 0.4 M parameters) with one input channel."""
+    """timm's test_resnet with narrow stages (96 features, 0.16 M parameters), one channel."""
     import torch
 
     from radiofm.train import create_backbone
 
     torch.manual_seed(seed)
-    return create_backbone("test_resnet").eval()
+    return create_backbone("test_resnet", channels=TINY_CHANNELS).eval()
 
 
 def random_tiles(count=8, seed=0):
@@ -56,9 +63,33 @@ def export_tiny_model(path, *, spec=None, **options):
     torch.set_num_threads(1)
     backbone = tiny_backbone()
     heads = tiny_heads(backbone.num_features)
-    settings = dict(name="tiny", arch="test_resnet", tiles=random_tiles(),
+    settings = dict(name="tiny", arch="test_resnet", timm_options={"channels": TINY_CHANNELS},
+                    tiles=random_tiles(),
                     provenance={"train_config": {"model": {"arch": "test_resnet"}},
                                 "data_summary": {"simulated": {"tiles": 0}}})
     settings.update(options)
     report = export_model(backbone, heads, path, spec=spec or tiny_spec(), **settings)
     return backbone, heads, report
+
+
+def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0):
+    """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict)."""
+    rng = np.random.default_rng(seed)
+    k = len(classes)
+
+    def reference():
+        return {"mean": np.zeros(dim), "scale": np.ones(dim),
+                "components": np.eye(dim)[:4], "variances": np.ones(4),
+                "residual_variance": 1.0, "threshold": threshold}
+
+    return {
+        "heads_version": 1, "embedding_dim": dim,
+        "counts": {"kind": "poisson-glm", "mean": np.zeros(dim), "scale": np.ones(dim),
+                   "coef": rng.normal(0, 0.1, dim), "intercept": 1.0, "max_log_rate": 5.0,
+                   "description": "compact sources with peak >= 5 sigma per tile"},
+        "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),
+                       "scale": np.ones(dim), "coef": rng.normal(0, 0.1, (k, dim)),
+                       "intercept": np.zeros(k), "temperature": 1.5, "classes": list(classes)},
+        "ood": {"tiles": reference(), "stamps": reference(), "noise_range": [0.0, 10.0],
+                "beam_range_arcsec": [1.0, 20.0]},
+    }

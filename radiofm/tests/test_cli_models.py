@@ -10,7 +10,7 @@ from regions import Regions
 
 from radiofm.cli import main
 from radiofm.simulate import make_radio_sky
-from radiofm.tests.model_helpers import CLASSES, tiny_backbone, tiny_heads
+from radiofm.tests.model_helpers import CLASSES, TINY_CHANNELS, tiny_backbone, tiny_heads
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,15 @@ def test_annotate_with_a_catalogue_writes_every_output(tiny_model, field, tmp_pa
     names = sorted(p.name for p in out.parent.iterdir())
     assert names == ["field.fits", "field.reg", "field_quicklook.png", "field_tiles.fits"]
     sources = QTable.read(out)
-    assert len(sources) == 30 and set(sources["morph_class"]) <= set(CLASSES)
+    assert len(sources) == 30 and set(sources["morph_class"]) <= {*CLASSES, "Compact",
+                                                                  "uncertain"}
     assert sources["morph_prob"].shape == (30, 4) and sources.meta["MODEL"] == "tiny"
     tiles = QTable.read(out.parent / "field_tiles.fits")
     assert tiles["embedding"].shape == (64, 96) and "n_compact_pred" in tiles.colnames
+    for table in (sources, tiles):  # every written column is described, numbers have units
+        for name in table.colnames:
+            assert table[name].info.description, name
+    assert tiles["x_min"].unit == "pix" and sources["stamp_size"].unit == "arcsec"
     regions = Regions.read(out.parent / "field.reg")
     assert len(regions) == 30
     assert {r.meta["text"] for r in regions} == set(sources["morph_class"])
@@ -41,33 +46,38 @@ def test_annotate_with_a_catalogue_writes_every_output(tiny_model, field, tmp_pa
 
 
 @pytest.mark.parametrize("suffix", [".ecsv", ".vot"])
-def test_annotate_tiles_only_by_extension(tiny_model, field, tmp_path, suffix):
+def test_annotate_finds_sources_without_a_catalogue(tiny_model, field, tmp_path, suffix):
     image, _ = field
     from radiofm.inference import ModelMismatchWarning
 
-    out = tmp_path / f"tiles{suffix}"
+    out = tmp_path / f"sources{suffix}"
     with pytest.warns(ModelMismatchWarning, match="not calibrated for this size"):
         assert main(["annotate", str(image), "--model", str(tiny_model), "-o", str(out),
-                     "--tile-size", "64", "--threads", "1"]) == 0
-    table = Table.read(out)
-    assert len(table) == 16 and table["embedding"].shape == (16, 96)
+                     "--tile-size", "64", "--threads", "1", "--finder", "photutils"]) == 0
+    tiles = Table.read(tmp_path / f"sources_tiles{suffix}")
+    assert len(tiles) == 16 and tiles["embedding"].shape == (16, 96)
+    sources = Table.read(out)
+    assert len(sources) > 5 and "Compact" in set(sources["morph_class"])
     if suffix == ".vot":
-        assert "sky_center_ra" in table.colnames
+        assert "sky_center_ra" in tiles.colnames
         assert "MODELSHA" in out.read_text()
-    assert len(Regions.read(tmp_path / "tiles.reg")) == 16
+    assert len(Regions.read(tmp_path / "sources.reg")) == len(sources)
 
 
-def test_annotate_example_classifies_its_true_sources(tiny_model, tmp_path):
+def test_annotate_example_finds_and_classifies_its_sources(tiny_model, tmp_path):
     out = tmp_path / "example" / "sources.ecsv"
     assert main(["annotate", "--example", "--model", str(tiny_model), "-o", str(out),
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--finder", "photutils"]) == 0
     names = sorted(p.name for p in out.parent.iterdir())
     assert names == ["example_sky.fits", "example_truth.ecsv", "sources.ecsv", "sources.reg",
                      "sources_quicklook.png", "sources_tiles.ecsv"]
     truth = QTable.read(out.parent / "example_truth.ecsv")
     sources = QTable.read(out)
-    assert len(sources) == len(truth) > 0 and set(sources["morph_class"]) <= set(CLASSES)
-    assert sources.meta["IMAGE"].endswith("example_sky.fits")
+    assert 0 < len(sources) <= len(truth)
+    assert set(sources["morph_class"]) <= {*CLASSES, "Compact", "uncertain"}
+    # most found sources are point sources, compact by measurement (none were before)
+    assert (sources["morph_flag"] == "compact_by_measurement").mean() > 0.9
+    assert sources.meta["IMAGE"] == "example_sky.fits"
     # the tiny model's 35.2" tiles are 32 pixels of the example's 1.1"
     assert len(QTable.read(out.parent / "sources_tiles.ecsv")) == (2048 // 32) ** 2
 
@@ -93,17 +103,20 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
 
     backbone = tiny_backbone()
     config = TrainConfig().to_dict()
-    config["model"].update(arch="test_resnet")
+    config["model"].update(arch="test_resnet", timm_options={"channels": list(TINY_CHANNELS)})
     config["crops"].update(global_size=32, local_size=16)
     config["data"].update(tile_size=32)
     run = tmp_path / "run-b"
     run.mkdir()
-    torch.save({"model": {"arch": "test_resnet", "patch_size": 8, "timm_options": {}},
+    torch.save({"model": {"arch": "test_resnet", "patch_size": 8,
+                          "timm_options": {"channels": list(TINY_CHANNELS)}},
                 "state_dict": backbone.state_dict(), "config": config,
                 "radiofm_version": "0.1", "data": json.dumps({})}, run / "teacher_backbone.pt")
     import radiofm.evaluate
+    from radiofm.tests.model_helpers import numpy_heads
 
-    monkeypatch.setattr(radiofm.evaluate, "fit_heads", lambda embedder, root: tiny_heads(96))
+    monkeypatch.setattr(radiofm.evaluate, "fit_output_heads",
+                        lambda embedder, root, graph_heads: (numpy_heads(96), tiny_heads(96)))
     out = tmp_path / "model.onnx"
     assert main(["export", str(run), "-o", str(out), "--name", "b", "--data", str(tmp_path),
                  "--pixel-scale-range", "1", "2", "--quantize"]) == 0
@@ -116,3 +129,26 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
     assert main(["export", str(run), "-o", str(out)]) == 2  # no overwrite
     np.testing.assert_equal(model.run(np.zeros((1, 1, 32, 32), np.float32))["embedding"].shape,
                             (1, 96))
+
+
+def test_fit_heads_writes_a_copy_with_numpy_heads(tiny_model, tmp_path, monkeypatch, caplog):
+    pytest.importorskip("onnx")
+    import radiofm.evaluate._fit_heads as fitting
+    from radiofm.inference import load_model
+    from radiofm.tests.model_helpers import numpy_heads
+
+    seen = {}
+
+    def fake_fit(model, **options):
+        seen.update(options, model=model)
+        return numpy_heads(96)
+
+    monkeypatch.setattr(fitting, "fit_output_heads", fake_fit)
+    out = tmp_path / "headed.onnx"
+    assert main(["fit-heads", str(tiny_model), "-o", str(out), "--limit", "5",
+                 "--finder", "photutils"]) == 0
+    assert seen["limit"] == 5 and seen["finder"] == "photutils"
+    assert load_model(out, threads=1).heads.classes == CLASSES
+    with caplog.at_level(logging.ERROR, logger="radiofm"):
+        assert main(["fit-heads", str(tiny_model), "-o", str(out)]) == 2
+    assert "pass overwrite=True" in caplog.text

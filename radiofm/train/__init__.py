@@ -21,6 +21,7 @@ from ._data import TileBank, build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
 from ._model import DINOHead, MultiCropModel, create_backbone, embed_tiles, load_backbone
 from ._monitor import MONITOR_COLUMNS, FeatureMonitor, monitor_carve
+from ._supervised import train_small_cnn
 from ._trainer import train
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
     "OptimConfig", "RadioMultiCrop", "RunConfig", "TileBank", "TrainConfig", "build_tile_bank",
     "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config", "train",
+    "train_small_cnn",
 ]

@@ -14,12 +14,11 @@ import csv
 import logging
 from pathlib import Path
 
-import astropy.units as u
 import numpy as np
 import torch
 from astropy.coordinates import SkyCoord
 
-from ..datasets import GUARD_RADIUS, data_root, evaluation_positions, exclude_near
+from ..datasets import FIRST_BEAM, GUARD_RADIUS, data_root, evaluation_positions, exclude_near
 from ..tiling import NormalizationSpec, prepare_tiles, tile_image
 from ._config import MonitorConfig
 
@@ -200,7 +199,7 @@ def _first_tiles(data, guard, limit=None, tile_pixels=None):
                        unit="deg")
     rows = [row for row, ok in zip(rows, exclude_near(centres, guard), strict=True) if ok]
     files = [folder / row["file"] for row in rows][:limit]
-    return _files_tiles(data, guard, files, tile_pixels, beam=5.4 * u.arcsec)  # no beam in FIRST
+    return _files_tiles(data, guard, files, tile_pixels, beam=FIRST_BEAM)  # no beam in FIRST
 
 
 def _mgcls_tiles(data, guard, limit=None):

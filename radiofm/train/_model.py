@@ -9,7 +9,7 @@ from torch.nn.utils.parametrizations import weight_norm
 __all__ = ["DINOHead", "MultiCropModel", "create_backbone", "embed_tiles", "load_backbone"]
 
 
-def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, **timm_options):
+def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **timm_options):
     """A timm backbone for one-channel radio images, returning pooled features.
 
     Parameters
@@ -22,6 +22,9 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, **timm_options
         that global and local crops of any size go through the same weights.
     drop_path_rate : float
         Stochastic depth.
+    seed : int, optional
+        Seed torch's generator with it before the weights are drawn (a reproducible
+        random network, e.g. the random-init twin of the evaluation).
     **timm_options
         More keyword arguments for ``timm.create_model``.
 
@@ -37,6 +40,8 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, **timm_options
             options["patch_size"] = patch_size
     elif drop_path_rate:
         options["drop_path_rate"] = drop_path_rate
+    if seed is not None:
+        torch.manual_seed(seed)
     return timm.create_model(arch, **options)
 
 

@@ -156,7 +156,7 @@ def test_evaluate_rejects_unknown_tasks_and_baselines():
 
 def test_supervised_cnn_learns_lobes():
     pytest.importorskip("torch")
-    from radiofm.evaluate._supervised import train_small_cnn
+    from radiofm.train import train_small_cnn
 
     rng = np.random.default_rng(5)
     train_x, train_y = _lobes(256, rng)
@@ -167,3 +167,164 @@ def test_supervised_cnn_learns_lobes():
     assert probabilities.shape == (64, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert (probabilities.argmax(1) == test_y).mean() > 0.9
+
+
+def _sky_tiles(count, rng, size=48):
+    """Noise tiles (sigma 1) with 0-5 compact sources of 8-30 sigma, and 4-sigma bumps that
+    must not count."""
+    counts = rng.integers(0, 6, count)
+    stamps = rng.normal(0.0, 1.0, (count, size, size)).astype(np.float32)
+    y, x = np.indices((size, size))
+    for stamp, n in zip(stamps, counts, strict=True):
+        for k in range(n + 2):
+            cy, cx = rng.uniform(4, size - 4, 2)
+            peak = rng.uniform(8, 30) if k < n else 3.0
+            stamp += peak * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 1.2**2))
+    return stamps, counts
+
+
+def test_island_counter_counts_compact_sources_above_five_sigma():
+    from radiofm.evaluate import IslandCounter, count_islands
+
+    rng = np.random.default_rng(7)
+    stamps, counts = _sky_tiles(120, rng)
+    found = count_islands(stamps)
+    assert np.mean(np.abs(found - counts)) < 0.3  # overlaps may merge a pair now and then
+    clipped = np.zeros((1, 32, 32), np.float32)
+    clipped[0, 10:14, 10:14] = 5.0  # no noise to scale by: nothing is counted
+    assert count_islands(clipped).tolist() == [0.0]
+    split = np.where(np.arange(120) < 80, "train", "test")
+    features = Features({"islands": IslandCounter(), "pixels": PixelEmbedder(16, 10)})
+    assert features.roles_for("counts") == ["islands", "pixels"]
+    assert features.roles_for("morphology") == ["pixels"]
+    rows, _ = counts_task(_task_data(stamps, counts.astype(float), split), features)
+    r2 = {r["features"]: r for r in rows if r["metric"] == "r2"}
+    assert r2["islands"]["value"] > 0.9 > r2["pixels"]["value"]
+    assert r2["islands"]["low"] <= r2["islands"]["value"] <= r2["islands"]["high"]
+
+
+def test_shape_measurements_separate_compact_from_double_sources():
+    from radiofm.evaluate import ShapeMeasurer, measure_shapes
+    from radiofm.evaluate._classical import SHAPE_FEATURES
+
+    rng = np.random.default_rng(8)
+    stamps, labels = _lobes(200, rng)
+    shapes = measure_shapes(stamps)
+    assert shapes.shape == (200, len(SHAPE_FEATURES)) and np.isfinite(shapes).all()
+    fr = shapes[:, SHAPE_FEATURES.index("fr_ratio")]
+    assert np.median(fr[labels == 1]) > np.median(fr[labels == 0]) + 0.3
+    split = np.where(np.arange(200) < 150, "train", "test")
+    rows, _ = classification_task("frii", _task_data(stamps, labels, split, ("C", "D")),
+                                  Features({"shapes": ShapeMeasurer()}), knn=False)
+    error = next(r for r in rows if r["metric"] == "error")
+    assert error["value"] < 0.1 and error["features"] == "shapes"
+
+
+def _two_samples(rng):
+    """Two samples of compact/double sources; the second has a brighter, offset 'processing'."""
+    first, first_y = _lobes(160, rng)
+    second, second_y = _lobes(160, rng)
+    second = 3.0 * second + 0.5
+    stamps = np.concatenate([first, second])
+    split = np.tile(np.where(np.arange(160) < 110, "train", "test"), 2)
+    sample = np.repeat(["MiraBest", "RGD"], 160)
+    clear = (sample == "MiraBest") & (np.arange(320) % 2 == 0)
+    data = _task_data(stamps, np.concatenate([first_y, second_y]), split, ("FRI", "FRII"))
+    data.extra.update(sample=sample, reverse_test=clear & (split == "test"), reverse_any=clear)
+    return data
+
+
+class _Processing:
+    """Features that see the sample's processing (mean level) and little else."""
+
+    name, input_size, pca = "processing", 16, None
+
+    def embed(self, stamps):
+        return np.stack([stamps.mean(axis=(1, 2)), stamps.std(axis=(1, 2))], axis=1)
+
+
+def test_cross_sample_task_trains_on_one_sample_and_tests_on_the_other():
+    from radiofm.evaluate import ShapeMeasurer
+    from radiofm.evaluate._tasks import cross_sample_task
+
+    data = _two_samples(np.random.default_rng(9))
+    features = Features({"shapes": ShapeMeasurer(), "processing": _Processing()})
+    rows, plot = cross_sample_task(data, features)
+    table = {(r["dataset"], r["features"], r["metric"]): r for r in rows}
+    forward = table[("MiraBest -> RGD", "shapes", "error")]
+    assert forward["n_train"] == 110 and forward["n_test"] == 50
+    assert forward["value"] < 0.1  # shapes hold across the two processings
+    assert table[("RGD -> MiraBest", "shapes", "error")]["n_test"] == 25
+    assert table[("RGD -> MiraBest train+test", "shapes", "error")]["n_test"] == 80
+    assert table[("MiraBest -> RGD", "processing", "error")]["value"] > 0.25
+    assert ("shapes", "RGD -> MiraBest") in plot["confusion"]
+
+
+def test_regression_bootstrap_matches_sklearn_and_brackets_the_value():
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    from radiofm.evaluate._tasks import _bootstrap_metric
+
+    rng = np.random.default_rng(10)
+    true = rng.normal(size=300)
+    predicted = true + rng.normal(scale=0.5, size=300)
+    low, high = _bootstrap_metric("r2", true, predicted)
+    assert low < r2_score(true, predicted) < high and high - low < 0.2
+    low, high = _bootstrap_metric("mae", true, predicted)
+    assert low < mean_absolute_error(true, predicted) < high
+
+
+def test_relabel_shares_the_prepared_stamps():
+    rng = np.random.default_rng(11)
+    stamps = rng.random((6, 16, 16)).astype(np.float32)
+    data = _task_data(stamps, np.arange(6.0), np.array(["train"] * 3 + ["test"] * 3))
+    other = data.relabel("other", np.ones(6))
+    assert other.key == data.key == "synthetic" and other.name == "other"
+    assert other.prepared(8) is data.prepared(8)
+
+
+def test_fit_stretch_keeps_every_option():
+    from radiofm.evaluate._embedders import normalization_of
+    from radiofm.evaluate._stamps import fit_stretch
+    from radiofm.tiling import NormalizationSpec, fit_normalization
+
+    image = np.random.default_rng(12).normal(size=(64, 64))
+    spec = {"method": "percentile", "lower": 10.0, "upper": 90.0}
+    assert fit_stretch(image, spec) == fit_normalization(image, lower=10.0, upper=90.0)
+    assert fit_stretch(image, "percentile") == fit_normalization(image)
+    assert fit_stretch(image, spec) != fit_stretch(image, "percentile")
+
+    class Exported:
+        metadata = {"normalization": spec}
+
+    assert normalization_of(Exported()) == NormalizationSpec.from_value(spec)
+
+
+def test_view_averaged_with_two_views_is_the_stamp_and_its_mirror():
+    from radiofm.evaluate import ViewAveraged, with_views
+
+    class Corner:
+        name, input_size, pca = "corner", 4, None
+
+        def embed(self, stamps):
+            return stamps[:, :1, :2].reshape(len(stamps), -1)
+
+    stamps = np.arange(32, dtype=np.float32).reshape(2, 4, 4)
+    two = with_views(Corner(), 2)
+    assert isinstance(two, ViewAveraged) and two.views == 2
+    expected = (stamps[:, 0, :2] + stamps[:, 0, ::-1][:, :2]) / 2
+    np.testing.assert_allclose(two.embed(stamps), expected)
+    with pytest.raises(ValueError, match="views must be 2 or 8"):
+        ViewAveraged(Corner(), 1)
+
+
+def test_cli_views_take_one_count_or_several():
+    import argparse
+
+    from radiofm.cli import _view_counts
+
+    assert _view_counts("8") == 8
+    assert _view_counts("1,2,8") == [1, 2, 8]
+    for bad in ("4", "1,x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="view counts among 1, 2, 8"):
+            _view_counts(bad)

@@ -26,6 +26,7 @@ from radiofm.inference import load_model  # noqa: E402
 from radiofm.tests.model_helpers import (  # noqa: E402
     CLASSES,
     INPUT_SIZE,
+    TINY_CHANNELS,
     export_tiny_model,
     random_tiles,
     tiny_backbone,
@@ -164,13 +165,15 @@ def test_parity_tiles_from_first_fields(shared_data):
 def write_run(folder, backbone, *, finished=True):
     """A training run folder as radiofm.train leaves it (teacher_backbone.pt or checkpoint.pt)."""
     config = TrainConfig().to_dict()
-    config["model"].update(arch="test_resnet", patch_size=8)
+    config["model"].update(arch="test_resnet", patch_size=8,
+                           timm_options={"channels": list(TINY_CHANNELS)})
     config["data"].update(tile_size=48, normalization="snr")
     config["crops"].update(global_size=INPUT_SIZE, local_size=16)
     folder.mkdir()
     data = json.dumps({"simulated": {"tiles": 12, "share": 1.0}})
     if finished:
-        torch.save({"model": {"arch": "test_resnet", "patch_size": 8, "timm_options": {},
+        torch.save({"model": {"arch": "test_resnet", "patch_size": 8,
+                              "timm_options": {"channels": list(TINY_CHANNELS)},
                               "num_features": 96},
                     "state_dict": backbone.state_dict(), "config": config,
                     "radiofm_version": "0.1", "data": data}, folder / "teacher_backbone.pt")
@@ -195,7 +198,10 @@ def test_export_checkpoint_writes_the_teacher_with_its_spec(tmp_path, finished):
     assert embedder.normalization.method == "snr"
     heads = tiny_heads(96)
     heads["count"]["pixel_scales_arcsec"] = [1.1]
-    report = export_checkpoint(run, heads=heads, root=tmp_path, tolerance=1e-4)
+    from radiofm.tests.model_helpers import numpy_heads
+
+    report = export_checkpoint(run, heads=heads, numpy_heads=numpy_heads(96), root=tmp_path,
+                               tolerance=1e-4)
     assert report["path"] == run / "run-a.onnx"
     model = load_model(report["path"], threads=1)
     meta = model.metadata
@@ -204,6 +210,9 @@ def test_export_checkpoint_writes_the_teacher_with_its_spec(tmp_path, finished):
     assert meta["train_config"]["data"]["tile_size"] == 48
     assert meta["data_summary"]["simulated"]["tiles"] == 12
     assert "simulated" in report["parity_source"]
+    # the numpy heads inference applies are in the metadata
+    assert model.heads is not None and model.outputs == ("embedding",)
+    assert meta["heads"]["counts"]["kind"] == "poisson-glm"
 
 
 def test_load_checkpoint_errors(tmp_path):

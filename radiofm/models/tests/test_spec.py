@@ -20,7 +20,7 @@ from radiofm.tiling import (
 def spec(**changes):
     values = dict(input_pixels=20, tile_arcsec=72.0, stamp_arcsec=36.0,
                   pixel_scale_range_arcsec=(1.0, 4.0), beam_range_arcsec=(3.0, 10.0),
-                  normalization={"method": "snr", "softening": 2.0})
+                  normalization={"method": "snr", "softening": 2.0}, class_names=("FRI", "FRII"))
     values.update(changes)
     return ModelSpec(**values)
 

@@ -4,9 +4,10 @@ import astropy.units as u
 import numpy as np
 import pytest
 
+from radiofm._optional_deps import HAS_BDSF
 from radiofm.image import read_image
 from radiofm.simulate import make_radio_sky
-from radiofm.sources import CATALOG_COLUMNS, HAS_BDSF, find_sources
+from radiofm.sources import CATALOG_COLUMNS, find_sources
 from radiofm.sources import _find as find_module
 from radiofm.tests.helpers import write_image
 

@@ -1,4 +1,5 @@
-"""The supervised baseline: a small CNN trained on a task's own train split (needs torch)."""
+"""A supervised baseline for the evaluation harness: a small CNN trained on a task's own train
+split (torch code, so it lives with the trainer)."""
 
 import numpy as np
 

@@ -1,0 +1,212 @@
+"""Outputs a survey team can trust (issue 13): morphology, counts, calibration, OOD, time.
+
+Measures, for a model (default: the bundled default):
+
+1. README's main job, ``radiofm annotate --example -o DIR/sources.ecsv``, run as a
+   subprocess: its wall time, then its outputs against the example's truth
+   (``example_truth.ecsv``):
+
+   - the share of true compact sources (found by the finder, matched within 1 beam)
+     labelled ``Compact`` (target >= 95 %);
+   - on true FRI/FRII/bent sources (the found source nearest their centre, within a
+     quarter of their size): accuracy where not ``uncertain``, and the uncertain share;
+   - per tile, n_compact_pred against the true compact sources with peak >= 5 sigma:
+     MAE and R^2 on unmasked tiles (target R^2 >= 0.8), negative counts (must be 0),
+     the masked share.
+
+2. Calibration: expected calibration error of the morphology probabilities on the
+   RadioGalaxyDataset test split (target <= 0.05), before and after the temperature, and
+   the ECE a perfectly calibrated head would show on that many stamps (its noise floor).
+
+3. Real FIRST fields of the held-out (test) split: n_compact_pred per 270 arcsec tile
+   (`radiofm.inference.count_sources`) against pyBDSF compact (S_Code S) counts; MAE, R^2
+   and the share of tiles flagged out of distribution.
+
+Usage::
+
+    python benchmarks/bench_outputs.py [--model default] [--finder photutils]
+        [--first-fields 25] [--cache DIR] [--skip-example] [--skip-first]
+
+Needs the real data (``$RADIOFM_DATA``) for 2 and 3; pyBDSF for 3.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+TRUTH_CLASSES = {"FRI": "FRI", "FRII": "FRII", "bent": "Bent"}
+SNR = 5.0
+
+
+def _r2(truth, predicted):
+    truth, predicted = np.asarray(truth, float), np.asarray(predicted, float)
+    if len(truth) < 2 or np.var(truth) == 0:
+        return float("nan")
+    return float(1 - np.sum((truth - predicted) ** 2) / np.sum((truth - truth.mean()) ** 2))
+
+
+def example(model, finder, folder):
+    """README's main job: wall time and its outputs against the truth."""
+    out = Path(folder) / "sources.ecsv"
+    command = [sys.executable, "-m", "radiofm", "annotate", "--example", "-o", str(out),
+               "--model", model]
+    if finder:
+        command += ["--finder", finder]
+    began = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "MPLBACKEND": "agg"})
+    seconds = time.perf_counter() - began
+    print(f"README main job ({' '.join(command[3:])}): {seconds:.1f} s wall "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; target < 60 s)")
+
+    from radiofm.catalogs import count_in_tiles
+    from radiofm.image import read_image
+    from radiofm.tiling import tile_image
+
+    truth = QTable.read(Path(folder) / "example_truth.ecsv")
+    sources = QTable.read(out)
+    tiles_table = QTable.read(Path(folder) / "sources_tiles.ecsv")
+    image = read_image(Path(folder) / "example_sky.fits")
+    beam = float(image.beam[0].to_value(u.arcsec))
+    noise = float(truth.meta["SIMNOISE"])
+    print(f"  {len(sources)} sources found, {len(truth)} true ones; morph_flag: "
+          + ", ".join(f"{f} {n}" for f, n in zip(*np.unique(np.asarray(sources["morph_flag"]),
+                                                            return_counts=True), strict=True)))
+
+    true_class = np.asarray(truth["morph_class"])
+    index, separation, _ = truth["sky_center"].match_to_catalog_sky(sources["sky_center"])
+    compact = true_class == "compact"
+    found = compact & (separation.to_value(u.arcsec) <= beam)
+    labels = np.asarray(sources["morph_class"])[index]
+    share = float((labels[found] == "Compact").mean()) if found.any() else float("nan")
+    print(f"  true compact sources found: {found.sum()} of {compact.sum()}; labelled "
+          f"Compact: {100 * share:.2f} % (target >= 95 %)")
+    bright = found & (truth["peak"].to_value(u.Jy / u.beam) >= 10 * noise)
+    print(f"    of those with peak >= 10 sigma ({bright.sum()}): "
+          f"{100 * (labels[bright] == 'Compact').mean():.2f} %")
+
+    extended = np.flatnonzero(np.isin(true_class, list(TRUTH_CLASSES)))
+    near = separation.to_value(u.arcsec)[extended] <= np.maximum(
+        beam, truth["las"].to_value(u.arcsec)[extended] / 4)
+    judged = labels[extended][near]
+    expected = np.array([TRUTH_CLASSES[c] for c in true_class[extended][near]])
+    sure = judged != "uncertain"
+    accuracy = float((judged[sure] == expected[sure]).mean()) if sure.any() else float("nan")
+    print(f"  true FRI/FRII/bent sources: {len(extended)}, matched {near.sum()}; uncertain "
+          f"{(~sure).sum()} ({100 * (~sure).mean() if near.any() else float('nan'):.0f} %); "
+          f"accuracy on the others {accuracy:.3f} ({(judged[sure] == expected[sure]).sum()}"
+          f" of {sure.sum()}); labels {list(zip(expected, judged, strict=True))}")
+
+    tiles = tile_image(image, int(tiles_table.meta["TILESIZE"]))
+    bright_compact = (np.asarray(truth["s_code"]) == "S") & (
+        truth["peak"].to_value(u.Jy / u.beam) >= SNR * noise)
+    counted = count_in_tiles(truth, tiles, select=bright_compact)
+    true_counts = np.asarray(counted["n_compact"], float)
+    predicted = tiles_table["n_compact_pred"]
+    mask = np.ma.getmaskarray(predicted)
+    values = np.ma.filled(np.ma.asarray(predicted, dtype=float), np.nan)
+    print(f"  counts per tile ({len(values)} tiles, {mask.sum()} masked = "
+          f"{100 * mask.mean():.1f} %): negative {int(np.sum(values < 0))}; on unmasked tiles "
+          f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
+          f"{_r2(true_counts[~mask], values[~mask]):.3f} (target >= 0.8); true mean "
+          f"{true_counts.mean():.1f} per tile")
+    image.close()
+
+
+def calibration(model, cache):
+    """ECE of the morphology probabilities on RadioGalaxyDataset test."""
+    from radiofm.evaluate import expected_calibration_error, load_embedder
+    from radiofm.evaluate._embedders import normalization_of
+    from radiofm.evaluate._fit_heads import _embed
+    from radiofm.evaluate._stamps import load_task_data
+    from radiofm.models import resolve_model
+
+    embedder = load_embedder(str(resolve_model(model)[0]))
+    heads = embedder.model.heads
+    if heads is None:
+        print("calibration: the model has no numpy heads")
+        return
+    data = load_task_data("morphology", normalization=normalization_of(embedder))
+    embedding, _ = _embed(embedder, data, cache, "morphology_None")
+    test = data.split == "test"
+    probabilities = heads.morphology_probabilities(embedding[test])
+    logits = heads.morphology_logits(embedding[test]) * heads.temperature
+    raw = np.exp(logits - logits.max(axis=1, keepdims=True))
+    raw /= raw.sum(axis=1, keepdims=True)
+    labels = np.asarray(data.target)[test]
+    print(f"RadioGalaxyDataset test ({test.sum()} stamps): accuracy "
+          f"{(probabilities.argmax(1) == labels).mean():.3f}; ECE "
+          f"{expected_calibration_error(probabilities, labels):.4f} with temperature "
+          f"{heads.temperature:.3g} (target <= 0.05), "
+          f"{expected_calibration_error(raw, labels):.4f} without")
+    # what a perfectly calibrated head would score on this many stamps: labels drawn from
+    # its own probabilities
+    rng = np.random.default_rng(0)
+    draws = [expected_calibration_error(probabilities, np.array(
+        [rng.choice(len(q), p=q / q.sum()) for q in probabilities])) for _ in range(100)]
+    print(f"  ECE of a perfectly calibrated head on {test.sum()} stamps (labels drawn from "
+          f"its probabilities, 100 draws): mean {np.mean(draws):.4f}, 95th percentile "
+          f"{np.percentile(draws, 95):.4f}")
+
+
+def first_fields(model, count):
+    """FIRST test-split fields: predicted counts vs pyBDSF compact counts per tile."""
+    from radiofm.catalogs import count_in_tiles
+    from radiofm.datasets import load_first_fields
+    from radiofm.evaluate._stamps import FIRST_BEAM, first_field_catalogues
+    from radiofm.image import read_image
+    from radiofm.inference import count_sources
+
+    fields = load_first_fields(limit=count)
+    test = np.asarray(fields.table["split"]) == "test"
+    fields = fields.subset(test)
+    catalogues = first_field_catalogues(fields, "bdsf")
+    truth, predicted, flagged = [], [], []
+    for image, wcs, row in zip(fields.images, fields.wcs, fields.table, strict=True):
+        radio = read_image(image, wcs=wcs, beam=FIRST_BEAM)
+        table = count_sources(radio, model, progress=False, min_valid=0.5)
+        from radiofm.tiling import tile_image
+
+        tiles = tile_image(radio, int(table.meta["TILESIZE"]), min_valid=0.5)
+        counted = count_in_tiles(catalogues[row["file"]], tiles)
+        truth.extend(np.asarray(counted["n_compact"], float))
+        predicted.extend(np.ma.filled(np.ma.asarray(table["n_compact_pred"], float), np.nan))
+        flagged.extend(np.asarray(table["ood_flag"]))
+    truth, predicted, flagged = np.array(truth), np.array(predicted), np.array(flagged)
+    kept = ~flagged & np.isfinite(predicted)
+    print(f"FIRST held-out fields ({len(fields)} fields, {len(truth)} tiles of 270 arcsec): "
+          f"flagged {100 * flagged.mean():.1f} %; on unflagged tiles vs pyBDSF compact counts "
+          f"MAE {np.abs(predicted[kept] - truth[kept]).mean():.2f}, R^2 "
+          f"{_r2(truth[kept], predicted[kept]):.3f}; negative {int(np.sum(predicted < 0))}; "
+          f"mean pyBDSF count {truth.mean():.2f}, mean prediction {predicted[kept].mean():.2f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--finder", help="finder of the example run (default: annotate's)")
+    parser.add_argument("--first-fields", type=int, default=25,
+                        help="FIRST test-split fields (pyBDSF is run on them, cached)")
+    parser.add_argument("--cache", help="folder to cache RadioGalaxyDataset embeddings in")
+    parser.add_argument("--skip-example", action="store_true")
+    parser.add_argument("--skip-calibration", action="store_true")
+    parser.add_argument("--skip-first", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_example:
+        with tempfile.TemporaryDirectory() as folder:
+            example(args.model, args.finder, folder)
+    if not args.skip_calibration:
+        calibration(args.model, args.cache)
+    if not args.skip_first:
+        first_fields(args.model, args.first_fields)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,465 @@
+"""`fit_output_heads`: the numpy heads of `radiofm.models.Heads`, fitted on frozen embeddings.
+
+Torch-free: the embeddings come from any embedder (an exported ONNX model through
+onnxruntime, or a torch backbone during export) and the heads are fitted with
+scikit-learn. Fit on train splits, choose and calibrate on valid / held-out splits,
+report on test.
+"""
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .._provenance import radiofm_version
+from ..models import input_noise, serialize_heads
+from ._embedders import load_embedder, normalization_of
+from ._stamps import SIMULATED_SNR, SIMULATED_TILE_ARCSEC, load_task_data
+
+__all__ = ["expected_calibration_error", "fit_output_heads", "write_heads"]
+
+log = logging.getLogger("radiofm")
+
+#: PCA components of the out-of-distribution references.
+OOD_COMPONENTS = 32
+#: Share of held-out in-distribution items an OOD threshold keeps (the rest are flagged).
+OOD_QUANTILE = 0.99
+#: Poisson GLM penalties tried (chosen by deviance on a held-out fifth of train).
+POISSON_ALPHAS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+#: Training beams (FWHM, arcsec): FIRST 5.4, MeerKAT MGCLS and the simulated sky 7.5.
+TRAINING_BEAMS_ARCSEC = (5.4, 7.5)
+#: Accepted beams and input noise levels reach this factor beyond the training ones.
+RANGE_FACTOR = 1.5
+SCALE_FLOOR = 0.05  # of the median feature scale, as the harness's folded heads
+#: Simulated skies with calibration artefacts added to the count tiles (2/3 train).
+ARTEFACT_FIELDS = 9
+
+
+def expected_calibration_error(probabilities, labels, bins=15):
+    """Expected calibration error of the top-class probability (equal-width bins).
+
+    Parameters
+    ----------
+    probabilities : array-like
+        (N, K) class probabilities.
+    labels : array-like
+        (N,) true class indices.
+    bins : int
+        Confidence bins over [0, 1].
+
+    Returns
+    -------
+    ece : float
+        Sum over bins of (share of items) x |accuracy - mean confidence|.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.evaluate import expected_calibration_error
+    >>> expected_calibration_error(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([0, 1]))
+    0.4
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        chosen = which == b
+        if chosen.any():
+            ece += chosen.mean() * abs(correct[chosen].mean() - confidence[chosen].mean())
+    return round(float(ece), 12)
+
+
+def _embedder_key(embedder):
+    """Cache key of an embedder's embeddings: an exported model's graph identity (its name,
+    export time and weight storage, which new heads leave alone), else name and sha256."""
+    metadata = getattr(getattr(embedder, "model", None), "metadata", None) or {}
+    if metadata:
+        identity = [metadata.get(key) for key in ("name", "created", "quantization", "arch")]
+    else:
+        identity = [embedder.name, getattr(embedder, "sha256", None)]
+    text = f"{identity}|{embedder.input_size}|{getattr(embedder, 'views', 1)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _embed(embedder, data, cache, tag):
+    """Embeddings and input noise of a task's items, cached as .npz when ``cache`` is set."""
+    path = None if cache is None else Path(cache) / f"{_embedder_key(embedder)}_{tag}.npz"
+    if path is not None and path.is_file():
+        saved = np.load(path)
+        if len(saved["embedding"]) == len(data):
+            log.info("embeddings of %s from %s", tag, path)
+            return saved["embedding"].astype(np.float64), saved["noise"]
+    prepared = data.prepared(embedder.input_size)
+    log.info("embedding %d %s items", len(data), tag)
+    embedding = np.asarray(embedder.embed(prepared), dtype=np.float64)
+    noise = input_noise(prepared)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, embedding=embedding.astype(np.float32), noise=noise)
+    return embedding, noise
+
+
+def _scaler(x):
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.maximum(scale, SCALE_FLOOR * np.median(scale[scale > 0]) if (scale > 0).any()
+                       else 1.0)
+    return mean, scale
+
+
+def _reference(x_train, x_heldout, n_components, quantile):
+    """PCA OOD reference of training embeddings, threshold at a quantile of held-out scores."""
+    from ..models._heads import _Reference
+
+    mean, scale = _scaler(x_train)
+    z = (x_train - mean) / scale
+    k = int(min(n_components, len(z) - 1, z.shape[1]))
+    _, singular, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    components = vt[:k]
+    variances = np.maximum(singular[:k] ** 2 / max(1, len(z) - 1), 1e-12)
+    projected = z @ components.T
+    residual = np.maximum((z * z).sum(1) - (projected * projected).sum(1), 0.0)
+    reference = {"mean": mean, "scale": scale, "components": components,
+                 "variances": variances,
+                 "residual_variance": float(max(residual.mean(), 1e-12)), "threshold": 1.0}
+    scorer = _Reference(reference, z.shape[1], "reference")
+    held = scorer.score(x_heldout)
+    reference["threshold"] = float(np.quantile(held, quantile))
+    reference["quantile"] = quantile
+    reference["train_items"] = len(x_train)
+    reference["heldout_items"] = len(x_heldout)
+    return reference
+
+
+def _poisson(x_train, y_train, x_test, y_test, seed=0):
+    """Poisson GLM (log link) on standardised features; alpha by held-out deviance."""
+    from sklearn.linear_model import PoissonRegressor
+    from sklearn.metrics import mean_poisson_deviance
+
+    mean, scale = _scaler(x_train)
+    z = (x_train - mean) / scale
+    order = np.random.default_rng(seed).permutation(len(z))
+    cut = len(z) // 5
+    held, fit = order[:cut], order[cut:]
+    best = None
+    for alpha in POISSON_ALPHAS:
+        model = PoissonRegressor(alpha=alpha, max_iter=3000).fit(z[fit], y_train[fit])
+        deviance = mean_poisson_deviance(y_train[held],
+                                         np.maximum(model.predict(z[held]), 1e-9))
+        if best is None or deviance < best[0]:
+            best = (deviance, alpha)
+    model = PoissonRegressor(alpha=best[1], max_iter=3000).fit(z, y_train)
+    return {"mean": mean, "scale": scale, "coef": model.coef_,
+            "intercept": float(model.intercept_), "alpha": best[1],
+            "max_log_rate": float(np.log(3.0 * max(1.0, y_train.max())))}
+
+
+def _count_figures(predicted, truth):
+    from sklearn.metrics import r2_score
+
+    if len(truth) < 2:
+        return {}
+    return {"mae": float(np.abs(predicted - truth).mean()), "r2": float(r2_score(truth,
+                                                                               predicted))}
+
+
+def _temperature(logits, labels):
+    """The temperature minimising the negative log-likelihood of ``labels``."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t):
+        scaled = logits / np.exp(log_t)
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        log_p = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        return -log_p[np.arange(len(labels)), labels].mean()
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def _calibrated_logistic(x_train, y_train, x_valid, y_valid):
+    """Logistic regression and temperature with the smallest valid log-loss.
+
+    C is chosen for calibrated probabilities (valid negative log-likelihood after the
+    temperature fitted on valid), not for valid accuracy: the most accurate C on
+    RadioGalaxyDataset overfits, and its probabilities stay over- or under-confident on
+    test whatever one temperature does.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from ._tasks import C_GRID
+
+    best = None
+    for c in C_GRID:
+        model = LogisticRegression(C=c, max_iter=3000).fit(x_train, y_train)
+        logits = model.decision_function(x_valid)
+        if logits.ndim == 1:
+            logits = np.stack([-logits, logits], axis=1) / 2
+        temperature = _temperature(logits, y_valid)
+        scaled = logits / temperature
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        log_p = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        loss = -log_p[np.arange(len(y_valid)), np.searchsorted(model.classes_, y_valid)].mean()
+        if best is None or loss < best[0]:
+            best = (loss, model, temperature)
+    return best[1], best[2]
+
+
+def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finder="auto",
+                     cache=None, n_components=OOD_COMPONENTS, ood_quantile=OOD_QUANTILE,
+                     graph_heads=False, artefact_fields=ARTEFACT_FIELDS):
+    """Fit the count, morphology and out-of-distribution heads of a model.
+
+    - counts: a Poisson GLM (log link, so never negative) on standardised embeddings of
+      270 arcsec tiles: FIRST tiles (compact sources a finder codes ``S``, peak >= 5
+      sigma) and simulated MeerKAT-like tiles, with and without calibration artefacts
+      (true compact sources with peak >= 5 sigma),
+      training splits only; the penalty is chosen on a held-out fifth of train;
+    - morphology: multinomial logistic regression on RadioGalaxyDataset train and a
+      temperature fitted on valid, C chosen for the smallest valid log-loss (calibration
+      before accuracy); accuracy and ECE on test;
+    - OOD references: PCA of the training tiles' (and training stamps') standardised
+      embeddings, the thresholds at the ``ood_quantile`` of held-out in-distribution
+      scores (a fifth of the training tiles kept out of the reference; valid stamps); the
+      range of the training inputs' noise and the
+      training beams, widened by `RANGE_FACTOR`.
+
+    Parameters
+    ----------
+    embedder : str, path-like or embedder
+        What `radiofm.evaluate.load_embedder` accepts (an exported ``.onnx`` model) or an
+        embedder object (e.g. `radiofm.export.TorchEmbedder`).
+    root : str or path-like, optional
+        The data root.
+    limit : int, optional
+        At most this many items per split of each data set, for quick runs.
+    first_limit : int, optional
+        At most this many FIRST fields per split for the count tiles (default ``limit``).
+    finder : {"auto", "bdsf", "photutils"}
+        Source finder of the FIRST compact counts (catalogues are cached).
+    cache : str or path-like, optional
+        Folder where embeddings are cached (per embedder and data set).
+    n_components : int
+        PCA components of the OOD references.
+    ood_quantile : float
+        Share of held-out in-distribution items under the OOD thresholds.
+    artefact_fields : int
+        Simulated skies with calibration artefacts (seeds from 2000) added to the count
+        tiles, two thirds of them for training.
+    graph_heads : bool
+        Also return linear heads on the raw embedding for `radiofm.export`'s graph outputs
+        (``n_compact``: ridge regression; ``morph_logits``: the calibrated logistic head
+        folded), fitted on the same embeddings, for radiofm versions that read no numpy
+        heads.
+
+    Returns
+    -------
+    heads : dict
+        JSON-ready heads in the layout of `radiofm.models.Heads` (checked by
+        `radiofm.models.serialize_heads`), with test figures under ``figures``.
+    graph : dict
+        Only with ``graph_heads``: linear heads in the layout of `radiofm.evaluate.fit_heads`.
+    """
+    embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
+    stretch = normalization_of(embedder)
+    from ._stamps import _simulated_count_tiles
+
+    parts = {
+        "counts_first": load_task_data("counts_first", root=root, finder=finder,
+                                       limit=limit if first_limit is None else first_limit,
+                                       normalization=stretch),
+        "counts_simulated": load_task_data("counts_simulated", root=root, limit=limit,
+                                           normalization=stretch),
+    }
+    tag = {"counts_first": f"counts_first_{finder}_{first_limit or limit}",
+           "counts_simulated": f"counts_simulated_{limit}"}
+    if artefact_fields:  # skies with calibration artefacts, as README's example has
+        parts["counts_simulated_artefacts"] = _simulated_count_tiles(
+            stretch, artefact_fields, 1024 if limit is not None else 2048, first_seed=2000,
+            artefacts=True)
+        tag["counts_simulated_artefacts"] = f"counts_artefacts_{artefact_fields}_{limit}"
+    embedded = {name: _embed(embedder, data, cache, tag[name]) for name, data in parts.items()}
+    x = np.concatenate([embedded[name][0] for name in parts])
+    noise = np.concatenate([embedded[name][1] for name in parts])
+    y = np.concatenate([data.target for data in parts.values()])
+    split = np.concatenate([data.split for data in parts.values()])
+    source = np.concatenate([[name] * len(data) for name, data in parts.items()])
+    train, test = split == "train", split == "test"
+    counts = _poisson(x[train], y[train], x[test], y[test])
+    z = (x - counts["mean"]) / counts["scale"]
+    predicted = np.exp(np.minimum(z @ counts["coef"] + counts["intercept"],
+                                  counts["max_log_rate"]))
+    count_figures = {name: _count_figures(predicted[test & (source == name)],
+                                          y[test & (source == name)]) for name in parts}
+    log.info("count head (Poisson GLM, alpha %g): test %s", counts["alpha"], count_figures)
+    counts.update(
+        kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=SIMULATED_SNR,
+        description=(
+            f"expected number of compact components (fitted major axis at most 2 beams, any "
+            f"S_Code) with peak >= {SIMULATED_SNR:g} sigma in the tile, for tiles of "
+            f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding; masked where "
+            "ood_flag)"),
+        figures=count_figures)
+
+    # the reference is fitted on four fifths of the training tiles, its threshold chosen on
+    # the other fifth: in-distribution tiles it has not seen (test tiles stay for reports)
+    rows = np.flatnonzero(train)
+    held = np.zeros(len(x), bool)
+    held[np.random.default_rng(1).permutation(rows)[: len(rows) // 5]] = True
+    tiles = _reference(x[train & ~held], x[held], n_components, ood_quantile)
+    low, high = np.quantile(noise[train], [0.005, 0.995])
+
+    data = load_task_data("morphology", root=root, limit=limit, normalization=stretch)
+    xm, _ = _embed(embedder, data, cache, f"morphology_{limit}")
+    labels = np.asarray(data.target)
+    m_train, m_valid, m_test = (data.split == s for s in ("train", "valid", "test"))
+    mean, scale = _scaler(xm[m_train])
+    zm = (xm - mean) / scale
+    logistic, temperature = _calibrated_logistic(zm[m_train], labels[m_train], zm[m_valid],
+                                                 labels[m_valid])
+    coef, intercept = logistic.coef_, logistic.intercept_
+    if coef.shape[0] == 1:  # two classes: sklearn keeps one row of weights
+        coef, intercept = np.concatenate([-coef, coef]) / 2, np.array([-1, 1]) * intercept / 2
+    logits = zm @ coef.T + intercept
+
+    def softmax(values):
+        shifted = np.exp(values - values.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    morph_figures = {
+        "accuracy_test": float((logits[m_test].argmax(1) == labels[m_test]).mean()),
+        "ece_test_uncalibrated": expected_calibration_error(softmax(logits[m_test]),
+                                                            labels[m_test]),
+        "ece_test": expected_calibration_error(softmax(logits[m_test] / temperature),
+                                               labels[m_test]),
+    }
+    log.info("morphology head: temperature %.3g, test %s", temperature, morph_figures)
+    stamps = _reference(xm[m_train], xm[m_valid], n_components, ood_quantile)
+    heads = {
+        "embedding_dim": int(x.shape[1]),
+        "counts": counts,
+        "morphology": {"kind": "multinomial-logistic", "mean": mean, "scale": scale,
+                       "coef": coef, "intercept": intercept, "temperature": temperature,
+                       "C": float(logistic.C), "classes": list(data.class_names),
+                       "stamp_arcsec": 300 * 1.8,  # RadioGalaxyDataset: 300 px of 1.8"
+                       "figures": morph_figures},
+        "ood": {"tiles": tiles, "stamps": stamps,
+                "noise_range": [float(low / RANGE_FACTOR), float(high * RANGE_FACTOR)],
+                "beam_range_arcsec": [TRAINING_BEAMS_ARCSEC[0] / RANGE_FACTOR,
+                                      TRAINING_BEAMS_ARCSEC[1] * RANGE_FACTOR]},
+        "fitted": {"radiofm_version": radiofm_version(), "embedder": str(embedder.name),
+                   "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                   "items": {name: len(d) for name, d in {**parts, "morphology": data}.items()},
+                   "finder": finder, "limit": limit, "first_limit": first_limit},
+    }
+    import json
+
+    heads = json.loads(serialize_heads(heads))
+    if not graph_heads:
+        return heads
+    return heads, _linear_heads(x[train], y[train], coef / temperature,
+                                intercept / temperature, mean, scale, heads)
+
+
+def _linear_heads(x_train, y_train, coef, intercept, mean, scale, heads):
+    """Heads on the raw embedding for an exported graph (see `fit_output_heads`)."""
+    from sklearn.linear_model import RidgeCV
+
+    from ..datasets import FIRST_PIXEL
+    from ._harness import _bounded_scaler, _fold
+    from ._stamps import SIMULATED_PIXEL
+    from ._tasks import ALPHAS
+
+    scaler = _bounded_scaler(x_train)
+    ridge = RidgeCV(alphas=ALPHAS).fit(scaler.transform(x_train), y_train)
+    count_coef, count_intercept = _fold(scaler, ridge.coef_[None],
+                                        np.atleast_1d(ridge.intercept_))
+    weights = coef / scale
+    morph = heads["morphology"]
+    return {
+        "count": {"coef": count_coef[0].astype(np.float32),
+                  "intercept": float(count_intercept[0]),
+                  "tile_arcsec": heads["counts"]["tile_arcsec"],
+                  "pixel_scales_arcsec": [FIRST_PIXEL.to_value("arcsec"),
+                                          SIMULATED_PIXEL.to_value("arcsec")]},
+        "morphology": {"coef": weights.astype(np.float32),
+                       "intercept": (intercept - weights @ mean).astype(np.float32),
+                       "classes": morph["classes"], "stamp_arcsec": morph["stamp_arcsec"]},
+    }
+
+
+def write_heads(model, output, *, heads=None, overwrite=False, **options):
+    """Write a copy of an exported model with new numpy heads in its ``heads`` metadata.
+
+    The graph is copied unchanged; only the metadata is rewritten (``heads``, and
+    ``class_names`` to match the morphology head). Needs the ``onnx`` package (in the
+    ``train`` extra).
+
+    Parameters
+    ----------
+    model : str or path-like
+        A registered model name or an ``.onnx`` file written by `radiofm.export`.
+    output : str or path-like
+        The ``.onnx`` file to write.
+    heads : dict, optional
+        Heads in the layout of `radiofm.models.Heads`; default: `fit_output_heads` on the
+        model's own embeddings (computed with onnxruntime).
+    overwrite : bool
+        Replace an existing ``output``.
+    **options
+        Keyword arguments of `fit_output_heads` (``root``, ``finder``, ``limit``,
+        ``first_limit``, ``cache``).
+
+    Returns
+    -------
+    figures : dict
+        The heads' test figures (counts per data set, morphology accuracy and ECE).
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is missing.
+    FileExistsError
+        ``output`` exists and ``overwrite`` is False.
+    """
+    import json
+    import os
+
+    from ..models import parse_metadata, resolve_model
+
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError(f"writing heads into an ONNX file needs the onnx package ({error}), "
+                          "which the train extra installs: pip install -c constraints.txt "
+                          "'radiofm[train]'") from error
+    source, _ = resolve_model(model)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"would overwrite {output}; pass overwrite=True (--overwrite)")
+    if output.resolve() == Path(source).resolve():
+        raise ValueError(f"write the new model to another file than {source}")
+    if heads is None:
+        heads = fit_output_heads(str(source), **options)
+    text = serialize_heads(heads)
+    heads = json.loads(text)
+    proto = onnx.load(str(source))
+    props = {prop.key: prop.value for prop in proto.metadata_props}
+    props["heads"] = text
+    props["class_names"] = json.dumps(heads["morphology"]["classes"], sort_keys=True)
+    parse_metadata(props, source=str(output))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    onnx.save_model(proto, str(partial))
+    os.replace(partial, output)
+    return {"counts": heads["counts"].get("figures"),
+            "morphology": heads["morphology"].get("figures"),
+            "ood_thresholds": {name: heads["ood"][name]["threshold"]
+                               for name in ("tiles", "stamps") if name in heads["ood"]}}

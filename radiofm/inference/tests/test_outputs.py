@@ -1,0 +1,133 @@
+"""Outputs a survey team can trust: numpy heads, compact by measurement, masked counts."""
+
+import shutil
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.table import QTable
+
+from radiofm.inference import classify_morphology, count_sources, load_model
+from radiofm.simulate import make_radio_sky
+from radiofm.sources import find_sources
+from radiofm.tests.model_helpers import CLASSES, numpy_heads
+
+
+@pytest.fixture(scope="module")
+def sky():
+    return make_radio_sky((256, 320), seed=4)
+
+
+def _with_heads(tiny_model, folder, name, **options):
+    pytest.importorskip("onnx")
+    from radiofm.evaluate import write_heads
+
+    path = folder / f"{name}.onnx"
+    heads = numpy_heads(96, **{k: v for k, v in options.items() if k != "change"})
+    if "change" in options:
+        options["change"](heads)
+    write_heads(tiny_model, path, heads=heads)
+    return path
+
+
+@pytest.fixture(scope="module")
+def headed(tiny_model, tmp_path_factory):
+    """The tiny model with numpy heads that judge every tile in distribution."""
+    return _with_heads(tiny_model, tmp_path_factory.mktemp("heads"), "headed", threshold=1e6)
+
+
+def test_a_model_with_heads_reads_only_its_embedding(headed, tiny_model):
+    model = load_model(headed, threads=1)
+    assert model.heads is not None and model.outputs == ("embedding",)
+    assert load_model(tiny_model, threads=1).heads is None
+
+
+def test_counts_are_never_negative_and_say_what_they_count(headed, sky):
+    hdu, _ = sky
+    table = count_sources(hdu, headed, threads=1, progress=False)
+    counts = table["n_compact_pred"]
+    assert (counts >= 0).all() and not counts.mask.any()
+    assert not table["ood_flag"].any() and (table["ood_reason"] == "").all()
+    assert "5 sigma" in counts.info.description
+    assert np.isfinite(table["ood_score"]).all() and (table["input_noise"] > 0).all()
+
+
+def test_a_linear_head_without_numpy_heads_is_clipped_and_flagged(tiny_model, sky,
+                                                                  tmp_path, caplog):
+    """The old graph head printed negative counts on every real field, with no warning."""
+    hdu, _ = sky
+    model = load_model(tiny_model, threads=1)
+    raw = count_sources(hdu, model, threads=1, progress=False)
+    assert (raw["n_compact_pred"].filled(0) >= 0).all()
+    negative = raw["ood_reason"] == "negative"
+    assert (raw["n_compact_pred"].mask == negative).all()
+
+
+def test_out_of_distribution_tiles_are_masked(tiny_model, sky, tmp_path):
+    hdu, _ = sky
+    far = _with_heads(tiny_model, tmp_path, "far", threshold=1e-3)
+    table = count_sources(hdu, far, threads=1, progress=False)
+    assert table["ood_flag"].all() and table["n_compact_pred"].mask.all()
+    assert set(table["ood_reason"]) == {"embedding"}
+    table.write(tmp_path / "tiles.ecsv")
+    back = QTable.read(tmp_path / "tiles.ecsv")
+    assert back["n_compact_pred"].mask.all()  # masked in the file, not a number
+
+
+def test_a_beam_outside_the_training_range_flags_every_tile(tiny_model, sky, tmp_path):
+    hdu, _ = sky
+
+    def narrow(heads):
+        heads["ood"]["beam_range_arcsec"] = [3.0, 6.0]  # the sky's beam is 7.5 arcsec
+
+    path = _with_heads(tiny_model, tmp_path, "narrow", threshold=1e6, change=narrow)
+    table = count_sources(hdu, path, threads=1, progress=False)
+    assert (table["ood_reason"] == "beam").all() and table["n_compact_pred"].mask.all()
+
+
+def test_point_sources_are_compact_not_bent(headed, sky):
+    """README's example called 4263 of 5048 true point sources Bent and none Compact."""
+    hdu, truth = sky
+    compact = truth[truth["morph_class"] == "compact"]
+    result = classify_morphology(compact, hdu, headed, threads=1, progress=False)
+    assert (result["morph_class"] == "Compact").all()
+    assert (result["morph_flag"] == "compact_by_measurement").all()
+    assert np.isnan(result["stamp_size"]).all()  # no stamp cut for them
+    # the same from a catalogue the image gives (photutils: convolved sizes)
+    found = find_sources(hdu, "photutils")
+    result = classify_morphology(found, hdu, headed, threads=1, progress=False)
+    _, separation, _ = result["sky_center"].match_to_catalog_sky(compact["sky_center"])
+    true_compact = separation < 3 * u.arcsec
+    assert true_compact.sum() >= 10
+    assert (result["morph_class"][true_compact] == "Compact").mean() >= 0.95
+
+
+def test_resolved_sources_are_judged_or_uncertain(headed, sky):
+    hdu, _ = sky
+    center = SkyCoord(150 * u.deg, -30 * u.deg)
+    catalog = QTable({
+        "sky_center": SkyCoord([center] * 4),
+        "flux": [0.1, 1e-4, 0.5, 0.01] * u.Jy,
+        "peak": [0.02, 2e-5, 0.1, 0.01] * u.Jy / u.beam,
+        "major": [40.0, 40.0, 600.0, 7.0] * u.arcsec,
+        "minor": [10.0, 10.0, 100.0, 7.0] * u.arcsec,
+        "pa": [0.0, 0.0, 0.0, 0.0] * u.deg,
+        "s_code": ["M", "M", "M", "S"],
+    })
+    result = classify_morphology(catalog, hdu, headed, threads=1, progress=False)
+    assert list(result["morph_flag"][1:]) == ["faint", "too_large", "compact_by_measurement"]
+    assert list(result["morph_class"][1:3]) == ["uncertain", "uncertain"]
+    assert result["morph_flag"][0] in ("classified", "low_confidence", "unlike_training")
+    assert result["morph_class"][0] in {*CLASSES, "uncertain"}
+    # a resolved source is framed to its extent: 2 x 40 arcsec, at least the base stamp
+    assert result["stamp_size"][0] >= 80 * u.arcsec
+    assert np.isfinite(result["morph_prob"][0]).all()
+    for name in result.colnames:
+        assert result[name].info.description, name
+
+
+def test_copies_keep_the_heads(headed, tmp_path):
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(headed, copy)
+    assert load_model(copy, threads=1).heads.classes == CLASSES

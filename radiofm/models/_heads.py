@@ -1,0 +1,381 @@
+"""The numpy heads an exported model carries: counts, morphology and an OOD reference.
+
+An ONNX model's graph gives the ``embedding``; everything read off it (the compact-source
+count per tile, the morphology class of a source, how far a tile or stamp lies from the
+training data) is a small numpy model stored as JSON in the ONNX metadata under ``heads``
+(`HEADS_VERSION`). `parse_heads` reads and checks it, `Heads` applies it. Keeping the heads
+out of the graph means they can be re-fitted on a shipped model's embeddings (``radiofm
+fit-heads``) without its training checkpoint, and that no head needs torch.
+
+Layout (every array a nested JSON list of floats)::
+
+    {"heads_version": 1, "embedding_dim": D,
+     "counts": {"kind": "poisson-glm", "mean": [D], "scale": [D], "coef": [D],
+                "intercept": b, "max_log_rate": m, "description": "...", ...},
+     "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
+                    "coef": [[D] x K], "intercept": [K], "temperature": T,
+                    "classes": [K names], ...},
+     "ood": {"tiles": REFERENCE, "stamps": REFERENCE,
+             "noise_range": [low, high], "beam_range_arcsec": [low, high]},
+     "fitted": {...provenance...}}
+
+where a REFERENCE is ``{"mean": [D], "scale": [D], "components": [[D] x k],
+"variances": [k], "residual_variance": r, "threshold": t}``: a PCA of the standardised
+training embeddings; a score is the root mean squared whitened distance (k PCA
+coordinates plus the residual), and scores above ``threshold`` are out of distribution.
+"""
+
+import json
+
+import numpy as np
+
+from ._metadata import ModelMetadataError
+
+__all__ = ["HEADS_VERSION", "Heads", "input_noise", "parse_heads", "serialize_heads"]
+
+#: Version of the heads layout above; bump when a key changes meaning.
+HEADS_VERSION = 1
+#: Morphology probabilities below this (after temperature scaling) make a source uncertain.
+MIN_CONFIDENCE = 0.5
+
+_COUNT_KEYS = ("mean", "scale", "coef", "intercept", "max_log_rate", "description")
+_MORPH_KEYS = ("mean", "scale", "coef", "intercept", "temperature", "classes")
+_REFERENCE_KEYS = ("mean", "scale", "components", "variances", "residual_variance",
+                   "threshold")
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _array(part, key, shape, where):
+    try:
+        value = np.asarray(part[key], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise _Invalid(f"{where}.{key} is not numeric ({error})") from None
+    if value.shape != shape:
+        raise _Invalid(f"{where}.{key} has shape {value.shape}, expected {shape}")
+    if not np.isfinite(value).all():
+        raise _Invalid(f"{where}.{key} holds non-finite values")
+    return value
+
+
+def _number(part, key, where, *, positive=False):
+    value = _array(part, key, (), where)
+    if positive and not value > 0:
+        raise _Invalid(f"{where}.{key} must be positive, got {float(value)}")
+    return float(value)
+
+
+def _range(part, key, where):
+    value = part.get(key)
+    if value is None:
+        return None
+    value = _array(part, key, (2,), where)
+    if not 0 <= value[0] <= value[1]:
+        raise _Invalid(f"{where}.{key} must be [low, high] with 0 <= low <= high, got "
+                       f"{value.tolist()}")
+    return [float(v) for v in value]
+
+
+def _require(part, keys, where):
+    if not isinstance(part, dict):
+        raise _Invalid(f"{where} must be an object, got {type(part).__name__}")
+    missing = [key for key in keys if key not in part]
+    if missing:
+        raise _Invalid(f"{where} lacks {missing}")
+
+
+class _Reference:
+    """An out-of-distribution reference: PCA of standardised training embeddings."""
+
+    def __init__(self, part, dim, where):
+        _require(part, _REFERENCE_KEYS, where)
+        self.mean = _array(part, "mean", (dim,), where)
+        self.scale = _array(part, "scale", (dim,), where)
+        if not (self.scale > 0).all():
+            raise _Invalid(f"{where}.scale must be positive")
+        components = np.asarray(part["components"], dtype=np.float64)
+        if components.ndim != 2 or components.shape[1] != dim or not len(components):
+            raise _Invalid(f"{where}.components has shape {components.shape}, expected "
+                           f"(k, {dim}) with k >= 1")
+        self.components = _array(part, "components", components.shape, where)
+        self.variances = _array(part, "variances", (len(components),), where)
+        if not (self.variances > 0).all():
+            raise _Invalid(f"{where}.variances must be positive")
+        self.residual_variance = _number(part, "residual_variance", where, positive=True)
+        self.threshold = _number(part, "threshold", where, positive=True)
+        self.raw = {key: part[key] for key in part}
+
+    def score(self, embedding):
+        z = (embedding - self.mean) / self.scale
+        projected = z @ self.components.T
+        residual = np.maximum((z * z).sum(axis=1) - (projected * projected).sum(axis=1), 0.0)
+        whitened = (projected**2 / self.variances).sum(axis=1)
+        return np.sqrt((whitened + residual / self.residual_variance)
+                       / (len(self.variances) + 1))
+
+
+class Heads:
+    """Parsed, checked heads of an exported model (see `parse_heads`); apply them with
+    `predict_counts`, `morphology_probabilities` and `ood_scores`.
+
+    Attributes
+    ----------
+    embedding_dim : int
+    classes : list of str
+        Morphology classes, in probability order.
+    temperature : float
+        Divides the morphology logits (calibration).
+    count_description : str
+        What ``n_compact_pred`` counts.
+    noise_range : list of float or None
+        Range of the robust noise of normalised training inputs (see `input_noise`).
+    beam_range_arcsec : list of float or None
+        Beams (FWHM, arcsec) of the training images, widened.
+    raw : dict
+        The JSON-ready heads.
+    """
+
+    def __init__(self, raw, dim):
+        self.raw = raw
+        self.embedding_dim = dim
+        counts, morph, ood = raw["counts"], raw["morphology"], raw["ood"]
+        _require(counts, _COUNT_KEYS, "counts")
+        self._count = {key: _array(counts, key, (dim,), "counts")
+                       for key in ("mean", "scale", "coef")}
+        if not (self._count["scale"] > 0).all():
+            raise _Invalid("counts.scale must be positive")
+        self._count_intercept = _number(counts, "intercept", "counts")
+        self._max_log_rate = _number(counts, "max_log_rate", "counts")
+        if not isinstance(counts["description"], str) or not counts["description"]:
+            raise _Invalid("counts.description must say what is counted")
+        self.count_description = counts["description"]
+        _require(morph, _MORPH_KEYS, "morphology")
+        classes = morph["classes"]
+        if not (isinstance(classes, list) and len(classes) >= 2
+                and all(isinstance(c, str) and c for c in classes)
+                and len(set(classes)) == len(classes)):
+            raise _Invalid(f"morphology.classes must be >= 2 distinct names, got {classes!r}")
+        self.classes = list(classes)
+        k = len(classes)
+        self._morph = {"mean": _array(morph, "mean", (dim,), "morphology"),
+                       "scale": _array(morph, "scale", (dim,), "morphology"),
+                       "coef": _array(morph, "coef", (k, dim), "morphology"),
+                       "intercept": _array(morph, "intercept", (k,), "morphology")}
+        if not (self._morph["scale"] > 0).all():
+            raise _Invalid("morphology.scale must be positive")
+        self.temperature = _number(morph, "temperature", "morphology", positive=True)
+        _require(ood, ("tiles",), "ood")
+        self._references = {name: _Reference(ood[name], dim, f"ood.{name}")
+                            for name in ("tiles", "stamps") if name in ood}
+        self.noise_range = _range(ood, "noise_range", "ood")
+        self.beam_range_arcsec = _range(ood, "beam_range_arcsec", "ood")
+
+    def __repr__(self):
+        return (f"<Heads v{HEADS_VERSION}: counts, morphology {self.classes} (T="
+                f"{self.temperature:.3g}), OOD references {sorted(self._references)}>")
+
+    def _embedding(self, embedding):
+        embedding = np.asarray(embedding, dtype=np.float64)
+        if embedding.ndim != 2 or embedding.shape[1] != self.embedding_dim:
+            raise ValueError(f"heads take embeddings shaped (N, {self.embedding_dim}), got "
+                             f"{embedding.shape}")
+        return embedding
+
+    def predict_counts(self, embedding):
+        """Expected compact-source count per tile (Poisson GLM, log link): never negative.
+
+        Parameters
+        ----------
+        embedding : array-like
+            (N, D) tile embeddings.
+
+        Returns
+        -------
+        counts : `~numpy.ndarray`
+            (N,) float32 >= 0 (NaN where the embedding is not finite).
+        """
+        x = self._embedding(embedding)
+        part = self._count
+        eta = ((x - part["mean"]) / part["scale"]) @ part["coef"] + self._count_intercept
+        # beyond the training range the log-linear extrapolation explodes: cap it
+        return np.exp(np.minimum(eta, self._max_log_rate)).astype(np.float32)
+
+    def morphology_logits(self, embedding):
+        """(N, K) temperature-scaled logits of the morphology classes."""
+        x = self._embedding(embedding)
+        part = self._morph
+        logits = ((x - part["mean"]) / part["scale"]) @ part["coef"].T + part["intercept"]
+        return logits / self.temperature
+
+    def morphology_probabilities(self, embedding):
+        """Calibrated class probabilities (softmax of the temperature-scaled logits).
+
+        Parameters
+        ----------
+        embedding : array-like
+            (N, D) stamp embeddings.
+
+        Returns
+        -------
+        probabilities : `~numpy.ndarray`
+            (N, K) float32, rows summing to 1, classes in `classes` order.
+        """
+        logits = self.morphology_logits(embedding)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def has_reference(self, which):
+        """Whether an OOD reference ``which`` ("tiles" or "stamps") is present."""
+        return which in self._references
+
+    def ood_scores(self, embedding, which="tiles"):
+        """Out-of-distribution score and flag of each embedding.
+
+        Parameters
+        ----------
+        embedding : array-like
+            (N, D) embeddings.
+        which : {"tiles", "stamps"}
+            The reference: training tiles (counts) or training source stamps (morphology).
+
+        Returns
+        -------
+        score : `~numpy.ndarray`
+            (N,) float32: root mean squared whitened distance to the training embeddings
+            (about 1 for typical training items).
+        flag : `~numpy.ndarray`
+            (N,) bool: score above the threshold chosen on held-out in-distribution items.
+        """
+        if which not in self._references:
+            raise ValueError(f"these heads have no {which!r} OOD reference; have "
+                             f"{sorted(self._references)}")
+        reference = self._references[which]
+        score = reference.score(self._embedding(embedding))
+        return score.astype(np.float32), ~(score <= reference.threshold)
+
+    def threshold(self, which="tiles"):
+        """The OOD score threshold of reference ``which``."""
+        return self._references[which].threshold
+
+
+def input_noise(inputs):
+    """Robust noise of normalised model inputs: 1.4826 x the median absolute deviation.
+
+    Parameters
+    ----------
+    inputs : array-like
+        (N, ..., S, S) normalised inputs.
+
+    Returns
+    -------
+    noise : `~numpy.ndarray`
+        (N,) float32.
+    """
+    flat = np.asarray(inputs, dtype=np.float32).reshape(len(inputs), -1)
+    median = np.median(flat, axis=1, keepdims=True)
+    return (1.4826 * np.median(np.abs(flat - median), axis=1)).astype(np.float32)
+
+
+def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
+    """Read and check a model's ``heads`` metadata.
+
+    Parameters
+    ----------
+    value : str or dict
+        The JSON string stored under ``heads`` in the ONNX metadata, or its parsed value.
+    embedding_dim : int, optional
+        The model's embedding size; heads of another size are refused.
+    class_names : sequence of str, optional
+        The model's class names; morphology classes must match them.
+    source : str
+        How to name the model in error messages.
+
+    Returns
+    -------
+    heads : `Heads`
+
+    Raises
+    ------
+    ModelMetadataError
+        Unreadable JSON, another heads version, a missing key, a wrong shape or a
+        non-finite number; the message says which and what to do.
+
+    Examples
+    --------
+    >>> from radiofm.models import parse_heads
+    >>> try:
+    ...     parse_heads('{"heads_version": 99}')
+    ... except ValueError as error:
+    ...     print(str(error).split(".")[0])
+    model: heads version 99 is not version 1, the one this radiofm reads
+    """
+    def fail(message):
+        raise ModelMetadataError(
+            f"{source}: {message}. Re-fit the heads with `radiofm fit-heads MODEL.onnx -o "
+            "NEW.onnx` (radiofm.evaluate.fit_output_heads) or use the radiofm that wrote them")
+
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            fail(f"heads metadata is not valid JSON ({error})")
+    if not isinstance(value, dict):
+        fail(f"heads metadata must be a JSON object, got {type(value).__name__}")
+    version = value.get("heads_version")
+    if version != HEADS_VERSION:
+        raise ModelMetadataError(
+            f"{source}: heads version {version!r} is not version {HEADS_VERSION}, the one "
+            f"this radiofm reads. Re-fit the heads with `radiofm fit-heads MODEL.onnx -o "
+            "NEW.onnx` or use the radiofm that wrote them")
+    try:
+        _require(value, ("embedding_dim", "counts", "morphology", "ood"), "heads")
+        dim = value["embedding_dim"]
+        if not isinstance(dim, int) or dim < 1:
+            raise _Invalid(f"heads.embedding_dim must be a positive integer, got {dim!r}")
+        if embedding_dim is not None and dim != int(embedding_dim):
+            raise _Invalid(f"heads act on {dim}-d embeddings but the model gives "
+                           f"{embedding_dim}-d ones")
+        heads = Heads(value, dim)
+    except _Invalid as error:
+        fail(f"bad heads metadata: {error}")
+    if class_names is not None and list(class_names) != heads.classes:
+        fail(f"morphology classes {heads.classes} differ from the model's class_names "
+             f"{list(class_names)}")
+    return heads
+
+
+def serialize_heads(heads):
+    """The JSON string of heads (a dict in the layout of this module, or `Heads`), checked.
+
+    Parameters
+    ----------
+    heads : dict or `Heads`
+        The heads.
+
+    Returns
+    -------
+    text : str
+    """
+    raw = heads.raw if isinstance(heads, Heads) else heads
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, np.ndarray):
+            return plain(value.tolist())
+        if isinstance(value, np.floating | float):
+            return float(f"{float(value):.7g}")
+        if isinstance(value, np.integer):
+            return int(value)
+        if isinstance(value, np.bool_):
+            return bool(value)
+        return value
+
+    text = json.dumps(plain({"heads_version": HEADS_VERSION, **raw}), sort_keys=True,
+                      separators=(",", ":"))
+    parse_heads(text)
+    return text

@@ -1,0 +1,133 @@
+"""The numpy heads models carry in their ``heads`` metadata: parse, validate, apply."""
+
+import json
+
+import numpy as np
+import pytest
+
+from radiofm.models import (
+    HEADS_VERSION,
+    ModelMetadataError,
+    input_noise,
+    parse_heads,
+    parse_metadata,
+    serialize_heads,
+)
+from radiofm.tests.model_helpers import CLASSES, numpy_heads
+
+DIM = 16
+
+
+@pytest.fixture
+def raw():
+    return json.loads(serialize_heads(numpy_heads(DIM)))
+
+
+def test_round_trip_and_version(raw):
+    assert raw["heads_version"] == HEADS_VERSION
+    heads = parse_heads(json.dumps(raw), embedding_dim=DIM, class_names=CLASSES)
+    assert heads.classes == CLASSES and heads.embedding_dim == DIM
+    assert heads.temperature == 1.5
+    assert heads.noise_range == [0.0, 10.0] and heads.beam_range_arcsec == [1.0, 20.0]
+    assert "compact" in heads.count_description
+    again = parse_heads(serialize_heads(heads))
+    np.testing.assert_allclose(again.predict_counts(np.ones((2, DIM))),
+                               heads.predict_counts(np.ones((2, DIM))))
+
+
+def test_counts_are_never_negative(raw):
+    """The old linear head gave negative counts on every real field; a log link cannot."""
+    heads = parse_heads(raw)
+    rng = np.random.default_rng(1)
+    embedding = rng.normal(0, 50, (200, DIM))  # far beyond any training embedding
+    counts = heads.predict_counts(embedding)
+    assert counts.dtype == np.float32 and counts.shape == (200,)
+    assert (counts >= 0).all() and np.isfinite(counts).all()
+    assert counts.max() <= np.exp(5.0) * (1 + 1e-6)  # capped at max_log_rate
+    # a linear head with the same weights goes negative on the same embeddings
+    linear = embedding @ np.asarray(raw["counts"]["coef"]) + raw["counts"]["intercept"]
+    assert (linear < 0).any()
+
+
+def test_morphology_probabilities_are_temperature_scaled(raw):
+    heads = parse_heads(raw)
+    embedding = np.random.default_rng(2).normal(0, 3, (5, DIM))
+    probabilities = heads.morphology_probabilities(embedding)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-6)
+    coef = np.asarray(raw["morphology"]["coef"])
+    logits = embedding @ coef.T / 1.5
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+
+
+def test_ood_scores_flag_embeddings_far_from_the_reference(raw):
+    heads = parse_heads(raw)
+    near = np.zeros((3, DIM))
+    near[:, 0] = 1.0
+    far = np.full((2, DIM), 20.0)
+    score, flag = heads.ood_scores(np.vstack([near, far]), "tiles")
+    assert (score[:3] < 3).all() and not flag[:3].any()
+    assert flag[3:].all() and (score[3:] > 3).all()
+    assert heads.has_reference("stamps")
+    with pytest.raises(ValueError, match="no 'nothing' OOD reference"):
+        heads.ood_scores(near, "nothing")
+    with pytest.raises(ValueError, match=r"embeddings shaped \(N, 16\)"):
+        heads.predict_counts(np.zeros((2, 3)))
+
+
+def test_input_noise_is_robust():
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(0.5, 0.1, (4, 1, 64, 64)).astype(np.float32)
+    inputs[:, 0, :4, :4] = 100.0  # a bright source barely moves it
+    np.testing.assert_allclose(input_noise(inputs), 0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(heads_version=99), "heads version 99 is not version 1"),
+    (lambda r: r.pop("counts"), r"heads lacks \['counts'\]"),
+    (lambda r: r["counts"].pop("description"), r"counts lacks \['description'\]"),
+    (lambda r: r["counts"].update(coef=[1.0, 2.0]), r"counts.coef has shape \(2,\), expected"),
+    (lambda r: r["morphology"].update(temperature=0.0), "temperature must be positive"),
+    (lambda r: r["morphology"]["intercept"].__setitem__(0, float("nan")),
+     "morphology.intercept holds non-finite values"),
+    (lambda r: r["ood"]["tiles"].update(components=[[1.0]]), r"components has shape \(1, 1\)"),
+    (lambda r: r["ood"].update(noise_range=[2.0, 1.0]), "noise_range must be"),
+    (lambda r: r.update(embedding_dim=8), "heads act on 8-d embeddings"),
+])
+def test_bad_heads_are_refused_with_a_clear_message(raw, change, message):
+    change(raw)
+    with pytest.raises(ModelMetadataError, match=message) as error:
+        parse_heads(json.dumps(raw), embedding_dim=DIM, source="m.onnx")
+    assert str(error.value).startswith("m.onnx: ")
+    if "version" not in message:
+        assert "radiofm fit-heads" in str(error.value)
+
+
+def test_unreadable_heads_are_refused():
+    with pytest.raises(ModelMetadataError, match="not valid JSON"):
+        parse_heads("{not json")
+    with pytest.raises(ModelMetadataError, match="must be a JSON object"):
+        parse_heads("[1, 2]")
+    with pytest.raises(ModelMetadataError, match="differ from the model's class_names"):
+        parse_heads(numpy_heads(DIM), class_names=["a", "b"])
+
+
+def test_metadata_checks_its_heads(raw):
+    from radiofm.models import serialize_metadata
+
+    metadata = {
+        "name": "m", "arch": "resnet18", "input_pixels": 32, "embedding_dim": DIM,
+        "tile_arcsec": 35.2, "stamp_arcsec": 44.0,
+        "normalization": {"method": "percentile"}, "normalization_version": 1,
+        "pixel_scale_range_arcsec": [0.5, 2.0], "beam_range_arcsec": None,
+        "class_names": CLASSES, "train_config": {}, "data_summary": {},
+        "parity_max_abs_diff": 0.0, "parity_tolerance": 1e-4, "quantization": "none",
+        "heads": raw,
+    }
+    props = serialize_metadata(metadata)
+    assert json.loads(props["heads"])["embedding_dim"] == DIM
+    assert parse_metadata(props)["heads"]["counts"]["kind"] == "poisson-glm"
+    raw["counts"]["coef"] = [0.0]
+    props["heads"] = json.dumps(raw)
+    with pytest.raises(ModelMetadataError, match="counts.coef has shape"):
+        parse_metadata(props, source="bad.onnx")
