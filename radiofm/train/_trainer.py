@@ -168,7 +168,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
                          "it, or choose another run.output")
     end = total if stop_after is None else min(total, start + int(stop_after))
-    writer = _LogWriter(output / LOG, start) if rank == 0 else None
+    writer = _LogWriter(output / LOG, start, finished=start == end) if rank == 0 else None
     bar = tqdm(total=total, initial=start, unit="step",
                disable=rank != 0 or (None if progress else True))
 
@@ -276,13 +276,15 @@ def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teac
 
 
 class _LogWriter:
-    """The CSV log, keeping the rows before ``start`` when resuming."""
+    """The CSV log, keeping the rows before ``start`` when resuming (and, when nothing is
+    left to run, the monitor row after the last step)."""
 
-    def __init__(self, path, start):
+    def __init__(self, path, start, finished=False):
         rows = []
         if start and path.exists():
             with open(path, newline="") as stream:
-                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start]
+                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start
+                        or (finished and int(row["step"]) == start and not row["loss"])]
         self._stream = open(path, "w", newline="")  # noqa: SIM115 (closed by close())
         self._writer = csv.DictWriter(self._stream, fieldnames=LOG_COLUMNS, restval="",
                                       extrasaction="ignore")

@@ -150,6 +150,9 @@ def test_monitor_rows_in_the_training_log(tmp_path):
     assert monitored == [0, 2, 3]  # before step 0, every 2 steps, after the last
     assert all(r["mb_logistic_acc"] == "" for r in rows)  # no MiraBest here: counts only
     assert rows[-1]["loss"] == "" and float(rows[-1]["sim_count_r2"]) <= 1.0
+    train(config, progress=False, resume=True)  # nothing left to run: the log stays whole
+    with open(tmp_path / "run" / "train_log.csv", newline="") as stream:
+        assert list(csv.DictReader(stream)) == rows
 
 
 def test_resume_accepts_a_checkpoint_from_before_new_options(tmp_path):
