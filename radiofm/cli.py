@@ -2,12 +2,15 @@
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import astropy.units as u
 
 from . import __version__
+from ._atomic import atomic_path, check_not_inputs, check_writable_folder
 
 log = logging.getLogger("radiofm")
 
@@ -16,19 +19,59 @@ EXAMPLE_SEED = 2026
 
 
 def main(argv=None):
-    """Run the ``radiofm`` command line; returns the exit status."""
+    """Run the ``radiofm`` command line; returns the exit status.
+
+    An error reaches the user as one line on stderr and exit status 2; ``--debug`` (anywhere
+    on the line) or ``RADIOFM_DEBUG=1`` shows its traceback too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("RADIOFM_DEBUG", "").strip() not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = _parser()
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also RADIOFM_DEBUG=1)")
     args = parser.parse_args(argv)
     if not log.handlers:  # radiofm's own messages only; other libraries keep their settings
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, ImportError, u.UnitsError) as error:
-        log.error("%s", error)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as error:  # every error: one line, the traceback only when asked
+        if debug:
+            traceback.print_exc()
+        log.error("%s", _one_line(error))
         return 2
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (not the one of the first call)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+#: Errors that describe bad input or environment; anything else is reported as internal.
+_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, u.UnitsError, FloatingPointError,
+                KeyError, NotImplementedError)
+
+
+def _one_line(error):
+    text = " ".join(str(error.args[0] if isinstance(error, KeyError) and error.args
+                        else error).split())
+    if isinstance(error, _USER_ERRORS):
+        return text or type(error).__name__
+    return (f"internal error ({type(error).__name__}: {text}); rerun with --debug and report "
+            "it")
 
 
 def _parser():
@@ -261,13 +304,20 @@ def _check_free(paths, overwrite):
 
 
 def _outputs(args, image_path, *suffixes):
-    """Output paths ``<stem>_<suffix>`` in the output folder, refusing to overwrite."""
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    """Output paths ``<stem>_<suffix>`` in the output folder, refusing to overwrite, to write
+    over an input, or to start when the folder cannot be written."""
+    out = check_writable_folder(args.output)
     stem = Path(image_path).name.split(".fits")[0]
     paths = [out / f"{stem}_{suffix}" for suffix in suffixes]
+    check_not_inputs(paths, [image_path, getattr(args, "catalog", None)])
     _check_free(paths, args.overwrite)
     return paths
+
+
+def _write_atomically(write, path, overwrite):
+    """Call ``write(partial)`` on a temporary file beside ``path``, then rename it."""
+    with atomic_path(path, overwrite=overwrite) as partial:
+        write(partial)
 
 
 def _read_and_tile(args, image_path, **image_options):
@@ -286,12 +336,12 @@ def _write_example(folder, overwrite):
     """Write the embedded default sky and its truth catalogue into ``folder``."""
     from .simulate import make_radio_sky
 
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(folder)
     image_path, truth_path = folder / "example_sky.fits", folder / "example_truth.ecsv"
     _check_free([image_path, truth_path], overwrite)
     hdu, truth = make_radio_sky(EXAMPLE_SHAPE, seed=EXAMPLE_SEED, artefacts=True)
-    hdu.writeto(image_path, overwrite=overwrite)
-    truth.write(truth_path, overwrite=overwrite)
+    _write_atomically(hdu.writeto, image_path, overwrite)
+    _write_atomically(truth.write, truth_path, overwrite)
     log.info("simulated %d sources into %s", len(truth), image_path)
     return image_path, truth_path
 
@@ -307,9 +357,9 @@ def _run_tile(args):
         args, image_path, f"tiles.{args.format}", "tiles.reg", "quicklook.png")
     image, tiles = _read_and_tile(args, image_path)
     with image:
-        tiles.table.write(table_path, overwrite=args.overwrite)
-        tiles.write_footprints(regions_path, overwrite=args.overwrite)
-        plot_tiles(tiles, png_path)
+        _write_atomically(tiles.table.write, table_path, args.overwrite)
+        _write_atomically(tiles.write_footprints, regions_path, args.overwrite)
+        _write_atomically(lambda path: plot_tiles(tiles, path), png_path, args.overwrite)
     log.info("%d tiles -> %s, %s, %s", len(tiles), table_path, regions_path, png_path)
     return 0
 
@@ -337,19 +387,24 @@ def _run_label(args):
         select = args.select if args.select in ("compact", "all") else tuple(
             code.strip() for code in args.select.split(","))
         counted = count_in_tiles(catalog, tiles, select=select)
-        counted.write(paths[0], overwrite=args.overwrite)
-        tiles.write_footprints(paths[1], overwrite=args.overwrite)
+        _write_atomically(counted.write, paths[0], args.overwrite)
+        _write_atomically(tiles.write_footprints, paths[1], args.overwrite)
         tiles.table = counted
-        plot_tiles(tiles, paths[2], column="n_compact")
-        catalog.write(paths[3], overwrite=args.overwrite)
+        _write_atomically(lambda path: plot_tiles(tiles, path, column="n_compact"), paths[2],
+                          args.overwrite)
+        _write_atomically(catalog.write, paths[3], args.overwrite)
         if args.coco:
-            tiles_to_coco(tiles, catalog, path=paths[4])
+            _write_atomically(lambda path: tiles_to_coco(tiles, catalog, path=path), paths[4],
+                              args.overwrite)
     log.info("%d sources, %d counted in %d tiles -> %s", len(catalog),
              int(counted["n_compact"].sum()), len(tiles), ", ".join(str(p) for p in paths))
     return 0
 
 
 def _run_train(args):
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be a positive number of steps, got "
+                         f"{args.stop_after}")
     try:
         from .train import load_config, train
     except ImportError as error:
@@ -375,6 +430,7 @@ def _view_counts(text):
 def _run_evaluate(args):
     from .evaluate import TASKS, evaluate, format_report
 
+    check_writable_folder(args.output)
     tasks = TASKS if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
     baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
     report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
@@ -390,11 +446,14 @@ def _run_simulate(args):
 
     path = Path(args.output)
     truth_path = path.with_name(path.name.split(".fits")[0] + "_truth.ecsv")
+    if args.size < 1:
+        raise ValueError(f"--size must be a positive number of pixels, got {args.size}")
+    check_writable_folder(path.parent)
     _check_free([path, truth_path], args.overwrite)
     hdu, truth = make_radio_sky((args.size, args.size), seed=args.seed, noise=args.noise,
                                 primary_beam=args.primary_beam, artefacts=args.artefacts)
-    hdu.writeto(path, overwrite=args.overwrite)
-    truth.write(truth_path, overwrite=args.overwrite)
+    _write_atomically(hdu.writeto, path, args.overwrite)
+    _write_atomically(truth.write, truth_path, args.overwrite)
     log.info("%d sources -> %s, %s", len(truth), path, truth_path)
     return 0
 
@@ -405,6 +464,13 @@ def _run_export(args):
     except ImportError as error:
         raise ImportError(f"radiofm export needs the train extra ({error}): "
                           "pip install -c constraints.txt 'radiofm[train]'") from error
+    from .train import find_checkpoint
+
+    source = find_checkpoint(args.checkpoint)
+    if args.output is not None:
+        check_not_inputs([args.output], [source])
+        check_writable_folder(Path(args.output).parent)
+
     from .evaluate import fit_output_heads, with_views
 
     # with_views checks the view count before the long head fit
@@ -447,19 +513,25 @@ def _table_format(path):
 
 def _write_table(table, path, overwrite):
     """Write a table as FITS, ECSV or VOTable (sky columns as RA/Dec, meta as INFO); every
-    column described, numeric ones with a unit."""
+    column described, numeric ones with a unit; atomically."""
     from astropy.table import Table
 
     from .inference import describe_columns
 
     _, format = _table_format(path)
     table = describe_columns(Table(table, copy=True), units=True)
+    with atomic_path(path, overwrite=overwrite) as partial:
+        _write_table_to(table, partial, format)
+
+
+def _write_table_to(table, path, format):
     if format != "votable":
-        table.write(path, format=format, overwrite=overwrite)
+        table.write(path, format=format, overwrite=True)
         return
     from astropy.coordinates import SkyCoord
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info
+    from astropy.table import Table
 
     plain = Table(table, copy=False)
     for name in list(plain.colnames):
@@ -491,7 +563,14 @@ def _run_annotate(args):
     regions_path = out.with_name(f"{stem}.reg")
     png_path = out.with_name(f"{stem}_quicklook.png")
     paths = [out, tiles_path, regions_path, png_path]
+    model_file = args.model if Path(args.model).is_file() else None
+    example = ([out.parent / "example_sky.fits", out.parent / "example_truth.ecsv"]
+               if args.example else [])
+    check_not_inputs(paths, [args.image, args.catalog, model_file, *example])
+    check_writable_folder(out.parent)
     _check_free(paths, args.overwrite)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     model = load_model(args.model, threads=args.threads)
     image_path = args.image
     if args.example:
@@ -517,9 +596,11 @@ def _run_annotate(args):
         _write_table(annotated, out, args.overwrite)
         _write_table(table, tiles_path, args.overwrite)
         beam = None if image.beam is None else image.beam[0]
-        source_regions(annotated, beam=beam).write(regions_path, format="ds9",
-                                                   overwrite=args.overwrite)
-        plot_tiles(tiles, png_path, column="n_compact_pred", sources=annotated)
+        regions = source_regions(annotated, beam=beam)
+        _write_atomically(lambda path: regions.write(path, format="ds9", overwrite=True),
+                          regions_path, args.overwrite)
+        _write_atomically(lambda path: plot_tiles(tiles, path, column="n_compact_pred",
+                                                  sources=annotated), png_path, args.overwrite)
     log.info("%d tiles (%d out of distribution) and %d sources annotated with %s -> %s",
              len(table), int(table["ood_flag"].sum()), len(annotated), model.name,
              ", ".join(str(p) for p in paths))

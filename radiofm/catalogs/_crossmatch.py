@@ -8,6 +8,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.table import MaskedColumn, QTable, Table
 
+from .._atomic import atomic_path
 from ..sources import sky_positions
 
 __all__ = ["count_in_tiles", "match_catalog", "tiles_to_coco"]
@@ -259,7 +260,7 @@ def tiles_to_coco(tiles, catalog, *, category="s_code", path=None):
         "categories": [{"id": i, "name": name} for name, i in category_id.items()],
     }
     if path is not None:
-        with open(path, "w") as stream:
+        with atomic_path(path, overwrite=True) as partial, open(partial, "w") as stream:
             json.dump(coco, stream, indent=1)
     return coco
 

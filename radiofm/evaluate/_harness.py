@@ -9,6 +9,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from .._atomic import atomic_path
 from .._provenance import provenance_meta
 from ..datasets import FIRST_PIXEL
 from ._classical import IslandCounter, ShapeMeasurer
@@ -213,16 +214,20 @@ def _write(report, plots, names, output):
     from ._figures import task_figure
 
     output.mkdir(parents=True, exist_ok=True)
-    report.write(output / "report.ecsv", overwrite=True)
+    with atomic_path(output / "report.ecsv", overwrite=True) as partial:
+        report.write(partial)
     records = [{name: (row[name].item() if hasattr(row[name], "item") else row[name])
                 for name in report.colnames} for row in report]
-    with open(output / "report.json", "w") as stream:
+    with atomic_path(output / "report.json", overwrite=True) as partial, \
+            open(partial, "w") as stream:
         json.dump({"meta": dict(report.meta), "results": records}, stream, indent=1)
-    (output / "report.txt").write_text(format_report(report) + "\n")
+    with atomic_path(output / "report.txt", overwrite=True) as partial:
+        partial.write_text(format_report(report) + "\n")
     for key, plot in plots.items():
         task = "counts" if key.startswith("counts") else key
         task = "frii" if task == "crosssample" else task
-        task_figure(task, plot, names, output / f"{key}.png")
+        with atomic_path(output / f"{key}.png", overwrite=True) as partial:
+            task_figure(task, plot, names, partial)
     log.info("evaluation report in %s", output)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import astropy.units as u
 import numpy as np
 
+from .._atomic import atomic_path
 from ..catalogs import count_in_tiles
 from ..datasets import (
     FIRST_BEAM,
@@ -294,7 +295,8 @@ def first_field_catalogues(fields, finder="auto", processes=None):
                 found = list(pool.map(_field_sources, *zip(*chunk, strict=True),
                                       [method] * len(chunk)))
                 cached = vstack([t for t in (cached, *found) if t is not None])
-                cached.write(path, overwrite=True)
+                with atomic_path(path, overwrite=True) as partial:
+                    cached.write(partial)
     out = {}
     for wcs, row in zip(fields.wcs, fields.table, strict=True):
         rows = cached[cached["file"] == row["file"]]

@@ -19,11 +19,12 @@ from ..models import (
     OUTPUTS,
     VIEW_COUNTS,
     ModelSpec,
+    graph_sha256,
     serialize_heads,
     serialize_metadata,
 )
 from ..tiling import NormalizationSpec, tile_image
-from ..train import create_backbone, embed_tiles, load_backbone
+from ..train import embed_tiles, read_run
 
 __all__ = ["ExportGraph", "TorchEmbedder", "checkpoint_embedder", "export_checkpoint",
            "export_model", "load_checkpoint", "model_spec", "parity_tiles"]
@@ -40,8 +41,6 @@ PIXEL_SCALE_FACTORS = (0.5, 2.0)
 #: (norm parameters, the heads, whose folded weights can reach 1e3 and would shift the
 #: logits by whole units) stay float32 at no cost to the file size.
 HALF_MIN_VALUES = 4096
-CHECKPOINT = "checkpoint.pt"
-BACKBONE = "teacher_backbone.pt"
 
 
 class ExportGraph(nn.Module):
@@ -268,32 +267,8 @@ def load_checkpoint(checkpoint):
         ``config`` (the training config dict), ``data_summary``, ``arch``, ``name`` (the
         run folder's name) and ``radiofm_version`` of training.
     """
-    path = Path(checkpoint)
-    if path.is_dir():
-        candidates = [path / BACKBONE, path / CHECKPOINT]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path} has neither {BACKBONE} nor {CHECKPOINT}; pass a "
-                                    "radiofm train output folder or one of those files")
-        path = found[0]
-    elif not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or "config" not in saved:
-        raise ValueError(f"{path} is not a radiofm training checkpoint (no config in it)")
+    backbone, saved, path = read_run(checkpoint)
     config = saved["config"]
-    if "state_dict" in saved:
-        backbone = load_backbone(path)
-    elif "teacher" in saved:
-        model = config["model"]
-        backbone = create_backbone(model["arch"], patch_size=model["patch_size"],
-                                   **model.get("timm_options", {}))
-        prefix = "backbone."
-        backbone.load_state_dict({k[len(prefix):]: v for k, v in saved["teacher"].items()
-                                  if k.startswith(prefix)})
-        backbone.eval()
-    else:
-        raise ValueError(f"{path} holds neither a backbone state_dict nor a teacher")
     data = saved.get("data", "{}")
     info = {
         "config": config, "data_summary": json.loads(data) if isinstance(data, str) else data,
@@ -513,7 +488,10 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
 
 def _set_metadata(proto, metadata):
     del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, serialize_metadata(metadata))
+    # The sha256 of this very graph (nodes and weights), checked by radiofm.inference.load_model.
+    weights = graph_sha256(proto.SerializeToString())
+    onnx.helper.set_model_props(proto, serialize_metadata({**metadata,
+                                                           "weights_sha256": weights}))
     proto.producer_name = "radiofm"
     proto.doc_string = (f"radiofm model {metadata['name']}: {metadata['arch']} backbone with a "
                         "compact-source count head and a morphology classifier")

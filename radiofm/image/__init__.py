@@ -9,5 +9,6 @@ SkyView and the MeerKAT pipelines is handled here and nowhere else.
 from ._header import Beam
 from ._radio_image import RadioImage
 from ._read import read_image
+from ._warnings import InputWarning
 
-__all__ = ["Beam", "RadioImage", "read_image"]
+__all__ = ["Beam", "InputWarning", "RadioImage", "read_image"]

@@ -15,6 +15,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from ._warnings import InputWarning
+
 __all__ = ["Beam"]
 
 log = logging.getLogger("radiofm")
@@ -70,20 +72,40 @@ class Beam(NamedTuple):
         return (np.pi / (4 * np.log(2)) * self.major * self.minor).to(u.sr)
 
 
+_REPEATABLE = {"COMMENT", "HISTORY", "", "CONTINUE"}
+
+
 def clean_header(header):
-    """Return a copy of ``header`` with non-printable characters replaced by spaces.
+    """Return a copy of ``header`` with non-printable characters replaced by spaces and
+    duplicate keywords resolved.
 
     SkyView and some AIPS headers carry TABs in COMMENT and HISTORY cards; astropy reads
-    them but refuses to verify or write them. Every other card is kept as it is.
+    them but refuses to verify or write them. A keyword given more than once (other than
+    COMMENT, HISTORY and blank cards) keeps its **last** value, the one wcslib uses, for every
+    keyword alike (WCS, beam, frequency, unit), with an `~radiofm.image.InputWarning` that
+    names it. Every other card is kept as it is.
     """
-    dirty = [
+    dirty = {
         index for index, card in enumerate(header.cards)
         if isinstance(card.value, str) and not set(card.value) <= _PRINTABLE
-    ]
-    if not dirty:
+    }
+    last, repeated = {}, {}
+    for index, card in enumerate(header.cards):
+        if card.keyword not in _REPEATABLE:
+            if card.keyword in last:
+                repeated.setdefault(card.keyword, [header.cards[last[card.keyword]].value])
+                repeated[card.keyword].append(card.value)
+            last[card.keyword] = index
+    if not dirty and not repeated:
         return header.copy()
+    for keyword, values in repeated.items():
+        warnings.warn(f"header keyword {keyword} appears {len(values)} times with values "
+                      f"{values}; using the last one, {values[-1]!r}", InputWarning,
+                      stacklevel=3)
     cleaned = fits.Header()
     for index, card in enumerate(header.cards):
+        if card.keyword in repeated and index != last[card.keyword]:
+            continue
         value = card.value
         if index in dirty:
             value = "".join(c if c in _PRINTABLE else " " for c in value)
@@ -98,9 +120,25 @@ def wcs_from_header(header):
     DATE-OBS as MJD-OBS, each with a `~astropy.wcs.FITSFixedWarning`; those fixes are
     what radiofm wants, so they are logged at debug level.
     """
+    for key in list(header.keys()):
+        if key.startswith("CTYPE") and key[5:].isdigit():
+            ctype = str(header[key]).upper()
+            if ctype[:4].rstrip("-") in ("DEC", "GLAT", "ELAT", "SLAT", "HLAT"):
+                value = header.get(f"CRVAL{key[5:]}", 0.0)
+                if not (isinstance(value, int | float) and abs(value) <= 90):
+                    raise ValueError(f"CRVAL{key[5:]} = {value!r} is not a latitude in [-90, 90]"
+                                     f" deg ({key} = {ctype}); fix the header's reference "
+                                     "position")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FITSFixedWarning)
-        wcs = WCS(header, fix=True)
+        try:
+            wcs = WCS(header, fix=True)
+        except (ValueError, MemoryError) as error:  # wcslib's errors span several lines
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 and lines[0].startswith("ERROR") else (
+                lines[0] if lines else type(error).__name__)
+            raise ValueError(f"the header's WCS is invalid: {detail} (check CDELTi, the PC or "
+                             "CD matrix, CRVALi and CTYPEi)") from None
     for warning in caught:
         if issubclass(warning.category, FITSFixedWarning):
             log.debug("WCS fix: %s", warning.message)

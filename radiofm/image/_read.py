@@ -120,6 +120,7 @@ def read_image(image, *, wcs=None, hdu=None, plane=None, beam=None, frequency=No
     full_wcs = wcs_from_header(header)
     plane_index, plane_pixels = _choose_plane(full_wcs, array_shape, plane)
     celestial = full_wcs.celestial
+    _check_celestial(celestial, source)
     pixels = make_pixels(plane_index)
     celestial.array_shape = pixels.shape
     try:
@@ -163,6 +164,27 @@ def _override(image, **overrides):
     return copy
 
 
+def _check_celestial(wcs, source):
+    """Refuse a celestial WCS that cannot map pixels to the sky: a reference latitude beyond
+    the poles, or a singular linear transformation (CDELT = 0, a singular PC or CD matrix)."""
+    if not wcs.has_celestial:
+        return
+    lat = wcs.wcs.lat
+    if lat >= 0 and not abs(float(wcs.wcs.crval[lat])) <= 90:
+        raise ValueError(f"{source}: CRVAL{lat + 1} = {wcs.wcs.crval[lat]} is not a latitude in "
+                         "[-90, 90] deg; fix the header's reference position")
+    if wcs.wcs.has_cd():
+        matrix = np.array(wcs.wcs.cd, dtype=float)
+    else:
+        matrix = np.array(wcs.wcs.get_pc(), dtype=float) * np.array(wcs.wcs.cdelt,
+                                                                      dtype=float)[:, None]
+    scale = np.abs(matrix).max() if matrix.size else 0.0
+    if not (np.isfinite(matrix).all() and scale > 0
+            and abs(np.linalg.det(matrix)) > 1e-12 * scale**2):
+        raise ValueError(f"{source}: the WCS pixel-to-sky matrix is singular ({matrix.tolist()}"
+                         "); CDELT must be non-zero and the PC or CD matrix invertible")
+
+
 def _celestial_wcs(wcs):
     wcs = wcs_from_header(wcs) if isinstance(wcs, fits.Header) else wcs
     if not isinstance(wcs, WCS) or not wcs.has_celestial:
@@ -182,12 +204,20 @@ def _parse_path(path, hdu):
     whole_file_compressed = magic.startswith(_COMPRESSED_MAGIC)
     if not whole_file_compressed and not magic.startswith(b"SIMPLE"):
         raise ValueError(f"{path} is not a FITS file (it does not start with SIMPLE)")
+    unpacked_size = None
+    if magic.startswith((b"\x1f\x8b", b"BZh")):
+        unpacked_size = _check_compressed(path, bz2=magic.startswith(b"BZh"))
     hdulist = _open_fits(path)
     try:
         index = _hdu_index(hdulist, hdu, path)
         chosen = hdulist[index]
         header = clean_header(chosen.header)
         shape = _array_shape(header)
+        if unpacked_size is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+                offset = hdulist.fileinfo(index)["datLoc"]
+            _check_complete(path, offset, header, unpacked_size)
         if whole_file_compressed or isinstance(chosen, fits.CompImageHDU):
 
             def make_pixels(plane):
@@ -215,6 +245,29 @@ def _parse_path(path, hdu):
     return header, make_pixels, shape, path
 
 
+def _check_compressed(path, bz2=False):
+    """Decompress a whole-file gzip or bzip2 FITS once, so that its CRC is checked (astropy
+    reads sections and never reaches the end) and a truncated stream is refused."""
+    import bz2 as bz2_module
+    import gzip
+    import zlib
+
+    opener = bz2_module.open if bz2 else gzip.open
+    try:
+        with opener(path, "rb") as stream:
+            head = stream.read(2880)
+            size = len(head)
+            while block := stream.read(1 << 22):
+                size += len(block)
+    except (EOFError, OSError, zlib.error) as error:
+        raise ValueError(f"{path} is damaged: its {'bzip2' if bz2 else 'gzip'} stream fails "
+                         f"its check ({error}); copy or download it again") from None
+    if not head.startswith(b"SIMPLE"):
+        raise ValueError(f"{path} is compressed but holds no FITS file (it does not start "
+                         "with SIMPLE)")
+    return size
+
+
 def _open_fits(path):
     """Open a FITS file, turning astropy's warnings and errors into clear ones."""
     with warnings.catch_warnings(record=True) as caught:
@@ -233,10 +286,10 @@ def _open_fits(path):
     return hdulist
 
 
-def _check_complete(path, offset, header):
+def _check_complete(path, offset, header, size=None):
     shape = _array_shape(header)
     needed = offset + abs(header["BITPIX"]) // 8 * int(np.prod(shape))
-    size = os.path.getsize(path)
+    size = os.path.getsize(path) if size is None else size
     if size < needed:
         raise ValueError(
             f"{path} is truncated: its image data needs {needed} bytes, the file has {size}; "

@@ -1,5 +1,6 @@
 """onnxruntime sessions for exported models, cached per file and thread count."""
 
+import hashlib
 import logging
 import os
 import threading
@@ -7,7 +8,16 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from ..models import DEFAULT_MODEL, OUTPUTS, file_sha256, parse_heads, parse_metadata, resolve_model
+from ..models import (
+    DEFAULT_MODEL,
+    OUTPUTS,
+    ModelMetadataError,
+    check_sha256,
+    graph_sha256,
+    locate_model,
+    parse_heads,
+    parse_metadata,
+)
 
 __all__ = ["OnnxModel", "load_model"]
 
@@ -46,13 +56,14 @@ def load_model(model=DEFAULT_MODEL, *, threads=None, registry=None):
     ------
     ValueError
         No such registered model (or no default model yet), a registered file whose sha256
-        does not match, or a file without radiofm's metadata.
+        does not match, a file whose graph does not match its ``weights_sha256`` metadata,
+        or a file without radiofm's metadata or whose metadata contradicts its graph.
     FileNotFoundError
         No such file.
     """
     if isinstance(model, OnnxModel):
         return model
-    path, name = resolve_model(model, registry=registry)
+    path, name, expected = locate_model(model, registry=registry)
     threads = _threads(threads)
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns, threads)
@@ -60,7 +71,7 @@ def load_model(model=DEFAULT_MODEL, *, threads=None, registry=None):
         cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    loaded = OnnxModel(path, name=name, threads=threads)
+    loaded = OnnxModel(path, name=name, threads=threads, expected_sha256=expected)
     with _CACHE_LOCK:
         return _CACHE.setdefault(key, loaded)
 
@@ -73,7 +84,19 @@ def clear_cache():
 
 def _threads(threads):
     if threads is None:
-        threads = int(os.environ.get("RADIOFM_THREADS", 0)) or len(os.sched_getaffinity(0))
+        text = os.environ.get("RADIOFM_THREADS", "").strip()
+        if text:
+            try:
+                threads = int(text)
+            except ValueError:
+                raise ValueError(f"RADIOFM_THREADS must be a whole number of threads, got "
+                                 f"{text!r}; unset it to use all CPUs") from None
+            if threads < 1:
+                raise ValueError(f"RADIOFM_THREADS must be at least 1, got {threads}")
+        else:
+            threads = len(os.sched_getaffinity(0))
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer):
+        raise TypeError(f"threads must be a whole number, got {threads!r}")
     threads = int(threads)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
@@ -104,23 +127,39 @@ class OnnxModel:
     threads : int
     """
 
-    def __init__(self, path, *, name, threads):
+    def __init__(self, path, *, name, threads, expected_sha256=None):
         self.path = path
         self.name = name
         self.threads = threads
-        self.sha256 = file_sha256(path)
+        # One read: the bytes hashed are the bytes onnxruntime runs.
+        content = path.read_bytes()
+        self.sha256 = hashlib.sha256(content).hexdigest()
+        check_sha256(self.sha256, expected_sha256, path, name)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), options,
+            self.session = ort.InferenceSession(content, options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path} is not a model onnxruntime can load: {error}") from None
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(f"{path} is not a model onnxruntime can load: {first}") from None
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = parse_metadata(props, source=str(path))
+        stored = self.metadata.get("weights_sha256")
+        if stored is not None:
+            actual = graph_sha256(content, source=str(path))
+            if actual != stored:
+                raise ValueError(
+                    f"{path}: its weights have sha256 {actual}, but its metadata records "
+                    f"{stored}; the file was changed or damaged after export. Refusing to "
+                    "load it: export the model again or restore the file"
+                )
+        elif expected_sha256 is None:
+            log.warning("%s carries no weights_sha256 (exported before radiofm recorded it): "
+                        "its weights cannot be verified", path)
         self.spec = self.metadata["spec"]
         self.class_names = list(self.spec.class_names)
         self.heads = (parse_heads(self.metadata["heads"], source=str(path))
@@ -136,7 +175,36 @@ class OnnxModel:
         if inputs != ["tiles"] or self.outputs is None:
             raise ValueError(f"{path}: expected input 'tiles' and outputs {OUTPUTS} (or "
                              f"'embedding' with heads metadata), got {inputs} and {outputs}")
+        self._check_graph()
         log.debug("loaded %s (%s, sha256 %s, %d threads)", name, path, self.sha256[:12], threads)
+
+    def _check_graph(self):
+        """Refuse metadata that contradicts the graph's own input and output shapes."""
+        expected = {
+            "tiles": (None, 1, self.spec.input_pixels, self.spec.input_pixels),
+            "embedding": (None, int(self.metadata["embedding_dim"])),
+            "n_compact": (None,),
+            "morph_logits": (None, len(self.class_names)),
+        }
+        what = {"tiles": "input_pixels", "embedding": "embedding_dim",
+                "morph_logits": "class_names"}
+        problems = []
+        used = [node for node in self.session.get_outputs() if node.name in self.outputs]
+        for node in list(self.session.get_inputs()) + used:  # heads models ignore the rest
+            want = expected[node.name]
+            shape = node.shape
+            if shape is None:
+                continue
+            if len(shape) != len(want):
+                problems.append(f"{node.name} has {len(shape)} axes, expected {len(want)}")
+                continue
+            for axis, (have, need) in enumerate(zip(shape, want, strict=True)):
+                if need is not None and isinstance(have, int) and have != need:
+                    problems.append(f"{node.name} axis {axis} is {have} in the graph but "
+                                    f"{need} by its metadata {what.get(node.name, '')}".rstrip())
+        if problems:
+            raise ModelMetadataError(f"{self.path}: metadata and graph disagree: "
+                                     f"{'; '.join(problems)}; export the model again")
 
     def __repr__(self):
         return (f"<OnnxModel {self.name!r} {self.metadata['arch']}, "

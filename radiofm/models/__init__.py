@@ -18,7 +18,16 @@ from ._metadata import (
     parse_metadata,
     serialize_metadata,
 )
-from ._registry import DEFAULT_MODEL, ModelRegistry, bundled_registry, file_sha256, resolve_model
+from ._registry import (
+    DEFAULT_MODEL,
+    ModelRegistry,
+    bundled_registry,
+    check_sha256,
+    file_sha256,
+    graph_sha256,
+    locate_model,
+    resolve_model,
+)
 from ._spec import (
     OUTPUTS,
     REFUSE_FACTOR,
@@ -31,7 +40,7 @@ from ._spec import (
 __all__ = [
     "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
     "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads", "ModelMetadataError",
-    "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "dihedral_views",
-    "file_sha256", "input_noise", "parse_heads", "parse_metadata", "resolve_model",
-    "serialize_heads", "serialize_metadata",
+    "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "check_sha256",
+    "dihedral_views", "file_sha256", "graph_sha256", "input_noise", "locate_model",
+    "parse_heads", "parse_metadata", "resolve_model", "serialize_heads", "serialize_metadata",
 ]

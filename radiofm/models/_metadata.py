@@ -57,6 +57,7 @@ _SCHEMA = {
     "quantized_max_abs_diff": ("json", False),
     "views": ("int", False),
     "created": ("str", False),
+    "weights_sha256": ("str", False),
     # numpy heads (counts, morphology, OOD reference): radiofm.models._heads, own version
     "heads": ("json", False),
 }

@@ -3,23 +3,22 @@
 import hashlib
 import json
 import os
-import threading
 from pathlib import Path
 
-__all__ = ["DEFAULT_MODEL", "ModelRegistry", "bundled_registry", "file_sha256",
-           "resolve_model"]
+__all__ = ["DEFAULT_MODEL", "ModelRegistry", "bundled_registry", "check_sha256", "file_sha256",
+           "graph_sha256", "locate_model", "resolve_model"]
 
 #: The name that stands for the shipped default model.
 DEFAULT_MODEL = "default"
 REGISTRY_FILE = "registry.json"
 DATA_DIR = Path(__file__).parent / "data"
 
-_HASHES = {}
-_HASH_LOCK = threading.Lock()
+_BLOCK = 1 << 20
+_GRAPH_FIELD = 7  # onnx.ModelProto.graph: the nodes and the weights (initializers)
 
 
 def file_sha256(path):
-    """sha256 of a file as hex, cached per (path, size, modification time).
+    """sha256 of a file as hex, read from disk on every call (nothing is cached).
 
     Parameters
     ----------
@@ -30,19 +29,79 @@ def file_sha256(path):
     -------
     digest : str
     """
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _HASH_LOCK:
-        if key in _HASHES:
-            return _HASHES[key]
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
+        for block in iter(lambda: stream.read(_BLOCK), b""):
             digest.update(block)
-    with _HASH_LOCK:
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
+    return digest.hexdigest()
+
+
+def _varint(data, pos):
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated protobuf varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def graph_sha256(model_bytes, *, source="model"):
+    """sha256 of an ONNX model's graph (nodes and weights), whatever its metadata says.
+
+    The metadata of a model lives in the same file as its weights, so a file cannot carry its
+    own file hash; it carries this one instead (``weights_sha256``, written by
+    `radiofm.export`), which every change to the graph or the weights alters. It is computed
+    from the protobuf wire format, with no onnx package.
+
+    Parameters
+    ----------
+    model_bytes : bytes
+        The content of an ``.onnx`` file.
+    source : str
+        How to name the model in errors.
+
+    Returns
+    -------
+    digest : str
+
+    Raises
+    ------
+    ValueError
+        The bytes are no ONNX model (no graph, or a broken protobuf).
+    """
+    data = memoryview(model_bytes)
+    digest, found, pos = hashlib.sha256(), False, 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                if pos + length > len(data):
+                    raise ValueError("truncated protobuf field")
+                if field == _GRAPH_FIELD:
+                    digest.update(data[pos:pos + length])
+                    found = True
+                pos += length
+            else:
+                raise ValueError(f"protobuf wire type {wire}")
+    except ValueError as error:
+        raise ValueError(f"{source} is not a readable ONNX file ({error}); it is damaged or "
+                         "truncated") from None
+    if not found or pos != len(data):
+        raise ValueError(f"{source} is not a readable ONNX file (no graph); it is damaged or "
+                         "truncated")
+    return digest.hexdigest()
 
 
 class ModelRegistry:
@@ -123,13 +182,7 @@ class ModelRegistry:
         if not path.is_file():
             raise FileNotFoundError(f"model {entry['name']!r}: file {path} is missing; "
                                     "reinstall radiofm")
-        digest = file_sha256(path)
-        if digest != entry["sha256"]:
-            raise ValueError(
-                f"model {entry['name']!r}: {path} has sha256 {digest}, but the registry "
-                f"expects {entry['sha256']}; the file was changed or damaged. Refusing to "
-                "load it: reinstall radiofm, or pass the path of a file you trust"
-            )
+        check_sha256(file_sha256(path), entry["sha256"], path, entry["name"])
         return path
 
     def add(self, name, path, *, description="", default=False, figures=None):
@@ -175,6 +228,56 @@ def bundled_registry():
     return ModelRegistry(DATA_DIR)
 
 
+def locate_model(model=DEFAULT_MODEL, *, registry=None):
+    """The file of a model and the sha256 it must have, without reading it.
+
+    Parameters
+    ----------
+    model : str or path-like
+        ``"default"``, a registered name, or a path.
+    registry : `ModelRegistry`, optional
+        Default: the bundled registry.
+
+    Returns
+    -------
+    path : `~pathlib.Path`
+    name : str
+        The registered name, or the file's stem for a path.
+    sha256 : str or None
+        The registered sha256 of the file; None for a path (its ``weights_sha256`` metadata
+        is checked when it loads).
+    """
+    registry = bundled_registry() if registry is None else registry
+    text = os.fspath(model)
+    as_path = Path(text).expanduser()
+    looks_like_path = isinstance(model, os.PathLike) or text.endswith(".onnx") or (
+        os.sep in text)
+    if looks_like_path or (text not in registry.models and text != DEFAULT_MODEL
+                           and as_path.is_file()):
+        if not as_path.is_file():
+            raise FileNotFoundError(f"no such model file: {as_path}")
+        return as_path.resolve(), as_path.name.removesuffix(".onnx"), None
+    try:
+        entry = registry.entry(text)
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+    path = registry.folder / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"model {entry['name']!r}: file {path} is missing; "
+                                "reinstall radiofm")
+    return path, entry["name"], entry["sha256"]
+
+
+def check_sha256(digest, expected, path, name):
+    """Raise ValueError when a registered model's file does not have its registered sha256."""
+    if expected is not None and digest != expected:
+        raise ValueError(
+            f"model {name!r}: {path} has sha256 {digest}, but the registry expects {expected}; "
+            "the file was changed or damaged. Refusing to load it: reinstall radiofm, or pass "
+            "the path of a file you trust"
+        )
+
+
 def resolve_model(model=DEFAULT_MODEL, *, registry=None):
     """The file of a model: a registry name (sha256 checked) or a path to an .onnx file.
 
@@ -191,18 +294,7 @@ def resolve_model(model=DEFAULT_MODEL, *, registry=None):
     name : str
         The registered name, or the file's stem for a path.
     """
-    registry = bundled_registry() if registry is None else registry
-    text = os.fspath(model)
-    as_path = Path(text).expanduser()
-    looks_like_path = isinstance(model, os.PathLike) or text.endswith(".onnx") or (
-        os.sep in text)
-    if looks_like_path or (text not in registry.models and text != DEFAULT_MODEL
-                           and as_path.is_file()):
-        if not as_path.is_file():
-            raise FileNotFoundError(f"no such model file: {as_path}")
-        return as_path.resolve(), as_path.name.removesuffix(".onnx")
-    try:
-        entry = registry.entry(text)
-    except KeyError as error:
-        raise ValueError(error.args[0]) from None
-    return registry.path(text), entry["name"]
+    path, name, expected = locate_model(model, registry=registry)
+    if expected is not None:
+        check_sha256(file_sha256(path), expected, path, name)
+    return path, name

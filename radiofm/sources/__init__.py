@@ -7,6 +7,7 @@ pyBDSF-style S_Code and island id.
 """
 
 from ._catalog import CATALOG_COLUMNS, read_catalog, sky_positions
-from ._find import find_sources
+from ._find import find_sources, position_angles
 
-__all__ = ["CATALOG_COLUMNS", "find_sources", "read_catalog", "sky_positions"]
+__all__ = ["CATALOG_COLUMNS", "find_sources", "position_angles", "read_catalog",
+           "sky_positions"]

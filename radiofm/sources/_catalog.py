@@ -2,15 +2,16 @@
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import Angle, SkyCoord
 from astropy.table import QTable, Table
 
 from .._provenance import provenance_meta
-from ..image import read_image
+from ..image import InputWarning, read_image
 
 __all__ = ["CATALOG_COLUMNS", "read_catalog", "sky_positions"]
 
@@ -157,6 +158,11 @@ def read_catalog(catalog, *, image=None, format=None):
         return make_catalog(SkyCoord([], [], unit="deg"), flux=[], peak=[],
                             meta={"FINDER": "file", "CATALOG": source})
     sky = sky_positions(table, source)
+    lost = ~(np.isfinite(sky.spherical.lon.deg) & np.isfinite(sky.spherical.lat.deg))
+    if lost.any():
+        warnings.warn(f"{source}: {int(lost.sum())} of {len(sky)} rows have no sky position "
+                      "(empty or masked cells); they are kept with NaN positions",
+                      InputWarning, stacklevel=2)
 
     def find(key):
         return _find_column(table, key)
@@ -166,7 +172,7 @@ def read_catalog(catalog, *, image=None, format=None):
         if column is None:
             return None
         unit = getattr(column, "unit", None) or units[key]
-        return u.Quantity(np.ma.filled(np.asarray(column, dtype=float), np.nan), unit)
+        return u.Quantity(_floats(column, source), unit)
 
     wcs = None
     if image is not None:
@@ -207,7 +213,8 @@ def _load(catalog, format):
             format = "ascii"
         return Table.read(path, format=format), str(path), _DEFAULT_UNITS
     except Exception as error:  # astropy raises many kinds for unreadable files
-        raise ValueError(f"cannot read {path} as a table: {error}") from error
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"cannot read {path} as a table: {first}") from error
 
 
 def _read_bdsf_ascii(path):
@@ -257,13 +264,14 @@ def sky_positions(table, source="catalog"):
     if ra is not None and dec is not None:
         if len(ra) == 0:
             return SkyCoord([], [], unit="deg")
-        if ra.dtype.kind in "US":  # sexagesimal strings
-            return SkyCoord(np.asarray(ra, str), np.asarray(dec, str), unit=(u.hourangle, u.deg))
-        return SkyCoord(_degrees(ra), _degrees(dec), frame="icrs")
+        lon = _angles(ra, u.hourangle, source)
+        lat = _latitudes(dec, source)
+        return SkyCoord(lon, lat, frame="icrs")
     glon, glat = _find_column(table, "glon"), _find_column(table, "glat")
     if glon is not None and glat is not None:
         log.info("%s has galactic positions: converted to ICRS", source)
-        return SkyCoord(_degrees(glon), _degrees(glat), frame="galactic").icrs
+        return SkyCoord(_angles(glon, u.deg, source), _latitudes(glat, source),
+                        frame="galactic").icrs
     raise ValueError(
         f"{source} has no sky position columns (found {list(table.colnames)}); expected "
         "RA/DEC (or RAJ2000/DEJ2000, RA_deg/DEC_deg), GLON/GLAT, or a SkyCoord column "
@@ -271,6 +279,77 @@ def sky_positions(table, source="catalog"):
     )
 
 
-def _degrees(column):
-    unit = getattr(column, "unit", None) or u.deg
-    return u.Quantity(np.asarray(column, dtype=float), unit).to(u.deg)
+def _texts(column):
+    """A column's cells as stripped strings; masked cells are empty."""
+    masked = np.ma.getmaskarray(column)
+    return ["" if gone else _decode(value)
+            for value, gone in zip(np.ma.getdata(column), masked, strict=True)]
+
+
+def _floats(column, source):
+    """A column as floats: masked and empty cells become NaN (never 0)."""
+    name = getattr(column, "name", "?")
+    data = np.ma.getdata(column)
+    if data.dtype.kind in "USO":
+        out = np.full(len(data), np.nan)
+        for index, text in enumerate(_texts(column)):
+            if text and text.lower() not in ("--", "nan", "null", "none"):
+                try:
+                    out[index] = float(text)
+                except ValueError:
+                    raise ValueError(f"{source}: column {name!r} row {index} holds {text!r}, "
+                                     "not a number") from None
+        return out
+    try:
+        out = np.array(data, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: column {name!r} holds {data.dtype} values, not "
+                         "numbers") from None
+    out[np.ma.getmaskarray(column)] = np.nan
+    return out
+
+
+def _angles(column, sexagesimal_unit, source):
+    """Angles in degrees from numbers or strings; missing cells are NaN.
+
+    Plain numbers (also as strings, e.g. ``"257.11650"``) are in the column's unit, else
+    degrees. Sexagesimal strings with letters (``12h34m56s``, ``-30d12m``) say their own unit;
+    those with colons or spaces (``12:34:56``) are in ``sexagesimal_unit`` (hours for RA)
+    unless the column's unit says otherwise.
+    """
+    unit = getattr(column, "unit", None)
+    data = np.ma.getdata(column)
+    if data.dtype.kind not in "USO":
+        return u.Quantity(_floats(column, source), unit or u.deg).to(u.deg)
+    out = np.full(len(data), np.nan)
+    name = getattr(column, "name", "?")
+    for index, text in enumerate(_texts(column)):
+        if not text or text.lower() in ("--", "nan", "null", "none"):
+            continue
+        try:
+            out[index] = u.Quantity(float(text), unit or u.deg).to_value(u.deg)
+            continue
+        except ValueError:
+            pass
+        try:
+            if any(letter in text.lower() for letter in "hdms\u00b0'\""):
+                angle = Angle(text)
+            else:
+                angle = Angle(text, unit=unit or sexagesimal_unit)
+            out[index] = angle.to_value(u.deg)
+        except (ValueError, u.UnitsError) as error:
+            raise ValueError(f"{source}: column {name!r} row {index} holds {text!r}, which is "
+                             f"not an angle ({error})") from None
+    return out * u.deg
+
+
+def _latitudes(column, source):
+    """Latitudes in degrees (see `_angles`), refused outside [-90, 90]."""
+    values = _angles(column, u.deg, source)
+    bad = np.abs(values.to_value(u.deg)) > 90
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{source}: column {getattr(column, 'name', '?')!r} has "
+                         f"{int(bad.sum())} latitudes outside [-90, 90] deg (row {index}: "
+                         f"{values[index]:.6g}); check its unit")
+    return values

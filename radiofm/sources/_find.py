@@ -18,7 +18,7 @@ from .._optional_deps import HAS_BDSF
 from ..image import read_image
 from ._catalog import make_catalog, read_catalog
 
-__all__ = ["find_sources"]
+__all__ = ["find_sources", "position_angles"]
 
 log = logging.getLogger("radiofm")
 
@@ -220,9 +220,23 @@ def _write_plane(image, path):
     header.update(image.wcs.to_header())
     header["BUNIT"] = "JY/BEAM"
     stream = fits.StreamingHDU(path, header)
+    low, high = np.inf, -np.inf
     for start in range(0, ny, _STRIP_ROWS):
-        stream.write(image.read_region(slice(start, min(start + _STRIP_ROWS, ny)), slice(None)))
+        strip = np.array(image.read_region(slice(start, min(start + _STRIP_ROWS, ny)),
+                                           slice(None)), dtype=np.float32)
+        finite = np.isfinite(strip)
+        strip[~finite] = np.nan  # inf pixels are blanked, as every other radiofm path does
+        if finite.any():
+            low, high = min(low, float(strip[finite].min())), max(high, float(strip[finite].max()))
+        stream.write(strip)
     stream.close()
+    if low == high:
+        raise _constant_image(image, low)
+
+
+def _constant_image(image, value):
+    return ValueError(f"{image.source} is constant (every finite pixel is {value:g}): there "
+                      "is no noise to measure sources against; check the image")
 
 
 def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
@@ -232,6 +246,9 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
 
     data = image.read_region(slice(None), slice(None))
     blank = ~np.isfinite(data)
+    if not blank.all() and np.nanmin(np.where(blank, np.nan, data)) == np.nanmax(
+            np.where(blank, np.nan, data)):
+        raise _constant_image(image, float(data[~blank][0]))
     beam_px = float(np.sqrt(image.beam.major * image.beam.minor) / image.pixel_scale)
     beam_area_px = np.pi / (4 * np.log(2)) * beam_px**2
     if box_size is None:
@@ -274,8 +291,9 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     # (a single Gaussian would fit it), 'M' is alone but extended.
     compact = major <= 2 * image.beam.major.to_value(u.arcsec)
     codes = np.where(shared, "C", np.where(compact, "S", "M"))
-    # orientation is counter-clockwise from +x; with north up and east left, PA = theta - 90
-    pa = (np.asarray(sources.orientation.to_value(u.deg)) - 90.0) % 180.0
+    pa = position_angles(image.wcs, np.asarray(sources.x_centroid, float),
+                         np.asarray(sources.y_centroid, float),
+                         np.asarray(sources.orientation.to_value(u.deg)))
     return make_catalog(
         sources.sky_centroid,
         flux=np.asarray(sources.segment_flux) / beam_area_px,
@@ -283,3 +301,30 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
         major=major, minor=minor, pa=pa, s_code=codes, island_id=island_of,
         wcs=image.wcs,
     )
+
+
+def position_angles(wcs, x, y, orientation_deg):
+    """Position angles east of north of axes given by their angle in pixel coordinates.
+
+    The axis through pixel (x, y) at ``orientation_deg`` counter-clockwise from +x is mapped
+    through the WCS at that very position, so rotated CD matrices, east-right images and
+    swapped axes all give the PA on the sky.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS`
+        Celestial WCS.
+    x, y, orientation_deg : array-like
+        Pixel positions and axis angles.
+
+    Returns
+    -------
+    pa : `~numpy.ndarray`
+        Degrees in [0, 180).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    theta = np.deg2rad(np.asarray(orientation_deg, float))
+    step = 0.5  # pixels: short enough for the local linear map, long enough for float64
+    start = wcs.pixel_to_world(x, y)
+    end = wcs.pixel_to_world(x + step * np.cos(theta), y + step * np.sin(theta))
+    return np.asarray(start.position_angle(end).to_value(u.deg)) % 180.0

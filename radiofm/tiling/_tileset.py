@@ -12,6 +12,7 @@ from astropy.table import QTable
 from regions import PixCoord, PolygonSkyRegion, RectanglePixelRegion, Regions
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_path
 from .._provenance import provenance_meta
 from ..image import read_image
 from ._normalize import Normalization, NormalizationSpec, normalize
@@ -92,10 +93,19 @@ def tile_image(image, tile_size=256, *, overlap=0, min_valid=1.0, edge="shift"):
         )
     (log.debug if keep.all() else log.info)("%d of %d tiles kept (min_valid=%g)", keep.sum(),
                                             keep.size, min_valid)
-    return TileSet(
+    tiles = TileSet(
         image, x_grid[keep], y_grid[keep], valid[keep], size=size,
         overlap=size - step, min_valid=min_valid, edge=edge,
     )
+    centers = tiles.table["sky_center"].spherical
+    lost = ~(np.isfinite(centers.lon.deg) & np.isfinite(centers.lat.deg))
+    if lost.any():
+        raise ValueError(
+            f"{int(lost.sum())} of {len(lost)} tiles have no finite sky position: the pixels "
+            f"({image.pixel_scale.to(u.deg):.3g}) are too coarse for the image's projection, "
+            "or its WCS maps them off the sky; check CDELT or CD in the header"
+        )
+    return tiles
 
 
 def _to_pixels(value, image, name, allow_zero=False):
@@ -359,7 +369,8 @@ class TileSet:
 
     def write_footprints(self, path, *, format="ds9", overwrite=False):
         """Write the sky footprints as a DS9 (``"ds9"``) or CASA (``"crtf"``) region file."""
-        self.footprints().write(path, format=format, overwrite=overwrite)
+        with atomic_path(path, overwrite=overwrite) as partial:
+            self.footprints().write(partial, format=format)
 
 
 def prefetch_batches(table, batch_size, prepare, *, threads, progress=False):

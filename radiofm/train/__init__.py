@@ -7,6 +7,16 @@ process or many through ``torchrun``, with atomic checkpoints and exact resume.
 """
 
 from ._augment import RadioMultiCrop, stretch_snr
+from ._checkpoint import (
+    BACKBONE_FILE,
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    CheckpointError,
+    backbone_state,
+    find_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ._config import (
     CropConfig,
     DataConfig,
@@ -19,15 +29,24 @@ from ._config import (
 )
 from ._data import TileBank, build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
-from ._model import DINOHead, MultiCropModel, create_backbone, embed_tiles, load_backbone
+from ._model import (
+    DINOHead,
+    MultiCropModel,
+    create_backbone,
+    embed_tiles,
+    load_backbone,
+    read_run,
+)
 from ._monitor import MONITOR_COLUMNS, FeatureMonitor, monitor_carve
 from ._supervised import train_small_cnn
 from ._trainer import train
 
 __all__ = [
     "MONITOR_COLUMNS", "FeatureMonitor", "MonitorConfig", "monitor_carve", "stretch_snr",
+    "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "backbone_state",
+    "find_checkpoint", "read_checkpoint", "save_checkpoint",
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
     "OptimConfig", "RadioMultiCrop", "RunConfig", "TileBank", "TrainConfig", "build_tile_bank",
-    "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config", "train",
-    "train_small_cnn",
+    "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config",
+    "read_run", "train", "train_small_cnn",
 ]

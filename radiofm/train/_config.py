@@ -258,6 +258,9 @@ class TrainConfig:
             if extra:
                 raise ValueError(f"unknown keys {sorted(extra)} in [{name}]; known: "
                                  f"{sorted(known)}")
+            for item in fields(kind):
+                if item.name in given:
+                    _check_type(name, item, given[item.name])
             built[name] = kind(**given)
         config = cls(**built)
         config.validate()
@@ -288,7 +291,27 @@ class TrainConfig:
              "k >= 1"),
             (bool(self.data.sources), "data.sources must list at least one source"),
             (self.run.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.run.seed >= 0, f"run.seed must be >= 0, got {self.run.seed}"),
+            (self.run.threads >= 0, f"run.threads must be >= 0, got {self.run.threads}"),
+            (self.run.device in DEVICES, f"run.device must be one of {DEVICES}, got "
+             f"{self.run.device!r}"),
+            (o.lr > 0, f"lr must be > 0, got {o.lr}"),
         ]
+        for index, source in enumerate(self.data.sources):
+            if not isinstance(source, dict) or "kind" not in source:
+                raise ValueError(f"bad training config: data.sources[{index}] must be a table "
+                                 f"with a 'kind', got {source!r}")
+            weight = source.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
+                    weight > 0):
+                raise ValueError(f"bad training config: data.sources[{index}].weight must be "
+                                 f"a positive number, got {weight!r}")
+        from ._model import check_arch
+
+        try:
+            check_arch(self.model.arch)
+        except ValueError as error:
+            raise ValueError(f"bad training config: [model] {error}") from None
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"bad training config: {message}")
@@ -296,6 +319,27 @@ class TrainConfig:
             NormalizationSpec.from_value(self.data.normalization)
         except ValueError as error:
             raise ValueError(f"bad training config: data.normalization: {error}") from None
+
+
+#: The devices `radiofm.train.train` runs on.
+DEVICES = ("auto", "cpu", "cuda")
+_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+          list: "a list (an array in TOML)", dict: "a table"}
+
+
+def _check_type(section, item, value):
+    """Refuse a config value whose type does not match the field's, naming the key."""
+    wanted = item.type
+    if wanted is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif wanted is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, wanted)
+    if not ok:
+        raise TypeError(f"bad training config: [{section}] {item.name} must be "
+                        f"{_TYPES.get(wanted, wanted.__name__)}, got {value!r} "
+                        f"({type(value).__name__})")
 
 
 def _is_range(values):
@@ -314,6 +358,14 @@ def load_config(path):
     Returns
     -------
     config : `TrainConfig`
+
+    Raises
+    ------
+    TypeError
+        A value of the wrong type (a string where a number belongs, a float number of
+        epochs, ``sources`` given as a table instead of a list...), naming the key.
+    ValueError
+        An unknown section or key, or a value no run could use.
     """
     path = Path(path)
     if not path.is_file():

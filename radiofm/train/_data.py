@@ -11,6 +11,8 @@ it, and the crops then go through ``normalize``'s arcsinh (`RadioMultiCrop`).
 """
 
 import csv
+import functools
+import inspect
 import logging
 from pathlib import Path
 
@@ -102,21 +104,28 @@ def build_tile_bank(data, *, monitor=None):
         name = f"{kind}-{index}"
         if kind not in KINDS:
             raise ValueError(f"unknown data source kind {kind!r}; use one of {KINDS}")
-        if kind == "simulated":
-            tiles = _simulated_tiles(data, **options)
-        elif kind == "npy":
-            tiles = _npy_tiles(data, **options)
+        reader = {"simulated": _simulated_tiles, "npy": _npy_tiles, "fits": _fits_tiles,
+                  "first": _first_tiles, "mgcls": _mgcls_tiles,
+                  "mirabest": functools.partial(_mirabest_tiles,
+                                                monitor=monitor or MonitorConfig())}[kind]
+        accepted = [p for p in inspect.signature(reader).parameters
+                    if p not in ("data", "guard", "monitor")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"data source {index} ({kind!r}) does not take {unknown}; its "
+                             f"options are {accepted + ['kind', 'weight']}")
+        if kind in ("simulated", "npy"):
+            tiles = reader(data, **options)
         else:
             if guard is None:
                 guard = evaluation_positions(data.root or None)
-            if kind == "fits":
-                tiles = _fits_tiles(data, guard, **options)
-            elif kind == "first":
-                tiles = _first_tiles(data, guard, **options)
-            elif kind == "mirabest":
-                tiles = _mirabest_tiles(data, guard, monitor or MonitorConfig(), **options)
-            else:
-                tiles = _mgcls_tiles(data, guard, **options)
+            tiles = reader(data, guard, **options)
+        finite = np.isfinite(tiles).reshape(len(tiles), -1).all(axis=1)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"training source {name}: {int((~finite).sum())} of {len(tiles)} "
+                             f"tiles hold NaN or inf values (the first is tile {first}); blank "
+                             "or drop them before training")
         banks[name] = tiles.astype(np.float16)
         weights[name] = weight
         log.info("training source %s: %d tiles, weight %g", name, len(tiles), weight)
@@ -229,7 +238,7 @@ def _stamp_tiles(data, images, chosen):
     return out
 
 
-def _mirabest_tiles(data, guard, monitor, limit=None):
+def _mirabest_tiles(data, guard, limit=None, *, monitor):
     """MiraBest TRAIN stamps (every class code), less the monitor's carve and any stamp near
     an evaluation source: FIRST at 1.8"/px, clipped at 3 sigma (the "snr" fallback)."""
     from ..datasets import load_mirabest

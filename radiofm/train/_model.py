@@ -1,12 +1,17 @@
 """Backbones (timm, one input channel) and the DINO projection head."""
 
+import difflib
+
 import numpy as np
 import timm
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["DINOHead", "MultiCropModel", "create_backbone", "embed_tiles", "load_backbone"]
+from ._checkpoint import backbone_state, find_checkpoint, read_checkpoint
+
+__all__ = ["DINOHead", "MultiCropModel", "create_backbone", "embed_tiles", "load_backbone",
+           "read_run"]
 
 
 def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **timm_options):
@@ -33,6 +38,7 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **t
     backbone : `torch.nn.Module`
         ``backbone(x)`` maps (B, 1, H, W) to (B, ``backbone.num_features``).
     """
+    check_arch(arch)
     options = {**timm_options, "pretrained": False, "num_classes": 0, "in_chans": 1}
     if arch.startswith(("vit", "deit")):
         options.update(dynamic_img_size=True, drop_path_rate=drop_path_rate)
@@ -43,6 +49,14 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **t
     if seed is not None:
         torch.manual_seed(seed)
     return timm.create_model(arch, **options)
+
+
+def check_arch(arch):
+    """Raise ValueError, with the closest timm names, if ``arch`` is no timm model."""
+    if not isinstance(arch, str) or not timm.is_model(arch):
+        close = difflib.get_close_matches(str(arch), timm.list_models(), n=5)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
+        raise ValueError(f"unknown backbone architecture {arch!r}: not a timm model{hint}")
 
 
 class DINOHead(nn.Module):
@@ -115,8 +129,9 @@ def load_backbone(path, map_location="cpu"):
     Parameters
     ----------
     path : str or path-like
-        ``teacher_backbone.pt`` (written when a run ends) or ``checkpoint.pt`` (written
-        during it); read with ``torch.load(weights_only=True)``.
+        A run folder, ``teacher_backbone.pt`` (written when a run ends) or ``checkpoint.pt``
+        (written during it); its sha256 is checked, then it is read with
+        ``torch.load(weights_only=True)``.
     map_location : str
         Device for the weights.
 
@@ -124,21 +139,42 @@ def load_backbone(path, map_location="cpu"):
     -------
     backbone : `torch.nn.Module`
         In eval mode.
+
+    Raises
+    ------
+    radiofm.train.CheckpointError
+        A damaged, truncated or foreign file.
     """
-    saved = torch.load(path, map_location=map_location, weights_only=True)
-    if "teacher" in saved:  # a training checkpoint: the teacher's backbone weights
-        model = saved["config"]["model"]
-        state = {key.removeprefix("backbone."): value for key, value in saved["teacher"].items()
-                 if key.startswith("backbone.")}
-    elif "model" in saved:
-        model, state = saved["model"], saved["state_dict"]
-    else:
-        raise ValueError(f"{path} is neither a teacher_backbone.pt nor a checkpoint.pt of "
-                         "radiofm.train")
+    return read_run(path, map_location=map_location)[0]
+
+
+def read_run(path, *, map_location="cpu"):
+    """The teacher backbone of a run folder or checkpoint, with everything saved beside it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_backbone`).
+    map_location : str
+        Device for the weights.
+
+    Returns
+    -------
+    backbone : `torch.nn.Module`
+        In eval mode.
+    state : dict
+        The file's content (``config``, ``radiofm_version``, ``data``, weights), checksum
+        verified.
+    path : `~pathlib.Path`
+        The file that was read.
+    """
+    path = find_checkpoint(path)
+    state = read_checkpoint(path, map_location=map_location)
+    model, weights = backbone_state(state, path)
     backbone = create_backbone(model["arch"], patch_size=model["patch_size"],
                                **model.get("timm_options", {}))
-    backbone.load_state_dict(state)
-    return backbone.eval()
+    backbone.load_state_dict(weights)
+    return backbone.eval(), state, path
 
 
 @torch.no_grad()

@@ -1,6 +1,5 @@
 """The DINO training loop: one process or many (torchrun), resumable exactly."""
 
-import csv
 import json
 import logging
 import math
@@ -16,6 +15,15 @@ from tqdm.auto import tqdm
 
 from .._provenance import radiofm_version
 from ._augment import RadioMultiCrop
+from ._checkpoint import (
+    BACKBONE_FILE,
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    RunLog,
+    read_checkpoint,
+    save_checkpoint,
+)
+from ._config import DEVICES
 from ._data import build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
 from ._model import DINOHead, MultiCropModel, create_backbone
@@ -25,9 +33,7 @@ __all__ = ["train"]
 
 log = logging.getLogger("radiofm")
 
-CHECKPOINT = "checkpoint.pt"
-BACKBONE = "teacher_backbone.pt"
-LOG = "train_log.csv"
+CHECKPOINT, BACKBONE, LOG = CHECKPOINT_FILE, BACKBONE_FILE, LOG_FILE
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "weight_decay", "momentum", "teacher_temp",
                "teacher_entropy", "mean_entropy", "embedding_std", "seconds", *MONITOR_COLUMNS)
 
@@ -59,15 +65,9 @@ def _device(config, rank):
         local = int(os.environ.get("LOCAL_RANK", rank))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
+    if wanted != "cpu":
+        raise ValueError(f"run.device must be one of {DEVICES}, got {config.run.device!r}")
     return torch.device("cpu")
-
-
-def _atomic_save(obj, path):
-    """Write to a temporary file, then rename: a kill leaves the old file or the new one."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
 
 
 def _param_groups(model):
@@ -106,6 +106,10 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         ``train_log.csv`` (loss, lr, momentum, teacher entropy and collapse indicators per
         step).
     """
+    if stop_after is not None and (isinstance(stop_after, bool)
+                                   or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be a positive number of steps, got {stop_after!r}")
+    config.validate()
     rank, world = _distributed()
     device = _device(config, rank)
     if config.run.threads:
@@ -115,6 +119,13 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         output.mkdir(parents=True, exist_ok=True)
     optim, model_config = config.optim, config.model
     use_amp = config.run.amp and device.type == "cuda"
+    # The checkpoint is checked (sha256, config) before minutes of data loading.
+    resumed = None
+    if resume:
+        resumed = _read_resume_state(output / CHECKPOINT, config, device)
+    elif (output / CHECKPOINT).exists():
+        raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
+                         "it, or choose another run.output")
 
     bank = build_tile_bank(config.data, monitor=config.monitor)
     augment = RadioMultiCrop(config.crops, config.data.spec)
@@ -160,21 +171,19 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                        optim.center_momentum).to(device)
 
     start = 0
-    if resume:
-        start = _load_checkpoint(output / CHECKPOINT, config, student, teacher, optimizer,
-                                 loss_fn, device)
+    if resumed is not None:
+        start = _apply_state(resumed, student, teacher, optimizer, loss_fn, device)
+        resumed = None
         log.info("resuming at step %d of %d", start, total)
-    elif (output / CHECKPOINT).exists():
-        raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
-                         "it, or choose another run.output")
     end = total if stop_after is None else min(total, start + int(stop_after))
-    writer = _LogWriter(output / LOG, start, finished=start == end) if rank == 0 else None
+    writer = (RunLog(output / LOG, LOG_COLUMNS, start, finished=start == end) if rank == 0
+              else None)
     bar = tqdm(total=total, initial=start, unit="step",
                disable=rank != 0 or (None if progress else True))
 
     def checkpoint(step):
         if rank == 0:
-            _atomic_save({
+            save_checkpoint({
                 "student": student.state_dict(), "teacher": teacher.state_dict(),
                 "optimizer": optimizer.state_dict(), "center": loss_fn.center.cpu(),
                 "step": step, "config": config.to_dict(), "radiofm_version": radiofm_version(),
@@ -240,7 +249,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         if writer is not None:
             writer.close()
     if end == total and rank == 0:
-        _atomic_save({
+        save_checkpoint({
             "model": {"arch": model_config.arch, "patch_size": model_config.patch_size,
                       "timm_options": model_config.timm_options,
                       "num_features": int(teacher.backbone.num_features)},
@@ -275,34 +284,14 @@ def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teac
             "seconds": round(time.perf_counter() - began, 4)}
 
 
-class _LogWriter:
-    """The CSV log, keeping the rows before ``start`` when resuming (and, when nothing is
-    left to run, the monitor row after the last step)."""
-
-    def __init__(self, path, start, finished=False):
-        rows = []
-        if start and path.exists():
-            with open(path, newline="") as stream:
-                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start
-                        or (finished and int(row["step"]) == start and not row["loss"])]
-        self._stream = open(path, "w", newline="")  # noqa: SIM115 (closed by close())
-        self._writer = csv.DictWriter(self._stream, fieldnames=LOG_COLUMNS, restval="",
-                                      extrasaction="ignore")
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-
-    def writerow(self, row):
-        self._writer.writerow(row)
-        self._stream.flush()
-
-    def close(self):
-        self._stream.close()
-
-
-def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device):
+def _read_resume_state(path, config, device):
+    """The verified checkpoint to resume from, refused if the config changed since."""
     if not path.exists():
         raise FileNotFoundError(f"cannot resume: {path} does not exist")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = read_checkpoint(path, map_location=device)
+    if "teacher" not in state:
+        raise ValueError(f"cannot resume from {path}: it is a finished teacher backbone, not "
+                         "a training checkpoint")
     saved, current = state["config"], config.to_dict()
     # options added since the checkpoint was written count with their defaults
     defaults = type(config)().to_dict()
@@ -311,6 +300,10 @@ def _load_checkpoint(path, config, student, teacher, optimizer, loss_fn, device)
     if changed or saved["run"]["seed"] != current["run"]["seed"]:
         raise ValueError(f"cannot resume {path}: the config changed since it was written "
                          f"(sections {changed or ['run.seed']}); resume with the same config")
+    return state
+
+
+def _apply_state(state, student, teacher, optimizer, loss_fn, device):
     student.load_state_dict(state["student"])
     teacher.load_state_dict(state["teacher"])
     optimizer.load_state_dict(state["optimizer"])

@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from regions import CircleSkyRegion, EllipseSkyRegion, Regions
 
+from .._atomic import atomic_path
+
 __all__ = ["class_colors", "plot_tiles", "source_regions"]
 
 #: Colour of the tile grid: a neutral grey no class colour uses.
@@ -214,5 +216,6 @@ def plot_tiles(tiles, path=None, *, column=None, max_pixels=1024, label_limit=15
     name = Path(str(image.source)).name
     axes.set_title(f"{name}: {len(tiles)} tiles of {tiles.tile_size} px", fontsize=9)
     if path is not None:
-        figure.savefig(path, dpi=100, bbox_inches="tight")
+        with atomic_path(path, overwrite=True) as partial:
+            figure.savefig(partial, dpi=100, bbox_inches="tight")
     return figure

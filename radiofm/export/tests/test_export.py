@@ -33,7 +33,7 @@ from radiofm.tests.model_helpers import (  # noqa: E402
     tiny_heads,
     tiny_spec,
 )
-from radiofm.train import TrainConfig  # noqa: E402
+from radiofm.train import TrainConfig, save_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -172,16 +172,16 @@ def write_run(folder, backbone, *, finished=True):
     folder.mkdir()
     data = json.dumps({"simulated": {"tiles": 12, "share": 1.0}})
     if finished:
-        torch.save({"model": {"arch": "test_resnet", "patch_size": 8,
-                              "timm_options": {"channels": list(TINY_CHANNELS)},
-                              "num_features": 96},
-                    "state_dict": backbone.state_dict(), "config": config,
-                    "radiofm_version": "0.1", "data": data}, folder / "teacher_backbone.pt")
+        save_checkpoint({"model": {"arch": "test_resnet", "patch_size": 8,
+                                   "timm_options": {"channels": list(TINY_CHANNELS)},
+                                   "num_features": 96},
+                         "state_dict": backbone.state_dict(), "config": config,
+                         "radiofm_version": "0.1", "data": data}, folder / "teacher_backbone.pt")
     else:
         teacher = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
         teacher["head.last_layer.weight"] = torch.zeros(3)
-        torch.save({"teacher": teacher, "config": config, "step": 5, "data": data},
-                   folder / "checkpoint.pt")
+        save_checkpoint({"teacher": teacher, "config": config, "step": 5, "data": data},
+                        folder / "checkpoint.pt")
     return folder
 
 
@@ -222,7 +222,7 @@ def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither teacher_backbone.pt nor"):
         load_checkpoint(tmp_path / "empty")
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a radiofm training checkpoint"):
+    with pytest.raises(ValueError, match="not a radiofm checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
 
 

@@ -124,7 +124,7 @@ def test_mirabest_source_keeps_out_test_and_the_monitor_carve(shared_data):
 
     monitor = MonitorConfig(mirabest_fit=50, mirabest_valid=50)
     data = DataConfig(root=str(shared_data), tile_size=32, normalization="snr")
-    tiles = _mirabest_tiles(data, evaluation_positions(shared_data), monitor)
+    tiles = _mirabest_tiles(data, evaluation_positions(shared_data), monitor=monitor)
     table = load_mirabest(shared_data, view="all").table
     train_rows = int((np.asarray(table["split"]) == "train").sum())
     assert len(tiles) <= train_rows - 100 and len(tiles) > 0.5 * train_rows

@@ -1,0 +1,78 @@
+"""Atomic output files, and the checks every command makes before it writes anything."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_path", "check_not_inputs", "check_writable_folder"]
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, overwrite=False):
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` on success.
+
+    The temporary file lies in the target folder and ends with the target's name, so
+    writers that choose a format from the extension choose the same one. A crash leaves the
+    old file (or none), never half a file; an error removes the temporary file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final file.
+    overwrite : bool
+        Replace an existing file; otherwise an existing file is refused before writing.
+
+    Yields
+    ------
+    partial : `~pathlib.Path`
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"would overwrite {path}; pass --overwrite (overwrite=True)")
+    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_not_inputs(outputs, inputs):
+    """Refuse an output path that is one of the inputs, whatever ``--overwrite`` says.
+
+    Parameters
+    ----------
+    outputs, inputs : iterable of str or path-like
+        ``None`` entries are skipped; registered model names that are no files are harmless.
+    """
+    inputs = [Path(p) for p in inputs if p is not None and Path(p).exists()]
+    for output in outputs:
+        if output is None:
+            continue
+        for given in inputs:
+            if _same_file(output, given):
+                raise ValueError(f"refusing to write {output}: it is an input of this command "
+                                 f"({given}); choose another output name")
+
+
+def check_writable_folder(folder):
+    """Create ``folder`` if needed and prove it writable (before any long computation)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".radiofm-write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PermissionError(f"cannot write to the output folder {folder} ({reason}); choose "
+                              "a writable one with -o") from None
+    return folder
