@@ -13,6 +13,21 @@ Both methods are ``f((x - offset) / scale)`` with parameters fitted once per par
     the output is a compressed signal-to-noise ratio: linear near the noise, logarithmic
     for bright sources.
 
+    *Clipped stamps.* Many published stamps (MiraBest, RadioGalaxyDataset, display cutouts)
+    had every pixel below ``clip_sigma`` times the noise set to one floor value, so no noise
+    is left to measure. A stamp with more than ``floor_fraction`` of its finite pixels at its
+    minimum is treated as clipped: ``offset`` is the floor (zero flux, as MiraBest's maker
+    kept it: pixels are ``flux * gain``, floored at 3 sigma), and the noise is the given
+    ``noise`` option, or else the clip level over ``clip_sigma``, the clip level being the
+    smallest value above the floor (plus half a step for integer-valued stamps, which were
+    truncated to integers). A 5-sigma source then maps to ``arcsinh(5 / softening)`` in a raw
+    field, in its clipped copy and in a clipped uint8 stamp alike. With ``floor="clip"`` the
+    floor is the clip level itself (stamps rescaled from the clip level up, as
+    RadioGalaxyDataset's look): ``offset`` is the floor minus ``clip_sigma`` times the noise,
+    which must then be given. The default ``floor_fraction`` of 0.5 changes no stamp that
+    the method fitted before: with more than half the pixels on one value the noise estimate
+    (a median absolute deviation) is 0 and the fit refused the stamp.
+
 Blank (NaN) pixels become 0 in both methods.
 
 A `NormalizationSpec` says how to normalise (the method and every fit option); its ``fit``
@@ -28,10 +43,14 @@ from astropy.stats import sigma_clipped_stats
 
 from ..image import read_image
 
-__all__ = ["METHODS", "Normalization", "NormalizationSpec", "fit_normalization", "normalize"]
+__all__ = ["FLOORS", "METHODS", "Normalization", "NormalizationSpec", "fit_normalization",
+           "normalize"]
 
 #: The normalisation methods (see the module documentation).
 METHODS = ("percentile", "snr")
+
+#: What the floor value of a clipped stamp is (see the module documentation).
+FLOORS = ("zero", "clip")
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,18 @@ class NormalizationSpec:
     max_pixels : int
         Images larger than this are sampled on evenly spaced whole rows, so the fit reads
         about ``max_pixels`` pixels whatever the image size.
+    clip_sigma : float
+        For "snr" on clipped stamps: the level, in noise sigma, below which the stamp's
+        maker set pixels to the floor (3 for MiraBest and RadioGalaxyDataset).
+    floor_fraction : float
+        For "snr": a stamp with more than this fraction of its finite pixels at its minimum
+        value is a clipped stamp (in [0, 1); close to 1 turns the fallback off).
+    noise : float or None
+        For "snr" on clipped stamps: the noise sigma in the stamp's unit, when the data set
+        says it; None estimates it from the clip level.
+    floor : {"zero", "clip"}
+        For "snr" on clipped stamps: whether the floor value is zero flux ("zero", MiraBest)
+        or the clip level ("clip"; needs ``noise``).
 
     Examples
     --------
@@ -68,6 +99,10 @@ class NormalizationSpec:
     upper: float = 98.0
     softening: float = 1.0
     max_pixels: int = 4_000_000
+    clip_sigma: float = 3.0
+    floor_fraction: float = 0.5
+    noise: float | None = None
+    floor: str = "zero"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -79,6 +114,17 @@ class NormalizationSpec:
             raise ValueError(f"softening must be positive, got {self.softening}")
         if not (isinstance(self.max_pixels, int | np.integer) and self.max_pixels >= 1):
             raise ValueError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
+        if not self.clip_sigma > 0:
+            raise ValueError(f"clip_sigma must be positive, got {self.clip_sigma}")
+        if not 0 <= self.floor_fraction < 1:
+            raise ValueError(f"floor_fraction must be in [0, 1), got {self.floor_fraction}")
+        if self.noise is not None and not (np.isfinite(self.noise) and self.noise > 0):
+            raise ValueError(f"noise must be a positive number or None, got {self.noise!r}")
+        if self.floor not in FLOORS:
+            raise ValueError(f"floor must be one of {FLOORS}, got {self.floor!r}")
+        if self.floor == "clip" and self.noise is None:
+            raise ValueError("floor='clip' puts the clip level at the floor, which leaves no "
+                             "noise to measure: give the data set's noise as noise=")
 
     @classmethod
     def from_value(cls, value):
@@ -143,8 +189,7 @@ class NormalizationSpec:
             scale = high - low
             offset = low
         else:
-            offset, _, noise = sigma_clipped_stats(values, sigma=3.0, maxiters=5,
-                                                   stdfunc="mad_std")
+            offset, noise = self._background_noise(values)
             scale = self.softening * noise
         if not scale > 0:
             raise ValueError(
@@ -152,6 +197,31 @@ class NormalizationSpec:
                 "needs some contrast"
             )
         return Normalization(self.method, float(offset), float(scale))
+
+    def is_clipped(self, values):
+        """Whether finite pixel ``values`` are a clipped stamp (see ``floor_fraction``)."""
+        values = np.asarray(values)
+        return values.size > 0 and np.mean(values == values.min()) > self.floor_fraction
+
+    def _background_noise(self, values):
+        """(background, noise) of the "snr" method, with the clipped-stamp fallback."""
+        if not self.is_clipped(values):
+            offset, _, noise = sigma_clipped_stats(values, sigma=3.0, maxiters=5,
+                                                   stdfunc="mad_std")
+            return offset, noise
+        floor = float(values.min())
+        noise = self.noise
+        if noise is None:
+            above = values[values > floor]
+            if above.size == 0:
+                raise ValueError("a stamp with every pixel at its floor has no signal and no "
+                                 "noise to normalise by")
+            level = float(above.min()) - floor
+            if np.all(above == np.round(above)):  # truncated to integers: mid-step
+                level += 0.5
+            noise = level / self.clip_sigma
+        offset = floor if self.floor == "zero" else floor - self.clip_sigma * noise
+        return offset, noise
 
 
 @dataclass(frozen=True)
@@ -195,7 +265,7 @@ class Normalization:
         return {key: (float(v) if key != "method" else v) for key, v in asdict(self).items()}
 
 
-def normalize(array, normalization, *, out=None):
+def normalize(array, normalization, *, out=None, linear=False):
     """Apply a fitted `Normalization` to an array of pixels.
 
     Parameters
@@ -206,6 +276,9 @@ def normalize(array, normalization, *, out=None):
         Parameters from `fit_normalization` on the parent image.
     out : `~numpy.ndarray`, optional
         float32 array of the same shape to write into (may be ``array`` itself).
+    linear : bool
+        Stop before ``f``: return ``(x - offset) / scale`` (blank pixels 0). Training
+        stores "snr" tiles so, to re-clip and re-noise them before the arcsinh.
 
     Returns
     -------
@@ -217,7 +290,9 @@ def normalize(array, normalization, *, out=None):
     # block small enough to stay in cache when called per tile.
     out = np.subtract(array, np.float32(normalization.offset), out=out, dtype=np.float32)
     out *= np.float32(1.0 / normalization.scale)
-    if normalization.method == "percentile":
+    if linear:
+        pass
+    elif normalization.method == "percentile":
         np.clip(out, np.float32(0.0), np.float32(1.0), out=out)
     else:
         _arcsinh(out)

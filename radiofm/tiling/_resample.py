@@ -13,7 +13,7 @@ from ._normalize import normalize
 __all__ = ["prepare_tiles", "resample_tiles"]
 
 
-def prepare_tiles(raw, stretch, size):
+def prepare_tiles(raw, stretch, size, *, linear=False):
     """Model input from raw pixels: resample to ``size``, then apply the fitted stretch.
 
     The one composition of resampling and normalisation: training, evaluation, export and
@@ -27,6 +27,9 @@ def prepare_tiles(raw, stretch, size):
         Fitted on the parent image.
     size : int
         The model's input side S.
+    linear : bool
+        Stop before the stretch's ``f`` (see `~radiofm.tiling.normalize`): training keeps
+        "snr" tiles as S/N to re-clip and re-noise them before the arcsinh.
 
     Returns
     -------
@@ -48,7 +51,7 @@ def prepare_tiles(raw, stretch, size):
     if len(raw) == 0:
         return np.zeros((0, size, size), np.float32)
     out = resample_tiles(raw, size)
-    return normalize(out, stretch, out=out)
+    return normalize(out, stretch, out=out, linear=linear)
 
 
 def resample_tiles(tiles, size):

@@ -6,7 +6,7 @@ process or many through ``torchrun``, with atomic checkpoints and exact resume.
 `load_backbone` and `embed_tiles` give frozen embeddings from the trained teacher.
 """
 
-from ._augment import RadioMultiCrop
+from ._augment import RadioMultiCrop, stretch_snr
 from ._checkpoint import (
     BACKBONE_FILE,
     CHECKPOINT_FILE,
@@ -21,6 +21,7 @@ from ._config import (
     CropConfig,
     DataConfig,
     ModelConfig,
+    MonitorConfig,
     OptimConfig,
     RunConfig,
     TrainConfig,
@@ -36,10 +37,12 @@ from ._model import (
     load_backbone,
     read_run,
 )
+from ._monitor import MONITOR_COLUMNS, FeatureMonitor, monitor_carve
 from ._supervised import train_small_cnn
 from ._trainer import train
 
 __all__ = [
+    "MONITOR_COLUMNS", "FeatureMonitor", "MonitorConfig", "monitor_carve", "stretch_snr",
     "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "backbone_state",
     "find_checkpoint", "read_checkpoint", "save_checkpoint",
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",

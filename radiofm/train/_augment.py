@@ -2,9 +2,19 @@
 
 Each crop of each image gets its own random affine map (area fraction, any rotation angle or
 an exact quarter turn, a flip, a position inside the tile) applied with one
-``grid_sample`` per crop set, then a beam-like Gaussian blur, additive noise at a random
-S/N and an intensity stretch ``sign(x) |x|^gamma``. Colour jitter and solarisation have no
-meaning for radio maps and are absent.
+``grid_sample`` per crop set, then a beam-like Gaussian blur.
+
+"percentile" tiles (already stretched) then take additive noise at a random S/N and an
+intensity stretch ``sign(x) |x|^gamma``.
+
+"snr" tiles (signal-to-noise, before the arcsinh) take the processing augmentations instead,
+over what differs between surveys and pipelines, in the order a pipeline applies them: extra
+noise correlated over a beam (then divided by the new noise, as a refit stretch would), a
+clip that zeroes every pixel below a level (as stamp makers did; the "snr" fallback reads such
+stamps at the same S/N), and a factor on the S/N (a noise estimate that is off). The crop then
+goes through `radiofm.tiling.normalize`, the one stretch inference uses.
+
+Colour jitter and solarisation have no meaning for radio maps and are absent.
 
 Random numbers come from a CPU generator whatever the tiles' device, so a step draws the same
 crops on CPU and GPU; the image operations run where the tiles are.
@@ -12,10 +22,13 @@ crops on CPU and GPU; the image operations run where the tiles are.
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RadioMultiCrop"]
+from ..tiling import Normalization, NormalizationSpec, normalize
+
+__all__ = ["RadioMultiCrop", "stretch_snr"]
 
 
 class RadioMultiCrop:
@@ -25,10 +38,15 @@ class RadioMultiCrop:
     ----------
     crops : `radiofm.train.CropConfig`
         Sizes, scales and augmentation ranges.
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The run's normalisation: "snr" tiles are S/N, and take the processing augmentations
+        and the arcsinh here.
     """
 
-    def __init__(self, crops):
+    def __init__(self, crops, normalization="percentile"):
         self.config = crops
+        self.spec = NormalizationSpec.from_value(normalization)
+        self.snr = self.spec.method == "snr"
 
     def __call__(self, tiles, generator):
         """Crops of ``tiles`` (B, 1, T, T): a list, the two global ones first.
@@ -76,8 +94,41 @@ class RadioMultiCrop:
         view = F.grid_sample(tiles, grid, mode="bilinear", padding_mode="reflection",
                              align_corners=False)
         view = self._blur(view, generator)
+        if self.snr:
+            return self._process(view, generator)
         view = self._noise(view, generator)
         return self._stretch(view, generator)
+
+    def _process(self, view, generator):
+        """Processing augmentations of S/N crops, then the arcsinh stretch."""
+        c = self.config
+        batch = view.shape[0]
+
+        def draw(bounds, log=False):
+            low, high = (math.log(b) for b in bounds) if log else bounds
+            values = low + (high - low) * torch.rand(batch, generator=generator)
+            return torch.exp(values) if log else values
+
+        def chosen(probability):
+            return torch.rand(batch, generator=generator) < probability
+
+        # extra noise, correlated over a Gaussian beam, in units of the tile's noise
+        extra = torch.where(chosen(c.renoise_probability), draw(c.renoise_sigma, log=True),
+                            torch.zeros(batch))
+        beam = draw(c.noise_beam)
+        white = torch.randn(view.shape, generator=generator)
+        radius = max(1, math.ceil(3 * max(c.noise_beam)))
+        correlated, norm = _gaussian_filter(white, beam, radius)
+        correlated = correlated / norm[:, None, None, None]  # unit variance again
+        extra, correlated = extra.to(view.device), correlated.to(view.device)
+        view = (view + extra[:, None, None, None] * correlated) / torch.sqrt(
+            1 + extra**2)[:, None, None, None]
+        # the clip of stamp makers: every pixel below the level goes to zero
+        level = torch.where(chosen(c.clip_probability), draw(c.clip_sigma),
+                            torch.full((batch,), -math.inf)).to(view.device)
+        view = torch.where(view >= level[:, None, None, None], view, torch.zeros_like(view))
+        view = view * draw(c.snr_scale, log=True).to(view.device)[:, None, None, None]
+        return stretch_snr(view, self.spec.softening)
 
     def _blur(self, view, generator):
         low, high = self.config.blur_sigma
@@ -88,12 +139,7 @@ class RadioMultiCrop:
         chosen = torch.rand(batch, generator=generator) < self.config.blur_probability
         sigma = torch.where(chosen, sigma, torch.zeros_like(sigma))
         radius = max(1, math.ceil(3 * high))
-        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        kernel_1d = torch.exp(-0.5 * (offsets / sigma.clamp(min=1e-3)[:, None]) ** 2)
-        kernel_1d = kernel_1d / kernel_1d.sum(dim=1, keepdim=True)  # sigma 0: a delta
-        kernel = (kernel_1d[:, :, None] * kernel_1d[:, None, :])[:, None].to(view.device)
-        padded = F.pad(view.transpose(0, 1), (radius,) * 4, mode="reflect")
-        return F.conv2d(padded, kernel, groups=batch).transpose(0, 1)
+        return _gaussian_filter(view, sigma, radius)[0]
 
     def _noise(self, view, generator):
         low, high = self.config.noise_snr
@@ -112,3 +158,38 @@ class RadioMultiCrop:
         gamma = torch.exp(math.log(low) + (math.log(high) - math.log(low))
                           * torch.rand(batch, generator=generator))
         return torch.sign(view) * view.abs().pow(gamma.to(view.device)[:, None, None, None])
+
+
+def _gaussian_filter(view, sigma, radius):
+    """Each image of (B, 1, H, W) ``view`` convolved with a unit-sum Gaussian of its own
+    ``sigma`` (pixels; 0 is a delta), reflected at the edges; also the kernels' L2 norms (the
+    standard deviation of filtered unit white noise)."""
+    batch = view.shape[0]
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel_1d = torch.exp(-0.5 * (offsets / sigma.clamp(min=1e-3)[:, None]) ** 2)
+    kernel_1d = kernel_1d / kernel_1d.sum(dim=1, keepdim=True)
+    kernel = (kernel_1d[:, :, None] * kernel_1d[:, None, :])[:, None]
+    norm = kernel.flatten(1).norm(dim=1)
+    padded = F.pad(view.transpose(0, 1), (radius,) * 4, mode="reflect")
+    filtered = F.conv2d(padded, kernel.to(view.device, view.dtype), groups=batch)
+    return filtered.transpose(0, 1), norm
+
+
+def stretch_snr(snr, softening):
+    """The "snr" stretch of S/N values through `radiofm.tiling.normalize` (on the CPU).
+
+    Parameters
+    ----------
+    snr : `torch.Tensor`
+        Signal-to-noise ratios.
+    softening : float
+        The normalisation's softening.
+
+    Returns
+    -------
+    stretched : `torch.Tensor`
+        ``arcsinh(snr / softening)`` as float32, on ``snr``'s device.
+    """
+    values = snr.detach().to("cpu", torch.float32).contiguous().numpy()
+    out = normalize(values, Normalization("snr", 0.0, float(softening)), out=np.empty_like(values))
+    return torch.from_numpy(out).to(snr.device)

@@ -226,13 +226,17 @@ class RunLog:
     columns : sequence of str
     start : int
         First step this process writes.
+    finished : bool
+        Nothing is left to run: also keep the monitor row written after the last step
+        (``step == start``, no loss).
     """
 
-    def __init__(self, path, columns, start):
+    def __init__(self, path, columns, start, *, finished=False):
         rows = []
         if start and path.exists():
             with open(path, newline="") as stream:
-                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start]
+                rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start
+                        or (finished and int(row["step"]) == start and not row.get("loss"))]
         partial = path.with_name(path.name + ".partial")  # a kill keeps the old log whole
         with open(partial, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=list(columns))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..tiling import NormalizationSpec
 
-__all__ = ["TrainConfig", "load_config"]
+__all__ = ["MonitorConfig", "TrainConfig", "load_config"]
 
 
 @dataclass
@@ -19,8 +19,9 @@ class DataConfig:
         Each ``{"kind": ..., "weight": ...}`` plus options. Kinds: ``"simulated"``
         (``fields``, ``size``, ``seed``), ``"npy"`` (``path``: normalised (N, T, T) tiles),
         ``"fits"`` (``path``: a folder of FITS images),
-        ``"first"`` (the FIRST fields of the data root) and ``"mgcls"`` (the MGCLS cutouts of
-        the data root). Weights set each kind's share of the samples, whatever its size.
+        ``"first"`` (the FIRST fields of the data root), ``"mgcls"`` (the MGCLS cutouts of
+        the data root) and ``"mirabest"`` (MiraBest's TRAIN stamps, less the monitor's; never
+        its test batch). Weights set each kind's share of the samples, whatever its size.
         Image sources (``"fits"``, ``"first"``) take ``tile_pixels``: cut tiles of that many
         image pixels and resample them to ``tile_size`` (default: no resampling).
     root : str
@@ -28,14 +29,22 @@ class DataConfig:
     tile_size : int
         Side of the tiles crops are cut from, in pixels.
     normalization : str or dict
-        The stretch, fitted per parent image: a method name (``"percentile"`` or ``"snr"``)
-        or a table of every option (`radiofm.tiling.NormalizationSpec`).
+        A `~radiofm.tiling.NormalizationSpec` value: ``"percentile"``, ``"snr"`` or
+        ``{method = "snr", softening = 1.0, ...}``, fitted per parent image. With "snr" the
+        bank keeps tiles as signal-to-noise (before the arcsinh) so the processing
+        augmentations can re-clip and re-noise them; the crops then go through the same
+        `~radiofm.tiling.normalize`.
     """
 
     sources: list = field(default_factory=lambda: [{"kind": "simulated", "weight": 1.0}])
     root: str = ""
     tile_size: int = 128
     normalization: str | dict = "percentile"
+
+    @property
+    def spec(self):
+        """The normalisation as a `~radiofm.tiling.NormalizationSpec`."""
+        return NormalizationSpec.from_value(self.normalization)
 
 
 @dataclass
@@ -88,6 +97,20 @@ class CropConfig:
     noise_probability : float
     stretch : list of float
         Intensity stretch ``sign(x) |x|^gamma`` with gamma drawn log-uniformly.
+        ``noise_snr``, ``noise_probability`` and ``stretch`` act on "percentile" tiles only;
+        "snr" tiles take the processing augmentations below instead (all off by default).
+    clip_probability : float
+        "snr": set every pixel below a clip level to 0, as stamp makers did.
+    clip_sigma : list of float
+        Range of that clip level, in noise sigma (uniform).
+    renoise_probability : float
+        "snr": add noise of ``renoise_sigma`` times the tile's noise (log-uniform), correlated
+        over a Gaussian of ``noise_beam`` pixels (sigma, uniform; 0 is white), then divide
+        by the new noise, as a refit stretch would: a noisier survey.
+    renoise_sigma, noise_beam : list of float
+    snr_scale : list of float
+        "snr": multiply the S/N by a factor drawn log-uniformly (a noise estimate that is off,
+        or another softening of the stretch).
     """
 
     global_size: int = 64
@@ -100,6 +123,38 @@ class CropConfig:
     noise_snr: list = field(default_factory=lambda: [5.0, 100.0])
     noise_probability: float = 0.5
     stretch: list = field(default_factory=lambda: [0.7, 1.4])
+    clip_probability: float = 0.0
+    clip_sigma: list = field(default_factory=lambda: [2.0, 5.0])
+    renoise_probability: float = 0.0
+    renoise_sigma: list = field(default_factory=lambda: [0.3, 3.0])
+    noise_beam: list = field(default_factory=lambda: [0.0, 2.0])
+    snr_scale: list = field(default_factory=lambda: [1.0, 1.0])
+
+
+@dataclass
+class MonitorConfig:
+    """The frozen-feature monitor written into the training log (see `FeatureMonitor`).
+
+    Attributes
+    ----------
+    every : int
+        Steps between evaluations (0: off). It runs before step 0 (the random network),
+        every ``every`` steps, and after the last step.
+    mirabest_fit, mirabest_valid : int
+        MBFRConfident TRAIN stamps that fit and score the probes (a fixed carve; the
+        test batch is never read). The ``"mirabest"`` training source leaves them out.
+    count_fields : int
+        Simulated 1024-px fields whose 270-arcsec tiles give the count R^2 (two thirds
+        fit a ridge, the rest score it).
+    k : int
+        Neighbours of the kNN probe.
+    """
+
+    every: int = 0
+    mirabest_fit: int = 300
+    mirabest_valid: int = 150
+    count_fields: int = 9
+    k: int = 10
 
 
 @dataclass
@@ -173,13 +228,15 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    """The whole configuration: ``[data]``, ``[model]``, ``[crops]``, ``[optim]``, ``[run]``."""
+    """The whole configuration: ``[data]``, ``[model]``, ``[crops]``, ``[optim]``, ``[run]``,
+    ``[monitor]``."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def to_dict(self):
         """Plain nested dict (stored in checkpoints)."""
@@ -219,6 +276,19 @@ class TrainConfig:
             (c.local_size <= c.global_size <= self.data.tile_size,
              "need local_size <= global_size <= data.tile_size"),
             (c.n_local >= 0, "n_local must be >= 0"),
+            (all(_is_range(r) for r in (c.clip_sigma, c.renoise_sigma, c.noise_beam,
+                                         c.snr_scale)),
+             "clip_sigma, renoise_sigma, noise_beam and snr_scale must be [low, high] with "
+             "0 <= low <= high"),
+            (min(c.renoise_sigma) > 0 and min(c.snr_scale) > 0,
+             "renoise_sigma and snr_scale must be positive (drawn log-uniformly)"),
+            (all(0 <= p <= 1 for p in (c.clip_probability, c.renoise_probability)),
+             "clip_probability and renoise_probability must be in [0, 1]"),
+            (self.monitor.every >= 0 and self.monitor.mirabest_fit >= 10
+             and self.monitor.mirabest_valid >= 10 and self.monitor.count_fields >= 2
+             and self.monitor.k >= 1,
+             "monitor: every >= 0, mirabest_fit and mirabest_valid >= 10, count_fields >= 2, "
+             "k >= 1"),
             (bool(self.data.sources), "data.sources must list at least one source"),
             (self.run.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.run.seed >= 0, f"run.seed must be >= 0, got {self.run.seed}"),
@@ -270,6 +340,11 @@ def _check_type(section, item, value):
         raise TypeError(f"bad training config: [{section}] {item.name} must be "
                         f"{_TYPES.get(wanted, wanted.__name__)}, got {value!r} "
                         f"({type(value).__name__})")
+
+
+def _is_range(values):
+    return (isinstance(values, list | tuple) and len(values) == 2
+            and 0 <= float(values[0]) <= float(values[1]))
 
 
 def load_config(path):

@@ -4,9 +4,14 @@ Every source goes through the project's tiling, resampling and normalisation in 
 inference uses (cut, resample to the tile size, stretch with the parent image's fit), and
 through the leakage guard: tiles and cutouts within 1 arcmin (plus half a tile diagonal) of
 an evaluation source are dropped before anything is trained.
+
+With the "snr" normalisation the bank keeps the signal-to-noise ratio itself (``normalize``
+with ``linear=True``, times the softening): the processing augmentations re-clip and re-noise
+it, and the crops then go through ``normalize``'s arcsinh (`RadioMultiCrop`).
 """
 
 import csv
+import functools
 import inspect
 import logging
 from pathlib import Path
@@ -17,12 +22,13 @@ from astropy.coordinates import SkyCoord
 
 from ..datasets import FIRST_BEAM, GUARD_RADIUS, data_root, evaluation_positions, exclude_near
 from ..tiling import NormalizationSpec, prepare_tiles, tile_image
+from ._config import MonitorConfig
 
 __all__ = ["TileBank", "build_tile_bank"]
 
 log = logging.getLogger("radiofm")
 
-KINDS = ("simulated", "npy", "fits", "first", "mgcls")
+KINDS = ("simulated", "npy", "fits", "first", "mgcls", "mirabest")
 
 
 class TileBank:
@@ -74,13 +80,16 @@ class TileBank:
                 for name, bank, s in zip(self.names, self.banks, self.share, strict=True)}
 
 
-def build_tile_bank(data):
+def build_tile_bank(data, *, monitor=None):
     """Load every source of a `~radiofm.train.DataConfig` into a `TileBank`.
 
     Parameters
     ----------
     data : `~radiofm.train.DataConfig`
         Sources, weights, tile size and normalisation.
+    monitor : `~radiofm.train.MonitorConfig`, optional
+        Its MiraBest carve stays out of a ``"mirabest"`` source (default: the default
+        carve).
 
     Returns
     -------
@@ -96,9 +105,11 @@ def build_tile_bank(data):
         if kind not in KINDS:
             raise ValueError(f"unknown data source kind {kind!r}; use one of {KINDS}")
         reader = {"simulated": _simulated_tiles, "npy": _npy_tiles, "fits": _fits_tiles,
-                  "first": _first_tiles, "mgcls": _mgcls_tiles}[kind]
+                  "first": _first_tiles, "mgcls": _mgcls_tiles,
+                  "mirabest": functools.partial(_mirabest_tiles,
+                                                monitor=monitor or MonitorConfig())}[kind]
         accepted = [p for p in inspect.signature(reader).parameters
-                    if p not in ("data", "guard")]
+                    if p not in ("data", "guard", "monitor")]
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValueError(f"data source {index} ({kind!r}) does not take {unknown}; its "
@@ -132,7 +143,18 @@ def _normalised_tiles(image, data, guard=None, tile_pixels=None):
         keep = exclude_near(tiles.table["sky_center"], guard, margin)
     out = np.empty((int(keep.sum()), data.tile_size, data.tile_size), dtype=np.float32)
     for k, tile_id in enumerate(np.flatnonzero(keep)):
-        out[k] = prepare_tiles(tiles.read_tile(tile_id)[None], stretch, data.tile_size)[0]
+        out[k] = _prepare(tiles.read_tile(tile_id)[None], stretch, data)[0]
+    return out
+
+
+def _prepare(raw, stretch, data):
+    """`~radiofm.tiling.prepare_tiles`, stopping for "snr" at the S/N it takes the arcsinh of
+    (see the module doc)."""
+    spec = NormalizationSpec.from_value(data.normalization)
+    if spec.method != "snr":
+        return prepare_tiles(raw, stretch, data.tile_size)
+    out = prepare_tiles(raw, stretch, data.tile_size, linear=True)
+    out *= np.float32(spec.softening)
     return out
 
 
@@ -200,6 +222,11 @@ def _mgcls_tiles(data, guard, limit=None):
     sky = SkyCoord([position[int(r)][0] for r in ranks], [position[int(r)][1] for r in ranks],
                    unit="deg")
     chosen = np.flatnonzero(exclude_near(sky, guard))[:limit]
+    return _stamp_tiles(data, images, chosen)
+
+
+def _stamp_tiles(data, images, chosen):
+    """Stamps resized to the tile size, each normalised with its own fit (constant ones: 0)."""
     spec = NormalizationSpec.from_value(data.normalization)
     out = np.zeros((len(chosen), data.tile_size, data.tile_size), np.float32)
     for slot, k in enumerate(chosen):
@@ -207,5 +234,19 @@ def _mgcls_tiles(data, guard, limit=None):
             stretch = spec.fit(images[k])
         except ValueError:  # a constant cutout has nothing to learn from
             continue
-        out[slot] = prepare_tiles(images[k][None], stretch, data.tile_size)[0]
+        out[slot] = _prepare(images[k][None], stretch, data)[0]
     return out
+
+
+def _mirabest_tiles(data, guard, limit=None, *, monitor):
+    """MiraBest TRAIN stamps (every class code), less the monitor's carve and any stamp near
+    an evaluation source: FIRST at 1.8"/px, clipped at 3 sigma (the "snr" fallback)."""
+    from ..datasets import load_mirabest
+    from ._monitor import monitor_carve
+
+    mirabest = load_mirabest(data.root or None, view="all")
+    table = mirabest.table
+    fit, valid = monitor_carve(table, monitor.mirabest_fit, monitor.mirabest_valid)
+    keep = (np.asarray(table["split"]) == "train") & exclude_near(table["sky_center"], guard)
+    keep[np.concatenate([fit, valid])] = False
+    return _stamp_tiles(data, mirabest.images, np.flatnonzero(keep)[:limit])

@@ -27,6 +27,7 @@ from ._config import DEVICES
 from ._data import build_tile_bank
 from ._loss import DINOLoss, cosine_schedule
 from ._model import DINOHead, MultiCropModel, create_backbone
+from ._monitor import MONITOR_COLUMNS, FeatureMonitor
 
 __all__ = ["train"]
 
@@ -34,7 +35,7 @@ log = logging.getLogger("radiofm")
 
 CHECKPOINT, BACKBONE, LOG = CHECKPOINT_FILE, BACKBONE_FILE, LOG_FILE
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "weight_decay", "momentum", "teacher_temp",
-               "teacher_entropy", "mean_entropy", "embedding_std", "seconds")
+               "teacher_entropy", "mean_entropy", "embedding_std", "seconds", *MONITOR_COLUMNS)
 
 
 def _step_seed(seed, step, rank):
@@ -126,8 +127,11 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
                          "it, or choose another run.output")
 
-    bank = build_tile_bank(config.data)
-    augment = RadioMultiCrop(config.crops)
+    bank = build_tile_bank(config.data, monitor=config.monitor)
+    augment = RadioMultiCrop(config.crops, config.data.spec)
+    monitor = None
+    if config.monitor.every and rank == 0:
+        monitor = FeatureMonitor(config)
     torch.manual_seed(config.run.seed)
     backbone = create_backbone(model_config.arch, patch_size=model_config.patch_size,
                                drop_path_rate=model_config.drop_path_rate,
@@ -172,7 +176,8 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         resumed = None
         log.info("resuming at step %d of %d", start, total)
     end = total if stop_after is None else min(total, start + int(stop_after))
-    writer = RunLog(output / LOG, LOG_COLUMNS, start) if rank == 0 else None
+    writer = (RunLog(output / LOG, LOG_COLUMNS, start, finished=start == end) if rank == 0
+              else None)
     bar = tqdm(total=total, initial=start, unit="step",
                disable=rank != 0 or (None if progress else True))
 
@@ -187,8 +192,15 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         if world > 1:
             dist.barrier()
 
+    def monitored(step):
+        """Monitor columns for the log row of ``step`` (the teacher before its update)."""
+        if monitor is None or step % config.monitor.every:
+            return {}
+        return monitor(teacher.backbone, device)
+
     try:
         for step in range(start, end):
+            figures = monitored(step)
             began = time.perf_counter()
             epoch = step // per_epoch
             seed = _step_seed(config.run.seed, step, rank)
@@ -222,11 +234,16 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                                                 strict=True):
                     p_teacher.mul_(m).add_(p_student.detach(), alpha=1 - m)
             if writer is not None:
-                writer.writerow(_metrics(step, epoch, loss, lr, weight_decay, momentum,
-                                         loss_fn, teacher_probs, teacher_out, began))
+                writer.writerow({**_metrics(step, epoch, loss, lr, weight_decay, momentum,
+                                            loss_fn, teacher_probs, teacher_out, began),
+                                 **figures})
             bar.update()
             if (step + 1) % config.run.checkpoint_every == 0 or step + 1 == end:
                 checkpoint(step + 1)
+        if writer is not None and monitor is not None and end > start:
+            # the teacher after this call's last step (rewritten when a resume passes it)
+            writer.writerow({"step": end, "epoch": end // per_epoch,
+                             **monitor(teacher.backbone, device)})
     finally:
         bar.close()
         if writer is not None:
@@ -276,8 +293,10 @@ def _read_resume_state(path, config, device):
         raise ValueError(f"cannot resume from {path}: it is a finished teacher backbone, not "
                          "a training checkpoint")
     saved, current = state["config"], config.to_dict()
+    # options added since the checkpoint was written count with their defaults
+    defaults = type(config)().to_dict()
     changed = [name for name in ("data", "model", "crops", "optim")
-               if saved[name] != current[name]]
+               if {**defaults[name], **saved[name]} != current[name]]
     if changed or saved["run"]["seed"] != current["run"]["seed"]:
         raise ValueError(f"cannot resume {path}: the config changed since it was written "
                          f"(sections {changed or ['run.seed']}); resume with the same config")

@@ -122,3 +122,89 @@ def test_spec_options_reach_the_fit():
     four = NormalizationSpec("snr", softening=4.0).fit(noise)
     assert four.scale == pytest.approx(4 * one.scale)
     assert fit_normalization(noise, NormalizationSpec("snr", softening=4.0)) == four
+
+
+def _field_with_sources(seed=3, sigma=1.5e-4, shape=(300, 300)):
+    """Gaussian noise with a 5-sigma and a 200-sigma point source (beam sigma 1.3 px)."""
+    rng = np.random.default_rng(seed)
+    field = rng.normal(0.0, sigma, shape)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    for (y, x), snr in (((80, 90), 5.0), ((200, 210), 200.0)):
+        field += snr * sigma * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.3**2))
+    return field.astype(np.float32)
+
+
+def test_clipped_copy_stretches_like_the_raw_field_above_the_clip():
+    spec = NormalizationSpec("snr")
+    raw = _field_with_sources()
+    raw_fit = spec.fit(raw)
+    noise = raw_fit.scale
+    clipped = np.where(raw >= 3 * noise, raw, 0.0).astype(np.float32)
+    assert spec.is_clipped(clipped) and not spec.is_clipped(raw)
+    clip_fit = spec.fit(clipped)
+    assert clip_fit.offset == 0.0
+    assert clip_fit.scale == pytest.approx(noise, rel=0.05)
+    above = clipped > 0
+    np.testing.assert_allclose(clip_fit(clipped)[above], raw_fit(raw)[above], atol=0.06)
+    # the 5-sigma peak maps to arcsinh(5) in both
+    assert clip_fit(clipped)[80, 90] == pytest.approx(raw_fit(raw)[80, 90], abs=0.06)
+
+
+def test_clipped_uint8_stamp_recovers_the_noise_from_the_clip_level():
+    """MiraBest's recipe: flux * gain, floored at 3 sigma, truncated to uint8."""
+    raw = _field_with_sources()
+    sigma = 1.5e-4
+    gain = 255 / raw.max()
+    stamp = np.where(raw >= 3 * sigma, np.floor(raw * gain), 0).astype(np.uint8)
+    fit = NormalizationSpec("snr").fit(stamp)
+    assert fit.scale == pytest.approx(sigma * gain, rel=0.15)
+    peak = NormalizationSpec("snr").fit(raw)(raw)[200, 210]
+    assert fit(stamp)[200, 210] == pytest.approx(peak, abs=0.15)
+
+
+def test_clip_fallback_uses_a_given_noise_and_a_clip_floor():
+    stamp = np.zeros((50, 50), dtype=np.float32)
+    stamp[10, 10], stamp[20, 20] = 7.0, 1.0
+    given = NormalizationSpec("snr", noise=2.0).fit(stamp)
+    assert (given.offset, given.scale) == (0.0, 2.0)
+    at_clip = NormalizationSpec("snr", noise=2.0, floor="clip").fit(stamp)
+    assert at_clip.offset == -6.0
+    with pytest.raises(ValueError, match="give the data set's noise"):
+        NormalizationSpec("snr", floor="clip")
+    with pytest.raises(ValueError, match="no signal"):
+        NormalizationSpec("snr").fit(np.zeros((8, 8)))
+    # turning the fallback off refuses the stamp, as before
+    with pytest.raises(ValueError, match="constant"):
+        NormalizationSpec("snr", floor_fraction=0.9999).fit(stamp)
+
+
+@pytest.mark.parametrize("bad", [{"clip_sigma": 0}, {"floor_fraction": -0.1},
+                                 {"floor_fraction": 1.0}, {"noise": -1.0}, {"floor": "one"}])
+def test_clip_options_are_validated(bad):
+    with pytest.raises(ValueError):
+        NormalizationSpec.from_value({"method": "snr", **bad})
+
+
+def test_new_options_leave_unclipped_fits_unchanged():
+    field = _field_with_sources()
+    from astropy.stats import sigma_clipped_stats
+    offset, _, noise = sigma_clipped_stats(field, sigma=3.0, maxiters=5, stdfunc="mad_std")
+    fit = NormalizationSpec("snr").fit(field)
+    assert (fit.offset, fit.scale) == (pytest.approx(offset), pytest.approx(noise))
+    spec = NormalizationSpec.from_value({"method": "snr", "noise": 4.0, "clip_sigma": 5.0})
+    assert NormalizationSpec.from_value(spec.to_dict()) == spec
+    assert spec.fit(field) == fit  # noise= only serves clipped stamps
+
+
+def test_linear_stops_before_the_arcsinh():
+    stretch = Normalization("snr", offset=1.0, scale=2.0)
+    values = np.array([1.0, 5.0, np.nan], dtype=np.float32)
+    np.testing.assert_allclose(normalize(values, stretch, linear=True), [0.0, 2.0, 0.0])
+
+
+def test_half_the_pixels_on_the_floor_keeps_the_old_fit():
+    """Exactly half on one value: the old fit worked (MAD > 0), so the fallback stays off."""
+    values = np.concatenate([np.zeros(500), np.random.default_rng(2).normal(5.0, 1.0, 500)])
+    spec = NormalizationSpec("snr")
+    assert not spec.is_clipped(values)
+    assert spec.is_clipped(values[:-1])  # one more than half on the floor

@@ -1,0 +1,194 @@
+"""Issue 12 pieces: S/N tiles, processing augmentations, the feature monitor, the configs."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the train extra (torch, timm) is not installed")
+
+from radiofm.tiling import Normalization, normalize  # noqa: E402
+from radiofm.train import (  # noqa: E402
+    MONITOR_COLUMNS,
+    CropConfig,
+    DataConfig,
+    MonitorConfig,
+    RadioMultiCrop,
+    TrainConfig,
+    load_config,
+    monitor_carve,
+    stretch_snr,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+PROCESSING = dict(clip_probability=0.5, renoise_probability=0.5, snr_scale=[0.7, 1.4])
+
+
+def _snr_tiles(count=6, size=40, seed=0):
+    """S/N tiles: unit noise with a bright blob."""
+    rng = np.random.default_rng(seed)
+    tiles = rng.normal(0.0, 1.0, (count, 1, size, size)).astype(np.float32)
+    y, x = np.mgrid[:size, :size]
+    tiles[:, 0] += 50 * np.exp(-((x - size / 2) ** 2 + (y - size / 2) ** 2) / 8.0)
+    return torch.from_numpy(tiles)
+
+
+def test_processing_augmentations_are_a_function_of_the_step_seed():
+    augment = RadioMultiCrop(CropConfig(global_size=32, local_size=16, n_local=2,
+                                        **PROCESSING), {"method": "snr"})
+    tiles = _snr_tiles()
+    views = augment(tiles, torch.Generator().manual_seed(7))
+    again = augment(tiles, torch.Generator().manual_seed(7))
+    assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))
+    other = augment(tiles, torch.Generator().manual_seed(8))
+    assert not torch.equal(views[0], other[0])
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in views)
+
+
+def test_clip_zeroes_below_its_level_and_the_arcsinh_is_normalize():
+    crops = CropConfig(global_size=40, local_size=16, n_local=0, global_scale=[1.0, 1.0],
+                       blur_probability=0.0, clip_probability=1.0, clip_sigma=[3.0, 3.0])
+    tiles = _snr_tiles(count=4)
+    clipped = RadioMultiCrop(crops, "snr")(tiles, torch.Generator().manual_seed(0))[0]
+    values = clipped.flatten()
+    kept = values[values != 0]
+    assert (values == 0).float().mean() > 0.9  # the noise is gone
+    assert kept.min() >= np.arcsinh(3.0) - 1e-5  # and everything left is above 3 sigma
+    plain = RadioMultiCrop(CropConfig(**{**crops.__dict__, "clip_probability": 0.0}), "snr")
+    unclipped = plain(tiles, torch.Generator().manual_seed(0))[0]
+    assert (unclipped == 0).float().mean() < 0.01
+    # off by default: an "snr" crop of a whole tile is normalize's arcsinh of the tile
+    snr = torch.tensor([[-2.0, 0.0, 5.0, 300.0]])
+    expected = normalize(snr.numpy(), Normalization("snr", 0.0, 2.0))
+    np.testing.assert_array_equal(stretch_snr(snr, 2.0).numpy(), expected)
+
+
+def test_renoise_keeps_unit_noise_and_lowers_the_source_snr():
+    crops = CropConfig(global_size=40, local_size=16, n_local=0, global_scale=[1.0, 1.0],
+                       blur_probability=0.0, renoise_probability=1.0, renoise_sigma=[2.0, 2.0],
+                       noise_beam=[1.5, 1.5])
+    tiles = _snr_tiles(count=8)
+    noisy = RadioMultiCrop(crops, "snr")(tiles, torch.Generator().manual_seed(0))[0]
+    snr = torch.sinh(noisy)  # back to S/N
+    corner = snr[:, 0, :8, :8]
+    assert float(corner.std()) == pytest.approx(1.0, rel=0.25)
+    # the peak falls by sqrt(1 + 2**2)
+    assert float(snr[:, 0, 18:22, 18:22].amax(dim=(1, 2)).mean()) == pytest.approx(
+        50 / np.sqrt(5), rel=0.25)
+
+
+def test_snr_banks_hold_signal_to_noise_and_configs_validate(tmp_path):
+    from radiofm.train import build_tile_bank
+
+    config = DataConfig(sources=[{"kind": "simulated", "fields": 1, "size": 256}],
+                        tile_size=64, normalization={"method": "snr", "softening": 2.0})
+    tiles = np.asarray(build_tile_bank(config).banks[0], dtype=np.float32)
+    corner = tiles[:, :8, :8]
+    assert np.median(np.abs(corner)) == pytest.approx(0.6745, rel=0.3)  # unit noise, not /2
+    with pytest.raises(ValueError, match="data.normalization"):
+        TrainConfig.from_dict({"data": {"normalization": {"method": "snr", "floor": "x"}}})
+    with pytest.raises(ValueError, match="renoise_sigma and snr_scale must be positive"):
+        TrainConfig.from_dict({"crops": {"snr_scale": [0.0, 1.0]}})
+    with pytest.raises(ValueError, match="clip_probability"):
+        TrainConfig.from_dict({"crops": {"clip_probability": 2.0}})
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert config.data.spec.method in ("percentile", "snr")
+
+
+def test_monitor_carve_is_fixed_and_inside_the_confident_train_split():
+    from astropy.table import Table
+
+    codes = ["100", "200", "110", "201", "102"] * 40
+    table = Table({"filename": [f"f{k:03d}" for k in range(200)], "code": codes,
+                   "split": ["train"] * 150 + ["test"] * 50})
+    fit, valid = monitor_carve(table, 30, 20)
+    assert len(fit) == 30 and len(valid) == 20 and not set(fit) & set(valid)
+    chosen = np.concatenate([fit, valid])
+    assert (np.asarray(table["split"])[chosen] == "train").all()
+    assert not np.isin(np.asarray(table["code"])[chosen], ["110"]).any()
+    again = monitor_carve(table[::-1], 30, 20)  # the order of the rows does not matter
+    names = np.asarray(table["filename"])
+    assert set(names[fit]) == set(np.asarray(table[::-1]["filename"])[again[0]])
+
+
+def test_mirabest_source_keeps_out_test_and_the_monitor_carve(shared_data):
+    from radiofm.datasets import evaluation_positions, load_mirabest
+    from radiofm.train._data import _mirabest_tiles
+
+    monitor = MonitorConfig(mirabest_fit=50, mirabest_valid=50)
+    data = DataConfig(root=str(shared_data), tile_size=32, normalization="snr")
+    tiles = _mirabest_tiles(data, evaluation_positions(shared_data), monitor=monitor)
+    table = load_mirabest(shared_data, view="all").table
+    train_rows = int((np.asarray(table["split"]) == "train").sum())
+    assert len(tiles) <= train_rows - 100 and len(tiles) > 0.5 * train_rows
+    # clipped uint8 stamps read as S/N: the lowest non-zero pixels near 3 sigma
+    assert np.isfinite(tiles).all() and tiles.max() > 10
+
+
+def test_monitor_rows_in_the_training_log(tmp_path):
+    config = TrainConfig.from_dict({
+        "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 32,
+                 "normalization": "snr", "root": str(tmp_path / "no-data")},
+        "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
+        "crops": {"global_size": 32, "local_size": 16, "n_local": 1, **PROCESSING},
+        "optim": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 2},
+        "run": {"output": str(tmp_path / "run"), "threads": 1},
+        "monitor": {"every": 2, "count_fields": 2},
+    })
+    train(config, progress=False)
+    with open(tmp_path / "run" / "train_log.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert set(MONITOR_COLUMNS) <= set(rows[0])
+    monitored = [int(r["step"]) for r in rows if r["sim_count_r2"]]
+    assert monitored == [0, 2, 3]  # before step 0, every 2 steps, after the last
+    assert all(r["mb_logistic_acc"] == "" for r in rows)  # no MiraBest here: counts only
+    assert rows[-1]["loss"] == "" and float(rows[-1]["sim_count_r2"]) <= 1.0
+    train(config, progress=False, resume=True)  # nothing left to run: the log stays whole
+    with open(tmp_path / "run" / "train_log.csv", newline="") as stream:
+        assert list(csv.DictReader(stream)) == rows
+
+
+def test_resume_accepts_a_checkpoint_from_before_new_options(tmp_path):
+    config = TrainConfig.from_dict({
+        "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 32},
+        "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
+        "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
+        "optim": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2},
+        "run": {"output": str(tmp_path / "run"), "threads": 1},
+    })
+    train(config, progress=False, stop_after=1)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    for key in ("clip_probability", "snr_scale"):  # as a checkpoint of an older radiofm
+        del state["config"]["crops"][key]
+    torch.save(state, path)
+    train(config, progress=False, resume=True)
+    config.crops.clip_probability = 0.5  # a new option set to a new value is a change
+    with pytest.raises(ValueError, match="config changed"):
+        train(config, progress=False, resume=True)
+
+
+def test_gpu_command_runs_two_steps_on_the_cpu(tmp_path, monkeypatch):
+    """scripts/train_gpu.py --dry-run: the GPU recipe's model, crops and stretch, 2 CPU steps
+    (simulated tiles: no data root here)."""
+    import importlib.util
+
+    monkeypatch.setenv("RADIOFM_DATA", str(tmp_path / "no-data"))
+    spec = importlib.util.spec_from_file_location("train_gpu", REPO / "scripts" / "train_gpu.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(REPO / "configs" / "gpu-vits16.toml"), "--dry-run", "--output",
+                 str(tmp_path)])
+    run = tmp_path / "dry-run"
+    assert (run / "teacher_backbone.pt").is_file()
+    saved = torch.load(run / "teacher_backbone.pt", weights_only=True)
+    assert saved["config"]["model"]["arch"] == "vit_small_patch16_224"
+    assert saved["config"]["crops"]["global_size"] == 128
+    assert saved["config"]["data"]["normalization"]["method"] == "snr"
