@@ -375,21 +375,11 @@ def _add_search_outputs(parser):
 
 
 def _write_matches(args, name, matches, title):
-    from .survey import TABLE_EXTENSIONS, read_cutouts
-    from .tiling import write_table
-    from .visualization import plot_mosaic
+    from .survey import write_matches
 
-    folder = Path(args.output)
-    table_path = folder / f"{name}{TABLE_EXTENSIONS[args.format]}"
-    png_path = folder / f"{name}.png"
-    _check_free([table_path, png_path], args.overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    score = "distance" if "distance" in matches.colnames else "outlier_score"
-    titles = [f"{Path(r['image']).name.split('.fits')[0]} #{r['tile_id']}\n{r[score]:.3g}"
-              for r in matches]
-    plot_mosaic(read_cutouts(matches), png_path, titles=titles, suptitle=title)
-    write_table(matches, table_path, overwrite=args.overwrite)
-    log.info("%d tiles -> %s, %s", len(matches), table_path, png_path)
+    paths = write_matches(matches, args.output, name, format=args.format, title=title,
+                          overwrite=args.overwrite)
+    log.info("%d tiles -> %s", len(matches), ", ".join(str(p) for p in paths))
 
 
 def _run_similar(args):
@@ -399,7 +389,8 @@ def _run_similar(args):
 
     index = read_index(args.index)
     if args.position is not None:
-        unit = "deg" if all(_is_number(p) for p in args.position.split()) else None
+        unit = "deg" if args.position.replace("-", "").replace(".", "").replace(
+            " ", "").isdigit() else None
         to, what = SkyCoord(args.position, unit=unit), f"position {args.position}"
     elif args.cutout is not None:
         to, what = args.cutout, f"cutout {args.cutout}"
@@ -408,14 +399,6 @@ def _run_similar(args):
     matches = similar(index, to, args.k, model=args.model)
     _write_matches(args, "similar", matches, f"{len(matches)} tiles most like {what}")
     return 0
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _run_outliers(args):
@@ -478,10 +461,11 @@ def _add_tile(commands):
 
 
 def _run_tile(args):
+    from .survey import TABLE_EXTENSIONS
     from .tiling import write_table
     from .visualization import plot_tiles
 
-    ext = _extension(args.format)
+    ext = TABLE_EXTENSIONS[args.format]
     image_path = (_write_example(args.output, args.overwrite)[0] if args.example
                   else Path(args.image))
     table_path, regions_path, png_path = _image_outputs(
@@ -493,12 +477,6 @@ def _run_tile(args):
         _write_atomically(lambda path: plot_tiles(tiles, path), png_path, args.overwrite)
     log.info("%d tiles -> %s, %s, %s", len(tiles), table_path, regions_path, png_path)
     return 0
-
-
-def _extension(format):
-    from .survey import TABLE_EXTENSIONS
-
-    return TABLE_EXTENSIONS[format]
 
 
 def _add_label(commands):
@@ -535,7 +513,9 @@ def _run_label(args):
 
     if args.catalog and not Path(args.catalog).is_file():
         raise FileNotFoundError(f"no such catalogue file: {args.catalog}")
-    ext = _extension(args.format)
+    from .survey import TABLE_EXTENSIONS
+
+    ext = TABLE_EXTENSIONS[args.format]
     suffixes = [f"tiles{ext}", "tiles.reg", "quicklook.png", f"sources{ext}"]
     if args.coco:
         suffixes.append("coco.json")
@@ -815,7 +795,3 @@ def _run_fit_heads(args):
                          overwrite=args.overwrite)
     log.info("wrote %s (heads: %s)", output, report)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

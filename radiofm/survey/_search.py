@@ -5,7 +5,7 @@ from astropy.coordinates import SkyCoord
 
 from ._index import SurveyIndex, read_index
 
-__all__ = ["outliers", "read_cutouts", "similar"]
+__all__ = ["outliers", "read_cutouts", "similar", "write_matches"]
 
 
 def _index(index):
@@ -137,3 +137,49 @@ def read_cutouts(matches):
         for radio in opened.values():
             radio.close()
     return cutouts
+
+
+def write_matches(matches, output_dir, name, *, format="ecsv", title=None, overwrite=False):
+    """Write search results as a table and a PNG mosaic of their cutouts.
+
+    Parameters
+    ----------
+    matches : `~astropy.table.QTable`
+        From `similar` or `outliers`.
+    output_dir : str or path-like
+        Output folder.
+    name : str
+        File name stem: ``<name>.<ext>`` and ``<name>.png``.
+    format : {"ecsv", "fits", "votable", "parquet"}
+        Table format.
+    title : str, optional
+        Title of the mosaic.
+    overwrite : bool
+        Replace existing files.
+
+    Returns
+    -------
+    paths : tuple of `~pathlib.Path`
+        The table and the PNG.
+    """
+    from pathlib import Path
+
+    from .._atomic import atomic_path, check_writable_folder
+    from ..tiling import write_table
+    from ..visualization import plot_mosaic
+    from ._annotate import TABLE_EXTENSIONS
+
+    folder = check_writable_folder(output_dir)
+    table_path = folder / f"{name}{TABLE_EXTENSIONS[format]}"
+    png_path = folder / f"{name}.png"
+    existing = [str(p) for p in (table_path, png_path) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"would overwrite {', '.join(existing)}; pass --overwrite")
+    score = "distance" if "distance" in matches.colnames else "outlier_score"
+    titles = [f"{Path(r['image']).name.split('.fits')[0]} #{r['tile_id']}\n{r[score]:.3g}"
+              for r in matches]
+    cutouts = read_cutouts(matches)
+    with atomic_path(png_path, overwrite=True) as partial:
+        plot_mosaic(cutouts, partial, titles=titles, suptitle=title)
+    write_table(matches, table_path, overwrite=True)
+    return table_path, png_path
