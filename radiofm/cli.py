@@ -715,6 +715,8 @@ def _add_export(commands):
     exporter.add_argument("--half-weights", action="store_true",
                           help="also write NAME-fp16.onnx: weights stored as float16 (half "
                           "the size), run in float32")
+    exporter.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
+                       help="source finder for the FIRST compact counts (cached)")
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
 
@@ -739,7 +741,8 @@ def _run_export(args):
                           args.views)
     log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
              "on frozen embeddings")
-    numpy_heads, heads = fit_output_heads(embedder, args.data, graph_heads=True)
+    numpy_heads, heads = fit_output_heads(embedder, args.data, finder=args.finder,
+                                          graph_heads=True)
     report = export_checkpoint(
         args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
         name=args.name,

@@ -38,6 +38,17 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def repo_root(request):
+    """The repository clone (pytest's rootdir), for tests of its configs/ and scripts/; skips
+    when the tests run from an installed package without a clone beside them."""
+    root = Path(request.config.rootpath)
+    if not ((root / "configs").is_dir() and (root / "scripts").is_dir()):
+        pytest.skip(f"no repository clone at {root} (configs/ and scripts/); run the tests "
+                    "with --rootdir at a clone, as tox does")
+    return root
+
+
+@pytest.fixture(scope="session")
 def shared_data():
     """Path of the read-only real data folder; skips the test when it is absent."""
     root = shared_data_root()

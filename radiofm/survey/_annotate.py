@@ -17,6 +17,7 @@ import numpy as np
 from astropy.table import Table
 
 from .._optional_deps import HAS_BDSF
+from ..catalogs import count_in_tiles
 from ..image import read_image
 from ..inference import classify_morphology, count_sources, describe_columns, load_model
 from ..models import file_sha256
@@ -216,6 +217,10 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
             sources = classify_morphology(catalog, radio, model, batch_size=batch_size,
                                           threads=threads, progress=progress)
             sources.meta["IMAGE"] = name
+            table["n_compact"] = count_measured_compact(sources, tiles)
+            table["n_compact"].info.description = (
+                f"measured: sources found in the tile that are Compact by measurement (shape "
+                f"consistent with the beam) with peak S/N >= {COUNT_SNR:g}")
             write_table(describe_columns(Table(sources, copy=True), units=True),
                         paths["sources"], overwrite=overwrite)
             beam = None if radio.beam is None else radio.beam[0]
@@ -257,6 +262,38 @@ def _atomic(path, write, overwrite):
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+#: Peak S/N from which a compact source is counted in ``n_compact`` (the count heads and
+#: the evaluation count compact sources from the same S/N).
+COUNT_SNR = 5.0
+
+
+def count_measured_compact(sources, tiles, *, snr=COUNT_SNR):
+    """The measured compact-source count of every tile, from a classified catalogue.
+
+    A measurement beside the model's prediction (``n_compact_pred``): sources that
+    `~radiofm.inference.classify_morphology` found Compact by measurement (shape consistent
+    with the beam) with peak S/N at least ``snr``.
+
+    Parameters
+    ----------
+    sources : `~astropy.table.Table`
+        A catalogue classified by `~radiofm.inference.classify_morphology` (``morph_class``
+        and ``snr`` columns).
+    tiles : `~radiofm.tiling.TileSet`
+        The tiles.
+    snr : float
+        Smallest peak S/N counted.
+
+    Returns
+    -------
+    counts : `~numpy.ndarray`
+        (N tiles,) int.
+    """
+    compact = ((np.asarray(sources["morph_class"]) == "Compact")
+               & (np.nan_to_num(np.asarray(sources["snr"], float)) >= snr))
+    return np.asarray(count_in_tiles(sources, tiles, select=compact)["n_compact"])
 
 
 def annotate_image(image, output_dir, *, model="default", catalog=None, finder="auto",

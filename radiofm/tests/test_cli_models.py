@@ -92,7 +92,14 @@ def test_annotate_example_finds_and_classifies_its_sources(tiny_model, tmp_path)
     assert (sources["morph_flag"] == "compact_by_measurement").mean() > 0.9
     assert sources.meta["IMAGE"] == "example_sky.fits"
     # the tiny model's 35.2" tiles are 32 pixels of the example's 1.1"
-    assert len(QTable.read(out / "example_sky_tiles.ecsv")) == (2048 // 32) ** 2
+    tiles = QTable.read(out / "example_sky_tiles.ecsv")
+    assert len(tiles) == (2048 // 32) ** 2
+    # the measured count beside the prediction: found sources compact by measurement at
+    # S/N >= 5, about as many as the true compact sources above 5 sigma (the truth's peak)
+    assert tiles["n_compact"].info.description.startswith("measured")
+    true = ((truth["morph_class"] == "compact")
+            & (truth["peak"].value >= 5 * truth.meta["SIMNOISE"])).sum()
+    assert 0.8 * true <= tiles["n_compact"].value.sum() <= 1.05 * true
 
 
 def test_annotate_errors(tiny_model, field, tmp_path, caplog):
@@ -129,10 +136,17 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
     import radiofm.evaluate
     from radiofm.tests.model_helpers import numpy_heads
 
-    monkeypatch.setattr(radiofm.evaluate, "fit_output_heads",
-                        lambda embedder, root, graph_heads: (numpy_heads(96), tiny_heads(96)))
-    assert main(["export", str(run), "-o", str(tmp_path), "--name", "model",
-                 "--data", str(tmp_path), "--pixel-scale-range", "1", "2", "--quantize"]) == 0
+    finders = []
+
+    def fake_fit(embedder, root, *, finder, graph_heads):
+        finders.append(finder)
+        return numpy_heads(96), tiny_heads(96)
+
+    monkeypatch.setattr(radiofm.evaluate, "fit_output_heads", fake_fit)
+    assert main(["export", str(run), "-o", str(tmp_path), "--name", "model", "--finder",
+                 "photutils", "--data", str(tmp_path), "--pixel-scale-range", "1", "2",
+                 "--quantize"]) == 0
+    assert finders == ["photutils"]
     out = tmp_path / "model.onnx"
     from radiofm.inference import load_model
 

@@ -299,34 +299,37 @@ class TileSet:
         yield from prefetch_batches(self.table, batch_size, fill, threads=threads,
                                     progress=progress)
 
-    def _raw_tiles(self, ids, x_min, y_min):
-        """(len(ids), size, size) raw pixels; tiles sharing a band read it once."""
+    def _band_views(self, ids, x_min, y_min):
+        """``(slot, view)`` for the tiles ``ids``; tiles sharing a row band read it once.
+
+        A view is valid only until the next one is asked for (its band is then released).
+        """
         size = self.tile_size
-        raw = np.empty((len(ids), size, size), np.float32)
         slots = np.arange(len(ids))
         bands = y_min[ids]
         for y0 in np.unique(bands):
             with self.image.rows(y0, y0 + size) as band:
                 for slot in slots[bands == y0]:
                     x0 = x_min[ids[slot]]
-                    raw[slot] = band[:, x0 : x0 + size]
+                    yield slot, band[:, x0 : x0 + size]
+
+    def _raw_tiles(self, ids, x_min, y_min):
+        """(len(ids), size, size) raw pixels."""
+        raw = np.empty((len(ids), self.tile_size, self.tile_size), np.float32)
+        for slot, view in self._band_views(ids, x_min, y_min):
+            raw[slot] = view
         return raw
 
     def _normalized_tiles(self, ids, x_min, y_min, stretch):
-        """(len(ids), 1, size, size) normalised pixels; tiles sharing a band read it once.
+        """(len(ids), 1, size, size) normalised pixels.
 
         ``normalize`` reads each tile straight from the band (for uncompressed files, from
         the file's pages), casting as it goes, so each pixel is copied once.
         """
         size = self.tile_size
         pixels = np.empty((len(ids), 1, size, size), dtype=np.float32)
-        slots = np.arange(len(ids))
-        bands = y_min[ids]
-        for y0 in np.unique(bands):
-            with self.image.rows(y0, y0 + size) as band:
-                for slot in slots[bands == y0]:
-                    x0 = x_min[ids[slot]]
-                    normalize(band[:, x0 : x0 + size], stretch, out=pixels[slot, 0])
+        for slot, view in self._band_views(ids, x_min, y_min):
+            normalize(view, stretch, out=pixels[slot, 0])
         return pixels
 
     def footprints(self, *, sky=True):
