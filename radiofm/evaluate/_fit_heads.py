@@ -115,7 +115,7 @@ def _scaler(x):
 
 def _reference(x_train, x_heldout, n_components, quantile):
     """PCA OOD reference of training embeddings, threshold at a quantile of held-out scores."""
-    from ..models._heads import _Reference
+    from ..models import OodReference
 
     mean, scale = _scaler(x_train)
     z = (x_train - mean) / scale
@@ -128,7 +128,7 @@ def _reference(x_train, x_heldout, n_components, quantile):
     reference = {"mean": mean, "scale": scale, "components": components,
                  "variances": variances,
                  "residual_variance": float(max(residual.mean(), 1e-12)), "threshold": 1.0}
-    scorer = _Reference(reference, z.shape[1], "reference")
+    scorer = OodReference(reference, z.shape[1], "reference")
     held = scorer.score(x_heldout)
     reference["threshold"] = float(np.quantile(held, quantile))
     reference["quantile"] = quantile

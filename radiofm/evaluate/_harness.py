@@ -262,7 +262,7 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     from sklearn.metrics import r2_score
 
     from ._stamps import FIRST_TILE, SIMULATED_PIXEL
-    from ._tasks import ALPHAS, _logistic_on_valid
+    from ._tasks import ALPHAS, logistic_on_valid
 
     embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
     size = embedder.input_size
@@ -286,7 +286,7 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     train, valid, test = (data.split == s for s in ("train", "valid", "test"))
     scaler = _bounded_scaler(x[train])
     x = scaler.transform(x)
-    logistic = _logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],
+    logistic = logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],
                                   list)[-1]
     morph = _fold(scaler, logistic.coef_, logistic.intercept_)
     if morph[0].shape[0] == 1:  # two classes: sklearn keeps one row of weights

@@ -147,7 +147,7 @@ def redshift_task(data, features):
                             {"mae": mean_absolute_error, "r2": r2_score})
 
 
-def _logistic_on_valid(x_train, y_train, x_valid, y_valid, steps):
+def logistic_on_valid(x_train, y_train, x_valid, y_valid, steps):
     """Logistic regression with C chosen by validation accuracy."""
     best = None
     for c in C_GRID:
@@ -202,7 +202,7 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
     for role in features.roles_for(task):
         x = features.get(role, data)
         if valid.any():
-            probe = _logistic_on_valid(x[train], y[train], x[valid], y[valid],
+            probe = logistic_on_valid(x[train], y[train], x[valid], y[valid],
                                        lambda role=role: features.scaler(role, train.sum()))
         else:
             probe = GridSearchCV(

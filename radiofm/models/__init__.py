@@ -9,7 +9,14 @@ read or write it. `parse_metadata` reads an exported model's metadata (the spec 
 a registered file against its sha256. Nothing here imports torch.
 """
 
-from ._heads import HEADS_VERSION, Heads, input_noise, parse_heads, serialize_heads
+from ._heads import (
+    HEADS_VERSION,
+    Heads,
+    OodReference,
+    input_noise,
+    parse_heads,
+    serialize_heads,
+)
 from ._metadata import (
     METADATA_VERSION,
     NORMALIZATION_VERSION,
@@ -40,7 +47,8 @@ from ._spec import (
 __all__ = [
     "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
     "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads", "ModelMetadataError",
-    "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "bundled_registry", "check_sha256",
-    "dihedral_views", "file_sha256", "graph_sha256", "input_noise", "locate_model",
-    "parse_heads", "parse_metadata", "resolve_model", "serialize_heads", "serialize_metadata",
+    "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "OodReference", "bundled_registry",
+    "check_sha256", "dihedral_views", "file_sha256", "graph_sha256", "input_noise",
+    "locate_model", "parse_heads", "parse_metadata", "resolve_model", "serialize_heads",
+    "serialize_metadata",
 ]

@@ -31,7 +31,8 @@ import numpy as np
 
 from ._metadata import ModelMetadataError
 
-__all__ = ["HEADS_VERSION", "Heads", "input_noise", "parse_heads", "serialize_heads"]
+__all__ = ["HEADS_VERSION", "Heads", "OodReference", "input_noise", "parse_heads",
+           "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
 HEADS_VERSION = 1
@@ -86,8 +87,19 @@ def _require(part, keys, where):
         raise _Invalid(f"{where} lacks {missing}")
 
 
-class _Reference:
-    """An out-of-distribution reference: PCA of standardised training embeddings."""
+class OodReference:
+    """An out-of-distribution reference: PCA of standardised training embeddings.
+
+    Parameters
+    ----------
+    part : dict
+        ``mean``, ``scale``, ``components``, ``variances``, ``residual_variance`` and
+        ``threshold`` (as `radiofm.evaluate.fit_output_heads` writes them).
+    dim : int
+        Embedding size.
+    where : str
+        Where the reference sits in the heads, for error messages.
+    """
 
     def __init__(self, part, dim, where):
         _require(part, _REFERENCE_KEYS, where)
@@ -167,7 +179,7 @@ class Heads:
             raise _Invalid("morphology.scale must be positive")
         self.temperature = _number(morph, "temperature", "morphology", positive=True)
         _require(ood, ("tiles",), "ood")
-        self._references = {name: _Reference(ood[name], dim, f"ood.{name}")
+        self._references = {name: OodReference(ood[name], dim, f"ood.{name}")
                             for name in ("tiles", "stamps") if name in ood}
         self.noise_range = _range(ood, "noise_range", "ood")
         self.beam_range_arcsec = _range(ood, "beam_range_arcsec", "ood")
