@@ -13,7 +13,7 @@ The figures depend on the load of the machine: run it alone, e.g. ``nice -n 10``
 Usage::
 
     python benchmarks/bench_annotate_many.py [--images 16] [--size 2048] [--big 16384]
-        [--block-tiles 512] [--workers 1,2] [--workdir DIR]
+        [--block-tiles 512] [--workers 1,2] [--finder photutils] [--workdir DIR]
 """
 
 import argparse
@@ -67,7 +67,7 @@ def simulate_big(folder, size, band=4096):
     return path
 
 
-def run(images, out, workers, block_tiles):
+def run(images, out, workers, block_tiles, finder):
     from distributed import Client, LocalCluster
 
     from radiofm.survey import annotate_many
@@ -77,7 +77,7 @@ def run(images, out, workers, block_tiles):
         client.run(lambda: None)  # workers up before the clock starts
         start = time.perf_counter()
         manifest = annotate_many(images, out, client=client, block_tiles=block_tiles,
-                                 progress=False, overwrite=True, resume=False)
+                                 finder=finder, progress=False, overwrite=True, resume=False)
         seconds = time.perf_counter() - start
         rss = client.run(_peak_rss_mb)
     assert manifest.meta["N_FAILED"] == 0, manifest
@@ -91,6 +91,10 @@ def main():
     parser.add_argument("--big", type=int, default=16384, help="0 skips the big image")
     parser.add_argument("--block-tiles", type=int, default=512)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--finder", default="photutils",
+                        choices=["auto", "bdsf", "photutils", "none"],
+                        help="source finder of each image (default photutils, as the base "
+                        "install; auto takes pyBDSF where installed)")
     parser.add_argument("--workdir", help="keeps the simulated images between runs")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="radiofm-bench-"))
@@ -100,7 +104,8 @@ def main():
     print(f"simulated {len(images)} fields of {args.size}^2 in {time.perf_counter() - start:.0f} s")
     walls = {}
     for workers in [int(w) for w in args.workers.split(",")]:
-        seconds, tiles, rss = run(images, workdir / f"out{workers}", workers, args.block_tiles)
+        seconds, tiles, rss = run(images, workdir / f"out{workers}", workers, args.block_tiles,
+                                  args.finder)
         walls[workers] = seconds
         print(f"{args.images} x {args.size}^2, {workers} worker(s): {seconds:.1f} s wall, "
               f"{tiles} tiles, {tiles / seconds:.1f} tiles/s, peak RSS per worker "
@@ -112,7 +117,7 @@ def main():
         big = simulate_big(workdir, args.big)
         print(f"assembled a {args.big}^2 field ({big.stat().st_size / 2**30:.1f} GiB) in "
               f"{time.perf_counter() - start:.0f} s")
-        seconds, tiles, rss = run([big], workdir / "outbig", 2, args.block_tiles)
+        seconds, tiles, rss = run([big], workdir / "outbig", 2, args.block_tiles, args.finder)
         print(f"1 x {args.big}^2 over 2 workers in blocks of {args.block_tiles} tiles: "
               f"{seconds:.1f} s wall, {tiles} tiles, {tiles / seconds:.1f} tiles/s, peak RSS "
               f"per worker {', '.join(f'{r:.0f}' for r in rss)} MB")

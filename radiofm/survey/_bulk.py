@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .._optional_deps import HAS_DISTRIBUTED, SURVEY_EXTRA_HINT
 from ..inference import load_model
+from ..models import locate_model
 from ..tiling import write_table
 from ._annotate import finish, image_stem, output_paths, plan, read_marker, run_rows
 
@@ -211,7 +212,10 @@ def annotate_many(images, output_dir, *, model="default", catalogs=None, finder=
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_model(model, threads=1)  # a bad model fails here, before any work
-    model_ref = str(loaded.path)
+    # A registered model travels by name, so each worker checks its file against the
+    # registry's sha256; any other model by its path (checked by its weights_sha256).
+    registered = isinstance(model, str | os.PathLike) and locate_model(model)[2] is not None
+    model_ref = loaded.name if registered else str(loaded.path)
     index_dir = output_dir / "index" if index else None
     if not overwrite:
         _check_free(images, catalogs, output_dir, format, resume, loaded.sha256, finder)
