@@ -15,8 +15,9 @@ import numpy as np
 
 from .._provenance import radiofm_version
 from ..models import input_noise, serialize_heads
+from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
-from ._stamps import SIMULATED_SNR, SIMULATED_TILE_ARCSEC, load_task_data
+from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
 
 __all__ = ["expected_calibration_error", "fit_output_heads", "write_heads"]
 
@@ -298,10 +299,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                                           y[test & (source == name)]) for name in parts}
     log.info("count head (Poisson GLM, alpha %g): test %s", counts["alpha"], count_figures)
     counts.update(
-        kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=SIMULATED_SNR,
+        kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=COUNT_SNR,
         description=(
             f"expected number of compact components (fitted major axis at most 2 beams, any "
-            f"S_Code) with peak >= {SIMULATED_SNR:g} sigma in the tile, for tiles of "
+            f"S_Code) with peak >= {COUNT_SNR:g} sigma in the tile, for tiles of "
             f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding; masked where "
             "ood_flag)"),
         figures=count_figures)

@@ -31,7 +31,6 @@ log = logging.getLogger("radiofm")
 FIRST_TILE = 150  # pixels of 1.8": 270 arcsec, the MiraBest stamp size
 SIMULATED_PIXEL = 1.1 * u.arcsec  # make_radio_sky's default pixel
 SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
-SIMULATED_SNR = 5.0  # a simulated compact source counts when its peak reaches 5 sigma
 FIRST_SNR = 5.0  # a FIRST compact component counts when its peak reaches 5 sigma
 COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
 CHUNK = 100  # FIRST fields per cache update
@@ -330,7 +329,7 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
     """Tiles of 270 arcsec from simulated MeerKAT-like fields (seeds from ``first_seed``,
     with calibration artefacts if asked), counting true compact sources whose peak reaches
     5 sigma; the first two thirds of the fields train, the rest test."""
-    from ..simulate import make_radio_sky
+    from ..simulate import count_true_compact, make_radio_sky
 
     stamps, stretches, counts, splits = [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
@@ -338,10 +337,7 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
         hdu, truth = make_radio_sky((size, size), seed=first_seed + seed,
                                     pixel_scale=SIMULATED_PIXEL, artefacts=artefacts)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
-        noise = hdu.header["SIMNOISE"]
-        bright = (np.asarray(truth["s_code"]) == "S") & (
-            truth["peak"].to_value(u.Jy / u.beam) >= SIMULATED_SNR * noise)
-        counted = count_in_tiles(truth, tiles, select=bright)
+        counted = count_true_compact(truth, tiles)
         image = np.asarray(hdu.data[0, 0], dtype=np.float32)
         stretch = fit_stretch(image, normalization)
         for tile in counted:

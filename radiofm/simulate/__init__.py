@@ -1,5 +1,7 @@
-"""Simulated MeerKAT-like skies: the embedded default image for demos and scale tests."""
+"""Simulated MeerKAT-like skies: the embedded default image for demos and scale tests, and
+the true compact-source count of their tiles (`count_true_compact`)."""
 
+from ._counts import COUNT_SNR, count_true_compact
 from ._sky import make_radio_sky
 
-__all__ = ["make_radio_sky"]
+__all__ = ["COUNT_SNR", "count_true_compact", "make_radio_sky"]

@@ -21,6 +21,7 @@ from ..catalogs import count_in_tiles
 from ..image import read_image
 from ..inference import classify_morphology, count_sources, describe_columns, load_model
 from ..models import file_sha256
+from ..simulate import COUNT_SNR
 from ..sources import find_sources, read_catalog
 from ..tiling import TileSet, check_tile_count, tile_image, write_table
 
@@ -264,11 +265,6 @@ def _atomic(path, write, overwrite):
         raise
 
 
-#: Peak S/N from which a compact source is counted in ``n_compact`` (the count heads and
-#: the evaluation count compact sources from the same S/N).
-COUNT_SNR = 5.0
-
-
 def count_measured_compact(sources, tiles, *, snr=COUNT_SNR):
     """The measured compact-source count of every tile, from a classified catalogue.
 
@@ -284,7 +280,8 @@ def count_measured_compact(sources, tiles, *, snr=COUNT_SNR):
     tiles : `~radiofm.tiling.TileSet`
         The tiles.
     snr : float
-        Smallest peak S/N counted.
+        Smallest peak S/N counted (the S/N of the simulated count label, which the count
+        heads and the evaluation use).
 
     Returns
     -------

@@ -34,7 +34,6 @@ MONITOR_COLUMNS = ("mb_logistic_acc", "mb_knn_acc", "sim_count_r2", "monitor_sec
 _CARVE_SEED = 20261129
 _SIM_PIXEL = 1.1 * u.arcsec
 _TILE_ARCSEC = 270.0
-_SNR = 5.0
 
 
 def monitor_carve(table, n_fit, n_valid):
@@ -107,18 +106,14 @@ class FeatureMonitor:
                 "fit": np.arange(len(fit)), "valid": np.arange(len(fit), len(chosen))}
 
     def _count_inputs(self, spec):
-        from ..catalogs import count_in_tiles
-        from ..simulate import make_radio_sky
+        from ..simulate import count_true_compact, make_radio_sky
         from ..tiling import tile_image
 
         stamps, stretch, counts, fields = [], [], [], []
         for seed in range(self.config.count_fields):
             hdu, truth = make_radio_sky((1024, 1024), seed=5000 + seed, pixel_scale=_SIM_PIXEL)
             tiles = tile_image(hdu, _TILE_ARCSEC * u.arcsec)
-            noise = hdu.header["SIMNOISE"]
-            bright = (np.asarray(truth["s_code"]) == "S") & (
-                truth["peak"].to_value(u.Jy / u.beam) >= _SNR * noise)
-            counted = count_in_tiles(truth, tiles, select=bright)
+            counted = count_true_compact(truth, tiles)
             image = np.asarray(hdu.data[0, 0], dtype=np.float32)
             fitted = spec.fit(image)
             for tile in counted:
