@@ -3,7 +3,9 @@
 Loaders read the shared data root (an argument, ``$RADIOFM_DATA`` or ``../shared/data``),
 check archives against their published md5 sums and never download anything:
 `load_mirabest` (MBFRConfident, MBFRUncertain or all ten classes), `load_radio_galaxy_dataset`
-(FRI / FRII / Compact / Bent), `load_first_fields` (FITS cutouts in Jy/beam with redshifts)
+(FRI / FRII / Compact / Bent; `radio_galaxy_flux` and `radio_galaxy_normalization` put its
+stamps on MiraBest's S/N scale),
+`load_first_fields` (FITS cutouts in Jy/beam with redshifts)
 and `load_mgcls` (MeerKAT cutouts with anomaly scores). Each returns an `ImageSet`.
 
 `evaluation_positions` lists every source of the evaluation splits (MiraBest test,
@@ -23,17 +25,23 @@ from ._leakage import (
 from ._surveys import (
     FIRST_BEAM,
     FIRST_PIXEL,
+    RADIOGALAXY_NOISE,
+    RADIOGALAXY_PEAK_SNR,
     cache_dir,
     load_first_fields,
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    radio_galaxy_flux,
+    radio_galaxy_normalization,
 )
 
 __all__ = [
     "FIRST_BEAM",
     "FIRST_PIXEL",
     "GUARD_RADIUS",
+    "RADIOGALAXY_NOISE",
+    "RADIOGALAXY_PEAK_SNR",
     "ImageSet",
     "cache_dir",
     "data_root",
@@ -43,5 +51,7 @@ __all__ = [
     "load_mgcls",
     "load_mirabest",
     "load_radio_galaxy_dataset",
+    "radio_galaxy_flux",
+    "radio_galaxy_normalization",
     "radiogalaxy_positions",
 ]

@@ -12,6 +12,7 @@ import pickle
 import re
 import tarfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import astropy.units as u
@@ -19,11 +20,13 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable
 
+from ..tiling import NormalizationSpec
 from ._imageset import ImageSet
 from ._leakage import data_root, evaluation_positions, exclude_near
 
-__all__ = ["cache_dir", "load_first_fields", "load_mgcls", "load_mirabest",
-           "load_radio_galaxy_dataset"]
+__all__ = ["RADIOGALAXY_NOISE", "RADIOGALAXY_PEAK_SNR", "cache_dir", "load_first_fields",
+           "load_mgcls", "load_mirabest", "load_radio_galaxy_dataset", "radio_galaxy_flux",
+           "radio_galaxy_normalization"]
 
 log = logging.getLogger("radiofm")
 
@@ -38,6 +41,15 @@ MIRABEST_VIEWS = {
 RGZ_ARCHIVE = Path("radiogalaxydataset") / "galaxy_data_h5.zip"
 RGZ_MD5 = "37659bb2d4bf094fe6ccb9c012d3f163"
 RGZ_CLASSES = ("FRI", "FRII", "Compact", "Bent")
+#: The peak S/N that RadioGalaxyDataset stamps are given (`radio_galaxy_flux`): the median
+#: peak S/N of the MBFRConfident training stamps (FIRST sources of the same kind, whose noise
+#: the clipped-stamp fallback recovers from their 3-sigma clip level), rounded.
+RADIOGALAXY_PEAK_SNR = 90.0
+#: The level, in noise sigma, below which RadioGalaxyDataset's maker clipped FIRST.
+RGZ_CLIP_SIGMA = 3.0
+#: The noise of `radio_galaxy_flux` stamps, in grey levels of the published stamps: the peak
+#: (255 above the clip level) is then at S/N `RADIOGALAXY_PEAK_SNR`.
+RADIOGALAXY_NOISE = 255.0 / (RADIOGALAXY_PEAK_SNR - RGZ_CLIP_SIGMA)
 FIRST_FOLDER = Path("first_fields")
 FIRST_PIXEL = 1.8 * u.arcsec
 FIRST_BEAM = 5.4 * u.arcsec
@@ -186,6 +198,68 @@ def load_radio_galaxy_dataset(root=None):
     table = QTable({"label": labels, "class_name": [RGZ_CLASSES[k] for k in labels],
                     "split": splits, "index": np.arange(count)})
     return ImageSet("RadioGalaxyDataset", images, table, class_names=RGZ_CLASSES)
+
+
+def radio_galaxy_flux(images):
+    """RadioGalaxyDataset stamps in MiraBest's convention: zero below the clip, flux above.
+
+    RadioGalaxyDataset's maker clipped FIRST at 3 sigma and rescaled each stamp so that the
+    clip level is 0 and the peak 255, which leaves no trace of the noise and puts the
+    background on the clip level. MiraBest keeps zero flux at 0 and the clip level as the
+    smallest value above it. Shifting every pixel above the floor up by the clip level, in
+    units where the noise is `RADIOGALAXY_NOISE`, gives the MiraBest form: the background is
+    zero flux and the peak sits at S/N `RADIOGALAXY_PEAK_SNR`, the median of MiraBest's
+    training stamps, so both samples (and stamps cut from a real image, floored at 3 sigma)
+    reach a model on one S/N scale. Read them with `radio_galaxy_normalization`.
+
+    Parameters
+    ----------
+    images : array-like
+        (N, H, W) RadioGalaxyDataset stamps (uint8, 0 at the clip level).
+
+    Returns
+    -------
+    stamps : `~numpy.ndarray`
+        (N, H, W) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.datasets import RADIOGALAXY_NOISE, radio_galaxy_flux
+    >>> stamp = radio_galaxy_flux(np.array([[[0, 1, 255]]], dtype=np.uint8))[0, 0]
+    >>> [round(float(value), 2) for value in stamp / RADIOGALAXY_NOISE]  # S/N
+    [0.0, 3.34, 90.0]
+    """
+    images = np.asarray(images, dtype=np.float32)
+    return np.where(images > 0, images + np.float32(RGZ_CLIP_SIGMA * RADIOGALAXY_NOISE),
+                    np.float32(0.0)).astype(np.float32)
+
+
+def radio_galaxy_normalization(normalization):
+    """A model's stretch as `radio_galaxy_flux` stamps need it: for "snr", the clipped-stamp
+    fallback with the noise given (`RADIOGALAXY_NOISE`); other methods unchanged.
+
+    Parameters
+    ----------
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The model's stretch.
+
+    Returns
+    -------
+    normalization : `~radiofm.tiling.NormalizationSpec`
+
+    Examples
+    --------
+    >>> from radiofm.datasets import RADIOGALAXY_NOISE, radio_galaxy_normalization
+    >>> radio_galaxy_normalization("snr").noise == RADIOGALAXY_NOISE
+    True
+    >>> radio_galaxy_normalization("percentile").method
+    'percentile'
+    """
+    spec = NormalizationSpec.from_value(normalization)
+    if spec.method != "snr":
+        return spec
+    return replace(spec, floor="zero", clip_sigma=RGZ_CLIP_SIGMA, noise=RADIOGALAXY_NOISE)
 
 
 def _first_manifest(root):

@@ -89,14 +89,18 @@ def _embedder_key(embedder):
 
 
 def _embed(embedder, data, cache, tag):
-    """Embeddings and input noise of a task's items, cached as .npz when ``cache`` is set."""
-    path = None if cache is None else Path(cache) / f"{_embedder_key(embedder)}_{tag}.npz"
+    """Embeddings and input noise of a task's items, cached as .npz when ``cache`` is set
+    (keyed by the embedder and a digest of the prepared inputs, so a changed stretch or data
+    set is embedded again)."""
+    prepared = data.prepared(embedder.input_size)
+    inputs = hashlib.sha256(np.ascontiguousarray(prepared).tobytes()).hexdigest()[:12]
+    path = (None if cache is None
+            else Path(cache) / f"{_embedder_key(embedder)}_{tag}_{inputs}.npz")
     if path is not None and path.is_file():
         saved = np.load(path)
         if len(saved["embedding"]) == len(data):
             log.info("embeddings of %s from %s", tag, path)
             return saved["embedding"].astype(np.float64), saved["noise"]
-    prepared = data.prepared(embedder.input_size)
     log.info("embedding %d %s items", len(data), tag)
     embedding = np.asarray(embedder.embed(prepared), dtype=np.float64)
     noise = input_noise(prepared)

@@ -20,6 +20,8 @@ from ..datasets import (
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    radio_galaxy_flux,
+    radio_galaxy_normalization,
     radiogalaxy_positions,
 )
 from ..tiling import NormalizationSpec, prepare_tiles, tile_image
@@ -179,9 +181,10 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
         return cross_sample_data(root, limit=limit, normalization=normalization)
     if task == "morphology":
         data = load_radio_galaxy_dataset(root).head(limit, by="label")
-        images = data.images.astype(np.float32)
+        images = radio_galaxy_flux(data.images)
         return TaskData("RadioGalaxyDataset", images,
-                        _own_normalizations(images, normalization), data.labels,
+                        _own_normalizations(images, radio_galaxy_normalization(normalization)),
+                        data.labels,
                         np.asarray(data.table["split"]).astype(str), data.class_names)
     if task == "anomaly":
         data = load_mgcls(root)
@@ -356,7 +359,9 @@ def cross_sample_data(root=None, *, limit=None, normalization="percentile"):
     """MBFRConfident and the FRI/FRII sources of RadioGalaxyDataset, for the cross-sample test.
 
     Both samples come from FIRST at 1.8" per pixel; RadioGalaxyDataset stamps (540") are cut
-    to their central 150 pixels, MiraBest's 270". Each stamp is normalised on its own.
+    to their central 150 pixels, MiraBest's 270". Each stamp is normalised on its own
+    (RadioGalaxyDataset's put on MiraBest's S/N scale by `radiofm.datasets.radio_galaxy_flux`
+    and `radiofm.datasets.radio_galaxy_normalization`).
 
     The samples overlap on the sky, so the leakage guard runs both ways (1 arcmin):
 
@@ -398,13 +403,15 @@ def cross_sample_data(root=None, *, limit=None, normalization="percentile"):
                                    limit, by="label")
     start = (galaxies.images.shape[1] - CROSS_STAMP) // 2
     cut = galaxies.images[:, start:start + CROSS_STAMP, start:start + CROSS_STAMP]
-    stamps = np.concatenate([mirabest.images, cut]).astype(np.float32)
+    stamps = np.concatenate([mirabest.images.astype(np.float32), radio_galaxy_flux(cut)])
     log.info("cross-sample: %d MiraBest train, %d MiraBest test (%d clear of RadioGalaxyDataset "
              "train), %d RadioGalaxyDataset FRI/FRII", (split_mb == "train").sum(),
              (split_mb == "test").sum(), (clear & (split_mb == "test")).sum(), len(galaxies))
     none = np.zeros(len(galaxies), bool)
     return TaskData(
-        "MiraBest + RGD FRI/FRII", stamps, _own_normalizations(stamps, normalization),
+        "MiraBest + RGD FRI/FRII", stamps,
+        _own_normalizations(stamps[:len(mirabest)], normalization)
+        + _own_normalizations(stamps[len(mirabest):], radio_galaxy_normalization(normalization)),
         np.concatenate([mirabest.labels, galaxies.labels]),
         np.concatenate([split_mb, np.asarray(galaxies.table["split"]).astype(str)]),
         ("FRI", "FRII"),

@@ -7,6 +7,7 @@ import pytest
 from astropy.table import QTable
 
 from radiofm.datasets import (
+    RADIOGALAXY_PEAK_SNR,
     ImageSet,
     cache_dir,
     evaluation_positions,
@@ -15,7 +16,10 @@ from radiofm.datasets import (
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    radio_galaxy_flux,
+    radio_galaxy_normalization,
 )
+from radiofm.tiling import NormalizationSpec
 
 
 def _splits(data):
@@ -95,6 +99,33 @@ def test_radio_galaxy_dataset(shared_data):
     test = data.split("test")
     np.testing.assert_array_equal(np.bincount(test.labels), [50, 50, 50, 50])
     assert (cache_dir() / "galaxy_data_h5.h5").is_file()
+
+
+def _snr(stamp, spec):
+    """The S/N that a stretch gives each pixel of a stamp."""
+    stretch = spec.fit(stamp)
+    return (stamp - stretch.offset) / (stretch.scale / spec.softening)
+
+
+def test_radio_galaxy_stamps_read_on_mirabest_snr_scale(shared_data):
+    # RadioGalaxyDataset puts its 3-sigma clip level at 0 and keeps no noise: read as they
+    # are, every peak sits near S/N 500 and every clip edge near S/N 2. In MiraBest's form
+    # they reach the median peak S/N of MBFRConfident's training stamps, the background
+    # stays zero flux and the faintest kept pixel is just above 3 sigma
+    galaxies = load_radio_galaxy_dataset(shared_data).head(10, by="label")
+    raw = galaxies.images[0].astype(np.float32)
+    assert raw.min() == 0 and raw[raw > 0].min() == 1  # the clip level at the floor
+    snr = NormalizationSpec("snr")
+    assert _snr(raw, snr).max() > 400
+    flux = radio_galaxy_flux(galaxies.images)
+    assert flux.dtype == np.float32 and flux.shape == galaxies.images.shape
+    read = _snr(flux[0], radio_galaxy_normalization(snr))
+    assert read.max() == pytest.approx(RADIOGALAXY_PEAK_SNR)
+    assert read[raw == 0].max() == 0 and read[raw == 1].min() == pytest.approx(3.34, abs=0.01)
+    mirabest = load_mirabest(shared_data).split("train")
+    typical = np.median([_snr(s.astype(np.float32), snr).max() for s in mirabest.images])
+    assert typical == pytest.approx(RADIOGALAXY_PEAK_SNR, rel=0.05)
+    assert radio_galaxy_normalization("percentile") == NormalizationSpec("percentile")
 
 
 def test_first_fields(shared_data):
