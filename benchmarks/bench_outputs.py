@@ -2,7 +2,7 @@
 
 Measures, for a model (default: the bundled default):
 
-1. README's main job, ``radiofm annotate --example -o DIR/sources.ecsv``, run as a
+1. README's main job, ``radiofm annotate --example -o DIR``, run as a
    subprocess: its wall time, then its outputs against the example's truth
    (``example_truth.ecsv``):
 
@@ -55,8 +55,8 @@ def _r2(truth, predicted):
 
 def example(model, finder, folder):
     """README's main job: wall time and its outputs against the truth."""
-    out = Path(folder) / "sources.ecsv"
-    command = [sys.executable, "-m", "radiofm", "annotate", "--example", "-o", str(out),
+    folder = Path(folder)
+    command = [sys.executable, "-m", "radiofm", "annotate", "--example", "-o", str(folder),
                "--model", model]
     if finder:
         command += ["--finder", finder]
@@ -70,10 +70,10 @@ def example(model, finder, folder):
     from radiofm.image import read_image
     from radiofm.tiling import tile_image
 
-    truth = QTable.read(Path(folder) / "example_truth.ecsv")
-    sources = QTable.read(out)
-    tiles_table = QTable.read(Path(folder) / "sources_tiles.ecsv")
-    image = read_image(Path(folder) / "example_sky.fits")
+    truth = QTable.read(folder / "example_truth.ecsv")
+    sources = QTable.read(folder / "example_sky_sources.ecsv")
+    tiles_table = QTable.read(folder / "example_sky_tiles.ecsv")
+    image = read_image(folder / "example_sky.fits")
     beam = float(image.beam[0].to_value(u.arcsec))
     noise = float(truth.meta["SIMNOISE"])
     print(f"  {len(sources)} sources found, {len(truth)} true ones; morph_flag: "
@@ -102,7 +102,8 @@ def example(model, finder, folder):
     print(f"  true FRI/FRII/bent sources: {len(extended)}, matched {near.sum()}; uncertain "
           f"{(~sure).sum()} ({100 * (~sure).mean() if near.any() else float('nan'):.0f} %); "
           f"accuracy on the others {accuracy:.3f} ({(judged[sure] == expected[sure]).sum()}"
-          f" of {sure.sum()}); labels {list(zip(expected, judged, strict=True))}")
+          f" of {sure.sum()}); true -> labelled: "
+          + ", ".join(f"{e} -> {j}" for e, j in zip(expected, judged, strict=True)))
 
     tiles = tile_image(image, int(tiles_table.meta["TILESIZE"]))
     bright_compact = (np.asarray(truth["s_code"]) == "S") & (
@@ -117,6 +118,11 @@ def example(model, finder, folder):
           f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
           f"{_r2(true_counts[~mask], values[~mask]):.3f} (target >= 0.8); true mean "
           f"{true_counts.mean():.1f} per tile")
+    measured = np.asarray(tiles_table["n_compact"], float)
+    print(f"  measured counts per tile (n_compact: sources Compact by measurement, peak >= "
+          f"{SNR:g} sigma, any model): MAE {np.abs(measured - true_counts).mean():.2f}, R^2 "
+          f"{_r2(true_counts, measured):.3f}, correlation "
+          f"{np.corrcoef(true_counts, measured)[0, 1]:.3f}")
     image.close()
 
 

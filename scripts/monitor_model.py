@@ -4,7 +4,7 @@ Issue 12, part 4: puts the shipped model on the same scale as the study runs' mo
 (MBFRConfident TRAIN carve: logistic and kNN accuracy; simulated compact-count R^2), with the
 same carve sizes and inputs (the model's own stretch and input size)::
 
-    python scripts/monitor_model.py radiofm/models/data/radiofm-resnet18-dino.onnx \
+    python scripts/monitor_model.py radiofm/models/data/radiofm-resnet18-dino-v2.onnx \
         --config configs/study-old-64.toml
     python scripts/monitor_model.py /work/runs/study-snrproc-64 \
         --config configs/study-snrproc-64.toml

@@ -122,9 +122,9 @@ class ModelRegistry:
     >>> from radiofm.models import bundled_registry
     >>> registry = bundled_registry()
     >>> registry.names()
-    ['radiofm-resnet18-dino']
+    ['radiofm-resnet18-dino-v2']
     >>> registry.entry("default")["name"]
-    'radiofm-resnet18-dino'
+    'radiofm-resnet18-dino-v2'
     """
 
     def __init__(self, folder):
