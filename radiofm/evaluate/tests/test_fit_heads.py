@@ -37,3 +37,31 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     with pytest.raises(ModelMetadataError, match="counts.coef has shape"):
         write_heads(tiny_model, tmp_path / "bad.onnx", heads=heads)
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_cached_embeddings_follow_the_prepared_inputs(tmp_path):
+    """A changed stretch (or data set) under the same tag is embedded again, not read back."""
+    from radiofm.evaluate._fit_heads import _embed
+    from radiofm.evaluate._stamps import TaskData, _own_normalizations
+
+    class Summing:  # an embedder that records its calls
+        name, input_size, calls = "summing", 8, 0
+
+        def embed(self, x):
+            Summing.calls += 1
+            return x.reshape(len(x), -1).sum(axis=1, keepdims=True)
+
+    stamps = np.zeros((3, 16, 16), np.float32)
+    stamps[:, 8, 8] = [5.0, 10.0, 20.0]
+    stamps += np.random.default_rng(0).normal(0.0, 1.0, stamps.shape).astype(np.float32)
+
+    def data(spec):
+        return TaskData("toy", stamps, _own_normalizations(stamps, spec), np.zeros(3),
+                        np.array(["train"] * 3))
+
+    first, _ = _embed(Summing(), data("snr"), tmp_path, "toy")
+    again, _ = _embed(Summing(), data("snr"), tmp_path, "toy")
+    assert Summing.calls == 1 and np.array_equal(first, again)  # read back
+    other, _ = _embed(Summing(), data({"method": "snr", "softening": 3.0}), tmp_path, "toy")
+    assert Summing.calls == 2 and not np.allclose(first, other)  # embedded again
+    assert len(list(tmp_path.glob("*_toy_*.npz"))) == 2
