@@ -40,7 +40,7 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from astropy.table import QTable
+from astropy.table import QTable, Table
 
 TRUTH_CLASSES = {"FRI": "FRI", "FRII": "FRII", "bent": "Bent"}
 SNR = 5.0
@@ -110,9 +110,8 @@ def example(model, finder, folder):
         truth["peak"].to_value(u.Jy / u.beam) >= SNR * noise)
     counted = count_in_tiles(truth, tiles, select=bright_compact)
     true_counts = np.asarray(counted["n_compact"], float)
-    predicted = tiles_table["n_compact_pred"]
-    mask = np.ma.getmaskarray(predicted)
-    values = np.ma.filled(np.ma.asarray(predicted, dtype=float), np.nan)
+    values = np.asarray(Table(tiles_table)["n_compact_pred"].filled(np.nan), float)
+    mask = np.asarray(tiles_table["ood_flag"]) | ~np.isfinite(values)
     print(f"  counts per tile ({len(values)} tiles, {mask.sum()} masked = "
           f"{100 * mask.mean():.1f} %): negative {int(np.sum(values < 0))}; on unmasked tiles "
           f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "

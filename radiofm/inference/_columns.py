@@ -25,6 +25,8 @@ COLUMN_DESCRIPTIONS = {
                    "empty when in distribution)"),
     "input_noise": (DIMENSIONLESS, "robust noise (1.4826 MAD) of the normalised model input"),
     "n_compact": (u.ct, "compact sources of the catalogue in the tile"),
+    "n_compact_pred": (u.ct, "compact-source count the model predicts for the tile (masked "
+                       "where ood_flag)"),
     "source_id": (DIMENSIONLESS, "source number in the catalogue"),
     "island_id": (DIMENSIONLESS, "island (connected emission) number"),
     "x_center": (u.pix, "pixel column of the source (zero-based)"),

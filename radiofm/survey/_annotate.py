@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from .._optional_deps import HAS_BDSF
 from ..catalogs import count_in_tiles
@@ -164,9 +164,10 @@ def run_rows(image_plan, model, start, stop, *, batch_size=64, threads=1, progre
 
     Returns
     -------
-    outputs : dict
-        The columns `~radiofm.inference.count_sources` adds (``n_compact_pred``,
-        ``embedding``, the out-of-distribution flags...) as arrays, and ``meta``.
+    outputs : `~astropy.table.Table`
+        The columns `~radiofm.inference.count_sources` adds (``n_compact_pred``, masked on
+        out-of-distribution tiles, ``embedding``, the out-of-distribution flags...) with
+        their masks, units and descriptions, and its ``meta``.
     """
     model = load_model(model, threads=threads)
     if model.sha256 != image_plan.model_sha:
@@ -176,9 +177,7 @@ def run_rows(image_plan, model, start, stop, *, batch_size=64, threads=1, progre
         table = count_sources(tiles, model, batch_size=batch_size, threads=threads,
                               progress=progress, embedding=True)
     grid = set(tiles.table.colnames)
-    outputs = {c: np.asarray(table[c]) for c in table.colnames if c not in grid}
-    outputs["meta"] = dict(table.meta)
-    return outputs
+    return Table(table[[c for c in table.colnames if c not in grid]], copy=True)
 
 
 def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=False,
@@ -200,10 +199,10 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
     with _open(image_plan.image, image_plan.hdu, image_plan.plane) as radio:
         tiles = image_plan.tiles(radio)
         table = tiles.table
-        for column in blocks[0]:
-            if column != "meta":
-                table[column] = np.concatenate([b[column] for b in blocks])
-        table.meta.update(blocks[0]["meta"])
+        outputs = vstack(blocks, metadata_conflicts="silent")  # keeps masks and units
+        for column in outputs.colnames:
+            table[column] = outputs[column]
+        table.meta.update(blocks[0].meta)
         table.meta["IMAGE"] = name
         table.meta["INPUTSHA"] = image_plan.input_sha
         sources = None

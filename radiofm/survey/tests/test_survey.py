@@ -2,10 +2,11 @@
 
 import logging
 
+import astropy.units as u
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
-from astropy.table import QTable
+from astropy.table import QTable, Table
 
 from radiofm.cli import main
 from radiofm.simulate import make_radio_sky
@@ -74,6 +75,18 @@ def test_row_blocks_give_the_same_table_as_one_run(annotated, survey, tiny_model
     np.testing.assert_allclose(blocks["embedding"], whole["embedding"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(blocks["tile_id"], whole["tile_id"])
     assert blocks.meta["NORMSCL"] == whole.meta["NORMSCL"]
+
+
+def test_written_counts_keep_their_mask_unit_and_description(annotated):
+    """Row blocks keep what count_sources gives n_compact_pred: no number is written for a
+    flagged tile, and the column says what it counts."""
+    out, _ = annotated
+    tiles = Table.read(out / "field0_tiles.ecsv")  # 4 blocks of 20 rows
+    counts = tiles["n_compact_pred"]
+    assert counts.unit == u.ct
+    assert "catalogue column" not in counts.description and "count" in counts.description
+    flagged = np.asarray(tiles["ood_flag"])
+    np.testing.assert_array_equal(np.ma.getmaskarray(counts), flagged)
 
 
 def test_a_rerun_skips_what_is_done_and_redoes_what_changed(annotated, survey, tiny_model,
