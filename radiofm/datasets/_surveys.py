@@ -232,7 +232,7 @@ def radio_galaxy_flux(images):
     """
     images = np.asarray(images, dtype=np.float32)
     return np.where(images > 0, images + np.float32(RGZ_CLIP_SIGMA * RADIOGALAXY_NOISE),
-                    np.float32(0.0)).astype(np.float32)
+                    np.float32(0.0))
 
 
 def radio_galaxy_normalization(normalization):
