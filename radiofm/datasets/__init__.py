@@ -6,7 +6,8 @@ check archives against their published md5 sums and never download anything:
 (FRI / FRII / Compact / Bent; `radio_galaxy_flux` and `radio_galaxy_normalization` put its
 stamps on MiraBest's S/N scale),
 `load_first_fields` (FITS cutouts in Jy/beam with redshifts)
-and `load_mgcls` (MeerKAT cutouts with anomaly scores). Each returns an `ImageSet`.
+and `load_mgcls` (MeerKAT cutouts with anomaly scores; `mgcls_flux` and `mgcls_normalization`
+put their display stretch back on an S/N scale). Each returns an `ImageSet`.
 
 `evaluation_positions` lists every source of the evaluation splits (MiraBest test,
 RadioGalaxyDataset valid/test); `exclude_near` drops anything within 1 arcmin of them from
@@ -25,6 +26,7 @@ from ._leakage import (
 from ._surveys import (
     FIRST_BEAM,
     FIRST_PIXEL,
+    MGCLS_NOISE,
     RADIOGALAXY_NOISE,
     RADIOGALAXY_PEAK_SNR,
     cache_dir,
@@ -32,6 +34,8 @@ from ._surveys import (
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    mgcls_flux,
+    mgcls_normalization,
     radio_galaxy_flux,
     radio_galaxy_normalization,
 )
@@ -40,6 +44,7 @@ __all__ = [
     "FIRST_BEAM",
     "FIRST_PIXEL",
     "GUARD_RADIUS",
+    "MGCLS_NOISE",
     "RADIOGALAXY_NOISE",
     "RADIOGALAXY_PEAK_SNR",
     "ImageSet",
@@ -51,6 +56,8 @@ __all__ = [
     "load_mgcls",
     "load_mirabest",
     "load_radio_galaxy_dataset",
+    "mgcls_flux",
+    "mgcls_normalization",
     "radio_galaxy_flux",
     "radio_galaxy_normalization",
     "radiogalaxy_positions",

@@ -24,8 +24,9 @@ from ..tiling import NormalizationSpec
 from ._imageset import ImageSet
 from ._leakage import data_root, evaluation_positions, exclude_near
 
-__all__ = ["RADIOGALAXY_NOISE", "RADIOGALAXY_PEAK_SNR", "cache_dir", "load_first_fields",
-           "load_mgcls", "load_mirabest", "load_radio_galaxy_dataset", "radio_galaxy_flux",
+__all__ = ["MGCLS_NOISE", "RADIOGALAXY_NOISE", "RADIOGALAXY_PEAK_SNR", "cache_dir",
+           "load_first_fields", "load_mgcls", "load_mirabest", "load_radio_galaxy_dataset",
+           "mgcls_flux", "mgcls_normalization", "radio_galaxy_flux",
            "radio_galaxy_normalization"]
 
 log = logging.getLogger("radiofm")
@@ -55,6 +56,15 @@ FIRST_PIXEL = 1.8 * u.arcsec
 FIRST_BEAM = 5.4 * u.arcsec
 MGCLS_ARCHIVE = Path("mgcls_protege") / "mgcls_protege_192.npz"
 MGCLS_CATALOGUE = Path("mgcls_protege") / "protege_catalogue.csv"
+#: The grey level of the MGCLS cutouts' background: the colour map's darkest colour, which
+#: every cutout reaches (about 30 % of all pixels sit on it, none below it).
+MGCLS_FLOOR_GREY = 3
+#: The noise assumed for the MGCLS cutouts, Jy/beam: the typical rms of MGCLS's
+#: full-resolution images, 3-5 uJy/beam (Knowles et al. 2022), whose islands they frame.
+MGCLS_NOISE = 4e-6
+#: The level, in noise sigma, assumed for the cutouts' floor (as MiraBest's and
+#: RadioGalaxyDataset's makers clipped theirs).
+MGCLS_CLIP_SIGMA = 3.0
 
 
 def cache_dir():
@@ -235,6 +245,15 @@ def radio_galaxy_flux(images):
                     np.float32(0.0))
 
 
+def _clipped_normalization(normalization, noise, clip_sigma, floor_fraction):
+    """The "snr" stretch read through the clipped-stamp fallback with a known noise."""
+    spec = NormalizationSpec.from_value(normalization)
+    if spec.method != "snr":
+        return spec
+    return replace(spec, floor="zero", clip_sigma=clip_sigma, noise=noise,
+                   floor_fraction=floor_fraction)
+
+
 def radio_galaxy_normalization(normalization):
     """A model's stretch as `radio_galaxy_flux` stamps need it: for "snr", the clipped-stamp
     fallback with the noise given (`RADIOGALAXY_NOISE`); other methods unchanged.
@@ -257,9 +276,83 @@ def radio_galaxy_normalization(normalization):
     'percentile'
     """
     spec = NormalizationSpec.from_value(normalization)
-    if spec.method != "snr":
-        return spec
-    return replace(spec, floor="zero", clip_sigma=RGZ_CLIP_SIGMA, noise=RADIOGALAXY_NOISE)
+    return _clipped_normalization(spec, RADIOGALAXY_NOISE, RGZ_CLIP_SIGMA, spec.floor_fraction)
+
+
+def mgcls_flux(images, peak_flux):
+    """MGCLS cutouts in Jy/beam, in MiraBest's convention: zero below the clip, flux above.
+
+    The published cutouts are a display stretch of the sky (uint8 from an inverted colour
+    map): the background sits on grey `MGCLS_FLOOR_GREY` and the island's peak near 255,
+    with no noise left to measure, so the "snr" stretch cannot read them as they are (it
+    takes the source for the background or finds no contrast). Each cutout's catalogued
+    peak flux fixes its scale: the floor becomes zero flux, the first grey level above it
+    the clip level (`MGCLS_CLIP_SIGMA` times `MGCLS_NOISE`) and the cutout's brightest grey
+    level its peak flux, linearly in between (the display stretch is monotonic but not
+    linear, so intermediate levels are approximate). Read them with `mgcls_normalization`.
+
+    Parameters
+    ----------
+    images : array-like
+        (N, H, W) MGCLS cutouts (grey levels, `load_mgcls`).
+    peak_flux : `~astropy.units.Quantity` or array-like
+        (N,) catalogued peak flux of each cutout (Jy/beam when a bare number).
+
+    Returns
+    -------
+    stamps : `~numpy.ndarray`
+        (N, H, W) float32 in Jy/beam.
+
+    Raises
+    ------
+    ValueError
+        ``peak_flux`` does not give one positive value per cutout.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.datasets import MGCLS_NOISE, mgcls_flux
+    >>> cutout = np.array([[[3, 4, 255]]], dtype=np.uint8)
+    >>> stamp = mgcls_flux(cutout, [400e-6])[0, 0]
+    >>> [round(float(value), 2) for value in stamp / MGCLS_NOISE]  # S/N
+    [0.0, 3.0, 100.0]
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if isinstance(peak_flux, u.Quantity):
+        peak_flux = peak_flux.to_value(u.Jy / u.beam)
+    peak = np.asarray(peak_flux, dtype=np.float64).reshape(-1)
+    if peak.shape != images.shape[:1] or not np.all(np.isfinite(peak) & (peak > 0)):
+        raise ValueError(f"peak_flux needs one positive value per cutout ({len(images)}), got "
+                         f"{np.asarray(peak_flux).shape} values")
+    clip = MGCLS_CLIP_SIGMA * MGCLS_NOISE
+    lowest = np.float32(MGCLS_FLOOR_GREY + 1)
+    top = np.maximum(images.reshape(len(images), -1).max(axis=1), lowest + 1)[:, None, None]
+    step = (np.maximum(peak, clip)[:, None, None] - clip) / (top - lowest)
+    flux = clip + (images - lowest) * step
+    return np.where(images > MGCLS_FLOOR_GREY, flux, 0.0).astype(np.float32)
+
+
+def mgcls_normalization(normalization):
+    """A model's stretch as `mgcls_flux` stamps need it: for "snr", the clipped-stamp
+    fallback with the noise given (`MGCLS_NOISE`) for every cutout, however much of it the
+    source fills; other methods unchanged.
+
+    Parameters
+    ----------
+    normalization : `~radiofm.tiling.NormalizationSpec`, str or dict
+        The model's stretch.
+
+    Returns
+    -------
+    normalization : `~radiofm.tiling.NormalizationSpec`
+
+    Examples
+    --------
+    >>> from radiofm.datasets import MGCLS_NOISE, mgcls_normalization
+    >>> mgcls_normalization("snr").noise == MGCLS_NOISE
+    True
+    """
+    return _clipped_normalization(normalization, MGCLS_NOISE, MGCLS_CLIP_SIGMA, 0.0)
 
 
 def _first_manifest(root):

@@ -20,6 +20,8 @@ from ..datasets import (
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    mgcls_flux,
+    mgcls_normalization,
     radio_galaxy_flux,
     radio_galaxy_normalization,
     radiogalaxy_positions,
@@ -193,8 +195,9 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
             others = np.flatnonzero(~scored)
             data = data.subset(np.sort(np.concatenate(
                 [np.flatnonzero(scored)[:limit], others[:: max(1, len(others) // limit)]])))
-        images = data.images.astype(np.float32)
-        return TaskData("MGCLS", images, _own_normalizations(images, normalization),
+        images = mgcls_flux(data.images, data.table["peak_flux"])
+        return TaskData("MGCLS", images,
+                        _own_normalizations(images, mgcls_normalization(normalization)),
                         np.asarray(data.table["author_score"]),
                         np.full(len(data), "all"),
                         extra={"protege_rank": np.asarray(data.table["protege_rank"])})

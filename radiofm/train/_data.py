@@ -212,22 +212,25 @@ def _first_tiles(data, guard, limit=None, tile_pixels=None):
 
 
 def _mgcls_tiles(data, guard, limit=None):
-    """MGCLS cutouts (display-stretched uint8), resized to the tile size and renormalised."""
-    folder = data_root(data.root or None) / "mgcls_protege"
-    with np.load(folder / "mgcls_protege_192.npz") as archive:
-        images, ranks = archive["images"], archive["protege_rank"]
-    with open(folder / "protege_catalogue.csv", newline="") as stream:
-        position = {int(r["protege_rank"]): (float(r["ra"]), float(r["dec"]))
-                    for r in csv.DictReader(stream)}
-    sky = SkyCoord([position[int(r)][0] for r in ranks], [position[int(r)][1] for r in ranks],
-                   unit="deg")
-    chosen = np.flatnonzero(exclude_near(sky, guard))[:limit]
-    return _stamp_tiles(data, images, chosen)
+    """MGCLS cutouts put back on an S/N scale (`~radiofm.datasets.mgcls_flux`), resized to
+    the tile size and normalised as `~radiofm.datasets.mgcls_normalization` says."""
+    from ..datasets import load_mgcls, mgcls_flux, mgcls_normalization
+
+    cutouts = load_mgcls(data.root or None)
+    chosen = np.flatnonzero(exclude_near(cutouts.table["sky_center"], guard))[:limit]
+    spec = mgcls_normalization(data.normalization)
+    parts = [np.zeros((0, data.tile_size, data.tile_size), np.float32)]
+    for start in range(0, len(chosen), 256):  # float32 copies of all 6161 would take 0.9 GB
+        block = chosen[start:start + 256]
+        stamps = mgcls_flux(cutouts.images[block], cutouts.table["peak_flux"][block])
+        parts.append(_stamp_tiles(data, stamps, np.arange(len(block)), spec=spec))
+    return np.concatenate(parts)
 
 
-def _stamp_tiles(data, images, chosen):
-    """Stamps resized to the tile size, each normalised with its own fit (constant ones: 0)."""
-    spec = NormalizationSpec.from_value(data.normalization)
+def _stamp_tiles(data, images, chosen, spec=None):
+    """Stamps resized to the tile size, each normalised with its own fit of ``spec`` (default:
+    the data's normalisation; constant stamps: 0)."""
+    spec = NormalizationSpec.from_value(data.normalization if spec is None else spec)
     out = np.zeros((len(chosen), data.tile_size, data.tile_size), np.float32)
     for slot, k in enumerate(chosen):
         try:

@@ -7,6 +7,7 @@ import pytest
 from astropy.table import QTable
 
 from radiofm.datasets import (
+    MGCLS_NOISE,
     RADIOGALAXY_PEAK_SNR,
     ImageSet,
     cache_dir,
@@ -16,6 +17,8 @@ from radiofm.datasets import (
     load_mgcls,
     load_mirabest,
     load_radio_galaxy_dataset,
+    mgcls_flux,
+    mgcls_normalization,
     radio_galaxy_flux,
     radio_galaxy_normalization,
 )
@@ -150,3 +153,43 @@ def test_mgcls(shared_data):
     assert data.images.shape == (6161, 192, 192)
     scores = np.asarray(data.table["author_score"])
     assert (scores >= 0).sum() == 400 and set(scores[scores >= 0]) == {1, 2, 3, 4, 5}
+
+
+def test_mgcls_cutouts_read_on_an_snr_scale(shared_data):
+    # Read as published (grey levels of a display stretch), a third of the cutouts have no
+    # contrast for the "snr" stretch and most others read their source as background. Put
+    # back in Jy/beam, every one is read with the survey's noise: the background is zero
+    # flux, the faintest kept pixel the 3-sigma clip and the peak the catalogued peak flux
+    data = load_mgcls(shared_data).subset(np.arange(0, 6161, 31))
+    snr = NormalizationSpec("snr")
+    unread = 0
+    for cutout in data.images.astype(np.float32):
+        try:
+            unread += _snr(cutout, snr).max() < 5
+        except ValueError:
+            unread += 1
+    assert unread > len(data) / 2
+    peak = data.table["peak_flux"]
+    flux = mgcls_flux(data.images, peak)
+    assert flux.dtype == np.float32 and flux.shape == data.images.shape
+    spec = mgcls_normalization(snr)
+    for stamp, cutout, expected in zip(flux, data.images, peak.value / MGCLS_NOISE, strict=True):
+        read = _snr(stamp, spec)
+        assert read.max() == pytest.approx(expected, rel=1e-4)
+        assert read[cutout <= 3].max(initial=0) == 0
+        assert read[cutout > 3].min() == pytest.approx(3.0, rel=1e-4)
+    assert mgcls_normalization("percentile") == NormalizationSpec("percentile")
+
+
+def test_mgcls_flux_of_a_cutout_its_source_fills():
+    # a source over 80 % of the cutout: still read with the given noise, not the MAD of
+    # the source itself
+    cutout = np.full((1, 20, 20), 3, np.uint8)
+    cutout[0, 2:, :] = np.linspace(4, 255, 18 * 20).reshape(18, 20).astype(np.uint8)
+    stamp = mgcls_flux(cutout, [8e-4])[0]
+    stretch = mgcls_normalization("snr").fit(stamp)
+    assert stretch.offset == 0 and stretch.scale == pytest.approx(MGCLS_NOISE)
+    with pytest.raises(ValueError, match="one positive value per cutout"):
+        mgcls_flux(cutout, [8e-4, 1e-3])
+    with pytest.raises(ValueError, match="one positive value per cutout"):
+        mgcls_flux(cutout, [-1.0])

@@ -132,6 +132,11 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     guard = evaluation_positions(shared_data)
     tiles = _mgcls_tiles(DataConfig(root=str(shared_data), tile_size=64), guard, limit=20)
     assert tiles.shape == (20, 64, 64) and np.isfinite(tiles).all()
+    # on the S/N scale every MGCLS cutout keeps its source (read as grey levels, a third
+    # of them had no contrast and became blank tiles), and its background stays at zero
+    snr = _mgcls_tiles(DataConfig(root=str(shared_data), tile_size=64, normalization="snr"),
+                       guard, limit=20)
+    assert snr.max(axis=(1, 2)).min() > 5 and (snr == 0).mean() > 0.1
     bank = build_tile_bank(DataConfig(root=str(shared_data), tile_size=100,
                                       sources=[{"kind": "first", "limit": 6}]))
     assert len(bank) > 0 and bank.tile_size == 100
