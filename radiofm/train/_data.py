@@ -126,10 +126,21 @@ def build_tile_bank(data, *, monitor=None):
             raise ValueError(f"training source {name}: {int((~finite).sum())} of {len(tiles)} "
                              f"tiles hold NaN or inf values (the first is tile {first}); blank "
                              "or drop them before training")
-        banks[name] = tiles.astype(np.float16)
+        banks[name] = _to_float16(tiles, name)
         weights[name] = weight
         log.info("training source %s: %d tiles, weight %g", name, len(tiles), weight)
     return TileBank(banks, weights)
+
+
+def _to_float16(tiles, name):
+    """Tiles as the bank stores them, float16; S/N values beyond its range (65504: a bright
+    source in a deep MeerKAT field) are clipped to it, not turned into inf."""
+    limit = float(np.finfo(np.float16).max)
+    beyond = np.abs(tiles) > limit
+    if beyond.any():
+        log.info("training source %s: %d pixels in %d tiles beyond +-%g clipped to it (float16 "
+                 "bank)", name, int(beyond.sum()), int(beyond.any(axis=(1, 2)).sum()), limit)
+    return np.clip(tiles, -limit, limit).astype(np.float16)
 
 
 def _normalised_tiles(image, data, guard=None, tile_pixels=None):

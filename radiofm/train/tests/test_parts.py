@@ -122,6 +122,22 @@ def test_tile_bank_mixes_sources_by_weight(tmp_path):
         build_tile_bank(DataConfig(sources=[{"kind": "hdf5"}], root=str(tmp_path)))
 
 
+def test_tile_bank_keeps_bright_snr_finite(tmp_path):
+    # S/N tiles of a bright source in a deep field exceed float16's range (65504): the bank
+    # clips them there instead of storing inf (which made the DINO loss NaN)
+    tiles = np.zeros((2, 8, 8), np.float32)
+    tiles[0, 4, 4] = 4.6e5
+    tiles[1, 2, 2] = -1e5
+    path = tmp_path / "bright.npy"
+    np.save(path, tiles)
+    bank = build_tile_bank(DataConfig(sources=[{"kind": "npy", "path": str(path)}],
+                                      tile_size=8))
+    stored = np.asarray(bank.banks[0], dtype=np.float32)
+    assert np.isfinite(stored).all()
+    assert stored[0, 4, 4] == np.finfo(np.float16).max
+    assert stored[1, 2, 2] == -np.finfo(np.float16).max
+
+
 def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     import csv
     import shutil
