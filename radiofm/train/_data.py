@@ -20,7 +20,16 @@ import numpy as np
 import torch
 from astropy.coordinates import SkyCoord
 
-from ..datasets import FIRST_BEAM, GUARD_RADIUS, data_root, evaluation_positions, exclude_near
+from ..datasets import (
+    FIRST_BEAM,
+    GUARD_RADIUS,
+    data_root,
+    evaluation_positions,
+    exclude_near,
+    load_mgcls,
+    mgcls_flux,
+    mgcls_normalization,
+)
 from ..tiling import NormalizationSpec, prepare_tiles, tile_image
 from ._config import MonitorConfig
 
@@ -225,8 +234,6 @@ def _first_tiles(data, guard, limit=None, tile_pixels=None):
 def _mgcls_tiles(data, guard, limit=None):
     """MGCLS cutouts put back on an S/N scale (`~radiofm.datasets.mgcls_flux`), resized to
     the tile size and normalised as `~radiofm.datasets.mgcls_normalization` says."""
-    from ..datasets import load_mgcls, mgcls_flux, mgcls_normalization
-
     cutouts = load_mgcls(data.root or None)
     chosen = np.flatnonzero(exclude_near(cutouts.table["sky_center"], guard))[:limit]
     spec = mgcls_normalization(data.normalization)
