@@ -6,11 +6,13 @@ neighbours (the harness's kNN anomaly score), and prints:
 
 - the Spearman correlation of that score with the cutouts' log peak flux;
 - the ROC AUC of the score, and of the log peak flux itself, for the authors' scores >= 4;
-- both again after regressing log peak flux out of every embedding dimension (linearly).
+- both again after regressing log peak flux out of every embedding dimension (linearly);
+- with ``--peak-snr``, the kNN and isolation-forest AUC when every cutout is given that
+  same peak S/N (its brightness left out of the input).
 
 Usage::
 
-    python scripts/anomaly_brightness.py MODEL.onnx [--cache DIR]
+    python scripts/anomaly_brightness.py MODEL.onnx [--cache DIR] [--peak-snr 90 1000]
 
 Needs the real data (``$RADIOFM_DATA``).
 """
@@ -21,11 +23,11 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from radiofm.datasets import load_mgcls
+from radiofm.datasets import MGCLS_NOISE, load_mgcls, mgcls_flux, mgcls_normalization
 from radiofm.evaluate import load_embedder
 from radiofm.evaluate._embedders import normalization_of
 from radiofm.evaluate._fit_heads import _embed
-from radiofm.evaluate._stamps import load_task_data
+from radiofm.evaluate._stamps import TaskData, _own_normalizations, load_task_data
 from radiofm.evaluate._tasks import anomaly_scores
 
 
@@ -33,8 +35,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="an exported .onnx model")
     parser.add_argument("--cache", help="folder to cache the MGCLS embeddings in")
+    parser.add_argument("--peak-snr", type=float, nargs="*", default=[],
+                        help="also read every cutout with this one peak S/N")
     args = parser.parse_args()
-    table = load_mgcls().table
+    cutouts = load_mgcls()
+    table = cutouts.table
     log_peak = np.log10(table["peak_flux"].value)
     scores = np.asarray(table["author_score"])
     scored = scores >= 0
@@ -49,6 +54,16 @@ def main():
         knn = anomaly_scores(x, "knn")
         print(f"{name}: Spearman with log peak flux {spearmanr(knn, log_peak).correlation:.3f}, "
               f"AUC {roc_auc_score(interesting, knn[scored]):.3f}")
+    spec = mgcls_normalization(normalization_of(embedder))
+    for snr in args.peak_snr:
+        images = mgcls_flux(cutouts.images, np.full(len(cutouts), snr * MGCLS_NOISE))
+        same_peak = TaskData("MGCLS", images, _own_normalizations(images, spec), scores,
+                             np.full(len(cutouts), "all"))
+        x, _ = _embed(embedder, same_peak, args.cache, f"anomaly_peak{snr:g}")
+        aucs = {method: roc_auc_score(interesting, anomaly_scores(x, method)[scored])
+                for method in ("knn", "iforest")}
+        print(f"every peak at S/N {snr:g}: AUC kNN {aucs['knn']:.3f}, isolation forest "
+              f"{aucs['iforest']:.3f}")
 
 
 if __name__ == "__main__":
