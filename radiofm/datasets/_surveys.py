@@ -245,11 +245,14 @@ def radio_galaxy_flux(images):
                     np.float32(0.0))
 
 
-def _clipped_normalization(normalization, noise, clip_sigma, floor_fraction):
-    """The "snr" stretch read through the clipped-stamp fallback with a known noise."""
+def _clipped_normalization(normalization, noise, clip_sigma, floor_fraction=None):
+    """The "snr" stretch read through the clipped-stamp fallback with a known noise
+    (``floor_fraction`` None keeps the stretch's own)."""
     spec = NormalizationSpec.from_value(normalization)
     if spec.method != "snr":
         return spec
+    if floor_fraction is None:
+        floor_fraction = spec.floor_fraction
     return replace(spec, floor="zero", clip_sigma=clip_sigma, noise=noise,
                    floor_fraction=floor_fraction)
 
@@ -275,8 +278,7 @@ def radio_galaxy_normalization(normalization):
     >>> radio_galaxy_normalization("percentile").method
     'percentile'
     """
-    spec = NormalizationSpec.from_value(normalization)
-    return _clipped_normalization(spec, RADIOGALAXY_NOISE, RGZ_CLIP_SIGMA, spec.floor_fraction)
+    return _clipped_normalization(normalization, RADIOGALAXY_NOISE, RGZ_CLIP_SIGMA)
 
 
 def mgcls_flux(images, peak_flux):
