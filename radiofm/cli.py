@@ -707,6 +707,10 @@ def _add_export(commands):
                           "the training one)")
     exporter.add_argument("--beam-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                           help="beam FWHMs (arcsec) the model suits (default: unchecked)")
+    exporter.add_argument("--feature-stages", type=int, nargs="+", metavar="STAGE",
+                          help="read the embedding out at these backbone stages, the spatial "
+                          "mean of each concatenated (timm feature_info indices; ResNet: 1-4 "
+                          "are layer1-layer4); default: the backbone's own pooled output")
     exporter.add_argument("--views", type=int, choices=[1, 8], default=1,
                           help="8: the embedding is the mean over the tile's 8 rotations and "
                           "reflections, orientation-invariant at 8 times the cost (default 1)")
@@ -737,8 +741,8 @@ def _run_export(args):
     from .evaluate import fit_output_heads, with_views
 
     # with_views checks the view count before the long head fit
-    embedder = with_views(checkpoint_embedder(args.checkpoint, input_pixels=args.input_size),
-                          args.views)
+    embedder = with_views(checkpoint_embedder(args.checkpoint, input_pixels=args.input_size,
+                                              feature_stages=args.feature_stages), args.views)
     log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
              "on frozen embeddings")
     numpy_heads, heads = fit_output_heads(embedder, args.data, finder=args.finder,
@@ -747,6 +751,7 @@ def _run_export(args):
         args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
         name=args.name,
         input_pixels=args.input_size, tolerance=args.tolerance, views=args.views,
+        feature_stages=args.feature_stages,
         pixel_scale_range_arcsec=args.pixel_scale_range, beam_range_arcsec=args.beam_range,
         quantize=args.quantize, half_weights=args.half_weights, overwrite=args.overwrite,
     )

@@ -138,7 +138,7 @@ class _OnnxEmbedder:
         self.metadata = self.model.metadata
         self.normalization = self.model.spec.normalization
         self.architecture = {key: self.model.metadata.get(key)
-                             for key in ("arch", "patch_size", "timm_options")}
+                             for key in ("arch", "patch_size", "timm_options", "feature_stages")}
         self.input_size = int(self.model.spec.input_pixels)
         self.views = int(self.model.spec.views)
         self.batch_size = batch_size
@@ -298,9 +298,12 @@ def _random_backbone(architecture, input_size, seed, batch_size):
     options = {key: value for key, value in architecture.items() if value}
     arch, timm_options = options.pop("arch"), options.pop("timm_options", {})
     backbone = create_backbone(arch, seed=seed, **timm_options, **options)
+    stages = options.get("feature_stages")
+    name = f"random:{arch}" + (f" (stages {','.join(map(str, stages))})" if stages else "")
     return TorchEmbedder(backbone, input_size=input_size, normalization="percentile",
-                         name=f"random:{arch}", arch=arch, patch_size=options.get("patch_size"),
-                         timm_options=timm_options, batch_size=batch_size, stretch_known=False)
+                         name=name, arch=arch, patch_size=options.get("patch_size"),
+                         timm_options=timm_options, feature_stages=stages,
+                         batch_size=batch_size, stretch_known=False)
 
 
 def random_twin(embedder, seed=0, batch_size=128):

@@ -24,7 +24,7 @@ from ..models import (
     serialize_metadata,
 )
 from ..tiling import NormalizationSpec, tile_image
-from ..train import embed_tiles, read_run
+from ..train import StagePooled, embed_tiles, read_run
 
 __all__ = ["ExportGraph", "TorchEmbedder", "checkpoint_embedder", "export_checkpoint",
            "export_model", "load_checkpoint", "model_spec", "parity_tiles"]
@@ -212,6 +212,9 @@ class TorchEmbedder:
         ViT patch size (for a random twin of the architecture).
     timm_options : dict, optional
         More ``timm.create_model`` options of the backbone (likewise).
+    feature_stages : sequence of int, optional
+        The stages ``backbone`` reads its features out at (`radiofm.train.StagePooled`;
+        likewise).
     stretch_known : bool
         False for a backbone that was never trained (a random twin): its ``normalization``
         is then None and the evaluation harness feeds it the model's stretch.
@@ -220,10 +223,11 @@ class TorchEmbedder:
     pca = None  # the evaluation harness reduces raw-pixel baselines only
 
     def __init__(self, backbone, *, input_size, normalization, name, arch, batch_size=64,
-                 patch_size=None, timm_options=None, stretch_known=True):
+                 patch_size=None, timm_options=None, feature_stages=None, stretch_known=True):
         self.backbone = backbone.eval()
         self.architecture = {"arch": arch, "patch_size": patch_size,
-                             "timm_options": timm_options or {}}
+                             "timm_options": timm_options or {},
+                             "feature_stages": list(feature_stages) if feature_stages else None}
         self.input_size = int(input_size)
         self.normalization = (NormalizationSpec.from_value(normalization) if stretch_known
                               else None)
@@ -356,7 +360,7 @@ def _differences(reference, outputs):
 
 
 def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, timm_options=None,
-                 provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
+                 feature_stages=None, provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
                  quantize=False, half_weights=False, overwrite=False, numpy_heads=None):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
@@ -389,6 +393,9 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
         ViT patch size, recorded so that a random twin of the architecture can be built.
     timm_options : dict, optional
         More ``timm.create_model`` options of the backbone, recorded likewise.
+    feature_stages : sequence of int, optional
+        The stages ``backbone`` (a `radiofm.train.StagePooled`) reads its features out at,
+        recorded likewise; None: the backbone's own pooled output.
     provenance : dict, optional
         ``train_config`` and ``data_summary`` recorded in the metadata.
     tiles : array-like, optional
@@ -467,6 +474,7 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
     metadata = {
         **spec.to_metadata(), "name": name, "arch": arch, "patch_size": patch_size,
         "timm_options": timm_options or {}, "embedding_dim": dim,
+        "feature_stages": list(feature_stages) if feature_stages else None,
         "normalization_version": NORMALIZATION_VERSION,
         "train_config": provenance.get("train_config", {}),
         "data_summary": provenance.get("data_summary", {}),
@@ -585,7 +593,7 @@ def _write_half_weights(proto, path, metadata, tiles, reference):
     return {"half_path": target, "half_max_abs_diff": differences}
 
 
-def checkpoint_embedder(checkpoint, *, input_pixels=None, batch_size=64):
+def checkpoint_embedder(checkpoint, *, input_pixels=None, feature_stages=None, batch_size=64):
     """The teacher backbone of a training run as an embedder, e.g. to fit its heads.
 
     Parameters
@@ -594,6 +602,9 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None, batch_size=64):
         Run folder, ``teacher_backbone.pt`` or ``checkpoint.pt`` (see `load_checkpoint`).
     input_pixels : int, optional
         Input side; default: the global crop size of training.
+    feature_stages : sequence of int, optional
+        Read the features out at these stages (`radiofm.train.StagePooled`); default: the
+        backbone's own pooled output.
     batch_size : int
         Tiles per forward pass.
 
@@ -605,15 +616,19 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None, batch_size=64):
     backbone, info = load_checkpoint(checkpoint)
     config = info["config"]
     model = config["model"]
+    if feature_stages:
+        backbone = StagePooled(backbone, feature_stages)
     return TorchEmbedder(backbone, input_size=int(input_pixels or config["crops"]["global_size"]),
                          normalization=config["data"]["normalization"],
                          name=f"{info['name']}/{info['path'].name}", arch=info["arch"],
                          patch_size=model.get("patch_size"),
-                         timm_options=model.get("timm_options") or {}, batch_size=batch_size)
+                         timm_options=model.get("timm_options") or {},
+                         feature_stages=feature_stages, batch_size=batch_size)
 
 
 def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=None, views=1,
-                      pixel_scale_range_arcsec=None, beam_range_arcsec=None, **options):
+                      feature_stages=None, pixel_scale_range_arcsec=None, beam_range_arcsec=None,
+                      **options):
     """Export a `radiofm.train` run with fitted heads: its teacher, spec and provenance.
 
     Parameters
@@ -630,6 +645,9 @@ def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=N
         Model name; default: the run folder's name.
     input_pixels, views, pixel_scale_range_arcsec, beam_range_arcsec
         As for `model_spec`.
+    feature_stages : sequence of int, optional
+        Read the embedding out at these stages of the backbone (`radiofm.train.StagePooled`;
+        the heads must have been fitted on the same readout, see `checkpoint_embedder`).
     **options
         More keyword arguments for `export_model` (``quantize``, ``half_weights``,
         ``tolerance``, ``tiles``, ``root``, ``overwrite``).
@@ -640,6 +658,8 @@ def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=N
         As `export_model` returns.
     """
     backbone, info = load_checkpoint(checkpoint)
+    if feature_stages:
+        backbone = StagePooled(backbone, feature_stages)
     config = info["config"]
     name = name or info["name"]
     spec = model_spec(config, heads, input_pixels=input_pixels, views=views,
@@ -653,4 +673,4 @@ def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=N
     return export_model(backbone, heads, path, spec=spec, name=name, arch=info["arch"],
                         patch_size=config["model"].get("patch_size"),
                         timm_options=config["model"].get("timm_options") or {},
-                        provenance=provenance, **options)
+                        feature_stages=feature_stages, provenance=provenance, **options)

@@ -39,6 +39,7 @@ _SCHEMA = {
     "arch": ("str", True),
     "patch_size": ("json", False),
     "timm_options": ("json", False),
+    "feature_stages": ("json", False),
     "input_pixels": ("int", True),
     "embedding_dim": ("int", True),
     "tile_arcsec": ("float", True),

@@ -160,6 +160,21 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
     assert main(["export", str(run), "-o", str(tmp_path), "--name", "model"]) == 2  # exists
     np.testing.assert_equal(model.run(np.zeros((1, 1, 32, 32), np.float32))["embedding"].shape,
                             (1, 96))
+    # --feature-stages: the heads are fitted on, and the graph gives, the same readout
+    dim = sum(backbone.feature_info[stage]["num_chs"] for stage in (3, 4))
+    fitted_dims = []
+
+    def fake_staged_fit(embedder, root, *, finder, graph_heads):
+        fitted_dims.append(embedder.embed(np.zeros((1, 32, 32), np.float32)).shape[1])
+        return numpy_heads(dim), tiny_heads(dim)
+
+    monkeypatch.setattr(radiofm.evaluate, "fit_output_heads", fake_staged_fit)
+    assert main(["export", str(run), "-o", str(tmp_path), "--name", "staged", "--data",
+                 str(tmp_path), "--pixel-scale-range", "1", "2", "--feature-stages", "3",
+                 "4"]) == 0
+    staged = load_model(tmp_path / "staged.onnx", threads=1)
+    assert fitted_dims == [dim] and staged.metadata["feature_stages"] == [3, 4]
+    assert staged.run(np.zeros((1, 1, 32, 32), np.float32))["embedding"].shape == (1, dim)
 
 
 def test_fit_heads_writes_a_copy_with_numpy_heads(tiny_model, tmp_path, monkeypatch, caplog):

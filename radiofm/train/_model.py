@@ -10,11 +10,12 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from ._checkpoint import backbone_state, find_checkpoint, read_checkpoint
 
-__all__ = ["DINOHead", "MultiCropModel", "create_backbone", "embed_tiles", "load_backbone",
-           "read_run"]
+__all__ = ["DINOHead", "MultiCropModel", "StagePooled", "create_backbone", "embed_tiles",
+           "load_backbone", "read_run"]
 
 
-def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **timm_options):
+def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None,
+                    feature_stages=None, **timm_options):
     """A timm backbone for one-channel radio images, returning pooled features.
 
     Parameters
@@ -30,6 +31,9 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **t
     seed : int, optional
         Seed torch's generator with it before the weights are drawn (a reproducible
         random network, e.g. the random-init twin of the evaluation).
+    feature_stages : sequence of int, optional
+        Read the features out at these stages (`StagePooled`) instead of the backbone's
+        own pooled output, e.g. the random-init twin of a model exported that way.
     **timm_options
         More keyword arguments for ``timm.create_model``.
 
@@ -48,7 +52,8 @@ def create_backbone(arch, *, patch_size=None, drop_path_rate=0.0, seed=None, **t
         options["drop_path_rate"] = drop_path_rate
     if seed is not None:
         torch.manual_seed(seed)
-    return timm.create_model(arch, **options)
+    backbone = timm.create_model(arch, **options)
+    return StagePooled(backbone, feature_stages) if feature_stages else backbone
 
 
 def check_arch(arch):
@@ -57,6 +62,56 @@ def check_arch(arch):
         close = difflib.get_close_matches(str(arch), timm.list_models(), n=5)
         hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
         raise ValueError(f"unknown backbone architecture {arch!r}: not a timm model{hint}")
+
+
+class StagePooled(nn.Module):
+    """A backbone read out at several stages: the spatial mean of each stage's feature map,
+    concatenated.
+
+    The last stage of a CNN pools away where a source is and how many there are; earlier
+    stages keep that detail at a finer scale, and a linear probe on their pooled features
+    separates morphologies and counts better than one on the last stage alone (see
+    ``configs/study-results/README.md``). Training is unchanged: the readout is chosen
+    when a model is exported (``radiofm export --feature-stages``) and recorded in its
+    metadata.
+
+    Parameters
+    ----------
+    backbone : `torch.nn.Module`
+        A timm backbone with ``feature_info`` and ``forward_intermediates`` (ResNets,
+        ViTs), its weights already loaded.
+    stages : sequence of int
+        Indices into ``backbone.feature_info``; for a ResNet 0 is the stem and 1-4 are
+        ``layer1``-``layer4``, for a ViT they are its blocks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from radiofm.train import StagePooled, create_backbone
+    >>> readout = StagePooled(create_backbone("resnet18", seed=0), (2, 3, 4))
+    >>> readout.num_features, readout(torch.zeros(2, 1, 64, 64)).shape
+    (896, torch.Size([2, 896]))
+    """
+
+    def __init__(self, backbone, stages):
+        super().__init__()
+        info = getattr(backbone, "feature_info", None)
+        if info is None or not hasattr(backbone, "forward_intermediates"):
+            raise ValueError(f"{type(backbone).__name__} gives no intermediate features to "
+                             "read out at stages")
+        stages = tuple(int(stage) for stage in stages)
+        if (not stages or len(set(stages)) != len(stages)
+                or not all(0 <= stage < len(info) for stage in stages)):
+            raise ValueError(f"feature stages must be distinct indices in 0..{len(info) - 1} "
+                             f"({', '.join(part['module'] for part in info)}), got {stages!r}")
+        self.backbone = backbone
+        self.stages = tuple(sorted(stages))
+        self.num_features = sum(info[stage]["num_chs"] for stage in self.stages)
+
+    def forward(self, x):
+        maps = self.backbone.forward_intermediates(x, indices=list(self.stages),
+                                                   intermediates_only=True)
+        return torch.cat([feature_map.mean((2, 3)) for feature_map in maps], dim=1)
 
 
 class DINOHead(nn.Module):

@@ -297,3 +297,63 @@ def test_views_must_be_one_or_eight(tmp_path):
     with pytest.raises(ValueError, match="views must be one of"):
         export_tiny_model(tmp_path / "m.onnx", spec=tiny_spec(views=4))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def _stage_means(backbone, tiles, layers):
+    """The spatial mean of each named layer's output, concatenated (forward hooks)."""
+    maps = {}
+    hooks = [getattr(backbone, name).register_forward_hook(
+        lambda module, args, out, name=name: maps.__setitem__(name, out)) for name in layers]
+    with torch.no_grad():
+        backbone(torch.from_numpy(tiles))
+    for hook in hooks:
+        hook.remove()
+    return np.concatenate([maps[name].mean((2, 3)).numpy() for name in layers], axis=1)
+
+
+def test_export_reads_the_embedding_out_at_the_stages_asked_for(tmp_path):
+    from radiofm.evaluate import load_embedder, random_twin
+    from radiofm.tests.model_helpers import numpy_heads
+
+    backbone = tiny_backbone(seed=3)
+    run = write_run(tmp_path / "run-s", backbone)
+    tiles = random_tiles(4)
+    expected = _stage_means(backbone, tiles, ["layer2", "layer3", "layer4"])
+    dim = sum(backbone.feature_info[stage]["num_chs"] for stage in (2, 3, 4))
+    assert expected.shape == (4, dim) and dim > 96
+    embedder = checkpoint_embedder(run, feature_stages=[2, 3, 4])
+    np.testing.assert_allclose(embedder.embed(tiles[:, 0]), expected, atol=1e-5)
+    def heads_for(size):
+        heads = tiny_heads(size)
+        heads["count"]["pixel_scales_arcsec"] = [1.1]
+        return {"heads": heads, "numpy_heads": numpy_heads(size), "root": tmp_path}
+
+    report = export_checkpoint(run, feature_stages=[2, 3, 4], **heads_for(dim))
+    model = load_model(report["path"], threads=1)
+    assert model.metadata["feature_stages"] == [2, 3, 4]
+    assert model.metadata["embedding_dim"] == dim
+    np.testing.assert_allclose(model.run(tiles)["embedding"], expected, atol=1e-4)
+    # the random-init twin of the exported model is read out at the same stages
+    twin = random_twin(load_embedder(report["path"]))
+    assert twin.embed(tiles[:, 0]).shape == (4, dim)
+    assert twin.architecture["feature_stages"] == [2, 3, 4]
+    # a model exported without stages records none, and its twin pools the last stage only
+    plain = export_checkpoint(run, tmp_path / "plain.onnx", **heads_for(96))
+    assert load_model(plain["path"], threads=1).metadata.get("feature_stages") is None
+    assert random_twin(load_embedder(plain["path"])).embed(tiles[:, 0]).shape == (4, 96)
+
+
+def test_feature_stages_must_name_stages_the_backbone_has(tmp_path):
+    from radiofm.train import StagePooled
+
+    backbone = tiny_backbone()
+    for stages in ([], [2, 2], [5], [-1]):
+        with pytest.raises(ValueError, match=r"distinct indices in 0\.\.4 \(act1, layer1"):
+            StagePooled(backbone, stages)
+    with pytest.raises(ValueError, match="gives no intermediate features"):
+        StagePooled(torch.nn.Linear(3, 3), [1])
+    run = write_run(tmp_path / "run-bad", backbone)
+    with pytest.raises(ValueError, match="distinct indices"):
+        export_checkpoint(run, heads=tiny_heads(96), root=tmp_path, feature_stages=[7],
+                          pixel_scale_range_arcsec=(1, 2))
+    assert not list(run.glob("*.onnx"))
