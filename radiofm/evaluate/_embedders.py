@@ -302,8 +302,7 @@ def _random_backbone(architecture, input_size, seed, batch_size):
     name = f"random:{arch}" + (f" (stages {','.join(map(str, stages))})" if stages else "")
     return TorchEmbedder(backbone, input_size=input_size, normalization="percentile",
                          name=name, arch=arch, patch_size=options.get("patch_size"),
-                         timm_options=timm_options, feature_stages=stages,
-                         batch_size=batch_size, stretch_known=False)
+                         timm_options=timm_options, batch_size=batch_size, stretch_known=False)
 
 
 def random_twin(embedder, seed=0, batch_size=128):

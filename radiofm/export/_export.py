@@ -211,10 +211,8 @@ class TorchEmbedder:
     patch_size : int, optional
         ViT patch size (for a random twin of the architecture).
     timm_options : dict, optional
-        More ``timm.create_model`` options of the backbone (likewise).
-    feature_stages : sequence of int, optional
-        The stages ``backbone`` reads its features out at (`radiofm.train.StagePooled`;
-        likewise).
+        More ``timm.create_model`` options of the backbone (likewise). The stages a
+        `radiofm.train.StagePooled` backbone reads out at are taken from it.
     stretch_known : bool
         False for a backbone that was never trained (a random twin): its ``normalization``
         is then None and the evaluation harness feeds it the model's stretch.
@@ -223,11 +221,11 @@ class TorchEmbedder:
     pca = None  # the evaluation harness reduces raw-pixel baselines only
 
     def __init__(self, backbone, *, input_size, normalization, name, arch, batch_size=64,
-                 patch_size=None, timm_options=None, feature_stages=None, stretch_known=True):
+                 patch_size=None, timm_options=None, stretch_known=True):
         self.backbone = backbone.eval()
         self.architecture = {"arch": arch, "patch_size": patch_size,
                              "timm_options": timm_options or {},
-                             "feature_stages": list(feature_stages) if feature_stages else None}
+                             "feature_stages": _feature_stages(backbone)}
         self.input_size = int(input_size)
         self.normalization = (NormalizationSpec.from_value(normalization) if stretch_known
                               else None)
@@ -252,6 +250,11 @@ class TorchEmbedder:
     def embed(self, stamps):
         """(N, S, S) or (N, 1, S, S) preprocessed stamps -> (N, D) float32."""
         return self.run(stamps)["embedding"]
+
+
+def _feature_stages(backbone):
+    """The stages a `radiofm.train.StagePooled` backbone reads out at (a list), else None."""
+    return list(backbone.stages) if isinstance(backbone, StagePooled) else None
 
 
 def load_checkpoint(checkpoint):
@@ -360,7 +363,7 @@ def _differences(reference, outputs):
 
 
 def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, timm_options=None,
-                 feature_stages=None, provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
+                 provenance=None, tiles=None, root=None, tolerance=PARITY_TOLERANCE,
                  quantize=False, half_weights=False, overwrite=False, numpy_heads=None):
     """Write one ONNX graph (backbone + count and morphology heads) with its metadata.
 
@@ -373,7 +376,9 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
     Parameters
     ----------
     backbone : `torch.nn.Module`
-        Maps (B, 1, S, S) to (B, D), with ``num_features`` = D.
+        Maps (B, 1, S, S) to (B, D), with ``num_features`` = D. The stages a
+        `radiofm.train.StagePooled` backbone reads out at are recorded in the metadata
+        (``feature_stages``), so that a random twin is read out the same way.
     heads : dict
         ``{"count": {"coef": (D,), "intercept": float, "tile_arcsec": float},
         "morphology": {"coef": (K, D), "intercept": (K,), "classes": [K names],
@@ -393,9 +398,6 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
         ViT patch size, recorded so that a random twin of the architecture can be built.
     timm_options : dict, optional
         More ``timm.create_model`` options of the backbone, recorded likewise.
-    feature_stages : sequence of int, optional
-        The stages ``backbone`` (a `radiofm.train.StagePooled`) reads its features out at,
-        recorded likewise; None: the backbone's own pooled output.
     provenance : dict, optional
         ``train_config`` and ``data_summary`` recorded in the metadata.
     tiles : array-like, optional
@@ -474,7 +476,7 @@ def export_model(backbone, heads, path, *, spec, name, arch, patch_size=None, ti
     metadata = {
         **spec.to_metadata(), "name": name, "arch": arch, "patch_size": patch_size,
         "timm_options": timm_options or {}, "embedding_dim": dim,
-        "feature_stages": list(feature_stages) if feature_stages else None,
+        "feature_stages": _feature_stages(backbone),
         "normalization_version": NORMALIZATION_VERSION,
         "train_config": provenance.get("train_config", {}),
         "data_summary": provenance.get("data_summary", {}),
@@ -622,8 +624,7 @@ def checkpoint_embedder(checkpoint, *, input_pixels=None, feature_stages=None, b
                          normalization=config["data"]["normalization"],
                          name=f"{info['name']}/{info['path'].name}", arch=info["arch"],
                          patch_size=model.get("patch_size"),
-                         timm_options=model.get("timm_options") or {},
-                         feature_stages=feature_stages, batch_size=batch_size)
+                         timm_options=model.get("timm_options") or {}, batch_size=batch_size)
 
 
 def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=None, views=1,
@@ -673,4 +674,4 @@ def export_checkpoint(checkpoint, path=None, *, heads, name=None, input_pixels=N
     return export_model(backbone, heads, path, spec=spec, name=name, arch=info["arch"],
                         patch_size=config["model"].get("patch_size"),
                         timm_options=config["model"].get("timm_options") or {},
-                        feature_stages=feature_stages, provenance=provenance, **options)
+                        provenance=provenance, **options)

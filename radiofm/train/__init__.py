@@ -47,7 +47,8 @@ __all__ = [
     "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "backbone_state",
     "find_checkpoint", "read_checkpoint", "save_checkpoint",
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
-    "OptimConfig", "RadioMultiCrop", "RunConfig", "StagePooled", "TileBank", "TrainConfig", "build_tile_bank",
+    "OptimConfig", "RadioMultiCrop", "RunConfig", "StagePooled", "TileBank", "TrainConfig",
+    "build_tile_bank",
     "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config",
     "read_run", "train", "train_small_cnn",
 ]

@@ -1,0 +1,184 @@
+"""Choose the stages a trained backbone is read out at, on training and validation data only.
+
+A run's teacher and its random-init twin embed every stamp of the selection data once,
+read out at all four ResNet stages (`radiofm.train.StagePooled`, 8 views); each candidate
+readout is then a subset of those features, scored without touching a test split:
+
+- MBFRConfident TRAIN, 5-fold cross-validated logistic error (C by an inner 3-fold search);
+- RadioGalaxyDataset 4-class accuracy on its valid split, the probe fitted on train;
+- MiraBest TRAIN -> RadioGalaxyDataset FRI/FRII valid split (cut to 270" as the
+  cross-sample task cuts its test sources), error;
+- 5-fold ridge R^2 of the simulated and FIRST compact counts on their train splits.
+
+Usage (about 25 minutes on 2 cores)::
+
+    python scripts/readout_selection.py /work/runs/v2-long-64 --out /work/exp/readout
+
+writes ``readout_selection.csv`` (one row per backbone and readout) and prints it.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+#: Candidate readouts: ResNet stages (1-4 = layer1-layer4), and whether to add the
+#: spatial max of the last stage to its mean.
+READOUTS = {"layer4": ((4,), False), "layer3+4": ((3, 4), False),
+            "layer2+3+4": ((2, 3, 4), False), "layer4 mean+max": ((4,), True),
+            "layer1-4": ((1, 2, 3, 4), False)}
+SELECTION_TASKS = ("frii", "morphology", "counts_simulated", "counts_first")
+
+
+def rgd_fri_frii_valid(normalization):
+    """RadioGalaxyDataset's FRI/FRII valid sources, framed as the cross-sample task frames them."""
+    from radiofm.datasets import (
+        load_radio_galaxy_dataset,
+        radio_galaxy_flux,
+        radio_galaxy_normalization,
+    )
+    from radiofm.evaluate._stamps import CROSS_STAMP, TaskData, _own_normalizations
+
+    galaxies = load_radio_galaxy_dataset()
+    galaxies = galaxies.subset(np.isin(galaxies.labels, [0, 1])
+                               & (np.asarray(galaxies.table["split"]) == "valid"))
+    start = (galaxies.images.shape[1] - CROSS_STAMP) // 2
+    stamps = radio_galaxy_flux(galaxies.images[:, start:start + CROSS_STAMP,
+                                                start:start + CROSS_STAMP])
+    return TaskData("RGD FRI/FRII valid", stamps,
+                    _own_normalizations(stamps, radio_galaxy_normalization(normalization)),
+                    np.asarray(galaxies.labels), np.array(["valid"] * len(stamps)),
+                    ("FRI", "FRII"))
+
+
+def stage_features(backbone, stamps):
+    """(N, C) 8-view features at all four stages, and each stage's column range."""
+    import torch
+
+    from radiofm.evaluate import ViewAveraged
+    from radiofm.export import TorchEmbedder
+    from radiofm.train import StagePooled
+
+    readout = StagePooled(backbone, (1, 2, 3, 4))
+    embedder = ViewAveraged(TorchEmbedder(readout, input_size=stamps.shape[-1],
+                                          normalization="snr", name="selection", arch="resnet"))
+    with torch.no_grad():
+        features = embedder.embed(stamps).astype(np.float64)
+    widths = [backbone.feature_info[stage]["num_chs"] for stage in readout.stages]
+    edges = np.concatenate([[0], np.cumsum(widths)])
+    return features, {stage: slice(edges[k], edges[k + 1])
+                      for k, stage in enumerate(readout.stages)}
+
+
+def readout_columns(features, ranges, stages, with_max, max_features):
+    parts = [features[:, ranges[stage]] for stage in stages]
+    if with_max:
+        parts.append(max_features)
+    return np.hstack(parts)
+
+
+def last_stage_max(backbone, stamps):
+    """(N, C4) 8-view spatial max of the last stage."""
+    import torch
+
+    from radiofm.evaluate import ViewAveraged
+    from radiofm.export import TorchEmbedder
+
+    class MaxPooled(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+            self.num_features = net.num_features
+
+        def forward(self, x):
+            return self.net.forward_features(x).amax((2, 3))
+
+    embedder = ViewAveraged(TorchEmbedder(MaxPooled(backbone), input_size=stamps.shape[-1],
+                                          normalization="snr", name="max", arch="resnet"))
+    with torch.no_grad():
+        return embedder.embed(stamps).astype(np.float64)
+
+
+def selection_figures(features, data):
+    """The five selection figures of one readout (dict of task name -> features)."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from radiofm.evaluate._tasks import C_GRID
+
+    def logistic():
+        return GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
+                            {"logisticregression__C": C_GRID[::2]}, cv=3)
+
+    folds = KFold(5, shuffle=True, random_state=0)
+    figures = {}
+    frii = data["frii"]
+    train = frii.split == "train"
+    predicted = cross_val_predict(logistic(), features["frii"][train], frii.target[train],
+                                  cv=folds)
+    figures["mbfr_cv_error"] = np.mean(predicted != frii.target[train])
+    morph = data["morphology"]
+    fit, valid = morph.split == "train", morph.split == "valid"
+    probe = logistic().fit(features["morphology"][fit], morph.target[fit])
+    figures["rgd4_valid_accuracy"] = probe.score(features["morphology"][valid],
+                                                 morph.target[valid])
+    probe = logistic().fit(features["frii"][train], frii.target[train])
+    figures["mb_to_rgd_valid_error"] = np.mean(probe.predict(features["rgd_valid"])
+                                               != data["rgd_valid"].target)
+    for task in ("counts_simulated", "counts_first"):
+        counts = data[task]
+        train = counts.split == "train"
+        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+        predicted = cross_val_predict(ridge, features[task][train], counts.target[train],
+                                      cv=folds)
+        figures[f"{task}_cv_r2"] = r2_score(counts.target[train], predicted)
+    return {name: float(value) for name, value in figures.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="training run folder or checkpoint (a ResNet)")
+    parser.add_argument("--out", required=True, help="folder for readout_selection.csv")
+    parser.add_argument("--finder", default="photutils", help="FIRST count-label finder")
+    args = parser.parse_args(argv)
+
+    from astropy.table import Table
+
+    from radiofm.evaluate._embedders import normalization_of
+    from radiofm.evaluate._stamps import load_task_data
+    from radiofm.export import checkpoint_embedder
+    from radiofm.train import create_backbone
+
+    model = checkpoint_embedder(args.run)
+    normalization = normalization_of(model)
+    data = {task: load_task_data(task, normalization=normalization, finder=args.finder)
+            for task in SELECTION_TASKS}
+    data["rgd_valid"] = rgd_fri_frii_valid(normalization)
+    backbones = {"dino": model.backbone,
+                 "random twin": create_backbone(model.architecture["arch"], seed=0).eval()}
+    rows = []
+    for role, backbone in backbones.items():
+        stages, maxima = {}, {}
+        for task, task_data in data.items():
+            stamps = task_data.prepared(model.input_size)
+            stages[task] = stage_features(backbone, stamps)
+            maxima[task] = last_stage_max(backbone, stamps)
+        for name, (chosen, with_max) in READOUTS.items():
+            features = {task: readout_columns(*stages[task], chosen, with_max, maxima[task])
+                        for task in data}
+            rows.append({"backbone": role, "readout": name,
+                         "features": features["frii"].shape[1],
+                         **selection_figures(features, data)})
+            print(rows[-1], flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = Table(rows=rows)
+    table.write(out / "readout_selection.csv", overwrite=True)
+    table.pprint_all()
+
+
+if __name__ == "__main__":
+    main()
