@@ -71,6 +71,7 @@ def stage_features(backbone, stamps):
 
 
 def readout_columns(features, ranges, stages, with_max, max_features):
+    """The columns of one readout: the chosen stages' means, and the last stage's max."""
     parts = [features[:, ranges[stage]] for stage in stages]
     if with_max:
         parts.append(max_features)
