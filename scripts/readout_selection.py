@@ -32,19 +32,13 @@ SELECTION_TASKS = ("frii", "morphology", "counts_simulated", "counts_first")
 
 def rgd_fri_frii_valid(normalization):
     """RadioGalaxyDataset's FRI/FRII valid sources, framed as the cross-sample task frames them."""
-    from radiofm.datasets import (
-        load_radio_galaxy_dataset,
-        radio_galaxy_flux,
-        radio_galaxy_normalization,
-    )
-    from radiofm.evaluate._stamps import CROSS_STAMP, TaskData, _own_normalizations
+    from radiofm.datasets import load_radio_galaxy_dataset, radio_galaxy_normalization
+    from radiofm.evaluate._stamps import TaskData, _own_normalizations, cross_sample_stamps
 
     galaxies = load_radio_galaxy_dataset()
     galaxies = galaxies.subset(np.isin(galaxies.labels, [0, 1])
                                & (np.asarray(galaxies.table["split"]) == "valid"))
-    start = (galaxies.images.shape[1] - CROSS_STAMP) // 2
-    stamps = radio_galaxy_flux(galaxies.images[:, start:start + CROSS_STAMP,
-                                                start:start + CROSS_STAMP])
+    stamps = cross_sample_stamps(galaxies.images)
     return TaskData("RGD FRI/FRII valid", stamps,
                     _own_normalizations(stamps, radio_galaxy_normalization(normalization)),
                     np.asarray(galaxies.labels), np.array(["valid"] * len(stamps)),
@@ -79,22 +73,17 @@ def readout_columns(features, ranges, stages, with_max, max_features):
 
 
 def last_stage_max(backbone, stamps):
-    """(N, C4) 8-view spatial max of the last stage."""
+    """(N, C4) 8-view spatial max of the last stage (timm's own max pooling, on a copy)."""
+    import copy
+
     import torch
 
     from radiofm.evaluate import ViewAveraged
     from radiofm.export import TorchEmbedder
 
-    class MaxPooled(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-            self.num_features = net.num_features
-
-        def forward(self, x):
-            return self.net.forward_features(x).amax((2, 3))
-
-    embedder = ViewAveraged(TorchEmbedder(MaxPooled(backbone), input_size=stamps.shape[-1],
+    max_pooled = copy.deepcopy(backbone)
+    max_pooled.reset_classifier(0, "max")
+    embedder = ViewAveraged(TorchEmbedder(max_pooled, input_size=stamps.shape[-1],
                                           normalization="snr", name="max", arch="resnet"))
     with torch.no_grad():
         return embedder.embed(stamps).astype(np.float64)

@@ -358,6 +358,13 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
 CROSS_STAMP = 150  # pixels of 1.8": 270 arcsec, MiraBest's stamp; RadioGalaxyDataset is cut
 
 
+def cross_sample_stamps(images):
+    """RadioGalaxyDataset images framed as MiraBest's stamps: the central 270" (150 pixels
+    of 1.8"), in MiraBest's S/N form (`radiofm.datasets.radio_galaxy_flux`)."""
+    start = (images.shape[1] - CROSS_STAMP) // 2
+    return radio_galaxy_flux(images[:, start:start + CROSS_STAMP, start:start + CROSS_STAMP])
+
+
 def cross_sample_data(root=None, *, limit=None, normalization="percentile"):
     """MBFRConfident and the FRI/FRII sources of RadioGalaxyDataset, for the cross-sample test.
 
@@ -404,9 +411,8 @@ def cross_sample_data(root=None, *, limit=None, normalization="percentile"):
     galaxies = galaxies.subset(np.isin(galaxies.labels, [0, 1])
                                & (np.asarray(galaxies.table["split"]) != "valid")).head(
                                    limit, by="label")
-    start = (galaxies.images.shape[1] - CROSS_STAMP) // 2
-    cut = galaxies.images[:, start:start + CROSS_STAMP, start:start + CROSS_STAMP]
-    stamps = np.concatenate([mirabest.images.astype(np.float32), radio_galaxy_flux(cut)])
+    stamps = np.concatenate([mirabest.images.astype(np.float32),
+                             cross_sample_stamps(galaxies.images)])
     log.info("cross-sample: %d MiraBest train, %d MiraBest test (%d clear of RadioGalaxyDataset "
              "train), %d RadioGalaxyDataset FRI/FRII", (split_mb == "train").sum(),
              (split_mb == "test").sum(), (clear & (split_mb == "test")).sum(), len(galaxies))
