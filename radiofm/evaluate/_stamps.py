@@ -38,7 +38,9 @@ SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
 FIRST_SNR = 5.0  # a FIRST compact component counts when its peak reaches 5 sigma
 COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
 CHUNK = 100  # FIRST fields per cache update
-CACHE_VERSION = "v2"  # catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec)
+# catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec); v3: photutils's
+# background and rms measured in two passes, leaving out the first pass's islands
+CACHE_VERSION = "v3"
 
 
 @dataclass

@@ -447,9 +447,10 @@ def stamp_inputs(stamps, metadata, *, floor=None):
         (N, H, H) raw pixels (NaN beyond the image).
     metadata : dict
         Model metadata (its ``spec``, `radiofm.models.ModelSpec`).
-    floor : float, optional
-        Pixels below it (e.g. 3 x the image rms) are set to 0 first, as the training
-        stamps' background was (RadioGalaxyDataset and MiraBest clip FIRST below 3 sigma).
+    floor : float or `~numpy.ndarray`, optional
+        Pixels below it (e.g. 3 x the rms; one value, or one per stamp) are set to 0 first,
+        as the training stamps' background was (RadioGalaxyDataset and MiraBest clip FIRST
+        below 3 sigma).
 
     Returns
     -------
@@ -460,8 +461,10 @@ def stamp_inputs(stamps, metadata, *, floor=None):
 
     spec = metadata["spec"]
     stamps = np.asarray(stamps, dtype=np.float32)
-    if floor is not None and np.isfinite(floor):
-        stamps = np.where(stamps >= floor, stamps, np.where(np.isnan(stamps), np.nan, 0.0))
+    if floor is not None:
+        floor = np.broadcast_to(np.asarray(floor, dtype=float), len(stamps))[:, None, None]
+        keep = (stamps >= floor) | ~np.isfinite(floor)
+        stamps = np.where(keep, stamps, np.where(np.isnan(stamps), np.nan, 0.0))
         stamps = stamps.astype(np.float32)
     out = resample_tiles(stamps, spec.input_pixels)
     for k, raw in enumerate(stamps):
@@ -489,7 +492,8 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
     - A source whose catalogued shape is consistent with the beam
       (`compact_by_measurement`) is ``Compact`` without running the model
       (``morph_flag = "compact_by_measurement"``).
-    - A resolved source fainter than `MIN_SNR` (peak over the image's robust rms) is
+    - A resolved source fainter than `MIN_SNR` (peak over the catalogue's ``local_rms``,
+      or over the image's robust rms where it gives none) is
       ``uncertain`` (``faint``); one whose stamp would exceed `MAX_FRAME` base stamps is
       ``uncertain`` (``too_large``).
     - The others are classified on a stamp framed to the source: the model's stamp angle
@@ -539,8 +543,10 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
         if (~inside).any():
             log.warning("%d of %d sources lie off the image: their morph_class is empty",
                         int((~inside).sum()), n)
-        rms = image_noise(radio)
         unit = radio.unit if radio.unit is not None else u.Jy / u.beam
+        image_rms = image_noise(radio)
+        local_rms = _values(catalog, "local_rms", n, unit)
+        rms = np.where(local_rms > 0, local_rms, image_rms)  # NaN > 0 is False
         snr = _values(catalog, "peak", n, unit) / rms
         beam = None if radio.beam is None else float(radio.beam[0].to_value(u.arcsec))
         compact = compact_by_measurement(catalog, beam, snr) & inside
@@ -570,7 +576,7 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
                 ids = rows[start : start + batch_size]
                 stamps = read_stamps(radio, x[ids], y[ids], side_px)
                 result = model.run(stamp_inputs(stamps, model.metadata,
-                                                floor=STAMP_CLIP_SNR * rms))
+                                                floor=STAMP_CLIP_SNR * rms[ids]))
                 stamp_size[ids] = side_px * pixel
                 if model.heads is not None:
                     probabilities[ids] = model.heads.morphology_probabilities(
@@ -606,7 +612,7 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
     annotated["stamp_size"] = stamp_size * u.arcsec
     annotated.meta.update(_model_meta(model, stretch))
     annotated.meta["CLASSES"] = ",".join(names)
-    annotated.meta["RMS"] = rms
+    annotated.meta["RMS"] = image_rms
     counts = {str(flag): int((flags == flag).sum()) for flag in np.unique(flags.astype(str))}
     log.info("morphology of %d sources: %s", n, counts)
     return describe_columns(annotated)

@@ -39,7 +39,10 @@ COLUMN_DESCRIPTIONS = {
     "pa": (u.deg, "position angle of the major axis, east of north"),
     "s_code": (None, "source code: S single Gaussian or isolated compact, M multiple, "
                "C shares its island"),
-    "snr": (DIMENSIONLESS, "peak over the image's robust rms"),
+    "local_rms": (u.Jy / u.beam, "background rms where the source lies (the finder's "
+                  "local noise; NaN when the catalogue gives none)"),
+    "snr": (DIMENSIONLESS, "peak over local_rms, or over the image's robust rms where the "
+            "catalogue gives no local rms"),
     "morph_class": (None, "morphology class; 'Compact' by measurement when the shape is "
                     "consistent with the beam, 'uncertain' when it cannot be judged (see "
                     "morph_flag), empty off the image"),

@@ -19,7 +19,7 @@ log = logging.getLogger("radiofm")
 
 CATALOG_COLUMNS = (
     "source_id", "island_id", "sky_center", "x_center", "y_center", "flux", "flux_err",
-    "peak", "major", "minor", "pa", "s_code",
+    "peak", "major", "minor", "pa", "s_code", "local_rms",
 )
 
 # Column names other catalogues use, compared case-insensitively.
@@ -40,17 +40,19 @@ _ALIASES = {
     "s_code": ("s_code", "scode", "source_code"),
     "source_id": ("source_id", "gaus_id", "id", "source"),
     "island_id": ("isl_id", "island_id", "island"),
+    "local_rms": ("local_rms", "isl_rms", "rms_local", "local_noise"),
 }
 _SKY_COLUMNS = ("sky_center", "sky_centroid", "skycoord", "coord")
 # Units assumed for columns that carry none (pyBDSF ASCII output: degrees and Jy).
 _BDSF_UNITS = {"flux": u.Jy, "flux_err": u.Jy, "peak": u.Jy / u.beam, "major": u.deg,
-               "minor": u.deg, "pa": u.deg}
+               "minor": u.deg, "pa": u.deg, "local_rms": u.Jy / u.beam}
 _DEFAULT_UNITS = {"flux": u.Jy, "flux_err": u.Jy, "peak": u.Jy / u.beam, "major": u.arcsec,
-                  "minor": u.arcsec, "pa": u.deg}
+                  "minor": u.arcsec, "pa": u.deg, "local_rms": u.Jy / u.beam}
 
 
 def make_catalog(sky_center, *, flux, peak, major=None, minor=None, pa=None, s_code=None,
-                 island_id=None, source_id=None, flux_err=None, wcs=None, meta=None):
+                 island_id=None, source_id=None, flux_err=None, local_rms=None, wcs=None,
+                 meta=None):
     """Assemble the standard catalogue QTable (the one constructor every finder uses).
 
     Parameters
@@ -60,6 +62,10 @@ def make_catalog(sky_center, *, flux, peak, major=None, minor=None, pa=None, s_c
     flux, peak, major, minor, pa, flux_err : `~astropy.units.Quantity`, optional
         Integrated flux (Jy), peak brightness (Jy/beam), FWHM axes (arcsec), position
         angle east of north (deg); missing ones are NaN.
+    local_rms : `~astropy.units.Quantity`, optional
+        The background rms where each source lies (Jy/beam; pyBDSF ``Isl_rms``): the noise
+        its S/N is measured against where the noise varies across the image (a primary-beam
+        corrected mosaic, the wings of a bright source). NaN when unknown.
     s_code : sequence of str, optional
         pyBDSF's code: 'S' single-Gaussian source alone in its island, 'C' single-Gaussian
         source sharing its island, 'M' multi-component source; '' when unknown.
@@ -102,6 +108,7 @@ def make_catalog(sky_center, *, flux, peak, major=None, minor=None, pa=None, s_c
     table["pa"] = quantity(pa, u.deg)
     codes = [""] * n if s_code is None else [_decode(c) for c in s_code]
     table["s_code"] = np.array(codes, dtype="U1")
+    table["local_rms"] = quantity(local_rms, u.Jy / u.beam)
     table.meta.update(provenance_meta(**(meta or {})))
     return table
 
@@ -184,7 +191,7 @@ def read_catalog(catalog, *, image=None, format=None):
         sky,
         flux=values("flux"), flux_err=values("flux_err"), peak=values("peak"),
         major=values("major"), minor=values("minor"), pa=values("pa"),
-        s_code=None if codes is None else list(codes),
+        local_rms=values("local_rms"), s_code=None if codes is None else list(codes),
         island_id=None if islands is None else np.asarray(islands),
         source_id=None if ids is None or ids.dtype.kind not in "iu" else np.asarray(ids),
         wcs=wcs, meta={"FINDER": "file", "CATALOG": source},

@@ -13,6 +13,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.stats import SigmaClip
 from astropy.table import vstack
+from scipy import ndimage
 
 from .._optional_deps import HAS_BDSF
 from ..image import read_image
@@ -240,9 +241,7 @@ def _constant_image(image, value):
 
 
 def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
-    from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
-    from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
-    from photutils.utils.exceptions import NoDetectionsWarning
+    from photutils.segmentation import SourceCatalog, deblend_sources
 
     data = image.read_region(slice(None), slice(None))
     blank = ~np.isfinite(data)
@@ -254,24 +253,19 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
     if box_size is None:
         box_size = int(np.clip(10 * beam_px, 16, 256))
     box_size = min(box_size, *data.shape)
-    with warnings.catch_warnings():
-        # photutils warns when boxes are partly blank; the coverage mask handles them
-        warnings.simplefilter("ignore", category=UserWarning)
-        background = Background2D(
-            np.where(blank, 0.0, data), box_size, coverage_mask=blank, fill_value=0.0,
-            sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=SExtractorBackground(),
-            bkg_rms_estimator=StdBackgroundRMS(),
-        )
-    signal = np.where(blank, 0.0, data - background.background)
-    rms = np.where(background.background_rms > 0, background.background_rms, np.inf)
-    snr = signal / rms
     n_pixels = max(6, int(beam_area_px / 3))  # as pyBDSF's default minpix_isl
-    with warnings.catch_warnings():
-        # an empty sky is a valid answer: it gives an empty catalogue, not a warning
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        islands = detect_sources(snr, thresh_isl, n_pixels, mask=blank)
+    signal, rms, islands = _background_and_islands(data, blank, box_size, thresh_isl, n_pixels)
+    if islands is not None:
+        # Second pass: the first pass's islands, grown by a beam, are left out of the
+        # background and rms, so that the wings of bright sources do not inflate the rms
+        # around them and hide the fainter sources there.
+        emission = ndimage.binary_dilation(islands.data > 0, iterations=max(1, round(beam_px)))
+        with contextlib.suppress(ValueError):  # every box mostly emission: keep pass one
+            signal, rms, islands = _background_and_islands(
+                data, blank, box_size, thresh_isl, n_pixels, emission=emission)
     if islands is None:
         return make_catalog(image.wcs.pixel_to_world([], []), flux=[], peak=[])
+    snr = signal / rms
     deblended = deblend_sources(snr, islands, n_pixels, n_levels=32, contrast=0.001,
                                 progress_bar=False)
     sources = SourceCatalog(signal, deblended, wcs=image.wcs)
@@ -298,9 +292,39 @@ def _find_with_photutils(image, thresh_pix, thresh_isl, box_size):
         sources.sky_centroid,
         flux=np.asarray(sources.segment_flux) / beam_area_px,
         peak=np.asarray(sources.max_value),
+        local_rms=rms[peak_y[keep], peak_x[keep]],
         major=major, minor=minor, pa=pa, s_code=codes, island_id=island_of,
         wcs=image.wcs,
     )
+
+
+def _background_and_islands(data, blank, box_size, thresh_isl, n_pixels, emission=None):
+    """Background-subtracted signal, its rms and the islands above ``thresh_isl`` sigma.
+
+    The background is the sigma-clipped median and the rms the MAD standard deviation in
+    boxes of ``box_size`` pixels, leaving out the ``emission`` pixels (boxes more than
+    half emission are interpolated from their neighbours). ``islands`` is None on an
+    empty sky.
+    """
+    from photutils.background import Background2D, MADStdBackgroundRMS, MedianBackground
+    from photutils.segmentation import detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    with warnings.catch_warnings():
+        # photutils warns when boxes are partly blank; the coverage mask handles them
+        warnings.simplefilter("ignore", category=UserWarning)
+        background = Background2D(
+            np.where(blank, 0.0, data), box_size, mask=emission, coverage_mask=blank,
+            fill_value=0.0, exclude_percentile=50, sigma_clip=SigmaClip(sigma=3.0),
+            bkg_estimator=MedianBackground(), bkg_rms_estimator=MADStdBackgroundRMS(),
+        )
+    signal = np.where(blank, 0.0, data - background.background)
+    rms = np.where(background.background_rms > 0, background.background_rms, np.inf)
+    with warnings.catch_warnings():
+        # an empty sky is a valid answer: it gives an empty catalogue, not a warning
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        islands = detect_sources(signal / rms, thresh_isl, n_pixels, mask=blank)
+    return signal, rms, islands
 
 
 def position_angles(wcs, x, y, orientation_deg):

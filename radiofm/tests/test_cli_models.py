@@ -91,8 +91,9 @@ def test_annotate_example_finds_and_classifies_its_sources(tiny_model, tmp_path)
     sources = QTable.read(out / "example_sky_sources.ecsv")
     assert 0 < len(sources) <= len(truth)
     assert set(sources["morph_class"]) <= {*CLASSES, "Compact", "uncertain"}
-    # most found sources are point sources, compact by measurement
-    assert (sources["morph_flag"] == "compact_by_measurement").mean() > 0.9
+    # most found sources are point sources, compact by measurement (the others are pieces
+    # of the 8 extended sources and of the artefacts around the bright ones)
+    assert (sources["morph_flag"] == "compact_by_measurement").mean() > 0.8
     assert sources.meta["IMAGE"] == "example_sky.fits"
     # the tiny model's 35.2" tiles are 32 pixels of the example's 1.1"
     tiles = QTable.read(out / "example_sky_tiles.ecsv")

@@ -127,6 +127,42 @@ def test_resolved_sources_are_judged_or_uncertain(headed, sky):
         assert result[name].info.description, name
 
 
+def test_a_source_is_measured_against_its_local_rms(headed, sky):
+    """Near a bright source or at a mosaic's edge the noise is not the image's: a source
+    the finder measured against a high local rms is faint there, not judged."""
+    hdu, _ = sky
+    center = SkyCoord(150 * u.deg, -30 * u.deg)
+    catalog = QTable({
+        "sky_center": SkyCoord([center] * 3),
+        "flux": [1e-3] * 3 * u.Jy,
+        "peak": [2e-4] * 3 * u.Jy / u.beam,
+        "major": [40.0] * 3 * u.arcsec,
+        "minor": [10.0] * 3 * u.arcsec,
+        "s_code": ["M"] * 3,
+        "local_rms": [1e-5, 1e-4, np.nan] * u.Jy / u.beam,
+    })
+    result = classify_morphology(catalog, hdu, headed, threads=1, progress=False)
+    image_rms = result.meta["RMS"]
+    assert image_rms == pytest.approx(4e-6, rel=0.2)  # the sky's noise
+    np.testing.assert_allclose(result["snr"], [20.0, 2.0, 2e-4 / image_rms], rtol=1e-5)
+    assert result["morph_flag"][1] == "faint" and result["morph_class"][1] == "uncertain"
+    assert result["morph_flag"][0] != "faint" and result["morph_flag"][2] != "faint"
+    assert "local_rms" in result["snr"].info.description
+
+
+def test_stamps_are_clipped_at_their_own_floor(headed):
+    from radiofm.inference._annotate import stamp_inputs
+
+    metadata = load_model(headed, threads=1).metadata
+    stamp = np.random.default_rng(0).normal(0.0, 1.0, (64, 64))
+    stamp[28:36, 28:36] += 20.0
+    stamps = np.stack([stamp] * 3)
+    inputs = stamp_inputs(stamps, metadata, floor=np.array([3.0, 1e3, np.nan]))
+    assert not np.allclose(inputs[0], inputs[1])  # each stamp clipped at its own floor
+    np.testing.assert_array_equal(inputs[2], stamp_inputs(stamps[2:], metadata)[0])
+    np.testing.assert_array_equal(inputs[0], stamp_inputs(stamps[:1], metadata, floor=3.0)[0])
+
+
 def test_copies_keep_the_heads(headed, tmp_path):
     copy = tmp_path / "copy.onnx"
     shutil.copy(headed, copy)

@@ -43,6 +43,9 @@ def test_bright_compact_sources_are_found_with_their_flux(field, method):
     assert np.median(ratio) == pytest.approx(1.0, abs=tolerance)
     assert set(catalog["s_code"]) <= {"S", "C", "M"}
     assert (catalog["s_code"][index[bright & found]] != "M").mean() > 0.9
+    # each source carries the rms it was measured against: here the image noise
+    assert np.median(catalog["local_rms"].to_value(u.Jy / u.beam)) == pytest.approx(
+        1e-5, rel=0.1)
     image = read_image(hdu)
     x, y = image.wcs.world_to_pixel(catalog["sky_center"])
     np.testing.assert_allclose(catalog["x_center"], x, atol=1e-6)
@@ -67,6 +70,21 @@ def test_blank_regions_are_ignored_by_photutils():
     visible = truth[(truth["x_center"] > 140) & (truth["peak"].value > 2e-4)]
     index, separation, _ = visible["sky_center"].match_to_catalog_sky(catalog["sky_center"])
     assert (separation < 3 * u.arcsec).mean() > 0.9
+
+
+def test_photutils_finds_faint_sources_beside_bright_ones_with_artefacts():
+    # Spokes around bright sources inflated a background rms measured with them in it,
+    # hiding the point sources nearby; the islands of the first pass are left out of the
+    # second. The old single pass found 64 % of these sources, the two passes 85 %.
+    noise = 4e-6
+    hdu, truth = make_radio_sky((768, 768), noise=noise, extended_density=100.0, seed=3,
+                                artefacts=True, artefact_flux=0.002)
+    catalog = find_sources(hdu, "photutils")
+    _, found = _recovered(catalog, truth, radius=7.5 * u.arcsec)
+    bright = (truth["morph_class"] == "compact") & (
+        truth["peak"].to_value(u.Jy / u.beam) >= 8 * noise)
+    assert bright.sum() > 100
+    assert found[bright].mean() > 0.75
 
 
 @pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")

@@ -14,9 +14,9 @@ BDSF_ASCII = """# Source list for image.fits
 # Reference frequency of the detection ("ch0") image: 1.40000e+09 Hz
 # Equinox : 2000.0 
 
-# Source_id Isl_id RA E_RA DEC E_DEC Total_flux E_Total_flux Peak_flux E_Peak_flux Maj E_Maj Min E_Min PA E_PA S_Code
-   0    0 150.01 0.00001 -30.01 0.00001 0.00150 0.00001 0.00140 0.00001 0.00210 0.00001 0.00200 0.00001 110.0 9.0 S   
-   1    0 150.02 0.00001 -30.02 0.00001 0.00300 0.00002 0.00100 0.00001 0.00500 0.00001 0.00250 0.00001 45.0 9.0 M   
+# Source_id Isl_id RA E_RA DEC E_DEC Total_flux E_Total_flux Peak_flux E_Peak_flux Maj E_Maj Min E_Min PA E_PA Isl_rms S_Code
+   0    0 150.01 0.00001 -30.01 0.00001 0.00150 0.00001 0.00140 0.00001 0.00210 0.00001 0.00200 0.00001 110.0 9.0 0.00002 S   
+   1    0 150.02 0.00001 -30.02 0.00001 0.00300 0.00002 0.00100 0.00001 0.00500 0.00001 0.00250 0.00001 45.0 9.0 0.00003 M   
 """
 
 BDSF_GAUL = """# Gaussian list for image.fits
@@ -43,6 +43,7 @@ def _bdsf_fits_table():
     table["Maj"] = [2.1e-3, 5e-3] * u.deg
     table["Min"] = [2e-3, 2.5e-3] * u.deg
     table["PA"] = [110.0, 45.0] * u.deg
+    table["Isl_rms"] = [2e-5, 3e-5] * u.Jy / u.beam
     table["S_Code"] = np.array([b"S", b"M"])
     return table
 
@@ -56,6 +57,7 @@ def _check_two_sources(catalog):
     assert catalog["major"].to_value(u.arcsec) == pytest.approx([7.56, 18.0])
     assert catalog["pa"].to_value(u.deg) == pytest.approx([110.0, 45.0])
     assert list(catalog["island_id"]) == [0, 0]
+    assert catalog["local_rms"].to_value(u.uJy / u.beam) == pytest.approx([20.0, 30.0])
 
 
 def test_bdsf_fits_srl(tmp_path):
@@ -85,7 +87,7 @@ def test_common_catalogue_layouts(tmp_path):
     catalog = read_catalog(csv)
     assert catalog["flux"].to_value(u.Jy) == pytest.approx([0.0015, 0.003])
     assert catalog["s_code"].tolist() == ["", ""]
-    assert np.isnan(catalog["major"]).all()
+    assert np.isnan(catalog["major"]).all() and np.isnan(catalog["local_rms"]).all()
     sexagesimal = Table({"RA": ["10:00:02.4", "10:00:04.8"], "DEC": ["-30:00:36", "-30:01:12"],
                          "flux": [1e-3, 2e-3]})
     catalog = read_catalog(sexagesimal)
