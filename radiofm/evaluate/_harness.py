@@ -106,7 +106,10 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     -------
     report : `~astropy.table.QTable`
         One row per task, data set, feature set, probe and metric (``value`` with a 95 %
-        interval in ``low``/``high`` where one is computed); run details in ``meta``.
+        interval in ``low``/``high`` where one is computed); with the random baseline, rows
+        of feature set ``model-random`` give the model's margin over its random twin on the
+        same test items (error or regression metric, model minus twin, paired bootstrap
+        interval). Run details in ``meta``.
     """
     unknown = set(tasks) - set(TASKS)
     if unknown:

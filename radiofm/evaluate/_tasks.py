@@ -31,6 +31,7 @@ log = logging.getLogger("radiofm")
 ALPHAS = np.logspace(-2, 5, 15)
 C_GRID = np.logspace(-3, 2, 11)
 BOOTSTRAP = 1000
+MARGIN = "model-random"  # report rows of the model's margin over its random twin
 
 
 class Features:
@@ -85,35 +86,74 @@ class Features:
 
 
 def _row(task, data, features, role, probe, metric, value, low=np.nan, high=np.nan, **counts):
-    return {"task": task, "dataset": data.name, "features": role,
-            "name": features.name(role) if role in features.embedders else "supervised CNN",
+    if role == MARGIN:
+        name = "the model minus its random twin, paired over the test items"
+    else:
+        name = features.name(role) if role in features.embedders else "supervised CNN"
+    return {"task": task, "dataset": data.name, "features": role, "name": name,
             "probe": probe, "metric": metric, "value": float(value), "low": float(low),
             "high": float(high), "n_train": counts.get("n_train", 0),
             "n_test": counts.get("n_test", 0)}
 
 
+def _bootstrap(statistic, *columns, seed=0):
+    """95 % interval of ``statistic(*columns)`` over bootstrap resamples of the test items.
+
+    Every column is resampled with the same draws, so a statistic of two feature sets'
+    results on the same items (their difference) is paired: what the items have in common
+    cancels. Resamples where the statistic is undefined (NaN) are left out.
+    """
+    columns = [np.asarray(column) for column in columns]
+    n = len(columns[0])
+    draws = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+    values = np.array([statistic(*(column[draw] for column in columns)) for draw in draws])
+    values = values[np.isfinite(values)]
+    return np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+
+
+def _error(correct):
+    return 1.0 - correct.mean()
+
+
+def _r2(true, predicted):
+    spread = true.var()
+    return 1.0 - ((true - predicted) ** 2).mean() / spread if spread > 0 else np.nan
+
+
+def _mae(true, predicted):
+    return np.abs(true - predicted).mean()
+
+
+def _mse(true, predicted):
+    return ((true - predicted) ** 2).mean()
+
+
+_STATISTICS = {"r2": _r2, "mae": _mae, "mse": _mse}
+
+
 def _bootstrap_error(correct, seed=0):
     """95 % interval of the error rate over bootstrap resamples of the test set."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(correct), size=(BOOTSTRAP, len(correct)))
-    errors = 1.0 - correct[draws].mean(axis=1)
-    return np.percentile(errors, [2.5, 97.5])
+    return _bootstrap(_error, correct, seed=seed)
 
 
 def _bootstrap_metric(metric, true, predicted, seed=0):
     """95 % interval of a regression metric (``"mse"``, ``"mae"``, ``"r2"``) over bootstrap
     resamples of the test set."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(true), size=(BOOTSTRAP, len(true)))
-    t, p = np.asarray(true, float)[draws], np.asarray(predicted, float)[draws]
-    if metric == "mae":
-        values = np.abs(t - p).mean(axis=1)
-    else:
-        values = ((t - p) ** 2).mean(axis=1)
-        if metric == "r2":
-            spread = t.var(axis=1)
-            values = 1.0 - values[spread > 0] / spread[spread > 0]
-    return np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+    return _bootstrap(_STATISTICS[metric], np.asarray(true, float),
+                      np.asarray(predicted, float), seed=seed)
+
+
+def _margin_row(task, data, features, probe, metric, statistic, model, random, **sizes):
+    """The model's margin over its random twin: ``statistic`` of the model's results minus
+    the twin's on the same test items, with a paired bootstrap interval. ``model`` and
+    ``random`` are tuples of columns (``correct``, or ``true, predicted``)."""
+    def margin(*columns):
+        half = len(columns) // 2
+        return statistic(*columns[:half]) - statistic(*columns[half:])
+
+    low, high = _bootstrap(margin, *model, *random)
+    return _row(task, data, features, MARGIN, probe, metric, margin(*model, *random), low,
+                high, **sizes)
 
 
 def _regression_task(task, data, features, metrics):
@@ -132,6 +172,10 @@ def _regression_task(task, data, features, metrics):
             rows.append(_row(task, data, features, role, "ridge", name,
                              metric(true, predicted), low, high, **sizes))
         plot[role] = (true, predicted)
+    if {"model", "random"} <= set(plot):
+        for name in metrics:
+            rows.append(_margin_row(task, data, features, "ridge", name, _STATISTICS[name],
+                                    plot["model"], plot["random"], **sizes))
     return rows, plot
 
 
@@ -185,9 +229,11 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
     folds = int(min(5, np.bincount(y[train]).min()))
     if folds < 2:
         raise ValueError(f"{data.name}: every class needs at least 2 training items")
+    outcomes = {}
 
     def report(role, probe_name, predicted):
         correct = predicted == y[test]
+        outcomes[(role, probe_name)] = correct
         low, high = _bootstrap_error(correct)
         rows.append(_row(task, data, features, role, probe_name, "error", 1 - correct.mean(),
                          low, high, **sizes))
@@ -224,6 +270,11 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
         held = (stamps[valid], y[valid]) if valid.any() else None
         predict = supervised(stamps[train], y[train], n_classes, valid=held)
         report("supervised", "cnn", predict(stamps[test]).argmax(1))
+    for probe_name in ("logistic", "knn"):
+        if ("model", probe_name) in outcomes and ("random", probe_name) in outcomes:
+            rows.append(_margin_row(task, data, features, probe_name, "error", _error,
+                                    (outcomes[("model", probe_name)],),
+                                    (outcomes[("random", probe_name)],), **sizes))
     return rows, plot
 
 
@@ -308,6 +359,7 @@ def cross_sample_task(data, features):
     """
     sample, y = data.extra["sample"], data.target
     rows, plot = [], {"class_names": data.class_names, "confusion": {}, "map": {}}
+    outcomes, sizes_of = {}, {}
     for role in features.roles_for("crosssample"):
         x = features.get(role, data)
         for label, source, target, clear in CROSS_DIRECTIONS:
@@ -329,8 +381,9 @@ def cross_sample_task(data, features):
                 {"logisticregression__C": C_GRID}, cv=folds).fit(x[train], y[train])
             predicted = probe.predict(x[test])
             correct = predicted == y[test]
+            outcomes[(role, label)] = correct
             low, high = _bootstrap_error(correct)
-            sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
+            sizes = sizes_of[label] = {"n_train": int(train.sum()), "n_test": int(test.sum())}
             shown = _Shown(label)
             rows.append(_row("crosssample", shown, features, role, "logistic", "error",
                              1 - correct.mean(), low, high, **sizes))
@@ -349,6 +402,11 @@ def cross_sample_task(data, features):
             x[every])
         plot["map"][role] = (projected, (sample[every] == "RGD").astype(int))
     plot["map_classes"] = ("MiraBest", "RGD")
+    for label, *_ in CROSS_DIRECTIONS:
+        if ("model", label) in outcomes and ("random", label) in outcomes:
+            rows.append(_margin_row("crosssample", _Shown(label), features, "logistic",
+                                    "error", _error, (outcomes[("model", label)],),
+                                    (outcomes[("random", label)],), **sizes_of[label]))
     return rows, plot
 
 

@@ -328,3 +328,67 @@ def test_cli_views_take_one_count_or_several():
     for bad in ("4", "1,x", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="view counts among 1, 2, 8"):
             _view_counts(bad)
+
+
+def test_the_margin_over_the_random_twin_is_paired():
+    from radiofm.evaluate._tasks import MARGIN, _bootstrap, _error
+
+    rng = np.random.default_rng(12)
+    correct = rng.random(100) < 0.7
+    # the same outcomes twice: a paired difference is exactly 0 on every resample, though
+    # each error alone varies by about 0.18 across them
+    low, high = _bootstrap(lambda a, b: _error(a) - _error(b), correct, correct)
+    assert low == high == 0.0
+    alone = _bootstrap(_error, correct)
+    assert alone[1] - alone[0] > 0.1
+    # in a task: one row per probe, the model's value minus the twin's
+    stamps, labels = _halves(160, rng)
+    split = np.where(np.arange(160) < 120, "train", "test")
+    data = _task_data(stamps, labels, split, ("upper", "lower"))
+    features = Features({"model": PixelEmbedder(16, n_components=20),
+                         "random": _BrightPixels()})
+    rows, _ = classification_task("bars", data, features)
+    table = {(r["features"], r["probe"], r["metric"]): r for r in rows}
+    for probe in ("logistic", "knn"):
+        margin = table[(MARGIN, probe, "error")]
+        expected = (table[("model", probe, "error")]["value"]
+                    - table[("random", probe, "error")]["value"])
+        assert margin["value"] == pytest.approx(expected)
+        assert margin["low"] <= margin["value"] <= margin["high"] < 0  # pixels see halves
+        assert "random twin" in margin["name"]
+
+
+class _Noise:
+    """Features that know nothing of the stamps."""
+
+    name, input_size, pca = "noise", 16, None
+
+    def embed(self, stamps):
+        return np.random.default_rng(len(stamps)).normal(size=(len(stamps), 4))
+
+
+def test_regression_and_cross_sample_margins():
+    from radiofm.evaluate._tasks import MARGIN, cross_sample_task
+
+    rng = np.random.default_rng(13)
+    counts = rng.integers(0, 6, 200)
+    stamps = np.zeros((200, 16, 16), dtype=np.float32)
+    for stamp, count in zip(stamps, counts, strict=True):
+        stamp.flat[rng.choice(256, count, replace=False)] = 1.0
+    split = np.where(np.arange(200) < 150, "train", "test")
+    features = Features({"model": _BrightPixels(), "random": _Noise()})
+    rows, _ = counts_task(_task_data(stamps, counts.astype(float), split), features)
+    table = {(r["features"], r["metric"]): r for r in rows}
+    for metric in ("r2", "mse"):
+        assert table[(MARGIN, metric)]["value"] == pytest.approx(
+            table[("model", metric)]["value"] - table[("random", metric)]["value"])
+    assert table[(MARGIN, "r2")]["low"] > 0.8  # bright pixels count, noise does not
+    from radiofm.evaluate import ShapeMeasurer
+
+    data = _two_samples(rng)
+    rows, _ = cross_sample_task(data, Features({"model": ShapeMeasurer(),
+                                                "random": _Processing()}))
+    margins = [r for r in rows if r["features"] == MARGIN]
+    assert [r["dataset"] for r in margins] == ["MiraBest -> RGD", "RGD -> MiraBest",
+                                                "RGD -> MiraBest train+test"]
+    assert all(r["metric"] == "error" and r["value"] < 0 for r in margins)
