@@ -142,7 +142,7 @@ def _reference(x_train, x_heldout, n_components, quantile):
     return reference
 
 
-def _poisson(x_train, y_train, x_test, y_test, seed=0):
+def _poisson(x_train, y_train, seed=0):
     """Poisson GLM (log link) on standardised features; alpha by held-out deviance."""
     from sklearn.linear_model import PoissonRegressor
     from sklearn.metrics import mean_poisson_deviance
@@ -221,10 +221,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     """Fit the count, morphology and out-of-distribution heads of a model.
 
     - counts: a Poisson GLM (log link, so never negative) on standardised embeddings of
-      270 arcsec tiles: FIRST tiles (compact sources a finder codes ``S``, peak >= 5
-      sigma) and simulated MeerKAT-like tiles, with and without calibration artefacts
-      (true compact sources with peak >= 5 sigma),
-      training splits only; the penalty is chosen on a held-out fifth of train;
+      270 arcsec tiles: FIRST tiles (components a finder finds with peak >= 5 sigma and a
+      major axis of at most 2 beams) and simulated MeerKAT-like tiles, with and without
+      calibration artefacts (true compact sources with peak >= 5 sigma), training splits
+      only; the penalty is chosen on a held-out fifth of train;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train and a
       temperature fitted on valid, C chosen for the smallest valid log-loss (calibration
       before accuracy); accuracy and ECE on test;
@@ -295,7 +295,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     split = np.concatenate([data.split for data in parts.values()])
     source = np.concatenate([[name] * len(data) for name, data in parts.items()])
     train, test = split == "train", split == "test"
-    counts = _poisson(x[train], y[train], x[test], y[test])
+    counts = _poisson(x[train], y[train])
     z = (x - counts["mean"]) / counts["scale"]
     predicted = np.exp(np.minimum(z @ counts["coef"] + counts["intercept"],
                                   counts["max_log_rate"]))
