@@ -81,14 +81,18 @@ def test_classification_needs_two_items_per_class():
         classification_task("toy", data, Features({"pixels": PixelEmbedder(16)}))
 
 
-def test_counts_probe_reports_r2_of_the_test_split():
-    rng = np.random.default_rng(1)
+def _counted_pixels(rng):
+    """200 stamps with 0-5 bright pixels each (the count), 150 to train and 50 to test."""
     counts = rng.integers(0, 6, 200)
     stamps = np.zeros((200, 16, 16), dtype=np.float32)
     for stamp, count in zip(stamps, counts, strict=True):
         stamp.flat[rng.choice(256, count, replace=False)] = 1.0
     split = np.where(np.arange(200) < 150, "train", "test")
-    rows, plot = counts_task(_task_data(stamps, counts.astype(float), split),
+    return _task_data(stamps, counts.astype(float), split)
+
+
+def test_counts_probe_reports_r2_of_the_test_split():
+    rows, plot = counts_task(_counted_pixels(np.random.default_rng(1)),
                              Features({"bright": _BrightPixels()}))
     values = {r["metric"]: r["value"] for r in rows}
     assert values["r2"] > 0.99 and values["mse"] < 0.01
@@ -371,13 +375,8 @@ def test_regression_and_cross_sample_margins():
     from radiofm.evaluate._tasks import MARGIN, cross_sample_task
 
     rng = np.random.default_rng(13)
-    counts = rng.integers(0, 6, 200)
-    stamps = np.zeros((200, 16, 16), dtype=np.float32)
-    for stamp, count in zip(stamps, counts, strict=True):
-        stamp.flat[rng.choice(256, count, replace=False)] = 1.0
-    split = np.where(np.arange(200) < 150, "train", "test")
     features = Features({"model": _BrightPixels(), "random": _Noise()})
-    rows, _ = counts_task(_task_data(stamps, counts.astype(float), split), features)
+    rows, _ = counts_task(_counted_pixels(rng), features)
     table = {(r["features"], r["metric"]): r for r in rows}
     for metric in ("r2", "mse"):
         assert table[(MARGIN, metric)]["value"] == pytest.approx(
