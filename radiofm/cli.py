@@ -640,6 +640,10 @@ def _add_evaluate(commands):
                             help="comma-separated baselines among pixels, random, classical "
                             "(island counter, shape measurements), supervised, or 'none' "
                             "(default: all four)")
+    evaluation.add_argument("--reference", metavar="MODEL",
+                            help="another model with the same stretch (e.g. the current "
+                            "default), evaluated in the same run, with the model's paired "
+                            "margins over it (feature set model-reference)")
     evaluation.add_argument("--limit", type=int,
                             help="at most this many items per split of each data set")
     evaluation.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
@@ -676,7 +680,8 @@ def _run_evaluate(args):
     baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
     report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
                       tasks=tasks, baselines=baselines,
-                      limit=args.limit, finder=args.finder, seed=args.seed, views=args.views)
+                      limit=args.limit, finder=args.finder, seed=args.seed, views=args.views,
+                      reference=args.reference)
     print(format_report(report))
     log.info("report written to %s (%.0f s)", args.output, report.meta["SECONDS"])
     return 0

@@ -66,7 +66,7 @@ def _view_counts(embedder, views):
 
 
 def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES, limit=None,
-             finder="auto", seed=0, views=None):
+             finder="auto", seed=0, views=None, reference=None):
     """Run the downstream tasks on a model's frozen embeddings, beside the baselines.
 
     Parameters
@@ -101,6 +101,11 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         exported 8-view model gives them all from one run of its graph. Default: what the
         model does (an exported model records it), else 1. The supervised CNN is trained
         as it is.
+    reference : str, path-like or embedder, optional
+        Another model trained with the same stretch (e.g. the current default, when
+        deciding whether to replace it), evaluated in the same run as feature set
+        ``reference``, with the model's margins over it on the same test items
+        (``model-reference``, paired intervals).
 
     Returns
     -------
@@ -109,7 +114,13 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         interval in ``low``/``high`` where one is computed); with the random baseline, rows
         of feature set ``model-random`` give the model's margin over its random twin on the
         same test items (error or regression metric, model minus twin, paired bootstrap
-        interval). Run details in ``meta``.
+        interval), and with a ``reference``, rows ``model-reference`` the same against it.
+        Run details in ``meta``.
+
+    Raises
+    ------
+    ValueError
+        Unknown tasks or baselines, or a reference trained with another stretch.
     """
     unknown = set(tasks) - set(TASKS)
     if unknown:
@@ -121,6 +132,16 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     embedder = model if hasattr(model, "embed") else load_embedder(model, seed=seed)
     views, other_views = _view_counts(embedder, views)
     members = _baseline_embedders(embedder, model, baselines, seed)
+    if reference is not None:
+        other = reference if hasattr(reference, "embed") else load_embedder(reference,
+                                                                             seed=seed)
+        if normalization_of(other) != normalization_of(embedder):
+            raise ValueError(
+                f"the reference {other.name} was trained with another stretch "
+                f"({normalization_of(other).to_dict()}) than {embedder.name} "
+                f"({normalization_of(embedder).to_dict()}); the harness shows every feature "
+                "set the model's, so evaluate the reference on its own")
+        members["reference"] = other
     features = {role: member if hasattr(member, "measure") else with_views(member, views)
                 for role, member in members.items()}
     for count in other_views:  # the embedding-cost study: the model at other view counts

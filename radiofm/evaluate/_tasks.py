@@ -31,7 +31,10 @@ log = logging.getLogger("radiofm")
 ALPHAS = np.logspace(-2, 5, 15)
 C_GRID = np.logspace(-3, 2, 11)
 BOOTSTRAP = 1000
-MARGIN = "model-random"  # report rows of the model's margin over its random twin
+# Report rows of the model's margin over another feature set on the same test items:
+# feature set name -> (the other role, what it is called in the report)
+MARGINS = {"model-random": ("random", "its random twin"),
+           "model-reference": ("reference", "the reference model")}
 
 
 class Features:
@@ -86,8 +89,8 @@ class Features:
 
 
 def _row(task, data, features, role, probe, metric, value, low=np.nan, high=np.nan, **counts):
-    if role == MARGIN:
-        name = "the model minus its random twin, paired over the test items"
+    if role in MARGINS:
+        name = f"the model minus {MARGINS[role][1]}, paired over the test items"
     else:
         name = features.name(role) if role in features.embedders else "supervised CNN"
     return {"task": task, "dataset": data.name, "features": role, "name": name,
@@ -143,17 +146,23 @@ def _bootstrap_metric(metric, true, predicted, seed=0):
                       np.asarray(predicted, float), seed=seed)
 
 
-def _margin_row(task, data, features, probe, metric, statistic, model, random, **sizes):
-    """The model's margin over its random twin: ``statistic`` of the model's results minus
-    the twin's on the same test items, with a paired bootstrap interval. ``model`` and
-    ``random`` are tuples of columns (``correct``, or ``true, predicted``)."""
+def _margin_rows(task, data, features, probe, metric, statistic, results, **sizes):
+    """The model's margins (`MARGINS`): ``statistic`` of the model's results minus another
+    feature set's on the same test items, with a paired bootstrap interval, for each other
+    feature set in ``results`` (role -> tuple of columns: ``correct``, or ``true,
+    predicted``)."""
     def margin(*columns):
         half = len(columns) // 2
         return statistic(*columns[:half]) - statistic(*columns[half:])
 
-    low, high = _bootstrap(margin, *model, *random)
-    return _row(task, data, features, MARGIN, probe, metric, margin(*model, *random), low,
-                high, **sizes)
+    rows = []
+    for role, (other, _) in MARGINS.items():
+        if "model" in results and other in results:
+            paired = (*results["model"], *results[other])
+            low, high = _bootstrap(margin, *paired)
+            rows.append(_row(task, data, features, role, probe, metric, margin(*paired), low,
+                             high, **sizes))
+    return rows
 
 
 def _regression_task(task, data, features, metrics):
@@ -172,10 +181,9 @@ def _regression_task(task, data, features, metrics):
             rows.append(_row(task, data, features, role, "ridge", name,
                              metric(true, predicted), low, high, **sizes))
         plot[role] = (true, predicted)
-    if {"model", "random"} <= set(plot):
-        for name in metrics:
-            rows.append(_margin_row(task, data, features, "ridge", name, _STATISTICS[name],
-                                    plot["model"], plot["random"], **sizes))
+    for name in metrics:
+        rows += _margin_rows(task, data, features, "ridge", name, _STATISTICS[name], plot,
+                             **sizes)
     return rows, plot
 
 
@@ -271,10 +279,10 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
         predict = supervised(stamps[train], y[train], n_classes, valid=held)
         report("supervised", "cnn", predict(stamps[test]).argmax(1))
     for probe_name in ("logistic", "knn"):
-        if ("model", probe_name) in outcomes and ("random", probe_name) in outcomes:
-            rows.append(_margin_row(task, data, features, probe_name, "error", _error,
-                                    (outcomes[("model", probe_name)],),
-                                    (outcomes[("random", probe_name)],), **sizes))
+        results = {role: (correct,) for (role, probe), correct in outcomes.items()
+                   if probe == probe_name}
+        rows += _margin_rows(task, data, features, probe_name, "error", _error, results,
+                             **sizes)
     return rows, plot
 
 
@@ -402,11 +410,11 @@ def cross_sample_task(data, features):
             x[every])
         plot["map"][role] = (projected, (sample[every] == "RGD").astype(int))
     plot["map_classes"] = ("MiraBest", "RGD")
-    for label, *_ in CROSS_DIRECTIONS:
-        if ("model", label) in outcomes and ("random", label) in outcomes:
-            rows.append(_margin_row("crosssample", _Shown(label), features, "logistic",
-                                    "error", _error, (outcomes[("model", label)],),
-                                    (outcomes[("random", label)],), **sizes_of[label]))
+    for label in sizes_of:
+        results = {role: (correct,) for (role, shown), correct in outcomes.items()
+                   if shown == label}
+        rows += _margin_rows("crosssample", _Shown(label), features, "logistic", "error",
+                             _error, results, **sizes_of[label])
     return rows, plot
 
 

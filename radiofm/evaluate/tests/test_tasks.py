@@ -158,6 +158,18 @@ def test_evaluate_rejects_unknown_tasks_and_baselines():
         evaluate("pixels", baselines=["oracle"])
 
 
+class _SnrPixels(PixelEmbedder):
+    """Pixels read on the S/N stretch, as a model trained on it would be."""
+
+    normalization = {"method": "snr", "softening": 1.0}
+
+
+def test_a_reference_with_another_stretch_is_refused():
+    with pytest.raises(ValueError, match="reference .* another stretch .*evaluate the "
+                                         "reference on its own"):
+        evaluate(_SnrPixels(16), reference="pixels", tasks=["frii"], baselines=[])
+
+
 def test_supervised_cnn_learns_lobes():
     pytest.importorskip("torch")
     from radiofm.train import train_small_cnn
@@ -334,8 +346,11 @@ def test_cli_views_take_one_count_or_several():
             _view_counts(bad)
 
 
+TWIN_MARGIN = "model-random"
+
+
 def test_the_margin_over_the_random_twin_is_paired():
-    from radiofm.evaluate._tasks import MARGIN, _bootstrap, _error
+    from radiofm.evaluate._tasks import _bootstrap, _error
 
     rng = np.random.default_rng(12)
     correct = rng.random(100) < 0.7
@@ -354,7 +369,7 @@ def test_the_margin_over_the_random_twin_is_paired():
     rows, _ = classification_task("bars", data, features)
     table = {(r["features"], r["probe"], r["metric"]): r for r in rows}
     for probe in ("logistic", "knn"):
-        margin = table[(MARGIN, probe, "error")]
+        margin = table[(TWIN_MARGIN, probe, "error")]
         expected = (table[("model", probe, "error")]["value"]
                     - table[("random", probe, "error")]["value"])
         assert margin["value"] == pytest.approx(expected)
@@ -372,22 +387,42 @@ class _Noise:
 
 
 def test_regression_and_cross_sample_margins():
-    from radiofm.evaluate._tasks import MARGIN, cross_sample_task
+    from radiofm.evaluate._tasks import cross_sample_task
 
     rng = np.random.default_rng(13)
     features = Features({"model": _BrightPixels(), "random": _Noise()})
     rows, _ = counts_task(_counted_pixels(rng), features)
     table = {(r["features"], r["metric"]): r for r in rows}
     for metric in ("r2", "mse"):
-        assert table[(MARGIN, metric)]["value"] == pytest.approx(
+        assert table[(TWIN_MARGIN, metric)]["value"] == pytest.approx(
             table[("model", metric)]["value"] - table[("random", metric)]["value"])
-    assert table[(MARGIN, "r2")]["low"] > 0.8  # bright pixels count, noise does not
+    assert table[(TWIN_MARGIN, "r2")]["low"] > 0.8  # bright pixels count, noise does not
     from radiofm.evaluate import ShapeMeasurer
 
     data = _two_samples(rng)
     rows, _ = cross_sample_task(data, Features({"model": ShapeMeasurer(),
                                                 "random": _Processing()}))
-    margins = [r for r in rows if r["features"] == MARGIN]
+    margins = [r for r in rows if r["features"] == TWIN_MARGIN]
     assert [r["dataset"] for r in margins] == ["MiraBest -> RGD", "RGD -> MiraBest",
                                                 "RGD -> MiraBest train+test"]
     assert all(r["metric"] == "error" and r["value"] < 0 for r in margins)
+
+
+def test_margins_over_a_reference_model():
+    """Two models in one run: the model's margin over the reference on the same items."""
+    rng = np.random.default_rng(14)
+    stamps, labels = _halves(160, rng)
+    split = np.where(np.arange(160) < 120, "train", "test")
+    data = _task_data(stamps, labels, split, ("upper", "lower"))
+    features = Features({"model": PixelEmbedder(16, n_components=20),
+                         "reference": _BrightPixels()})
+    rows, _ = classification_task("bars", data, features, knn=False)
+    table = {(r["features"], r["metric"]): r for r in rows}
+    margin = table[("model-reference", "error")]
+    assert margin["value"] == pytest.approx(table[("model", "error")]["value"]
+                                            - table[("reference", "error")]["value"])
+    assert "reference model" in margin["name"]
+    assert ("model-random", "error") not in table  # no twin in this run
+    rows, _ = counts_task(_counted_pixels(rng), Features({"model": _BrightPixels(),
+                                                          "reference": _Noise()}))
+    assert {r["features"] for r in rows} == {"model", "reference", "model-reference"}
