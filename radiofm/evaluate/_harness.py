@@ -135,12 +135,12 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
     if reference is not None:
         other = reference if hasattr(reference, "embed") else load_embedder(reference,
                                                                              seed=seed)
-        if normalization_of(other) != normalization_of(embedder):
+        theirs, ours = normalization_of(other), normalization_of(embedder)
+        if theirs != ours:
             raise ValueError(
                 f"the reference {other.name} was trained with another stretch "
-                f"({normalization_of(other).to_dict()}) than {embedder.name} "
-                f"({normalization_of(embedder).to_dict()}); the harness shows every feature "
-                "set the model's, so evaluate the reference on its own")
+                f"({theirs.to_dict()}) than {embedder.name} ({ours.to_dict()}); the harness "
+                "shows every feature set the model's, so evaluate the reference on its own")
         members["reference"] = other
     features = {role: member if hasattr(member, "measure") else with_views(member, views)
                 for role, member in members.items()}
