@@ -20,8 +20,6 @@ from ._atomic import atomic_path, check_not_inputs, check_writable_folder
 
 log = logging.getLogger("radiofm")
 
-EXAMPLE_SHAPE = (2048, 2048)
-EXAMPLE_SEED = 2026
 TABLE_CHOICES = ("ecsv", "fits", "votable", "parquet")
 
 
@@ -148,7 +146,7 @@ def _check_free(paths, overwrite):
 
 def _write_example(folder, overwrite):
     """Write the embedded default sky and its truth catalogue into ``folder``."""
-    from .simulate import make_radio_sky
+    from .simulate import EXAMPLE_SEED, EXAMPLE_SHAPE, make_radio_sky
 
     folder = check_writable_folder(folder)
     image_path, truth_path = folder / "example_sky.fits", folder / "example_truth.ecsv"
@@ -726,8 +724,29 @@ def _add_export(commands):
                           "the size), run in float32")
     exporter.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
                        help="source finder for the FIRST compact counts (cached)")
+    _add_count_head_options(exporter)
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
+
+
+def _add_count_head_options(parser):
+    """The count head's fit options, shared by export and fit-heads."""
+    from .evaluate import ARTEFACT_FIELDS, COUNT_WINDOWS, SIMULATED_FIELDS
+
+    parser.add_argument("--count-windows", type=int, default=COUNT_WINDOWS, metavar="N",
+                        help="the count head reads N x N windows of each tile and sums their "
+                        f"counts; 1: the whole tile (default {COUNT_WINDOWS})")
+    parser.add_argument("--simulated-fields", type=int, default=SIMULATED_FIELDS, metavar="N",
+                        help="simulated skies without artefacts for the count head, 2/3 "
+                        f"train (default {SIMULATED_FIELDS})")
+    parser.add_argument("--artefact-fields", type=int, default=ARTEFACT_FIELDS, metavar="N",
+                        help="simulated skies with artefacts for the count head, 2/3 train "
+                        f"(default {ARTEFACT_FIELDS})")
+
+
+def _count_head_options(args):
+    return {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
+            "artefact_fields": args.artefact_fields}
 
 
 def _run_export(args):
@@ -751,7 +770,7 @@ def _run_export(args):
     log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
              "on frozen embeddings")
     numpy_heads, heads = fit_output_heads(embedder, args.data, finder=args.finder,
-                                          graph_heads=True)
+                                          graph_heads=True, **_count_head_options(args))
     report = export_checkpoint(
         args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
         name=args.name,
@@ -792,6 +811,7 @@ def _add_fit_heads(commands):
     heads.add_argument("--first-limit", type=int,
                        help="at most this many FIRST fields per split (default: --limit)")
     heads.add_argument("--cache", help="folder to cache embeddings in")
+    _add_count_head_options(heads)
     heads.add_argument("--overwrite", action="store_true", help="replace an existing output")
     heads.set_defaults(run=_run_fit_heads)
 
@@ -805,6 +825,6 @@ def _run_fit_heads(args):
     Path(args.output).mkdir(parents=True, exist_ok=True)
     report = write_heads(args.model, output, root=args.data, finder=args.finder,
                          limit=args.limit, first_limit=args.first_limit, cache=args.cache,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, **_count_head_options(args))
     log.info("wrote %s (heads: %s)", output, report)
     return 0

@@ -10,6 +10,7 @@ from astropy.table import MaskedColumn, QTable, Table
 
 from .._atomic import atomic_path
 from ..sources import sky_positions
+from ..tiling import window_bounds
 
 __all__ = ["count_in_tiles", "match_catalog", "tiles_to_coco"]
 
@@ -92,7 +93,7 @@ def _selection(catalog, select):
     return mask
 
 
-def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact"):
+def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact", windows=1):
     """Count catalogue sources per tile.
 
     Parameters
@@ -108,11 +109,16 @@ def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact"):
         boolean mask, or a function of the catalogue returning one.
     column : str
         Name of the new column.
+    windows : int
+        Count in each of the ``windows`` x ``windows`` cells of a tile that
+        `radiofm.tiling.split_windows` cuts it into (`radiofm.tiling.window_bounds`; the
+        cells partition the tile, so a tile's windows add up to its count).
 
     Returns
     -------
     table : `~astropy.table.QTable`
-        A copy of ``tiles.table`` with ``column`` (int) added.
+        A copy of ``tiles.table`` with ``column`` (int) added: one count per tile, or with
+        ``windows`` > 1 a (N, windows**2) count per window in `split_windows` order.
 
     Examples
     --------
@@ -127,9 +133,17 @@ def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact"):
     """
     positions = sky_positions(catalog, "catalog")
     mask = _selection(catalog, select)
-    tile_index, _, _, _ = tile_membership(positions[mask], tiles)
+    tile_index, position_index, x, y = tile_membership(positions[mask], tiles)
     table = tiles.table.copy()
-    table[column] = np.bincount(tile_index, minlength=len(table))
+    edges, _, _ = window_bounds(tiles.tile_size, windows)
+
+    def cell_of(pixel, start):  # the window cell along one axis of each pair
+        offset = pixel[position_index] + 0.5 - np.asarray(table[start])[tile_index]
+        return np.clip(np.searchsorted(edges, offset, side="right") - 1, 0, windows - 1)
+
+    cell = ((tile_index * windows + cell_of(y, "y_min")) * windows + cell_of(x, "x_min"))
+    counts = np.bincount(cell, minlength=len(table) * windows * windows)
+    table[column] = counts if windows == 1 else counts.reshape(len(table), windows * windows)
     table.meta["COUNTCOL"] = column
     return table
 

@@ -32,17 +32,27 @@ from ._embedders import (
     random_twin,
     with_views,
 )
-from ._fit_heads import expected_calibration_error, fit_output_heads, write_heads
+from ._fit_heads import (
+    ARTEFACT_FIELDS,
+    COUNT_WINDOWS,
+    SIMULATED_FIELDS,
+    expected_calibration_error,
+    fit_output_heads,
+    write_heads,
+)
 from ._harness import TASKS, evaluate, fit_heads, format_report
 from ._stamps import TaskData, cross_sample_data, load_task_data, normalised_stamps
 from ._tasks import anomaly_scores
 
 __all__ = [
+    "ARTEFACT_FIELDS",
+    "COUNT_WINDOWS",
     "EVALUATION_VIEWS",
     "IslandCounter",
     "ShapeMeasurer",
     "TASKS",
     "PixelEmbedder",
+    "SIMULATED_FIELDS",
     "TaskData",
     "ViewAveraged",
     "anomaly_scores",

@@ -19,7 +19,8 @@ from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
 
-__all__ = ["expected_calibration_error", "fit_output_heads", "write_heads"]
+__all__ = ["ARTEFACT_FIELDS", "COUNT_WINDOWS", "SIMULATED_FIELDS", "expected_calibration_error",
+           "fit_output_heads", "write_heads"]
 
 log = logging.getLogger("radiofm")
 
@@ -28,7 +29,7 @@ OOD_COMPONENTS = 32
 #: Share of held-out in-distribution items an OOD threshold keeps (the rest are flagged).
 OOD_QUANTILE = 0.99
 #: Poisson GLM penalties tried (chosen by deviance on a held-out fifth of train).
-POISSON_ALPHAS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+POISSON_ALPHAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 #: Training beams (FWHM, arcsec): FIRST 5.4, MeerKAT MGCLS and the simulated sky 7.5.
 TRAINING_BEAMS_ARCSEC = (5.4, 7.5)
 #: Accepted beams and input noise levels reach this factor beyond the training ones.
@@ -36,6 +37,12 @@ RANGE_FACTOR = 1.5
 SCALE_FLOOR = 0.05  # of the median feature scale, as the harness's folded heads
 #: Simulated skies with calibration artefacts added to the count tiles (2/3 train).
 ARTEFACT_FIELDS = 9
+#: Simulated skies without artefacts in the count tiles (2/3 train; the harness's 6).
+SIMULATED_FIELDS = 6
+#: Windows per tile side the count head reads: 3 x 3 of 90 arcsec, chosen on validation
+#: skies only (``scripts/count_windows.py``: per-tile R^2 0.51 whole, 0.64 at 2 x 2, 0.68 at
+#: 3 x 3, default model v2).
+COUNT_WINDOWS = 3
 
 
 def expected_calibration_error(probabilities, labels, bins=15):
@@ -217,14 +224,17 @@ def _calibrated_logistic(x_train, y_train, x_valid, y_valid):
 
 def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finder="auto",
                      cache=None, n_components=OOD_COMPONENTS, ood_quantile=OOD_QUANTILE,
-                     graph_heads=False, artefact_fields=ARTEFACT_FIELDS):
+                     graph_heads=False, artefact_fields=ARTEFACT_FIELDS,
+                     simulated_fields=SIMULATED_FIELDS, count_windows=COUNT_WINDOWS):
     """Fit the count, morphology and out-of-distribution heads of a model.
 
     - counts: a Poisson GLM (log link, so never negative) on standardised embeddings of
       270 arcsec tiles: FIRST tiles (components a finder finds with peak >= 5 sigma and a
       major axis of at most 2 beams) and simulated MeerKAT-like tiles, with and without
       calibration artefacts (true compact sources with peak >= 5 sigma), training splits
-      only; the penalty is chosen on a held-out fifth of train;
+      only; the penalty is chosen on a held-out fifth of train. With ``count_windows`` the
+      head reads each tile's windows (`radiofm.tiling.split_windows`), fitted on the
+      windows' own counts, and a tile's count is their sum;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train and a
       temperature fitted on valid, C chosen for the smallest valid log-loss (calibration
       before accuracy); accuracy and ECE on test;
@@ -256,6 +266,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     artefact_fields : int
         Simulated skies with calibration artefacts (seeds from 2000) added to the count
         tiles, two thirds of them for training.
+    simulated_fields : int
+        Simulated skies without artefacts (seeds from 1000), two thirds for training.
+    count_windows : int
+        Windows per tile side the count head reads (1: the whole tile). Its test figures
+        are per tile (the sum over each tile's windows).
     graph_heads : bool
         Also return linear heads on the raw embedding for `radiofm.export`'s graph outputs
         (``n_compact``: ridge regression; ``morph_logits``: the calibrated logistic head
@@ -274,41 +289,62 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     stretch = normalization_of(embedder)
     from ._stamps import _simulated_count_tiles
 
-    parts = {
-        "counts_first": load_task_data("counts_first", root=root, finder=finder,
-                                       limit=limit if first_limit is None else first_limit,
-                                       normalization=stretch),
-        "counts_simulated": load_task_data("counts_simulated", root=root, limit=limit,
-                                           normalization=stretch),
-    }
-    tag = {"counts_first": f"counts_first_{finder}_{first_limit or limit}",
-           "counts_simulated": f"counts_simulated_{limit}"}
-    if artefact_fields:  # skies with calibration artefacts, as README's example has
-        parts["counts_simulated_artefacts"] = _simulated_count_tiles(
-            stretch, artefact_fields, 1024 if limit is not None else 2048, first_seed=2000,
-            artefacts=True)
-        tag["counts_simulated_artefacts"] = f"counts_artefacts_{artefact_fields}_{limit}"
-    embedded = {name: _embed(embedder, data, cache, tag[name]) for name, data in parts.items()}
-    x = np.concatenate([embedded[name][0] for name in parts])
-    noise = np.concatenate([embedded[name][1] for name in parts])
-    y = np.concatenate([data.target for data in parts.values()])
-    split = np.concatenate([data.split for data in parts.values()])
-    source = np.concatenate([[name] * len(data) for name, data in parts.items()])
-    train, test = split == "train", split == "test"
-    counts = _poisson(x[train], y[train])
-    z = (x - counts["mean"]) / counts["scale"]
-    predicted = np.exp(np.minimum(z @ counts["coef"] + counts["intercept"],
-                                  counts["max_log_rate"]))
-    count_figures = {name: _count_figures(predicted[test & (source == name)],
-                                          y[test & (source == name)]) for name in parts}
-    log.info("count head (Poisson GLM, alpha %g): test %s", counts["alpha"], count_figures)
+    def count_data(windows):
+        parts = {
+            "counts_first": load_task_data("counts_first", root=root, finder=finder,
+                                           limit=limit if first_limit is None else first_limit,
+                                           normalization=stretch, count_windows=windows),
+            "counts_simulated": load_task_data("counts_simulated", root=root, limit=limit,
+                                               normalization=stretch, count_windows=windows,
+                                               simulated_fields=simulated_fields),
+        }
+        tag = {"counts_first": f"counts_first_{finder}_{first_limit or limit}",
+               "counts_simulated": f"counts_simulated_{simulated_fields}_{limit}"}
+        if artefact_fields:  # skies with calibration artefacts, as README's example has
+            parts["counts_simulated_artefacts"] = _simulated_count_tiles(
+                stretch, artefact_fields, 1024 if limit is not None else 2048,
+                first_seed=2000, artefacts=True, windows=windows)
+            tag["counts_simulated_artefacts"] = f"counts_artefacts_{artefact_fields}_{limit}"
+        embedded = {name: _embed(embedder, data, cache, f"{tag[name]}_w{windows}")
+                    for name, data in parts.items()}
+        x = np.concatenate([embedded[name][0] for name in parts])
+        noise = np.concatenate([embedded[name][1] for name in parts])
+        y = np.concatenate([data.target for data in parts.values()])
+        split = np.concatenate([data.split for data in parts.values()])
+        source = np.concatenate([[name] * len(data) for name, data in parts.items()])
+        tile, offset = [], 0  # which tile of all parts each item belongs to
+        for data in parts.values():
+            tile.append(data.extra["tile"] + offset)
+            offset += int(data.extra["tile"].max()) + 1
+        return parts, x, noise, y, split, source, np.concatenate(tile)
+
+    # tiles: the OOD reference, the noise range and the graph heads; windows: the count head
+    parts, x, noise, y, split, source, tile = count_data(1)
+    train = split == "train"
+    xc, yc, split_c, source_c, tile_c = x, y, split, source, tile
+    if count_windows > 1:
+        _, xc, _, yc, split_c, source_c, tile_c = count_data(count_windows)
+    counts = _poisson(xc[split_c == "train"], yc[split_c == "train"])
+    z = (xc - counts["mean"]) / counts["scale"]
+    predicted = np.bincount(tile_c, np.exp(np.minimum(z @ counts["coef"] + counts["intercept"],
+                                                      counts["max_log_rate"])))
+    truth = np.bincount(tile_c, yc)
+    first_item = np.unique(tile_c, return_index=True)[1]
+    tile_test, tile_source = split_c[first_item] == "test", source_c[first_item]
+    count_figures = {name: _count_figures(predicted[tile_test & (tile_source == name)],
+                                          truth[tile_test & (tile_source == name)])
+                     for name in parts}
+    log.info("count head (Poisson GLM, alpha %g, %d x %d windows): test %s", counts["alpha"],
+             count_windows, count_windows, count_figures)
     counts.update(
         kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=COUNT_SNR,
+        windows=int(count_windows),
         description=(
             f"expected number of compact components (fitted major axis at most 2 beams, any "
             f"S_Code) with peak >= {COUNT_SNR:g} sigma in the tile, for tiles of "
-            f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding; masked where "
-            "ood_flag)"),
+            f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding"
+            + (f" of each of its {count_windows} x {count_windows} windows, summed"
+               if count_windows > 1 else "") + "; masked where ood_flag)"),
         figures=count_figures)
 
     # the reference is fitted on four fifths of the training tiles, its threshold chosen on

@@ -26,7 +26,7 @@ from ..datasets import (
     radio_galaxy_normalization,
     radiogalaxy_positions,
 )
-from ..tiling import NormalizationSpec, prepare_tiles, tile_image
+from ..tiling import NormalizationSpec, prepare_tiles, split_windows, tile_image
 
 __all__ = ["TaskData", "cross_sample_data", "fit_stretch", "load_task_data", "normalised_stamps"]
 
@@ -145,7 +145,7 @@ def _guarded_train(split, positions, guard):
 
 
 def load_task_data(task, root=None, *, limit=None, normalization="percentile", finder="auto",
-                   simulated_fields=6, simulated_size=2048):
+                   simulated_fields=6, simulated_size=2048, count_windows=1):
     """The data of one evaluation task.
 
     Parameters
@@ -169,6 +169,10 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
         `radiofm.datasets.cache_dir`).
     simulated_fields, simulated_size : int
         Simulated fields (two thirds train, the rest test) and their side in pixels.
+    count_windows : int
+        For the count tasks: cut each tile into ``count_windows`` x ``count_windows``
+        windows (`radiofm.tiling.split_windows`), one item each with its own count;
+        ``extra["tile"]`` says which tile (of this data set) a window belongs to.
 
     Returns
     -------
@@ -212,19 +216,20 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
                         np.asarray(data.table["redshift"], dtype=float),
                         np.asarray(data.table["split"]).astype(str))
     if task == "counts_first":
-        return _first_count_tiles(root, limit, normalization, finder)
+        return _first_count_tiles(root, limit, normalization, finder, count_windows)
     if task == "counts_simulated":
         if limit is not None:  # quick runs: three small fields
             simulated_fields, simulated_size = 3, min(simulated_size, 1024)
-        return _simulated_count_tiles(normalization, simulated_fields, simulated_size)
+        return _simulated_count_tiles(normalization, simulated_fields, simulated_size,
+                                      windows=count_windows)
     raise ValueError(f"unknown evaluation task data {task!r}")
 
 
-def _first_count_tiles(root, limit, normalization, finder):
+def _first_count_tiles(root, limit, normalization, finder, windows=1):
     """2 x 2 tiles of 150 px per FIRST field, with the compact components a finder counts in
     each: the target counts components of any S_Code whose peak reaches 5 times the field's
     robust noise and whose fitted major axis is at most 2 beams; ``extra["n_single"]`` is
-    the older label, sources with S_Code 'S' only."""
+    the older label, sources with S_Code 'S' only (each per window with ``windows``)."""
     from ..image import read_image
 
     fields = load_first_fields(root, limit=limit)
@@ -232,22 +237,33 @@ def _first_count_tiles(root, limit, normalization, finder):
     stamps, stretches, counts, compact5, splits = [], [], [], [], []
     for image, wcs, row in zip(fields.images, fields.wcs, fields.table, strict=True):
         tiles = tile_image(read_image(image, wcs=wcs), FIRST_TILE, min_valid=0.5)
-        counted = count_in_tiles(catalogues[row["file"]], tiles)
+        catalogue = catalogues[row["file"]]
+        counted = count_in_tiles(catalogue, tiles, windows=windows)
         stretch = fit_stretch(image, normalization)
         _, noise = _robust_noise(image)
-        catalogue = catalogues[row["file"]]
         strong = (np.asarray(catalogue["peak"], float) >= FIRST_SNR * noise) & (
             np.asarray(catalogue["major"], float) <= COMPACT_BEAMS * FIRST_BEAM.to_value(u.arcsec))
-        strong_counts = count_in_tiles(catalogue, tiles, select=strong)["n_compact"]
-        for tile, n_strong in zip(counted, strong_counts, strict=True):
+        strong_counts = count_in_tiles(catalogue, tiles, select=strong, windows=windows)
+        for tile, n_strong in zip(counted, strong_counts["n_compact"], strict=True):
             stamps.append(image[tile["y_min"]:tile["y_max"], tile["x_min"]:tile["x_max"]])
             counts.append(tile["n_compact"])
             compact5.append(n_strong)
             stretches.append(stretch)
             splits.append(row["split"])
-    return TaskData("FIRST tiles", np.stack(stamps), stretches, np.asarray(compact5, float),
-                    np.asarray(splits).astype(str),
-                    extra={"n_single": np.asarray(counts, float)})
+    return _count_data("FIRST tiles", stamps, stretches, compact5, splits, windows,
+                       n_single=counts)
+
+
+def _count_data(name, stamps, stretches, counts, splits, windows, **extra):
+    """TaskData of count tiles, or of their windows (one item each) with ``windows`` > 1;
+    ``extra["tile"]`` is each item's tile."""
+    cells = windows * windows
+    extra = {key: np.asarray(value, float).reshape(-1) for key, value in extra.items()}
+    extra["tile"] = np.repeat(np.arange(len(splits)), cells)
+    return TaskData(name, split_windows(np.stack(stamps), windows),
+                    [stretch for stretch in stretches for _ in range(cells)],
+                    np.asarray(counts, float).reshape(-1),
+                    np.repeat(np.asarray(splits).astype(str), cells), extra=extra)
 
 
 def _robust_noise(image):
@@ -333,11 +349,18 @@ def _field_sources(image, wcs, name, method):
                    "major": catalogue["major"].to_value(u.arcsec)})
 
 
-def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, artefacts=False):
-    """Tiles of 270 arcsec from simulated MeerKAT-like fields (seeds from ``first_seed``,
-    with calibration artefacts if asked), counting true compact sources whose peak reaches
-    5 sigma; the first two thirds of the fields train, the rest test."""
-    from ..simulate import count_true_compact, make_radio_sky
+def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, artefacts=False,
+                           windows=1):
+    """Tiles of 270 arcsec (or their windows) from simulated MeerKAT-like fields (seeds from
+    ``first_seed``, with calibration artefacts if asked), counting true compact sources whose
+    peak reaches 5 sigma; the first two thirds of the fields train, the rest test. The seed
+    of README's example sky is refused, so the example stays unseen."""
+    from ..simulate import EXAMPLE_SEED, count_true_compact, make_radio_sky
+
+    if first_seed <= EXAMPLE_SEED < first_seed + fields:
+        raise ValueError(f"simulated fields with seeds {first_seed}-{first_seed + fields - 1} "
+                         f"would include README's example sky (seed {EXAMPLE_SEED}), which "
+                         "must stay out of every training set; use fewer fields")
 
     stamps, stretches, counts, splits = [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
@@ -345,7 +368,7 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
         hdu, truth = make_radio_sky((size, size), seed=first_seed + seed,
                                     pixel_scale=SIMULATED_PIXEL, artefacts=artefacts)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
-        counted = count_true_compact(truth, tiles)
+        counted = count_true_compact(truth, tiles, windows=windows)
         image = np.asarray(hdu.data[0, 0], dtype=np.float32)
         stretch = fit_stretch(image, normalization)
         for tile in counted:
@@ -353,8 +376,7 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
             counts.append(tile["n_compact"])
             stretches.append(stretch)
             splits.append("train" if seed < n_train else "test")
-    return TaskData("simulated tiles", np.stack(stamps), stretches, np.asarray(counts, float),
-                    np.asarray(splits))
+    return _count_data("simulated tiles", stamps, stretches, counts, splits, windows)
 
 
 CROSS_STAMP = 150  # pixels of 1.8": 270 arcsec, MiraBest's stamp; RadioGalaxyDataset is cut

@@ -78,8 +78,13 @@ def _tiles(image, model, tile_size, overlap, min_valid):
         raise
 
 
-def _run_tiles(tiles, model, *, batch_size, progress):
-    """All model outputs for every tile (and its input noise), and the fitted normalisation."""
+def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
+    """All model outputs for every tile (and its input noise), and the fitted normalisation.
+
+    With ``counts`` and a windowed count head, also ``window_counts``: the head's count per
+    tile summed over the tile's windows, each run through the model (in batches of
+    ``batch_size`` windows' worth of tiles, so memory stays bounded).
+    """
     stretch = model.spec.fit_stretch(tiles.image)
     n = len(tiles)
     dims = {"embedding": (n, model.metadata["embedding_dim"]), "n_compact": (n,),
@@ -93,16 +98,27 @@ def _run_tiles(tiles, model, *, batch_size, progress):
         for key in model.outputs:
             outputs[key][ids] = result[key]
         outputs["input_noise"][ids] = input_noise(inputs)
+    heads = model.heads
+    if counts and heads is not None and heads.count_windows > 1:
+        cells = heads.count_windows ** 2
+        outputs["window_counts"] = np.empty(n, np.float32)
+        for ids, inputs in model.spec.stream_tiles(tiles, stretch,
+                                                   batch_size=max(1, batch_size // cells),
+                                                   windows=heads.count_windows,
+                                                   progress=progress):
+            embedding = model.run(inputs)["embedding"]
+            outputs["window_counts"][ids] = heads.predict_tile_counts(embedding)
     return outputs, stretch
 
 
 def _annotate_tiles(image, model, columns, *, tile_size, overlap, min_valid, batch_size,
-                    threads, progress):
+                    threads, progress, counts=False):
     model = load_model(model, threads=threads)
     tiles, opened = _tiles(image, model, tile_size, overlap, min_valid)
     beam = tiles.image.beam
     try:
-        outputs, stretch = _run_tiles(tiles, model, batch_size=batch_size, progress=progress)
+        outputs, stretch = _run_tiles(tiles, model, batch_size=batch_size, progress=progress,
+                                      counts=counts)
     finally:
         if opened:
             tiles.image.close()
@@ -194,7 +210,8 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
     columns = {"embedding": "embedding"} if embedding else {}
     table, tiles, model, outputs = _annotate_tiles(
         image_or_tiles, model, columns, tile_size=tile_size, overlap=overlap,
-        min_valid=min_valid, batch_size=batch_size, threads=threads, progress=progress)
+        min_valid=min_valid, batch_size=batch_size, threads=threads, progress=progress,
+        counts=True)
     angle = float(tiles.tile_angle.to_value(u.arcsec))
     expected = model.spec.tile_arcsec
     if abs(angle / expected - 1) > TILE_ANGLE_TOLERANCE:
@@ -217,8 +234,9 @@ def add_count_columns(table, model, outputs):
     model : `OnnxModel`
         The model that gave the outputs (its heads are applied).
     outputs : dict
-        ``embedding``, ``input_noise``, ``beam`` (the image's, or None) and, for models
-        without heads, the graph's ``n_compact``.
+        ``embedding``, ``input_noise``, ``beam`` (the image's, or None), for a windowed
+        count head ``window_counts`` (its count per tile, summed over the windows) and, for
+        models without heads, the graph's ``n_compact``.
     """
     from astropy.table import MaskedColumn
 
@@ -227,7 +245,10 @@ def add_count_columns(table, model, outputs):
     heads = model.heads
     if heads is not None:
         embedding = outputs["embedding"]
-        counts = heads.predict_counts(embedding)
+        if heads.count_windows > 1:
+            counts = outputs["window_counts"]
+        else:
+            counts = heads.predict_tile_counts(embedding)
         score, far = heads.ood_scores(embedding, "tiles")
         description = heads.count_description
         for k in np.flatnonzero(far):

@@ -9,9 +9,10 @@ fit-heads``) without its training checkpoint, and that no head needs torch.
 
 Layout (every array a nested JSON list of floats)::
 
-    {"heads_version": 1, "embedding_dim": D,
+    {"heads_version": 2, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [D], "scale": [D], "coef": [D],
-                "intercept": b, "max_log_rate": m, "description": "...", ...},
+                "intercept": b, "max_log_rate": m, "description": "...", "windows": w,
+                ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
                     "coef": [[D] x K], "intercept": [K], "temperature": T,
                     "classes": [K names], ...},
@@ -23,6 +24,10 @@ where a REFERENCE is ``{"mean": [D], "scale": [D], "components": [[D] x k],
 "variances": [k], "residual_variance": r, "threshold": t}``: a PCA of the standardised
 training embeddings; a score is the root mean squared whitened distance (k PCA
 coordinates plus the residual), and scores above ``threshold`` are out of distribution.
+
+The count head reads ``windows`` x ``windows`` windows of a tile (`radiofm.tiling.split_windows`)
+and a tile's count is the sum of its windows' counts; version 2 added ``windows`` (version 1
+heads, which have none, read whole tiles and are still read).
 """
 
 import json
@@ -35,7 +40,9 @@ __all__ = ["HEADS_VERSION", "Heads", "OodReference", "input_noise", "parse_heads
            "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 1
+HEADS_VERSION = 2
+#: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles).
+READABLE_HEADS_VERSIONS = (1, 2)
 #: Morphology probabilities below this (after temperature scaling) make a source uncertain.
 MIN_CONFIDENCE = 0.5
 
@@ -141,6 +148,9 @@ class Heads:
         Divides the morphology logits (calibration).
     count_description : str
         What ``n_compact_pred`` counts.
+    count_windows : int
+        The count head reads ``count_windows`` x ``count_windows`` windows of each tile
+        (`radiofm.tiling.split_windows`); see `predict_tile_counts`.
     noise_range : list of float or None
         Range of the robust noise of normalised training inputs (see `input_noise`).
     beam_range_arcsec : list of float or None
@@ -163,6 +173,12 @@ class Heads:
         if not isinstance(counts["description"], str) or not counts["description"]:
             raise _Invalid("counts.description must say what is counted")
         self.count_description = counts["description"]
+        windows = counts.get("windows", 1)
+        if not (isinstance(windows, int) and windows >= 1):
+            raise _Invalid(f"counts.windows must be a positive integer, got {windows!r}")
+        if raw.get("heads_version") == 1 and windows != 1:
+            raise _Invalid("counts.windows needs heads version 2")
+        self.count_windows = windows
         _require(morph, _MORPH_KEYS, "morphology")
         classes = morph["classes"]
         if not (isinstance(classes, list) and len(classes) >= 2
@@ -196,12 +212,15 @@ class Heads:
         return embedding
 
     def predict_counts(self, embedding):
-        """Expected compact-source count per tile (Poisson GLM, log link): never negative.
+        """Expected compact-source count per input (Poisson GLM, log link): never negative.
+
+        An input is a tile, or with `count_windows` > 1 one window of a tile (sum them with
+        `predict_tile_counts`).
 
         Parameters
         ----------
         embedding : array-like
-            (N, D) tile embeddings.
+            (N, D) embeddings of the inputs the head reads.
 
         Returns
         -------
@@ -213,6 +232,28 @@ class Heads:
         eta = ((x - part["mean"]) / part["scale"]) @ part["coef"] + self._count_intercept
         # beyond the training range the log-linear extrapolation explodes: cap it
         return np.exp(np.minimum(eta, self._max_log_rate)).astype(np.float32)
+
+    def predict_tile_counts(self, embedding):
+        """Expected compact-source count per tile: the sum over its windows.
+
+        Parameters
+        ----------
+        embedding : array-like
+            (N * count_windows**2, D) embeddings of the windows of N tiles, each tile's
+            windows together in `radiofm.tiling.split_windows` order (N x D tile
+            embeddings when `count_windows` is 1).
+
+        Returns
+        -------
+        counts : `~numpy.ndarray`
+            (N,) float32 >= 0.
+        """
+        per_window = self.predict_counts(embedding)
+        cells = self.count_windows ** 2
+        if len(per_window) % cells:
+            raise ValueError(f"{len(per_window)} window embeddings are not whole tiles of "
+                             f"{cells} windows each")
+        return per_window.reshape(-1, cells).sum(axis=1, dtype=np.float64).astype(np.float32)
 
     def morphology_logits(self, embedding):
         """(N, K) temperature-scaled logits of the morphology classes."""
@@ -321,7 +362,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not version 1, the one this radiofm reads
+    model: heads version 99 is not one this radiofm reads (1, 2)
     """
     def fail(message):
         raise ModelMetadataError(
@@ -336,10 +377,11 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     if not isinstance(value, dict):
         fail(f"heads metadata must be a JSON object, got {type(value).__name__}")
     version = value.get("heads_version")
-    if version != HEADS_VERSION:
+    if version not in READABLE_HEADS_VERSIONS:
+        readable = ", ".join(map(str, READABLE_HEADS_VERSIONS))
         raise ModelMetadataError(
-            f"{source}: heads version {version!r} is not version {HEADS_VERSION}, the one "
-            f"this radiofm reads. Re-fit the heads with `radiofm fit-heads MODEL.onnx -o "
+            f"{source}: heads version {version!r} is not one this radiofm reads "
+            f"({readable}). Re-fit the heads with `radiofm fit-heads MODEL.onnx -o "
             "NEW.onnx` or use the radiofm that wrote them")
     try:
         _require(value, ("embedding_dim", "counts", "morphology", "ood"), "heads")

@@ -254,7 +254,8 @@ class ModelSpec:
         """
         return prepare_tiles(raw, stretch, self.input_pixels)[:, None]
 
-    def stream_tiles(self, tiles, stretch, *, batch_size=64, threads=None, progress=False):
+    def stream_tiles(self, tiles, stretch, *, batch_size=64, windows=1, threads=None,
+                     progress=False):
         """Stream the tiles of a `~radiofm.tiling.TileSet` as model inputs, in batches.
 
         Tiles are read in row bands with bounded memory whatever the image size
@@ -268,6 +269,10 @@ class ModelSpec:
             Fitted on the parent image.
         batch_size : int
             Tiles per batch (the last may be smaller).
+        windows : int
+            Cut each tile into ``windows`` x ``windows`` windows first (a windowed count
+            head's inputs, `radiofm.tiling.split_windows`), each resampled to
+            `input_pixels`.
         threads : int, optional
             Batches prepared at once (default: 2, or 1 on a one-CPU machine).
         progress : bool
@@ -278,12 +283,12 @@ class ModelSpec:
         tile_ids : `~numpy.ndarray`
             (B,) rows of ``tiles.table``.
         inputs : `~numpy.ndarray`
-            (B, 1, S, S) float32.
+            (B * windows**2, 1, S, S) float32.
         """
         if threads is None:
             threads = min(2, len(os.sched_getaffinity(0)))
         yield from tiles.batches(batch_size, normalization=stretch, size=self.input_pixels,
-                                 threads=threads, progress=progress)
+                                 windows=windows, threads=threads, progress=progress)
 
 
 def _range(value, name):

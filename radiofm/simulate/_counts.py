@@ -11,7 +11,7 @@ __all__ = ["COUNT_SNR", "count_true_compact"]
 COUNT_SNR = 5.0
 
 
-def count_true_compact(truth, tiles, *, snr=COUNT_SNR):
+def count_true_compact(truth, tiles, *, snr=COUNT_SNR, windows=1):
     """Count the true compact sources with peak S/N >= ``snr`` in every tile.
 
     The label that the evaluation's simulated count task, the training monitor and the
@@ -25,11 +25,14 @@ def count_true_compact(truth, tiles, *, snr=COUNT_SNR):
         Tiles of the simulated image.
     snr : float
         Smallest peak over the noise counted.
+    windows : int
+        Count per window of each tile instead (see `radiofm.catalogs.count_in_tiles`).
 
     Returns
     -------
     table : `~astropy.table.QTable`
-        A copy of ``tiles.table`` with ``n_compact`` (int).
+        A copy of ``tiles.table`` with ``n_compact`` (int; (N, windows**2) with
+        ``windows``).
 
     Examples
     --------
@@ -43,4 +46,4 @@ def count_true_compact(truth, tiles, *, snr=COUNT_SNR):
     noise = truth.meta["SIMNOISE"]
     bright = ((np.asarray(truth["s_code"]) == "S")
               & (truth["peak"].to_value(u.Jy / u.beam) >= snr * noise))
-    return count_in_tiles(truth, tiles, select=bright)
+    return count_in_tiles(truth, tiles, select=bright, windows=windows)

@@ -38,7 +38,12 @@ from scipy.ndimage import gaussian_filter
 
 from .._provenance import provenance_meta
 
-__all__ = ["make_radio_sky"]
+__all__ = ["EXAMPLE_SEED", "EXAMPLE_SHAPE", "make_radio_sky"]
+
+#: The sky of README's main job (``radiofm annotate --example``: with artefacts). Its seed
+#: is held out of every simulated training set, so the example measures a sky no head saw.
+EXAMPLE_SHAPE = (2048, 2048)
+EXAMPLE_SEED = 2026
 
 FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 MORPH_CLASSES = ("compact", "FRI", "FRII", "bent")

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from radiofm.models import HEADS_VERSION
+
 #: The tiny model committed as a fixture (``scripts/make_test_model.py`` writes it), so the
 #: inference tests run without torch.
 TINY_MODEL = Path(__file__).parent / "data" / "tiny.onnx"
@@ -72,7 +74,7 @@ def export_tiny_model(path, *, spec=None, **options):
     return backbone, heads, report
 
 
-def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0):
+def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1):
     """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict)."""
     rng = np.random.default_rng(seed)
     k = len(classes)
@@ -83,10 +85,11 @@ def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0):
                 "residual_variance": 1.0, "threshold": threshold}
 
     return {
-        "heads_version": 1, "embedding_dim": dim,
+        "heads_version": HEADS_VERSION, "embedding_dim": dim,
         "counts": {"kind": "poisson-glm", "mean": np.zeros(dim), "scale": np.ones(dim),
                    "coef": rng.normal(0, 0.1, dim), "intercept": 1.0, "max_log_rate": 5.0,
-                   "description": "compact sources with peak >= 5 sigma per tile"},
+                   "description": "compact sources with peak >= 5 sigma per tile",
+                   "windows": count_windows},
         "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),
                        "scale": np.ones(dim), "coef": rng.normal(0, 0.1, (k, dim)),
                        "intercept": np.zeros(k), "temperature": 1.5, "classes": list(classes)},

@@ -16,7 +16,7 @@ from .._atomic import atomic_path
 from .._provenance import provenance_meta
 from ..image import read_image
 from ._normalize import Normalization, NormalizationSpec, normalize
-from ._resample import prepare_tiles
+from ._resample import prepare_tiles, split_windows, window_bounds
 
 __all__ = ["TileSet", "tile_image"]
 
@@ -251,8 +251,8 @@ class TileSet:
             return normalization
         return NormalizationSpec.from_value(normalization).fit(self.image)
 
-    def batches(self, batch_size=64, *, normalization="percentile", size=None, threads=None,
-                progress=False):
+    def batches(self, batch_size=64, *, normalization="percentile", size=None, windows=1,
+                threads=None, progress=False):
         """Iterate over the tiles in normalised float32 batches for a model.
 
         Each batch reads only the row bands (``tile_size`` rows) its tiles lie in, so
@@ -270,6 +270,9 @@ class TileSet:
         size : int, optional
             Resample each tile to ``size`` x ``size`` before the stretch (`prepare_tiles`,
             as a model's input); default: the tiles' own size, no resampling.
+        windows : int
+            Cut each tile into ``windows`` x ``windows`` windows (`split_windows`) before
+            resampling them to ``size`` (default: the window's own side).
         threads : int, optional
             Batches filled at once; default: the CPUs this process may use.
         progress : bool
@@ -280,7 +283,9 @@ class TileSet:
         tile_ids : `~numpy.ndarray`
             (B,) int, rows of ``table``.
         pixels : `~numpy.ndarray`
-            (B, 1, S, S) float32, S = ``size`` or ``tile_size``.
+            (B * windows**2, 1, S, S) float32, S = ``size`` or ``tile_size`` (the window
+            side with ``windows``); tile ``tile_ids[i]``'s windows are rows
+            ``i * windows**2`` to ``(i + 1) * windows**2 - 1``.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -291,10 +296,13 @@ class TileSet:
         x_min = np.asarray(self.table["x_min"])
         y_min = np.asarray(self.table["y_min"])
 
+        _, _, side = window_bounds(self.tile_size, windows)
+
         def fill(ids):
-            if size is None or size == self.tile_size:
+            if windows == 1 and (size is None or size == self.tile_size):
                 return ids, self._normalized_tiles(ids, x_min, y_min, stretch)
-            return ids, prepare_tiles(self._raw_tiles(ids, x_min, y_min), stretch, size)[:, None]
+            raw = split_windows(self._raw_tiles(ids, x_min, y_min), windows)
+            return ids, prepare_tiles(raw, stretch, size or side)[:, None]
 
         yield from prefetch_batches(self.table, batch_size, fill, threads=threads,
                                     progress=progress)

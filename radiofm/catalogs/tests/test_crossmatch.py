@@ -42,6 +42,32 @@ def test_counts_match_a_brute_force_count(field, size, overlap, edge):
     assert counted.meta["COUNTCOL"] == "n_compact"
 
 
+@pytest.mark.parametrize(("size", "windows"), [(100, 3), (150, 2), (245, 3)])
+def test_window_counts_partition_each_tile(field, size, windows):
+    """Each window's count is a brute-force count in its cell, and a tile's cells add up to
+    the tile's count: no source is lost between windows or counted twice."""
+    from radiofm.tiling import window_bounds
+
+    image, truth = field
+    if size > min(image.shape):
+        pytest.skip("the field is smaller than this tile")
+    tiles = tile_image(image, size)
+    counted = count_in_tiles(truth, tiles, select="all", windows=windows)
+    per_window = np.asarray(counted["n_compact"])
+    assert per_window.shape == (len(tiles), windows * windows)
+    np.testing.assert_array_equal(per_window.sum(axis=1),
+                                  count_in_tiles(truth, tiles, select="all")["n_compact"])
+    edges, _, _ = window_bounds(size, windows)
+    x, y = np.asarray(truth["x_center"]), np.asarray(truth["y_center"])
+    for k, row in enumerate(tiles.table[:3]):
+        for cell in range(windows * windows):
+            y0, x0 = row["y_min"] + edges[cell // windows], row["x_min"] + edges[cell % windows]
+            y1 = row["y_min"] + edges[cell // windows + 1]
+            x1 = row["x_min"] + edges[cell % windows + 1]
+            inside = ((x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5))
+            assert per_window[k, cell] == inside.sum()
+
+
 def test_dropped_tiles_and_sources_off_the_image(field):
     image, truth = field
     data = image.data.copy()

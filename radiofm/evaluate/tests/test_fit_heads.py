@@ -39,6 +39,23 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_data, tmp_path):
+    """With count_windows the head learns each window's own count, and its test figures
+    are per tile: the sum of the tile's windows against the tile's count."""
+    heads = fit_output_heads(str(tiny_model), shared_data, limit=4, finder="photutils",
+                             artefact_fields=0, count_windows=3, cache=tmp_path)
+    parsed = parse_heads(heads, embedding_dim=96)
+    assert parsed.count_windows == 3 and "3 x 3 windows, summed" in parsed.count_description
+    from radiofm.evaluate._stamps import _simulated_count_tiles
+
+    tiles = _simulated_count_tiles("snr", 1, 512, first_seed=1002)
+    windows = _simulated_count_tiles("snr", 1, 512, first_seed=1002, windows=3)
+    np.testing.assert_array_equal(np.bincount(windows.extra["tile"], windows.target),
+                                  tiles.target)
+    with pytest.raises(ValueError, match="README's example sky"):
+        _simulated_count_tiles("snr", 30, 256, first_seed=2000)
+
+
 def test_cached_embeddings_follow_the_prepared_inputs(tmp_path):
     """A changed stretch (or data set) under the same tag is embedded again, not read back."""
     from radiofm.evaluate._fit_heads import _embed

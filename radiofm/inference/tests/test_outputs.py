@@ -53,6 +53,29 @@ def test_counts_are_never_negative_and_say_what_they_count(headed, sky):
     assert np.isfinite(table["ood_score"]).all() and (table["input_noise"] > 0).all()
 
 
+def test_a_windowed_count_head_counts_each_tile_as_the_sum_of_its_windows(tiny_model, sky,
+                                                                         tmp_path):
+    """A windowed head reads each tile's 3 x 3 windows, each at the model's input size, and
+    adds their counts: not the tile's own embedding."""
+    from radiofm.image import read_image
+    from radiofm.tiling import split_windows, tile_image
+
+    hdu, _ = sky
+    path = _with_heads(tiny_model, tmp_path, "windowed", threshold=1e6, count_windows=3)
+    model = load_model(path, threads=1)
+    image = read_image(hdu)
+    tiles = tile_image(image, model.spec.tile_pixels(image))
+    table = count_sources(tiles, model, threads=1, progress=False)
+    stretch = model.spec.fit_stretch(tiles.image)
+    raw = np.stack([tiles.image.data[t["y_min"]:t["y_max"], t["x_min"]:t["x_max"]]
+                    for t in tiles.table])
+    windows = model.spec.prepare(split_windows(raw, 3), stretch)
+    expected = model.heads.predict_tile_counts(model.run(windows)["embedding"])
+    np.testing.assert_allclose(table["n_compact_pred"], expected, rtol=1e-5)
+    whole = model.heads.predict_counts(model.run(model.spec.prepare(raw, stretch))["embedding"])
+    assert not np.allclose(table["n_compact_pred"], whole, rtol=0.05)
+
+
 def test_a_linear_head_without_numpy_heads_is_clipped_and_flagged(tiny_model, sky,
                                                                   tmp_path, caplog):
     """The old graph head printed negative counts on every real field, with no warning."""

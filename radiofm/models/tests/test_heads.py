@@ -83,7 +83,7 @@ def test_input_noise_is_robust():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda r: r.update(heads_version=99), "heads version 99 is not version 1"),
+    (lambda r: r.update(heads_version=99), "heads version 99 is not one this radiofm reads"),
     (lambda r: r.pop("counts"), r"heads lacks \['counts'\]"),
     (lambda r: r["counts"].pop("description"), r"counts lacks \['description'\]"),
     (lambda r: r["counts"].update(coef=[1.0, 2.0]), r"counts.coef has shape \(2,\), expected"),
@@ -131,3 +131,29 @@ def test_metadata_checks_its_heads(raw):
     props["heads"] = json.dumps(raw)
     with pytest.raises(ModelMetadataError, match="counts.coef has shape"):
         parse_metadata(props, source="bad.onnx")
+
+
+def test_a_windowed_count_head_sums_its_windows():
+    """With ``windows`` a tile's count is the sum of the head's counts on its windows."""
+    heads = parse_heads(serialize_heads(numpy_heads(DIM, count_windows=3)))
+    assert heads.count_windows == 3
+    windows = np.random.default_rng(4).normal(0, 1, (2 * 9, DIM))
+    per_window = heads.predict_counts(windows)
+    np.testing.assert_allclose(heads.predict_tile_counts(windows),
+                               [per_window[:9].sum(), per_window[9:].sum()], rtol=1e-6)
+    with pytest.raises(ValueError, match="not whole tiles of 9 windows"):
+        heads.predict_tile_counts(windows[:10])
+    whole = parse_heads(serialize_heads(numpy_heads(DIM)))
+    np.testing.assert_allclose(whole.predict_tile_counts(windows), whole.predict_counts(windows))
+
+
+def test_version_1_heads_read_whole_tiles(raw):
+    """Heads written before windows existed are read, as whole-tile heads; a version 1 head
+    that names windows is refused (a radiofm of that version would apply it to tiles)."""
+    old = {**raw, "heads_version": 1}
+    del old["counts"]["windows"]
+    assert parse_heads(old).count_windows == 1
+    with pytest.raises(ModelMetadataError, match="counts.windows needs heads version 2"):
+        parse_heads({**old, "counts": {**old["counts"], "windows": 3}})
+    with pytest.raises(ModelMetadataError, match="counts.windows must be a positive integer"):
+        parse_heads({**raw, "counts": {**raw["counts"], "windows": 0}})

@@ -107,6 +107,28 @@ def test_batches_cover_every_tile_once_and_match_read_tile(image):
     assert sorted(seen) == list(range(len(tiles)))
 
 
+def test_batches_of_windows_cut_each_tile_into_its_cells(image):
+    """``windows`` streams each tile's windows, in split_windows order, at the size asked."""
+    from radiofm.tiling import prepare_tiles, split_windows, window_bounds
+
+    tiles = tile_image(image, 100)
+    stretch = tiles.fit_normalization("snr")
+    ids, batch = next(tiles.batches(4, normalization=stretch, size=16, windows=3))
+    assert batch.shape == (len(ids) * 9, 1, 16, 16)
+    row = tiles.table[ids[1]]
+    raw = np.asarray(image.data[row["y_min"]:row["y_max"], row["x_min"]:row["x_max"]],
+                     np.float32)[None]
+    expected = prepare_tiles(split_windows(raw, 3), stretch, 16)
+    np.testing.assert_allclose(batch[9:18, 0], expected, rtol=1e-6)
+    edges, starts, side = window_bounds(100, 3)
+    assert edges.tolist() == [0, 33, 67, 100] and side == 34
+    assert (starts <= edges[:-1]).all() and (starts + side >= edges[1:]).all()
+    with pytest.raises(ValueError, match="windows must be a positive integer"):
+        next(tiles.batches(4, windows=0))
+    with pytest.raises(ValueError, match="under 2 px"):
+        split_windows(np.zeros((1, 5, 5)), 6)
+
+
 def test_batches_use_the_parent_image_stretch(header):
     data = noise_image(header)
     data[10:20, 10:20] = 1.0  # one bright source in the first tile only
