@@ -646,6 +646,10 @@ def _add_evaluate(commands):
                             help="at most this many items per split of each data set")
     evaluation.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
                             help="source finder for the FIRST compact counts (cached)")
+    evaluation.add_argument("--count-windows", type=int, metavar="N",
+                            help="also fit the counts on N x N windows of the simulated tiles "
+                            "and score their per-tile sums, as a windowed count head counts; "
+                            "1: leave these rows out (default: radiofm.evaluate.COUNT_WINDOWS)")
     evaluation.add_argument("--data", help="data root (default: $RADIOFM_DATA or "
                             "../shared/data)")
     evaluation.add_argument("--seed", type=int, default=0,
@@ -679,7 +683,9 @@ def _run_evaluate(args):
     report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
                       tasks=tasks, baselines=baselines,
                       limit=args.limit, finder=args.finder, seed=args.seed, views=args.views,
-                      reference=args.reference)
+                      reference=args.reference,
+                      **({} if args.count_windows is None else
+                         {"count_windows": args.count_windows}))
     print(format_report(report))
     log.info("report written to %s (%.0f s)", args.output, report.meta["SECONDS"])
     return 0
@@ -730,23 +736,23 @@ def _add_export(commands):
 
 
 def _add_count_head_options(parser):
-    """The count head's fit options, shared by export and fit-heads."""
-    from .evaluate import ARTEFACT_FIELDS, COUNT_WINDOWS, SIMULATED_FIELDS
-
-    parser.add_argument("--count-windows", type=int, default=COUNT_WINDOWS, metavar="N",
+    """The count head's fit options, shared by export and fit-heads (defaults: those of
+    radiofm.evaluate.fit_output_heads, which the CLI does not import to start)."""
+    parser.add_argument("--count-windows", type=int, metavar="N",
                         help="the count head reads N x N windows of each tile and sums their "
-                        f"counts; 1: the whole tile (default {COUNT_WINDOWS})")
-    parser.add_argument("--simulated-fields", type=int, default=SIMULATED_FIELDS, metavar="N",
+                        "counts; 1: the whole tile (default: radiofm.evaluate.COUNT_WINDOWS)")
+    parser.add_argument("--simulated-fields", type=int, metavar="N",
                         help="simulated skies without artefacts for the count head, 2/3 "
-                        f"train (default {SIMULATED_FIELDS})")
-    parser.add_argument("--artefact-fields", type=int, default=ARTEFACT_FIELDS, metavar="N",
+                        "train (default: radiofm.evaluate.SIMULATED_FIELDS)")
+    parser.add_argument("--artefact-fields", type=int, metavar="N",
                         help="simulated skies with artefacts for the count head, 2/3 train "
-                        f"(default {ARTEFACT_FIELDS})")
+                        "(default: radiofm.evaluate.ARTEFACT_FIELDS)")
 
 
 def _count_head_options(args):
-    return {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
-            "artefact_fields": args.artefact_fields}
+    options = {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
+               "artefact_fields": args.artefact_fields}
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _run_export(args):

@@ -14,6 +14,7 @@ from .._provenance import provenance_meta
 from ..datasets import FIRST_PIXEL
 from ._classical import IslandCounter, ShapeMeasurer
 from ._embedders import EVALUATION_VIEWS, load_embedder, normalization_of, random_twin, with_views
+from ._fit_heads import COUNT_WINDOWS
 from ._stamps import load_task_data
 from ._tasks import (
     Features,
@@ -66,7 +67,7 @@ def _view_counts(embedder, views):
 
 
 def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES, limit=None,
-             finder="auto", seed=0, views=None, reference=None):
+             finder="auto", seed=0, views=None, reference=None, count_windows=COUNT_WINDOWS):
     """Run the downstream tasks on a model's frozen embeddings, beside the baselines.
 
     Parameters
@@ -90,6 +91,11 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         At most this many items per split of each data set, for quick runs.
     finder : {"auto", "bdsf", "photutils"}
         Source finder for the FIRST compact counts (cached).
+    count_windows : int
+        The counts task also fits each feature set on the ``count_windows`` x
+        ``count_windows`` windows of the simulated tiles (each window's own count) and
+        scores it per tile, on the sum of its windows, as a windowed count head
+        (`fit_output_heads`) counts; 1 leaves these rows out.
     seed : int
         Seed of the random baseline and the supervised CNN.
     views : None, int or sequence of int
@@ -175,6 +181,11 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
                     found, _ = counts_task(data.relabel("FIRST tiles (S_Code S)",
                                                         data.extra["n_single"]), features)
                     rows += found
+            if count_windows > 1:
+                data = load_task_data("counts_simulated", count_windows=count_windows,
+                                      **options)
+                found, plots["counts_simulated_windows"] = counts_task(data, features)
+                rows += found
         elif task == "crosssample":
             found, plots[task] = cross_sample_task(load_task_data("crosssample", **options),
                                                    features)

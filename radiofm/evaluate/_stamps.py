@@ -80,6 +80,12 @@ class TaskData:
         """What feature caches know these stamps by (shared by relabelled copies)."""
         return self.extra.get("stamps_key", self.name)
 
+    @property
+    def windowed(self):
+        """Whether the items are windows of tiles (several share an ``extra["tile"]``)."""
+        tile = self.extra.get("tile")
+        return tile is not None and len(np.unique(tile)) < len(self)
+
     def relabel(self, name, target):
         """The same stamps (and cached inputs) under another name and target."""
         return TaskData(name, self.stamps, self.normalizations, np.asarray(target), self.split,
@@ -258,6 +264,8 @@ def _count_data(name, stamps, stretches, counts, splits, windows, **extra):
     """TaskData of count tiles, or of their windows (one item each) with ``windows`` > 1;
     ``extra["tile"]`` is each item's tile."""
     cells = windows * windows
+    if windows > 1:  # another data set: feature caches know data sets by name
+        name = f"{name}, {windows} x {windows} windows"
     extra = {key: np.asarray(value, float).reshape(-1) for key, value in extra.items()}
     extra["tile"] = np.repeat(np.arange(len(splits)), cells)
     return TaskData(name, split_windows(np.stack(stamps), windows),

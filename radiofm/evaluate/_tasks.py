@@ -162,17 +162,27 @@ def _margin_rows(task, data, features, probe, metric, statistic, results, **size
     return rows
 
 
-def _regression_task(task, data, features, metrics):
+def _regression_task(task, data, features, metrics, *, per_tile=False):
     """Ridge regression (alpha by cross-validation) on train, ``metrics`` (names in
-    ``_STATISTICS``) on test, with 95 % bootstrap intervals over the test items."""
+    ``_STATISTICS``) on test, with 95 % bootstrap intervals over the test items; with
+    ``per_tile`` the items are windows of tiles (``data.extra["tile"]``), and the test
+    figures are per tile, on the sums of each tile's window predictions."""
     train, test = data.split == "train", data.split == "test"
     rows, plot = [], {}
-    sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
-    true = data.target[test]
+    if per_tile:
+        _, tile_of = np.unique(data.extra["tile"][test], return_inverse=True)
+
+        def total(values):
+            return np.bincount(tile_of, values)
+    else:
+        def total(values):
+            return values
+    true = total(data.target[test])
+    sizes = {"n_train": int(train.sum()), "n_test": len(true)}
     for role in features.roles_for(task):
         x = features.get(role, data)
         probe = make_pipeline(*features.scaler(role, train.sum()), RidgeCV(alphas=ALPHAS))
-        predicted = probe.fit(x[train], data.target[train]).predict(x[test])
+        predicted = total(probe.fit(x[train], data.target[train]).predict(x[test]))
         for name in metrics:
             low, high = _bootstrap_metric(name, true, predicted)
             rows.append(_row(task, data, features, role, "ridge", name,
@@ -185,9 +195,12 @@ def _regression_task(task, data, features, metrics):
 
 
 def counts_task(data, features):
-    """Compact-source counts per tile: ridge regression; MSE and R^2 on the test tiles."""
-    return _regression_task("counts", data, features,
-                            ("mse", "r2"))
+    """Compact-source counts per tile: ridge regression; MSE and R^2 on the test tiles.
+
+    Data of tile windows (``load_task_data(..., count_windows=k)``) are fitted on each
+    window's count and scored per tile, on the sum of its windows' predictions.
+    """
+    return _regression_task("counts", data, features, ("mse", "r2"), per_tile=data.windowed)
 
 
 def redshift_task(data, features):

@@ -100,6 +100,25 @@ def test_counts_probe_reports_r2_of_the_test_split():
     assert len(true) == len(predicted) == 50
 
 
+def test_window_counts_are_scored_per_tile():
+    """Windows of tiles are fitted on each window's count and scored on each tile's sum: a
+    probe that counts every window right counts every tile right, and the test has as
+    many items as test tiles, not windows."""
+    windows = _counted_pixels(np.random.default_rng(3))  # 200 windows: 50 tiles of 4
+    tile = np.repeat(np.arange(50), 4)
+    split = np.where(tile < 35, "train", "test")
+    data = TaskData("windows", windows.stamps, windows.normalizations, windows.target, split,
+                    extra={"tile": tile})
+    assert data.windowed and not windows.windowed
+    rows, plot = counts_task(data, Features({"bright": _BrightPixels()}))
+    values = {r["metric"]: r for r in rows}
+    assert values["r2"]["value"] > 0.99 and values["r2"]["n_test"] == 15
+    true, predicted = plot["bright"]
+    np.testing.assert_allclose(true, np.bincount(tile[tile >= 35] - 35,
+                                                 windows.target[tile >= 35]))
+    assert len(predicted) == 15
+
+
 def test_similarity_precision():
     rng = np.random.default_rng(2)
     stamps, labels = _halves(100, rng)
