@@ -198,7 +198,9 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
     -------
     tiles : `~astropy.table.QTable`
         The tile table with ``n_compact_pred`` (float32, never negative: the model's
-        Poisson count head; its description says what is counted), masked where
+        Poisson count head, on the tile or, for a head that reads windows
+        (`radiofm.models.Heads.count_windows`), summed over the tile's windows, each run
+        through the model; its description says what is counted), masked where
         ``ood_flag``; ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
         and ``ood_reason`` (``embedding``, ``noise``, ``beam``, comma-separated): a tile is
         flagged when its embedding lies beyond the threshold chosen on held-out training
