@@ -40,8 +40,8 @@ ARTEFACT_FIELDS = 9
 #: Simulated skies without artefacts in the count tiles (2/3 train; the harness's 6).
 SIMULATED_FIELDS = 6
 #: Windows per tile side the count head reads: 3 x 3 of 90 arcsec, chosen on validation
-#: skies only (``scripts/count_windows.py``: per-tile R^2 0.51 whole, 0.64 at 2 x 2, 0.68 at
-#: 3 x 3, default model v2).
+#: skies only by the procedure of ``scripts/count_windows.py`` (per-tile R^2 0.51 whole,
+#: 0.64 at 2 x 2, 0.68 at 3 x 3, default model v2; docs/model_card.rst).
 COUNT_WINDOWS = 3
 
 
@@ -319,11 +319,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         return parts, x, noise, y, split, source, np.concatenate(tile)
 
     # tiles: the OOD reference, the noise range and the graph heads; windows: the count head
-    parts, x, noise, y, split, source, tile = count_data(1)
+    whole_tiles = count_data(1)
+    parts, x, noise, y, split, _, _ = whole_tiles
     train = split == "train"
-    xc, yc, split_c, source_c, tile_c = x, y, split, source, tile
-    if count_windows > 1:
-        _, xc, _, yc, split_c, source_c, tile_c = count_data(count_windows)
+    _, xc, _, yc, split_c, source_c, tile_c = (
+        whole_tiles if count_windows == 1 else count_data(count_windows))
     counts = _poisson(xc[split_c == "train"], yc[split_c == "train"])
     z = (xc - counts["mean"]) / counts["scale"]
     predicted = np.bincount(tile_c, np.exp(np.minimum(z @ counts["coef"] + counts["intercept"],

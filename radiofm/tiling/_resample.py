@@ -106,7 +106,6 @@ def resample_tiles(tiles, size):
     return out[0] if single else out
 
 
-
 def window_bounds(size, windows):
     """Where `split_windows` cuts a square stamp of side ``size`` into windows.
 
