@@ -93,7 +93,7 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         Source finder for the FIRST compact counts (cached).
     count_windows : int
         The counts task also fits each feature set on the ``count_windows`` x
-        ``count_windows`` windows of the simulated tiles (each window's own count) and
+        ``count_windows`` windows of the FIRST and simulated tiles (each window's own count) and
         scores it per tile, on the sum of its windows, as a windowed count head
         (`fit_output_heads`) counts; 1 leaves these rows out.
     seed : int
@@ -181,10 +181,10 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
                     found, _ = counts_task(data.relabel("FIRST tiles (S_Code S)",
                                                         data.extra["n_single"]), features)
                     rows += found
-            if count_windows > 1:
-                data = load_task_data("counts_simulated", count_windows=count_windows,
+            for which in ("counts_first", "counts_simulated") if count_windows > 1 else ():
+                data = load_task_data(which, finder=finder, count_windows=count_windows,
                                       **options)
-                found, plots["counts_simulated_windows"] = counts_task(data, features)
+                found, plots[f"{which}_windows"] = counts_task(data, features)
                 rows += found
         elif task == "crosssample":
             found, plots[task] = cross_sample_task(load_task_data("crosssample", **options),

@@ -235,13 +235,15 @@ def test_new_tasks_with_classical_baselines_on_small_subsets(shared_data, tmp_pa
     assert not any(key[2] == "islands" for key in rows if key[0] == "crosssample")
     assert not any(key[2] == "shapes" for key in rows if key[0] == "counts")
     for dataset in ("FIRST tiles", "FIRST tiles (S_Code S)", "simulated tiles",
-                    "simulated tiles, 3 x 3 windows"):
+                    "FIRST tiles, 3 x 3 windows", "simulated tiles, 3 x 3 windows"):
         r2 = rows[("counts", dataset, "islands", "r2")]
         assert r2["low"] <= r2["value"] <= r2["high"]
     # windowed counts are scored on the same test tiles as whole-tile counts
-    windowed = rows[("counts", "simulated tiles, 3 x 3 windows", "model", "r2")]
-    whole = rows[("counts", "simulated tiles", "model", "r2")]
-    assert windowed["n_test"] == whole["n_test"] and windowed["n_train"] == 9 * whole["n_train"]
+    for tiles in ("FIRST tiles", "simulated tiles"):
+        windowed = rows[("counts", f"{tiles}, 3 x 3 windows", "model", "r2")]
+        whole = rows[("counts", tiles, "model", "r2")]
+        assert windowed["n_test"] == whole["n_test"]
+        assert windowed["n_train"] == 9 * whole["n_train"]
     # the island counter beats raw pixels at counting simulated compact sources
     assert rows[("counts", "simulated tiles", "islands", "r2")]["value"] > max(
         0.3, rows[("counts", "simulated tiles", "model", "r2")]["value"])
