@@ -8,7 +8,8 @@ that the shipped file still reproduces its MiraBest figure.
 Usage::
 
     python scripts/register_model.py radiofm/models/data/NAME.onnx \\
-        --report eval/NAME/report.json --description "..." --default
+        --report eval/NAME/report.json [eval/NAME-counts/report.json] --description "..." \\
+        --default
 """
 
 import argparse
@@ -39,14 +40,18 @@ def model_figures(report, model_name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="the ONNX file, inside radiofm/models/data")
-    parser.add_argument("--report", type=Path, required=True,
-                        help="report.json of `radiofm evaluate` on that file")
+    parser.add_argument("--report", type=Path, required=True, nargs="+",
+                        help="report.json of `radiofm evaluate` on that file; of several "
+                        "(e.g. a full run and a later run of some tasks), a later one's "
+                        "figures replace an earlier one's")
     parser.add_argument("--description", required=True, help="one line for listings")
     parser.add_argument("--default", action="store_true", help=f"make it {DEFAULT_MODEL!r}")
     args = parser.parse_args(argv)
     name = load_model(args.model).name
-    with open(args.report) as stream:
-        figures = model_figures(json.load(stream), name)
+    figures = {}
+    for report in args.report:
+        with open(report) as stream:
+            figures.update(model_figures(json.load(stream), name))
     registry = bundled_registry()
     registry.add(name, args.model, description=args.description, default=args.default,
                  figures=figures)

@@ -43,6 +43,23 @@ SIMULATED_FIELDS = 6
 #: skies only by the procedure of ``scripts/count_windows.py`` (per-tile R^2 0.51 whole,
 #: 0.64 at 2 x 2, 0.68 at 3 x 3, default model v2; docs/model_card.rst).
 COUNT_WINDOWS = 3
+#: Count regimes: (name, the count data sets it is fitted on, training beam FWHM in arcsec,
+#: what it was fitted on). Each is kept only where it beats the GLM fitted on every tile on
+#: validation tiles (`fit_output_heads`).
+COUNT_REGIMES = (
+    ("FIRST", ("counts_first",), TRAINING_BEAMS_ARCSEC[0],
+     f"FIRST 1.4 GHz tiles (beam {TRAINING_BEAMS_ARCSEC[0]:g} arcsec)"),
+    ("MeerKAT-sim", ("counts_simulated", "counts_simulated_artefacts"),
+     TRAINING_BEAMS_ARCSEC[1],
+     f"simulated MeerKAT-like tiles, with and without calibration artefacts (beam "
+     f"{TRAINING_BEAMS_ARCSEC[1]:g} arcsec)"),
+)
+#: A regime is kept when its validation deviance is this share below the pooled GLM's (a
+#: regime no better than the pooled GLM would only add noise).
+REGIME_MARGIN = 0.01
+#: A regime's head counts images whose beam lies within this factor of its training beam;
+#: images of other beams are counted by the head fitted on every training tile.
+REGIME_BEAM_FACTOR = 1.15
 
 
 def expected_calibration_error(probabilities, labels, bins=15):
@@ -172,6 +189,63 @@ def _poisson(x_train, y_train, seed=0):
             "max_log_rate": float(np.log(3.0 * max(1.0, y_train.max())))}
 
 
+def _beam_regimes(x, y, train, source, tile, seed=2):
+    """The count GLMs of `COUNT_REGIMES` that count their own beam's tiles better than the
+    GLM fitted on every tile does, judged on validation tiles.
+
+    A fifth of the training tiles (all their windows) is held out; the pooled GLM and each
+    regime's GLM are fitted on the rest, and a regime is kept when its per-tile Poisson
+    deviance on its held-out tiles is lower than the pooled GLM's by `REGIME_MARGIN`. A
+    kept regime is then fitted on all its training tiles.
+
+    Returns
+    -------
+    regimes : list of dict
+        Heads layout of each kept regime, plus ``members`` (its data sets).
+    validation : dict
+        Regime name -> held-out per-tile deviance and R^2 of its GLM and of the pooled one,
+        and whether it was kept.
+    """
+    from sklearn.metrics import mean_poisson_deviance, r2_score
+
+    tiles = np.unique(tile[train])
+    held = train & np.isin(tile, np.random.default_rng(seed).permutation(tiles)[
+        : len(tiles) // 5])
+    fit = train & ~held
+    pooled = _poisson(x[fit], y[fit])
+    regimes, validation = [], {}
+    for name, members, beam, fitted_on in COUNT_REGIMES:
+        rows = np.isin(source, members)
+        if not (rows & fit).any() or not (rows & held).any():
+            continue
+        own = _poisson(x[rows & fit], y[rows & fit])
+        check = rows & held
+        _, cell = np.unique(tile[check], return_inverse=True)
+        truth = np.bincount(cell, y[check])
+        scores = {}
+        for head, glm in (("regime", own), ("pooled", pooled)):
+            predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x[check])), 1e-9)
+            scores[f"{head}_deviance"] = float(mean_poisson_deviance(truth, predicted))
+            scores[f"{head}_r2"] = float(r2_score(truth, predicted))
+        scores["kept"] = (scores["regime_deviance"]
+                          < (1 - REGIME_MARGIN) * scores["pooled_deviance"])
+        scores["tiles"] = int(truth.size)
+        validation[name] = scores
+        log.info("count regime %s on %d validation tiles: %s", name, truth.size, scores)
+        if scores["kept"]:
+            regimes.append({"name": name, "description": fitted_on, "members": members,
+                            "beam_range_arcsec": [beam / REGIME_BEAM_FACTOR,
+                                                  beam * REGIME_BEAM_FACTOR],
+                            **_poisson(x[rows & train], y[rows & train])})
+    return regimes, validation
+
+
+def _poisson_rate(glm, x):
+    """A fitted Poisson GLM's expected count of each row of ``x`` (capped as `Heads` caps)."""
+    eta = ((x - glm["mean"]) / glm["scale"]) @ glm["coef"] + glm["intercept"]
+    return np.exp(np.minimum(eta, glm["max_log_rate"]))
+
+
 def _count_figures(predicted, truth):
     from sklearn.metrics import r2_score
 
@@ -234,7 +308,13 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       calibration artefacts (true compact sources with peak >= 5 sigma), training splits
       only; the penalty is chosen on a held-out fifth of train. With ``count_windows`` the
       head reads each tile's windows (`radiofm.tiling.split_windows`), fitted on the
-      windows' own counts, and a tile's count is their sum;
+      windows' own counts, and a tile's count is their sum. Beside this head, fitted on
+      every tile, a GLM per beam regime (`COUNT_REGIMES`: FIRST's tiles, the simulated
+      MeerKAT-like ones) counts images of that beam (`radiofm.models.Heads.count_regime`),
+      where it counts a held-out fifth of its training tiles better than the pooled GLM
+      (per-tile Poisson deviance 1 % lower; ``regime_validation``); the test figures are
+      those of the head each data set is counted by, and ``figures_pooled`` those of the
+      pooled head;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train and a
       temperature fitted on valid, C chosen for the smallest valid log-loss (calibration
       before accuracy); accuracy and ECE on test;
@@ -324,18 +404,31 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     train = split == "train"
     _, xc, _, yc, split_c, source_c, tile_c = (
         whole_tiles if count_windows == 1 else count_data(count_windows))
-    counts = _poisson(xc[split_c == "train"], yc[split_c == "train"])
-    z = (xc - counts["mean"]) / counts["scale"]
-    predicted = np.bincount(tile_c, np.exp(np.minimum(z @ counts["coef"] + counts["intercept"],
-                                                      counts["max_log_rate"])))
+    train_c = split_c == "train"
+    counts = _poisson(xc[train_c], yc[train_c])
+    regimes, validation = _beam_regimes(xc, yc, train_c, source_c, tile_c)
+    # each data set is counted by its beam's regime head where one is kept, as at inference
+    rate = _poisson_rate(counts, xc)
+    pooled_rate = rate.copy()
+    for regime in regimes:
+        rows = np.isin(source_c, regime.pop("members"))
+        rate[rows] = _poisson_rate(regime, xc[rows])
     truth = np.bincount(tile_c, yc)
     first_item = np.unique(tile_c, return_index=True)[1]
     tile_test, tile_source = split_c[first_item] == "test", source_c[first_item]
-    count_figures = {name: _count_figures(predicted[tile_test & (tile_source == name)],
-                                          truth[tile_test & (tile_source == name)])
-                     for name in parts}
-    log.info("count head (Poisson GLM, alpha %g, %d x %d windows): test %s", counts["alpha"],
-             count_windows, count_windows, count_figures)
+
+    def figures(per_item):
+        predicted = np.bincount(tile_c, per_item)
+        return {name: _count_figures(predicted[tile_test & (tile_source == name)],
+                                     truth[tile_test & (tile_source == name)])
+                for name in parts}
+
+    count_figures, pooled_figures = figures(rate), figures(pooled_rate)
+    log.info("count heads (Poisson GLM, %d x %d windows): test %s per beam regime, %s "
+             "pooled (alpha %g)", count_windows, count_windows, count_figures,
+             pooled_figures, counts["alpha"])
+    counts.update(regimes=regimes, regime_validation=validation,
+                  figures_pooled=pooled_figures)
     counts.update(
         kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=COUNT_SNR,
         windows=int(count_windows),

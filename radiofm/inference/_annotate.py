@@ -101,14 +101,20 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
     heads = model.heads
     if counts and heads is not None and heads.count_windows > 1:
         cells = heads.count_windows ** 2
+        beam = _beam_arcsec(tiles.image.beam)
         outputs["window_counts"] = np.empty(n, np.float32)
         for ids, inputs in model.spec.stream_tiles(tiles, stretch,
                                                    batch_size=max(1, batch_size // cells),
                                                    windows=heads.count_windows,
                                                    progress=progress):
             embedding = model.run(inputs)["embedding"]
-            outputs["window_counts"][ids] = heads.predict_tile_counts(embedding)
+            outputs["window_counts"][ids] = heads.predict_tile_counts(embedding, beam)
     return outputs, stretch
+
+
+def _beam_arcsec(beam):
+    """The beam major axis (FWHM) in arcsec, or None when the image has no beam."""
+    return None if beam is None else float(beam[0].to_value(u.arcsec))
 
 
 def _annotate_tiles(image, model, columns, *, tile_size, overlap, min_valid, batch_size,
@@ -200,7 +206,9 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
         The tile table with ``n_compact_pred`` (float32, never negative: the model's
         Poisson count head, on the tile or, for a head that reads windows
         (`radiofm.models.Heads.count_windows`), summed over the tile's windows, each run
-        through the model; its description says what is counted), masked where
+        through the model; the head fitted for the image's beam where the model has one,
+        `radiofm.models.Heads.count_regime`, named in ``meta["COUNTHD"]``; its description
+        says what is counted and by which head), masked where
         ``ood_flag``; ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
         and ``ood_reason`` (``embedding``, ``noise``, ``beam``, comma-separated): a tile is
         flagged when its embedding lies beyond the threshold chosen on held-out training
@@ -247,12 +255,15 @@ def add_count_columns(table, model, outputs):
     heads = model.heads
     if heads is not None:
         embedding = outputs["embedding"]
+        beam = _beam_arcsec(outputs.get("beam"))
         if heads.count_windows > 1:
             counts = outputs["window_counts"]
         else:
-            counts = heads.predict_tile_counts(embedding)
+            counts = heads.predict_tile_counts(embedding, beam)
         score, far = heads.ood_scores(embedding, "tiles")
-        description = heads.count_description
+        regime, fitted_on = heads.count_regime(beam)
+        description = f"{heads.count_description}; count head {regime!r}, fitted on {fitted_on}"
+        table.meta["COUNTHD"] = regime
         for k in np.flatnonzero(far):
             reasons[k].append("embedding")
         noise = outputs["input_noise"]
@@ -260,13 +271,11 @@ def add_count_columns(table, model, outputs):
             low, high = heads.noise_range
             for k in np.flatnonzero(~((noise >= low) & (noise <= high))):
                 reasons[k].append("noise")
-        beam = outputs.get("beam")
         if heads.beam_range_arcsec is not None and beam is not None:
-            major = float(beam[0].to_value(u.arcsec))
             low, high = heads.beam_range_arcsec
-            if not low <= major <= high:
+            if not low <= beam <= high:
                 log.warning("the image's %.3g arcsec beam lies outside the %.3g-%.3g arcsec "
-                            "of model %r's training images: every tile is flagged", major,
+                            "of model %r's training images: every tile is flagged", beam,
                             low, high, model.name)
                 for reason in reasons:
                     reason.append("beam")

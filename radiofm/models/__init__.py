@@ -11,6 +11,7 @@ a registered file against its sha256. Nothing here imports torch.
 
 from ._heads import (
     HEADS_VERSION,
+    POOLED_COUNT_HEAD,
     Heads,
     OodReference,
     input_noise,
@@ -46,9 +47,9 @@ from ._spec import (
 
 __all__ = [
     "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
-    "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads", "ModelMetadataError",
-    "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "OodReference", "bundled_registry",
-    "check_sha256", "dihedral_views", "file_sha256", "graph_sha256", "input_noise",
-    "locate_model", "parse_heads", "parse_metadata", "resolve_model", "serialize_heads",
-    "serialize_metadata",
+    "POOLED_COUNT_HEAD", "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads",
+    "ModelMetadataError", "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "OodReference",
+    "bundled_registry", "check_sha256", "dihedral_views", "file_sha256", "graph_sha256",
+    "input_noise", "locate_model", "parse_heads", "parse_metadata", "resolve_model",
+    "serialize_heads", "serialize_metadata",
 ]

@@ -9,9 +9,12 @@ fit-heads``) without its training checkpoint, and that no head needs torch.
 
 Layout (every array a nested JSON list of floats)::
 
-    {"heads_version": 2, "embedding_dim": D,
+    {"heads_version": 3, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [D], "scale": [D], "coef": [D],
                 "intercept": b, "max_log_rate": m, "description": "...", "windows": w,
+                "regimes": [{"name": "...", "beam_range_arcsec": [low, high],
+                             "description": "...", "mean": [D], "scale": [D],
+                             "coef": [D], "intercept": b, "max_log_rate": m}, ...],
                 ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
                     "coef": [[D] x K], "intercept": [K], "temperature": T,
@@ -28,6 +31,12 @@ coordinates plus the residual), and scores above ``threshold`` are out of distri
 The count head reads ``windows`` x ``windows`` windows of a tile (`radiofm.tiling.split_windows`)
 and a tile's count is the sum of its windows' counts; version 2 added ``windows`` (version 1
 heads, which have none, read whole tiles and are still read).
+
+A count head may carry ``regimes`` (version 3): Poisson GLMs fitted on the training data of
+one beam only (FIRST's 5.4", the simulated MeerKAT sky's 7.5"). An image whose beam lies in
+a regime's ``beam_range_arcsec`` is counted by that regime's GLM; any other image, or one
+whose beam is unknown, by the head fitted on every training tile (the top-level GLM).
+Version 2 heads have no regimes and are still read.
 """
 
 import json
@@ -36,17 +45,21 @@ import numpy as np
 
 from ._metadata import ModelMetadataError
 
-__all__ = ["HEADS_VERSION", "Heads", "OodReference", "input_noise", "parse_heads",
-           "serialize_heads"]
+__all__ = ["HEADS_VERSION", "POOLED_COUNT_HEAD", "Heads", "OodReference", "input_noise",
+           "parse_heads", "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 2
-#: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles).
-READABLE_HEADS_VERSIONS = (1, 2)
+HEADS_VERSION = 3
+#: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
+#: ``counts.regimes``).
+READABLE_HEADS_VERSIONS = (1, 2, 3)
+#: Name of the count head fitted on every training tile, which counts images of any beam.
+POOLED_COUNT_HEAD = "pooled"
 #: Morphology probabilities below this (after temperature scaling) make a source uncertain.
 MIN_CONFIDENCE = 0.5
 
-_COUNT_KEYS = ("mean", "scale", "coef", "intercept", "max_log_rate", "description")
+_GLM_KEYS = ("mean", "scale", "coef", "intercept", "max_log_rate")
+_COUNT_KEYS = (*_GLM_KEYS, "description")
 _MORPH_KEYS = ("mean", "scale", "coef", "intercept", "temperature", "classes")
 _REFERENCE_KEYS = ("mean", "scale", "components", "variances", "residual_variance",
                    "threshold")
@@ -135,6 +148,53 @@ class OodReference:
                        / (len(self.variances) + 1))
 
 
+class _PoissonGlm:
+    """One Poisson GLM (log link) on standardised embeddings: a count head's model."""
+
+    def __init__(self, part, dim, where):
+        _require(part, _GLM_KEYS, where)
+        self.mean, self.scale, self.coef = (_array(part, key, (dim,), where)
+                                            for key in ("mean", "scale", "coef"))
+        if not (self.scale > 0).all():
+            raise _Invalid(f"{where}.scale must be positive")
+        self.intercept = _number(part, "intercept", where)
+        self.max_log_rate = _number(part, "max_log_rate", where)
+
+    def predict(self, x):
+        eta = ((x - self.mean) / self.scale) @ self.coef + self.intercept
+        # beyond the training range the log-linear extrapolation explodes: cap it
+        return np.exp(np.minimum(eta, self.max_log_rate)).astype(np.float32)
+
+
+def _count_regimes(counts, dim, version):
+    """The (name, beam range, description, GLM) of each regime of a count head."""
+    regimes = counts.get("regimes", [])
+    if regimes and version in (1, 2):
+        raise _Invalid("counts.regimes needs heads version 3")
+    if not isinstance(regimes, list):
+        raise _Invalid(f"counts.regimes must be a list, got {type(regimes).__name__}")
+    parsed = []
+    for i, part in enumerate(regimes):
+        where = f"counts.regimes[{i}]"
+        _require(part, ("name", "beam_range_arcsec", "description"), where)
+        name = part["name"]
+        if not isinstance(name, str) or not name or name == POOLED_COUNT_HEAD:
+            raise _Invalid(f"{where}.name must be a name other than {POOLED_COUNT_HEAD!r}, "
+                           f"got {name!r}")
+        beams = _range(part, "beam_range_arcsec", where)
+        if beams is None or not beams[0] < beams[1]:
+            raise _Invalid(f"{where}.beam_range_arcsec must be [low, high] with low < high")
+        parsed.append((name, beams, str(part["description"]), _PoissonGlm(part, dim, where)))
+    parsed.sort(key=lambda regime: regime[1])
+    for (first, (_, high), _, _), (second, (low, _), _, _) in zip(parsed, parsed[1:], strict=False):
+        if low < high:
+            raise _Invalid(f"the beam ranges of count regimes {first!r} and {second!r} "
+                           "overlap")
+    if len({regime[0] for regime in parsed}) != len(parsed):
+        raise _Invalid("count regimes need distinct names")
+    return parsed
+
+
 class Heads:
     """Parsed, checked heads of an exported model (see `parse_heads`); apply them with
     `predict_counts`, `morphology_probabilities` and `ood_scores`.
@@ -151,6 +211,9 @@ class Heads:
     count_windows : int
         The count head reads ``count_windows`` x ``count_windows`` windows of each tile
         (`radiofm.tiling.split_windows`); see `predict_tile_counts`.
+    count_regimes : dict
+        Name -> beam range (FWHM, arcsec) of each count regime (see `count_regime`);
+        empty when one head counts every image.
     noise_range : list of float or None
         Range of the robust noise of normalised training inputs (see `input_noise`).
     beam_range_arcsec : list of float or None
@@ -164,12 +227,9 @@ class Heads:
         self.embedding_dim = dim
         counts, morph, ood = raw["counts"], raw["morphology"], raw["ood"]
         _require(counts, _COUNT_KEYS, "counts")
-        self._count = {key: _array(counts, key, (dim,), "counts")
-                       for key in ("mean", "scale", "coef")}
-        if not (self._count["scale"] > 0).all():
-            raise _Invalid("counts.scale must be positive")
-        self._count_intercept = _number(counts, "intercept", "counts")
-        self._max_log_rate = _number(counts, "max_log_rate", "counts")
+        self._pooled = _PoissonGlm(counts, dim, "counts")
+        self._regimes = _count_regimes(counts, dim, raw.get("heads_version"))
+        self.count_regimes = {name: beams for name, beams, _, _ in self._regimes}
         if not isinstance(counts["description"], str) or not counts["description"]:
             raise _Invalid("counts.description must say what is counted")
         self.count_description = counts["description"]
@@ -211,7 +271,41 @@ class Heads:
                              f"{embedding.shape}")
         return embedding
 
-    def predict_counts(self, embedding):
+    def count_regime(self, beam_arcsec=None):
+        """Which count head counts an image of this beam, and what it was fitted on.
+
+        Parameters
+        ----------
+        beam_arcsec : float, optional
+            The image's beam major axis (FWHM, arcsec); None when unknown.
+
+        Returns
+        -------
+        name : str
+            The regime whose ``beam_range_arcsec`` holds the beam, else `POOLED_COUNT_HEAD`
+            (the head fitted on every training tile).
+        description : str
+            Its training data, for the count column's description.
+
+        Examples
+        --------
+        >>> from radiofm.inference import load_model
+        >>> heads = load_model("default").heads
+        >>> heads.count_regime(5.4)[0], heads.count_regime(20.0)[0]
+        ('FIRST', 'pooled')
+        """
+        if beam_arcsec is not None:
+            for name, (low, high), description, _ in self._regimes:
+                if low <= float(beam_arcsec) < high:
+                    return name, description
+        return POOLED_COUNT_HEAD, "every training tile, of any beam"
+
+    def _count_model(self, beam_arcsec):
+        name = self.count_regime(beam_arcsec)[0]
+        return next((glm for regime, _, _, glm in self._regimes if regime == name),
+                    self._pooled)
+
+    def predict_counts(self, embedding, beam_arcsec=None):
         """Expected compact-source count per input (Poisson GLM, log link): never negative.
 
         An input is a tile, or with `count_windows` > 1 one window of a tile (sum them with
@@ -221,19 +315,17 @@ class Heads:
         ----------
         embedding : array-like
             (N, D) embeddings of the inputs the head reads.
+        beam_arcsec : float, optional
+            The image's beam (FWHM, arcsec): picks the count regime (`count_regime`).
 
         Returns
         -------
         counts : `~numpy.ndarray`
             (N,) float32 >= 0 (NaN where the embedding is not finite).
         """
-        x = self._embedding(embedding)
-        part = self._count
-        eta = ((x - part["mean"]) / part["scale"]) @ part["coef"] + self._count_intercept
-        # beyond the training range the log-linear extrapolation explodes: cap it
-        return np.exp(np.minimum(eta, self._max_log_rate)).astype(np.float32)
+        return self._count_model(beam_arcsec).predict(self._embedding(embedding))
 
-    def predict_tile_counts(self, embedding):
+    def predict_tile_counts(self, embedding, beam_arcsec=None):
         """Expected compact-source count per tile: the sum over its windows.
 
         Parameters
@@ -242,13 +334,15 @@ class Heads:
             (N * count_windows**2, D) embeddings of the windows of N tiles, each tile's
             windows together in `radiofm.tiling.split_windows` order (N x D tile
             embeddings when `count_windows` is 1).
+        beam_arcsec : float, optional
+            The image's beam (FWHM, arcsec): picks the count regime (`count_regime`).
 
         Returns
         -------
         counts : `~numpy.ndarray`
             (N,) float32 >= 0.
         """
-        per_window = self.predict_counts(embedding)
+        per_window = self.predict_counts(embedding, beam_arcsec)
         cells = self.count_windows ** 2
         if len(per_window) % cells:
             raise ValueError(f"{len(per_window)} window embeddings are not whole tiles of "
@@ -362,7 +456,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not one this radiofm reads (1, 2)
+    model: heads version 99 is not one this radiofm reads (1, 2, 3)
     """
     def fail(message):
         raise ModelMetadataError(

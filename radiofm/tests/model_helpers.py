@@ -74,10 +74,14 @@ def export_tiny_model(path, *, spec=None, **options):
     return backbone, heads, report
 
 
-def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1):
-    """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict)."""
+def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
+                count_regimes=()):
+    """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict);
+    ``count_regimes``: (name, [low, high] beam in arcsec, intercept) of each regime's count
+    GLM, with the pooled head's weights."""
     rng = np.random.default_rng(seed)
     k = len(classes)
+    coef = rng.normal(0, 0.1, dim)
 
     def reference():
         return {"mean": np.zeros(dim), "scale": np.ones(dim),
@@ -87,9 +91,14 @@ def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1)
     return {
         "heads_version": HEADS_VERSION, "embedding_dim": dim,
         "counts": {"kind": "poisson-glm", "mean": np.zeros(dim), "scale": np.ones(dim),
-                   "coef": rng.normal(0, 0.1, dim), "intercept": 1.0, "max_log_rate": 5.0,
+                   "coef": coef, "intercept": 1.0, "max_log_rate": 5.0,
                    "description": "compact sources with peak >= 5 sigma per tile",
-                   "windows": count_windows},
+                   "windows": count_windows,
+                   "regimes": [{"name": name, "beam_range_arcsec": beams,
+                                "description": f"{name} tiles", "mean": np.zeros(dim),
+                                "scale": np.ones(dim), "coef": coef, "intercept": intercept,
+                                "max_log_rate": 5.0}
+                               for name, beams, intercept in count_regimes]},
         "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),
                        "scale": np.ones(dim), "coef": rng.normal(0, 0.1, (k, dim)),
                        "intercept": np.zeros(k), "temperature": 1.5, "classes": list(classes)},

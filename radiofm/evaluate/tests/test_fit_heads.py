@@ -23,6 +23,13 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     assert set(heads["counts"]["figures"]) == {"counts_first", "counts_simulated",
                                                 "counts_simulated_artefacts"}
     assert "peak >= 5 sigma" in parsed.count_description
+    # a count GLM per training beam is kept where it beats the pooled one on validation
+    validation = heads["counts"]["regime_validation"]
+    assert set(validation) == {"FIRST", "MeerKAT-sim"}
+    for name, scores in validation.items():
+        assert scores["kept"] == (scores["regime_deviance"] < 0.99 * scores["pooled_deviance"])
+        assert (name in parsed.count_regimes) == scores["kept"]
+    assert set(heads["counts"]["figures_pooled"]) == set(heads["counts"]["figures"])
     assert parsed.temperature > 0 and parsed.has_reference("stamps")
     assert "ece_test" in heads["morphology"]["figures"]
     assert sorted((tmp_path / "cache").iterdir())  # embeddings cached for the next fit
@@ -37,6 +44,30 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     with pytest.raises(ModelMetadataError, match="counts.coef has shape"):
         write_heads(tiny_model, tmp_path / "bad.onnx", heads=heads)
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
+    """Two data sets whose counts follow the embedding in opposite ways: one pooled GLM fits
+    neither, so each beam gets its own; a data set like the others gets none."""
+    from radiofm.evaluate._fit_heads import _beam_regimes
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    x = rng.normal(0, 1, (2 * n, 4))
+    source = np.repeat(["counts_first", "counts_simulated"], n)
+    sign = np.where(source == "counts_first", 1.0, -1.0)
+    y = rng.poisson(np.exp(1.0 + sign * x[:, 0])).astype(float)
+    tile = np.arange(2 * n) // 3  # three windows per tile
+    train = np.ones(2 * n, bool)
+    regimes, validation = _beam_regimes(x, y, train, source, tile)
+    assert [r["name"] for r in regimes] == ["FIRST", "MeerKAT-sim"]
+    assert all(v["kept"] and v["regime_r2"] > v["pooled_r2"] for v in validation.values())
+    assert regimes[0]["beam_range_arcsec"] == pytest.approx([5.4 / 1.15, 5.4 * 1.15])
+    assert regimes[0]["coef"][0] > 0.8 and regimes[1]["coef"][0] < -0.8  # standardised x
+
+    same = rng.poisson(np.exp(1.0 + x[:, 0])).astype(float)
+    regimes, validation = _beam_regimes(x, same, train, source, tile)
+    assert regimes == [] and not any(v["kept"] for v in validation.values())
 
 
 def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_data, tmp_path):

@@ -76,6 +76,28 @@ def test_a_windowed_count_head_counts_each_tile_as_the_sum_of_its_windows(tiny_m
     assert not np.allclose(table["n_compact_pred"], whole, rtol=0.05)
 
 
+@pytest.mark.parametrize("count_windows", [1, 3])
+def test_an_image_is_counted_by_the_count_head_of_its_beam(tiny_model, sky, tmp_path,
+                                                           count_windows):
+    """The simulated sky's 7.5 arcsec beam picks the regime fitted for it (here: twice the
+    pooled head's rate), named in the table; without a regime for its beam, the pooled
+    head counts."""
+    hdu, _ = sky
+    regimes = [("FIRST", [4.7, 6.2], 0.0), ("MeerKAT-sim", [6.5, 8.6], 1.0 + np.log(2.0))]
+    pooled = count_sources(hdu, _with_heads(tiny_model, tmp_path, f"pooled{count_windows}",
+                                            threshold=1e6, count_windows=count_windows),
+                           threads=1, progress=False)
+    table = count_sources(hdu, _with_heads(tiny_model, tmp_path, f"regimes{count_windows}",
+                                           threshold=1e6, count_windows=count_windows,
+                                           count_regimes=regimes),
+                          threads=1, progress=False)
+    np.testing.assert_allclose(table["n_compact_pred"], 2 * pooled["n_compact_pred"],
+                               rtol=1e-5)
+    assert table.meta["COUNTHD"] == "MeerKAT-sim" and pooled.meta["COUNTHD"] == "pooled"
+    assert "count head 'MeerKAT-sim', fitted on MeerKAT-sim tiles" in (
+        table["n_compact_pred"].info.description)
+
+
 def test_a_linear_head_without_numpy_heads_is_clipped_and_flagged(tiny_model, sky,
                                                                   tmp_path, caplog):
     """The old graph head printed negative counts on every real field, with no warning."""

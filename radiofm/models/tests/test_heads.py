@@ -157,3 +157,41 @@ def test_version_1_heads_read_whole_tiles(raw):
         parse_heads({**old, "counts": {**old["counts"], "windows": 3}})
     with pytest.raises(ModelMetadataError, match="counts.windows must be a positive integer"):
         parse_heads({**raw, "counts": {**raw["counts"], "windows": 0}})
+
+
+def test_count_regimes_count_each_beam_with_its_own_head():
+    """An image of a regime's beam is counted by that regime's GLM; any other beam, or none,
+    by the head fitted on every tile."""
+    heads = parse_heads(serialize_heads(numpy_heads(
+        DIM, count_regimes=[("FIRST", [4.7, 6.2], 0.0), ("MeerKAT-sim", [6.5, 8.6], 2.0)])))
+    assert heads.count_regimes == {"FIRST": [4.7, 6.2], "MeerKAT-sim": [6.5, 8.6]}
+    x = np.random.default_rng(5).normal(0, 1, (4, DIM))
+    pooled = heads.predict_counts(x)  # intercept 1.0
+    np.testing.assert_allclose(heads.predict_counts(x, 5.4), pooled / np.e, rtol=1e-5)
+    np.testing.assert_allclose(heads.predict_tile_counts(x, 7.5), pooled * np.e, rtol=1e-5)
+    for beam in (None, 3.0, 6.3, 20.0):
+        np.testing.assert_allclose(heads.predict_counts(x, beam), pooled)
+        assert heads.count_regime(beam) == ("pooled", "every training tile, of any beam")
+    assert heads.count_regime(7.5) == ("MeerKAT-sim", "MeerKAT-sim tiles")
+
+
+@pytest.mark.parametrize(("regimes", "message"), [
+    ([("a", [4.0, 7.0], 0.0), ("b", [6.0, 9.0], 0.0)], "count regimes 'a' and 'b' overlap"),
+    ([("a", [5.0, 5.0], 0.0)], r"beam_range_arcsec must be \[low, high\] with low < high"),
+    ([("pooled", [4.0, 5.0], 0.0)], "must be a name other than 'pooled'"),
+    ([("a", [4.0, 5.0], 0.0), ("a", [6.0, 7.0], 0.0)], "need distinct names"),
+])
+def test_bad_count_regimes_are_refused(regimes, message):
+    with pytest.raises(ModelMetadataError, match=message):
+        parse_heads(numpy_heads(DIM, count_regimes=regimes))
+
+
+def test_version_2_heads_count_every_beam_with_one_head(raw):
+    """Heads written before regimes existed are read; a version 2 head with regimes is
+    refused (a radiofm of that version would count every beam with the pooled head)."""
+    old = {**raw, "heads_version": 2}
+    heads = parse_heads(old)
+    assert heads.count_regimes == {} and heads.count_regime(5.4)[0] == "pooled"
+    regimes = numpy_heads(DIM, count_regimes=[("FIRST", [4.7, 6.2], 0.0)])["counts"]
+    with pytest.raises(ModelMetadataError, match="counts.regimes needs heads version 3"):
+        parse_heads({**old, "counts": regimes})
