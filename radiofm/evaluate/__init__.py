@@ -34,6 +34,7 @@ from ._embedders import (
 )
 from ._fit_heads import (
     ARTEFACT_FIELDS,
+    COUNT_REGIMES,
     COUNT_WINDOWS,
     SIMULATED_FIELDS,
     expected_calibration_error,
@@ -46,6 +47,7 @@ from ._tasks import anomaly_scores
 
 __all__ = [
     "ARTEFACT_FIELDS",
+    "COUNT_REGIMES",
     "COUNT_WINDOWS",
     "EVALUATION_VIEWS",
     "IslandCounter",

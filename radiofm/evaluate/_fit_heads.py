@@ -19,8 +19,8 @@ from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
 
-__all__ = ["ARTEFACT_FIELDS", "COUNT_WINDOWS", "SIMULATED_FIELDS", "expected_calibration_error",
-           "fit_output_heads", "write_heads"]
+__all__ = ["ARTEFACT_FIELDS", "COUNT_REGIMES", "COUNT_WINDOWS", "SIMULATED_FIELDS",
+           "expected_calibration_error", "fit_output_heads", "write_heads"]
 
 log = logging.getLogger("radiofm")
 
