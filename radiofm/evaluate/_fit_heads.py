@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._provenance import radiofm_version
-from ..models import input_noise, serialize_heads
+from ..models import PoissonGlm, input_noise, serialize_heads
 from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
@@ -201,7 +201,7 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
     Returns
     -------
     regimes : list of dict
-        Heads layout of each kept regime, plus ``members`` (its data sets).
+        Heads layout of each kept regime.
     validation : dict
         Regime name -> held-out per-tile deviance and R^2 of its GLM and of the pooled one,
         and whether it was kept.
@@ -233,7 +233,7 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
         validation[name] = scores
         log.info("count regime %s on %d validation tiles: %s", name, truth.size, scores)
         if scores["kept"]:
-            regimes.append({"name": name, "description": fitted_on, "members": members,
+            regimes.append({"name": name, "description": fitted_on,
                             "beam_range_arcsec": [beam / REGIME_BEAM_FACTOR,
                                                   beam * REGIME_BEAM_FACTOR],
                             **_poisson(x[rows & train], y[rows & train])})
@@ -241,9 +241,8 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
 
 
 def _poisson_rate(glm, x):
-    """A fitted Poisson GLM's expected count of each row of ``x`` (capped as `Heads` caps)."""
-    eta = ((x - glm["mean"]) / glm["scale"]) @ glm["coef"] + glm["intercept"]
-    return np.exp(np.minimum(eta, glm["max_log_rate"]))
+    """A fitted Poisson GLM's expected count of each row of ``x``, as `Heads` applies it."""
+    return PoissonGlm(glm, x.shape[1], "fitted GLM").predict(x).astype(np.float64)
 
 
 def _count_figures(predicted, truth):
@@ -410,8 +409,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     # each data set is counted by its beam's regime head where one is kept, as at inference
     rate = _poisson_rate(counts, xc)
     pooled_rate = rate.copy()
+    members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     for regime in regimes:
-        rows = np.isin(source_c, regime.pop("members"))
+        rows = np.isin(source_c, members[regime["name"]])
         rate[rows] = _poisson_rate(regime, xc[rows])
     truth = np.bincount(tile_c, yc)
     first_item = np.unique(tile_c, return_index=True)[1]

@@ -14,6 +14,7 @@ from ._heads import (
     POOLED_COUNT_HEAD,
     Heads,
     OodReference,
+    PoissonGlm,
     input_noise,
     parse_heads,
     serialize_heads,
@@ -49,7 +50,7 @@ __all__ = [
     "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
     "POOLED_COUNT_HEAD", "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads",
     "ModelMetadataError", "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "OodReference",
-    "bundled_registry", "check_sha256", "dihedral_views", "file_sha256", "graph_sha256",
-    "input_noise", "locate_model", "parse_heads", "parse_metadata", "resolve_model",
-    "serialize_heads", "serialize_metadata",
+    "PoissonGlm", "bundled_registry", "check_sha256", "dihedral_views", "file_sha256",
+    "graph_sha256", "input_noise", "locate_model", "parse_heads", "parse_metadata",
+    "resolve_model", "serialize_heads", "serialize_metadata",
 ]

@@ -45,8 +45,8 @@ import numpy as np
 
 from ._metadata import ModelMetadataError
 
-__all__ = ["HEADS_VERSION", "POOLED_COUNT_HEAD", "Heads", "OodReference", "input_noise",
-           "parse_heads", "serialize_heads"]
+__all__ = ["HEADS_VERSION", "POOLED_COUNT_HEAD", "Heads", "OodReference", "PoissonGlm",
+           "input_noise", "parse_heads", "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
 HEADS_VERSION = 3
@@ -148,8 +148,28 @@ class OodReference:
                        / (len(self.variances) + 1))
 
 
-class _PoissonGlm:
-    """One Poisson GLM (log link) on standardised embeddings: a count head's model."""
+class PoissonGlm:
+    """One Poisson GLM (log link) on standardised embeddings: a count head's model.
+
+    Parameters
+    ----------
+    part : dict
+        ``mean``, ``scale``, ``coef`` (each (D,)), ``intercept`` and ``max_log_rate`` (the
+        cap of the log rate), as `radiofm.evaluate.fit_output_heads` writes them.
+    dim : int
+        Embedding size D.
+    where : str
+        Where the GLM sits in the heads, for error messages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.models import PoissonGlm
+    >>> glm = PoissonGlm({"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0,
+    ...                   "max_log_rate": 2.0}, 1, "counts")
+    >>> [round(float(v), 3) for v in glm.predict(np.array([[0.0], [5.0]]))]
+    [1.0, 7.389]
+    """
 
     def __init__(self, part, dim, where):
         _require(part, _GLM_KEYS, where)
@@ -161,6 +181,7 @@ class _PoissonGlm:
         self.max_log_rate = _number(part, "max_log_rate", where)
 
     def predict(self, x):
+        """(N,) float32 expected counts of the (N, D) embeddings ``x``, never negative."""
         eta = ((x - self.mean) / self.scale) @ self.coef + self.intercept
         # beyond the training range the log-linear extrapolation explodes: cap it
         return np.exp(np.minimum(eta, self.max_log_rate)).astype(np.float32)
@@ -184,7 +205,7 @@ def _count_regimes(counts, dim, version):
         beams = _range(part, "beam_range_arcsec", where)
         if beams is None or not beams[0] < beams[1]:
             raise _Invalid(f"{where}.beam_range_arcsec must be [low, high] with low < high")
-        parsed.append((name, beams, str(part["description"]), _PoissonGlm(part, dim, where)))
+        parsed.append((name, beams, str(part["description"]), PoissonGlm(part, dim, where)))
     parsed.sort(key=lambda regime: regime[1])
     for (first, (_, high), _, _), (second, (low, _), _, _) in zip(parsed, parsed[1:], strict=False):
         if low < high:
@@ -227,7 +248,7 @@ class Heads:
         self.embedding_dim = dim
         counts, morph, ood = raw["counts"], raw["morphology"], raw["ood"]
         _require(counts, _COUNT_KEYS, "counts")
-        self._pooled = _PoissonGlm(counts, dim, "counts")
+        self._pooled = PoissonGlm(counts, dim, "counts")
         self._regimes = _count_regimes(counts, dim, raw.get("heads_version"))
         self.count_regimes = {name: beams for name, beams, _, _ in self._regimes}
         if not isinstance(counts["description"], str) or not counts["description"]:
