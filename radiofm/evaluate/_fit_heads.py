@@ -63,7 +63,14 @@ REGIME_BEAM_FACTOR = 1.15
 
 
 def expected_calibration_error(probabilities, labels, bins=15):
-    """Expected calibration error of the top-class probability (equal-width bins).
+    """Expected calibration error of the top-class probability.
+
+    With an integer ``bins`` the confidences are binned in equal widths over [0, 1] (the
+    usual estimator, Guo et al. 2017). On a few hundred items it is biased upwards: a
+    perfectly calibrated head scores about 0.08 on 200 stamps with 15 bins. ``"sweep"``
+    is the equal-mass estimator of Roelofs et al. (2022), the least biased of those they
+    compare: the items are sorted by confidence and cut into the largest number of
+    equal-count bins whose accuracies still rise monotonically with confidence.
 
     Parameters
     ----------
@@ -71,13 +78,18 @@ def expected_calibration_error(probabilities, labels, bins=15):
         (N, K) class probabilities.
     labels : array-like
         (N,) true class indices.
-    bins : int
-        Confidence bins over [0, 1].
+    bins : int or "sweep"
+        Equal-width confidence bins over [0, 1], or the monotonic equal-mass sweep.
 
     Returns
     -------
     ece : float
         Sum over bins of (share of items) x abs(accuracy - mean confidence).
+
+    Raises
+    ------
+    ValueError
+        ``bins`` is neither a positive integer nor ``"sweep"``.
 
     Examples
     --------
@@ -85,19 +97,38 @@ def expected_calibration_error(probabilities, labels, bins=15):
     >>> from radiofm.evaluate import expected_calibration_error
     >>> expected_calibration_error(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([0, 1]))
     0.4
+    >>> probabilities = np.array([[0.6, 0.4]] * 5 + [[0.9, 0.1]] * 5)
+    >>> expected_calibration_error(probabilities, np.array([0, 0, 0, 1, 1] + [0] * 5), "sweep")
+    0.05
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels)
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        chosen = which == b
-        if chosen.any():
-            ece += chosen.mean() * abs(correct[chosen].mean() - confidence[chosen].mean())
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    if isinstance(bins, str) and bins == "sweep":
+        groups = _monotonic_equal_mass_bins(confidence, correct)
+    elif isinstance(bins, (int, np.integer)) and not isinstance(bins, bool) and bins > 0:
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+        groups = [np.flatnonzero(which == b) for b in range(bins)]
+    else:
+        raise ValueError(f"bins must be a positive integer or 'sweep', not {bins!r}")
+    ece = sum(len(group) / len(labels) * abs(correct[group].mean() - confidence[group].mean())
+              for group in groups if len(group))
     return round(float(ece), 12)
+
+
+def _monotonic_equal_mass_bins(confidence, correct):
+    """Index groups of the most equal-count confidence bins (in order) whose accuracies do
+    not fall as confidence rises (Roelofs et al. 2022's sweep)."""
+    order = np.argsort(confidence, kind="stable")
+    best = [order]
+    for count in range(2, len(order) + 1):
+        groups = np.array_split(order, count)
+        if np.any(np.diff([correct[group].mean() for group in groups]) < 0):
+            break
+        best = groups
+    return best
 
 
 def _embedder_key(embedder):
@@ -316,7 +347,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       pooled head;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train and a
       temperature fitted on valid, C chosen for the smallest valid log-loss (calibration
-      before accuracy); accuracy and ECE on test;
+      before accuracy); accuracy and ECE on test (15 equal-width bins, and the sweep
+      estimator, ``ece_test_sweep``: `expected_calibration_error`);
     - OOD references: PCA of the training tiles' (and training stamps') standardised
       embeddings, the thresholds at the ``ood_quantile`` of held-out in-distribution
       scores (a fifth of the training tiles kept out of the reference; valid stamps); the
@@ -471,6 +503,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                                                             labels[m_test]),
         "ece_test": expected_calibration_error(softmax(logits[m_test] / temperature),
                                                labels[m_test]),
+        "ece_test_sweep": expected_calibration_error(softmax(logits[m_test] / temperature),
+                                                     labels[m_test], "sweep"),
     }
     log.info("morphology head: temperature %.3g, test %s", temperature, morph_figures)
     stamps = _reference(xm[m_train], xm[m_valid], n_components, ood_quantile)

@@ -14,6 +14,34 @@ def test_expected_calibration_error():
     assert expected_calibration_error(confident, np.ones(10, int)) == pytest.approx(0.9)
 
 
+def test_the_sweep_estimator_bins_by_count_while_accuracy_rises():
+    # four stamps at 0.5 (three right), four at 0.9 (three right): two equal-count bins keep
+    # accuracy level, three would make it fall, so the sweep stops at two
+    probabilities = np.array([[0.5, 0.5]] * 4 + [[0.9, 0.1]] * 4)
+    labels = np.array([1, 0, 0, 0, 0, 0, 0, 1])
+    assert expected_calibration_error(probabilities, labels, "sweep") == pytest.approx(
+        0.5 * 0.25 + 0.5 * 0.15)
+    assert expected_calibration_error(probabilities, labels, 1) == pytest.approx(0.05)
+
+
+def test_the_sweep_estimator_is_less_biased_on_a_few_hundred_calibrated_items():
+    rng = np.random.default_rng(1)
+    widths, sweeps = [], []
+    for _ in range(40):
+        confidence = rng.uniform(0.3, 0.95, 200)
+        probabilities = np.stack([confidence, 1 - confidence], axis=1)
+        labels = (rng.random(200) >= confidence).astype(int)  # right with its confidence
+        widths.append(expected_calibration_error(probabilities, labels))
+        sweeps.append(expected_calibration_error(probabilities, labels, "sweep"))
+    assert np.mean(sweeps) < 0.85 * np.mean(widths)
+
+
+@pytest.mark.parametrize("bins", [0, -3, 2.5, True, "mass"])
+def test_bad_calibration_bins_are_refused(bins):
+    with pytest.raises(ValueError, match="positive integer or 'sweep'"):
+        expected_calibration_error(np.array([[0.9, 0.1]]), np.array([0]), bins)
+
+
 def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, shared_data,
                                                                 tmp_path):
     pytest.importorskip("onnx")
@@ -31,7 +59,7 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
         assert (name in parsed.count_regimes) == scores["kept"]
     assert set(heads["counts"]["figures_pooled"]) == set(heads["counts"]["figures"])
     assert parsed.temperature > 0 and parsed.has_reference("stamps")
-    assert "ece_test" in heads["morphology"]["figures"]
+    assert {"ece_test", "ece_test_sweep"} <= set(heads["morphology"]["figures"])
     assert sorted((tmp_path / "cache").iterdir())  # embeddings cached for the next fit
     out = tmp_path / "headed.onnx"
     figures = write_heads(tiny_model, out, heads=heads)
