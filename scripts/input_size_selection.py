@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readout_selection import rgd_fri_frii_valid  # noqa: E402
+from readout_selection import logistic_probe, rgd_fri_frii_valid, stamp_figures  # noqa: E402
 
 STAMP_TASKS = ("frii", "morphology")
 
@@ -65,38 +65,18 @@ def without_test(data):
                     data.target[keep], data.split[keep], data.class_names)
 
 
-def stamp_figures(features, data):
+def size_figures(features, data):
     """The four selection figures of one feature set (dict of task name -> features)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from radiofm.evaluate._tasks import C_GRID
-
-    def logistic():
-        return GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
-                            {"logisticregression__C": C_GRID[::2]}, cv=3)
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    figures = {}
-    frii = data["frii"]
-    train = frii.split == "train"
-    predicted = cross_val_predict(logistic(), features["frii"][train], frii.target[train],
-                                  cv=folds)
-    figures["mbfr_cv_error"] = np.mean(predicted != frii.target[train])
+    figures = stamp_figures(features, data, folds)
     morph = data["morphology"]
-    fit, valid = morph.split == "train", morph.split == "valid"
-    predicted = cross_val_predict(logistic(), features["morphology"][fit], morph.target[fit],
-                                  cv=folds)
-    figures["rgd4_train_cv_accuracy"] = np.mean(predicted == morph.target[fit])
-    probe = logistic().fit(features["morphology"][fit], morph.target[fit])
-    figures["rgd4_valid_accuracy"] = probe.score(features["morphology"][valid],
-                                                 morph.target[valid])
-    probe = logistic().fit(features["frii"][train], frii.target[train])
-    figures["mb_to_rgd_valid_error"] = np.mean(probe.predict(features["rgd_valid"])
-                                               != data["rgd_valid"].target)
-    return {name: float(value) for name, value in figures.items()}
+    fit = morph.split == "train"
+    predicted = cross_val_predict(logistic_probe(), features["morphology"][fit],
+                                  morph.target[fit], cv=folds)
+    figures["rgd4_train_cv_accuracy"] = float(np.mean(predicted == morph.target[fit]))
+    return figures
 
 
 def main(argv=None):
@@ -133,7 +113,7 @@ def main(argv=None):
             features = {task: embedder.embed(task_data.prepared(size))
                         for task, task_data in data.items()}
             rows.append({"backbone": role, "input_pixels": size,
-                         **stamp_figures(features, data)})
+                         **size_figures(features, data)})
             print(rows[-1], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

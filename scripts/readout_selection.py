@@ -89,43 +89,59 @@ def last_stage_max(backbone, stamps):
         return embedder.embed(stamps).astype(np.float64)
 
 
-def selection_figures(features, data):
-    """The five selection figures of one readout (dict of task name -> features)."""
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
+def logistic_probe():
+    """Standardised logistic regression, C by an inner 3-fold search."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from radiofm.evaluate._tasks import C_GRID
 
-    def logistic():
-        return GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
-                            {"logisticregression__C": C_GRID[::2]}, cv=3)
+    return GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
+                        {"logisticregression__C": C_GRID[::2]}, cv=3)
 
-    folds = KFold(5, shuffle=True, random_state=0)
+
+def stamp_figures(features, data, folds):
+    """MBFR TRAIN cross-validated error (``folds``), RadioGalaxyDataset 4-class valid
+    accuracy and MiraBest TRAIN -> RadioGalaxyDataset FRI/FRII valid error."""
+    from sklearn.model_selection import cross_val_predict
+
     figures = {}
     frii = data["frii"]
     train = frii.split == "train"
-    predicted = cross_val_predict(logistic(), features["frii"][train], frii.target[train],
-                                  cv=folds)
+    predicted = cross_val_predict(logistic_probe(), features["frii"][train],
+                                  frii.target[train], cv=folds)
     figures["mbfr_cv_error"] = np.mean(predicted != frii.target[train])
     morph = data["morphology"]
     fit, valid = morph.split == "train", morph.split == "valid"
-    probe = logistic().fit(features["morphology"][fit], morph.target[fit])
+    probe = logistic_probe().fit(features["morphology"][fit], morph.target[fit])
     figures["rgd4_valid_accuracy"] = probe.score(features["morphology"][valid],
                                                  morph.target[valid])
-    probe = logistic().fit(features["frii"][train], frii.target[train])
+    probe = logistic_probe().fit(features["frii"][train], frii.target[train])
     figures["mb_to_rgd_valid_error"] = np.mean(probe.predict(features["rgd_valid"])
                                                != data["rgd_valid"].target)
+    return {name: float(value) for name, value in figures.items()}
+
+
+def selection_figures(features, data):
+    """The five selection figures of one readout (dict of task name -> features)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    folds = KFold(5, shuffle=True, random_state=0)
+    figures = stamp_figures(features, data, folds)
     for task in ("counts_simulated", "counts_first"):
         counts = data[task]
         train = counts.split == "train"
         ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
         predicted = cross_val_predict(ridge, features[task][train], counts.target[train],
                                       cv=folds)
-        figures[f"{task}_cv_r2"] = r2_score(counts.target[train], predicted)
-    return {name: float(value) for name, value in figures.items()}
+        figures[f"{task}_cv_r2"] = float(r2_score(counts.target[train], predicted))
+    return figures
 
 
 def main(argv=None):
