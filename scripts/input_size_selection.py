@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readout_selection import logistic_probe, rgd_fri_frii_valid, stamp_figures  # noqa: E402
+from readout_selection import (  # noqa: E402
+    logistic_probe,
+    rgd_fri_frii_valid,
+    stamp_figures,
+    write_selection,
+)
 
 STAMP_TASKS = ("frii", "morphology")
 
@@ -89,8 +94,6 @@ def main(argv=None):
                         help="score the model only, not its random-init twin")
     args = parser.parse_args(argv)
 
-    from astropy.table import Table
-
     from radiofm.evaluate import load_embedder, with_views
     from radiofm.evaluate._embedders import _random_backbone, normalization_of
     from radiofm.evaluate._stamps import load_task_data
@@ -115,11 +118,7 @@ def main(argv=None):
             rows.append({"backbone": role, "input_pixels": size,
                          **size_figures(features, data)})
             print(rows[-1], flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = Table(rows=rows)
-    table.write(out / "input_size_selection.csv", overwrite=True)
-    table.pprint_all()
+    write_selection(rows, Path(args.out) / "input_size_selection.csv")
 
 
 if __name__ == "__main__":

@@ -144,14 +144,22 @@ def selection_figures(features, data):
     return figures
 
 
+def write_selection(rows, path):
+    """Write selection rows (dicts) as a CSV table at ``path`` and print them."""
+    from astropy.table import Table
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = Table(rows=rows)
+    table.write(path, overwrite=True)
+    table.pprint_all()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="training run folder or checkpoint (a ResNet)")
     parser.add_argument("--out", required=True, help="folder for readout_selection.csv")
     parser.add_argument("--finder", default="photutils", help="FIRST count-label finder")
     args = parser.parse_args(argv)
-
-    from astropy.table import Table
 
     from radiofm.evaluate._embedders import normalization_of
     from radiofm.evaluate._stamps import load_task_data
@@ -179,11 +187,7 @@ def main(argv=None):
                          "features": features["frii"].shape[1],
                          **selection_figures(features, data)})
             print(rows[-1], flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = Table(rows=rows)
-    table.write(out / "readout_selection.csv", overwrite=True)
-    table.pprint_all()
+    write_selection(rows, Path(args.out) / "readout_selection.csv")
 
 
 if __name__ == "__main__":
