@@ -12,8 +12,9 @@ shape measurements) and a small supervised CNN:
   interval);
 - ``crosssample``: FRI/FRII probes fitted on MiraBest and tested on RadioGalaxyDataset's
   FRI/FRII sources, and the reverse, with a two-way leakage guard;
-- ``morphology``: FRI/FRII/Compact/Bent on RadioGalaxyDataset (logistic, C chosen on valid;
-  accuracy, macro F1, confusion matrix);
+- ``morphology``: FRI/FRII/Compact/Bent on RadioGalaxyDataset (logistic, C by
+  cross-validation on train: the literature valid split is an evaluation split and no probe
+  uses it; accuracy, macro F1, confusion matrix);
 - ``similarity``: precision@k of same-class neighbours for MiraBest test queries;
 - ``anomaly``: how the authors' scored MGCLS cutouts rank by an embedding anomaly score;
 - ``redshift``: FIRST source redshifts (ridge; MAE, R^2).

@@ -161,8 +161,8 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         try:
             from ..train import train_small_cnn
 
-            def supervised(x, y, n_classes, valid=None):
-                return train_small_cnn(x, y, n_classes, valid=valid, seed=seed)
+            def supervised(x, y, n_classes):
+                return train_small_cnn(x, y, n_classes, seed=seed)
         except ImportError:
             log.warning("no supervised baseline: torch is not installed")
     names = {role: features.name(role) for role in features.roles}
@@ -270,9 +270,10 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
     """Fit the count and morphology heads of an exported model on frozen embeddings.
 
     The count head is a ridge regression on FIRST and simulated training tiles; the
-    morphology head a logistic regression on the RadioGalaxyDataset train split (C chosen on
-    valid). Both act on the raw embedding: the standardisation is folded into the weights,
-    with every feature scale at least 5 % of the median one so that no weight explodes.
+    morphology head a logistic regression on the RadioGalaxyDataset train split (C chosen by
+    5-fold cross-validation on train). Both act on the raw embedding: the standardisation is
+    folded into the weights, with every feature scale at least 5 % of the median one so that
+    no weight explodes.
 
     Parameters
     ----------
@@ -293,11 +294,12 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
         ``pixel_scales_arcsec`` are the native pixel scales of the count tiles (FIRST and
         simulated MeerKAT-like).
     """
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.metrics import r2_score
+    from sklearn.model_selection import GridSearchCV
 
     from ._stamps import FIRST_TILE, SIMULATED_PIXEL
-    from ._tasks import ALPHAS, logistic_on_valid
+    from ._tasks import ALPHAS, C_GRID
 
     embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
     size = embedder.input_size
@@ -318,11 +320,12 @@ def fit_heads(embedder, root=None, *, limit=None, finder="auto"):
 
     data = load_task_data("morphology", root=root, limit=limit, normalization=stretch)
     x = embed(data)
-    train, valid, test = (data.split == s for s in ("train", "valid", "test"))
+    train, test = data.split == "train", data.split == "test"
     scaler = _bounded_scaler(x[train])
     x = scaler.transform(x)
-    logistic = logistic_on_valid(x[train], data.target[train], x[valid], data.target[valid],
-                                  list)[-1]
+    folds = int(min(5, np.bincount(data.target[train]).min()))
+    logistic = GridSearchCV(LogisticRegression(max_iter=3000), {"C": C_GRID}, cv=folds).fit(
+        x[train], data.target[train]).best_estimator_
     morph = _fold(scaler, logistic.coef_, logistic.intercept_)
     if morph[0].shape[0] == 1:  # two classes: sklearn keeps one row of weights
         morph = (np.concatenate([-morph[0], morph[0]]) / 2, np.array([-1, 1]) * morph[1] / 2)

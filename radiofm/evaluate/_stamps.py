@@ -57,7 +57,9 @@ class TaskData:
     target : `~numpy.ndarray`
         Class index, count or redshift per item.
     split : `~numpy.ndarray` of str
-        ``"train"``, ``"valid"``, ``"test"`` (or ``"all"`` for unsupervised tasks).
+        ``"train"``, ``"test"``, ``"excluded"`` (used by no probe: training items near an
+        evaluation source, RadioGalaxyDataset's literature valid split), or ``"all"`` for
+        unsupervised tasks.
     class_names : tuple of str
     extra : dict
         Per-item arrays a task needs besides the target (e.g. anomaly scores).
@@ -150,6 +152,17 @@ def _guarded_train(split, positions, guard):
     return split.astype(str)
 
 
+def _without_evaluation_valid(split):
+    """RadioGalaxyDataset's literature valid split moves to split "excluded".
+
+    The data README makes it an evaluation split: no probe is fitted on it and no
+    hyper-parameter is chosen on it. Whatever needs held-out items to choose on carves them
+    from train (`radiofm.evaluate.fit_output_heads`), or cross-validates on train.
+    """
+    split = np.asarray(split).astype(str)
+    return np.where(split == "valid", "excluded", split)
+
+
 def load_task_data(task, root=None, *, limit=None, normalization="percentile", finder="auto",
                    simulated_fields=6, simulated_size=2048, count_windows=1):
     """The data of one evaluation task.
@@ -198,8 +211,8 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
         images = radio_galaxy_flux(data.images)
         return TaskData("RadioGalaxyDataset", images,
                         _own_normalizations(images, radio_galaxy_normalization(normalization)),
-                        data.labels,
-                        np.asarray(data.table["split"]).astype(str), data.class_names)
+                        data.labels, _without_evaluation_valid(data.table["split"]),
+                        data.class_names)
     if task == "anomaly":
         data = load_mgcls(root)
         if limit is not None:  # keep every author-scored cutout, thin the others

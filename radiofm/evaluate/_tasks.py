@@ -209,21 +209,9 @@ def redshift_task(data, features):
                             ("mae", "r2"))
 
 
-def logistic_on_valid(x_train, y_train, x_valid, y_valid, steps):
-    """Logistic regression with C chosen by validation accuracy."""
-    best = None
-    for c in C_GRID:
-        probe = make_pipeline(*steps(), LogisticRegression(C=c, max_iter=3000))
-        accuracy = probe.fit(x_train, y_train).score(x_valid, y_valid)
-        if best is None or accuracy > best[0]:
-            best = (accuracy, probe)
-    return best[1]
-
-
 def classification_task(task, data, features, *, knn=True, supervised=None):
-    """Classification probes: logistic regression (C by cross-validation on train, or on
-    the valid split when there is one) and kNN; test error with a bootstrap interval,
-    accuracy, macro F1 and the confusion matrix.
+    """Classification probes: logistic regression (C by cross-validation on train) and kNN;
+    test error with a bootstrap interval, accuracy, macro F1 and the confusion matrix.
 
     Parameters
     ----------
@@ -236,10 +224,11 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
     knn : bool
         Also fit a kNN probe (k by cross-validation).
     supervised : callable, optional
-        ``supervised(train_x, train_y, valid)`` -> ``predict(stamps)`` (probabilities), the
-        supervised baseline trained on the same split; it sees stamps of the model's size.
+        ``supervised(train_x, train_y, n_classes)`` -> ``predict(stamps)`` (probabilities),
+        the supervised baseline trained on the same split; it sees stamps of the model's
+        size.
     """
-    train, test, valid = (data.split == s for s in ("train", "test", "valid"))
+    train, test = data.split == "train", data.split == "test"
     y = data.target
     n_classes = len(data.class_names)
     rows, plot = [], {"class_names": data.class_names, "confusion": {}, "map": {}}
@@ -265,14 +254,10 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
     fitted = train.sum() * (folds - 1) // folds  # items each cross-validation fit sees
     for role in features.roles_for(task):
         x = features.get(role, data)
-        if valid.any():
-            probe = logistic_on_valid(x[train], y[train], x[valid], y[valid],
-                                       lambda role=role: features.scaler(role, train.sum()))
-        else:
-            probe = GridSearchCV(
-                make_pipeline(*features.scaler(role, fitted), LogisticRegression(max_iter=3000)),
-                {"logisticregression__C": C_GRID}, cv=folds)
-            probe.fit(x[train], y[train])
+        probe = GridSearchCV(
+            make_pipeline(*features.scaler(role, fitted), LogisticRegression(max_iter=3000)),
+            {"logisticregression__C": C_GRID}, cv=folds)
+        probe.fit(x[train], y[train])
         report(role, "logistic", probe.predict(x[test]))
         if knn:
             search = GridSearchCV(
@@ -285,8 +270,7 @@ def classification_task(task, data, features, *, knn=True, supervised=None):
     if supervised is not None:
         size = features.embedders["model"].input_size
         stamps = data.prepared(size)
-        held = (stamps[valid], y[valid]) if valid.any() else None
-        predict = supervised(stamps[train], y[train], n_classes, valid=held)
+        predict = supervised(stamps[train], y[train], n_classes)
         report("supervised", "cnn", predict(stamps[test]).argmax(1))
     for probe_name in ("logistic", "knn"):
         results = {role: (correct,) for (role, probe), correct in outcomes.items()

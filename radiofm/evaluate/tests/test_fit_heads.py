@@ -59,6 +59,10 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
         assert (name in parsed.count_regimes) == scores["kept"]
     assert set(heads["counts"]["figures_pooled"]) == set(heads["counts"]["figures"])
     assert parsed.temperature > 0 and parsed.has_reference("stamps")
+    # C and the temperature are chosen on a stratified fifth of train (one of each class's
+    # 6 stamps), never on the literature valid split
+    items = heads["fitted"]["items"]
+    assert (items["morphology_train"], items["morphology_choice"]) == (20, 4)
     assert {"ece_test", "ece_test_sweep"} <= set(heads["morphology"]["figures"])
     assert sorted((tmp_path / "cache").iterdir())  # embeddings cached for the next fit
     out = tmp_path / "headed.onnx"
@@ -72,6 +76,35 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     with pytest.raises(ModelMetadataError, match="counts.coef has shape"):
         write_heads(tiny_model, tmp_path / "bad.onnx", heads=heads)
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_radiogalaxy_valid_split_is_used_by_no_probe(shared_data):
+    """The data README makes RadioGalaxyDataset's literature valid split an evaluation split:
+    it is neither fitted nor chosen on (the probes cross-validate on train, the heads carve
+    their choice set from train)."""
+    from radiofm.datasets import load_radio_galaxy_dataset
+    from radiofm.evaluate import load_task_data
+
+    data = load_task_data("morphology", shared_data, limit=5)
+    literature = np.asarray(load_radio_galaxy_dataset(shared_data).head(5, by="label")
+                            .table["split"])
+    assert set(data.split) == {"train", "test", "excluded"}
+    np.testing.assert_array_equal(data.split == "excluded", literature == "valid")
+    np.testing.assert_array_equal(data.split == "train", literature == "train")
+
+
+def test_the_choice_set_is_a_stratified_share_of_train():
+    from radiofm.evaluate._fit_heads import _stratified_carve
+
+    labels = np.repeat([0, 1, 2], [10, 20, 50])
+    train = np.ones(80, bool)
+    train[::8] = False
+    carve = _stratified_carve(labels, train, 0.2)
+    assert not (carve & ~train).any()
+    assert [carve[labels == k].sum() for k in range(3)] == [2, 4, 9]
+    np.testing.assert_array_equal(carve, _stratified_carve(labels, train, 0.2))  # seeded
+    with pytest.raises(ValueError, match="class 1 has 1 training stamp"):
+        _stratified_carve(labels, train & ((labels != 1) | (np.arange(80) == 12)), 0.2)
 
 
 def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
