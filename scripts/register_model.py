@@ -10,6 +10,10 @@ Usage::
     python scripts/register_model.py radiofm/models/data/NAME.onnx \\
         --report eval/NAME/report.json [eval/NAME-counts/report.json] --description "..." \\
         --default
+
+A file whose heads alone were re-fitted (``radiofm fit-heads``: the same graph, so the same
+embedding and the same harness figures) keeps the figures registered under its name with
+``--keep-figures``; its reports then replace the figures they re-measure.
 """
 
 import argparse
@@ -46,13 +50,20 @@ def main(argv=None):
                         "figures replace an earlier one's")
     parser.add_argument("--description", required=True, help="one line for listings")
     parser.add_argument("--default", action="store_true", help=f"make it {DEFAULT_MODEL!r}")
+    parser.add_argument("--keep-figures", action="store_true",
+                        help="start from the figures registered under the model's name (only "
+                        "for a file whose graph is unchanged: re-fitted heads)")
     args = parser.parse_args(argv)
     name = load_model(args.model).name
+    registry = bundled_registry()
     figures = {}
+    if args.keep_figures:
+        if name not in registry.models:
+            parser.error(f"--keep-figures: no model {name!r} is registered yet")
+        figures.update(registry.entry(name)["figures"])
     for report in args.report:
         with open(report) as stream:
             figures.update(model_figures(json.load(stream), name))
-    registry = bundled_registry()
     registry.add(name, args.model, description=args.description, default=args.default,
                  figures=figures)
     print(f"registered {name} ({registry.entry(name)['sha256']}) with {len(figures)} figures")
