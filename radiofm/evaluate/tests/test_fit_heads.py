@@ -107,6 +107,24 @@ def test_the_choice_set_is_a_stratified_share_of_train():
         _stratified_carve(labels, train & ((labels != 1) | (np.arange(80) == 12)), 0.2)
 
 
+def test_the_morphology_head_gives_probabilities_for_equal_class_priors():
+    """Training data of 4 to 1 whose features tell the classes apart only a little: a head
+    that learnt the training mix would call a feature-neutral source class 0 at about 0.8."""
+    from radiofm.evaluate._fit_heads import _calibrated_logistic
+
+    rng = np.random.default_rng(0)
+
+    def sample(counts):
+        labels = np.repeat([0, 1], counts)
+        return rng.normal(0.3 * labels[:, None], 1.0, (len(labels), 3)), labels
+
+    model, temperature = _calibrated_logistic(*sample([800, 200]), *sample([200, 50]))
+    neutral = np.full((1, 3), 0.15)  # halfway between the two class means
+    logit = model.decision_function(neutral)[0] / temperature
+    assert 1 / (1 + np.exp(-logit)) == pytest.approx(0.5, abs=0.1)
+    assert temperature > 0
+
+
 def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
     """Two data sets whose counts follow the embedding in opposite ways: one pooled GLM fits
     neither, so each beam gets its own; a data set like the others gets none."""
