@@ -109,12 +109,12 @@ def selection_figures(features, data):
     """The four selection figures of one readout (dict of task name -> features)."""
     from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
-    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    figures = stamp_figures(features, data, StratifiedKFold(5, shuffle=True, random_state=0))
     folds = KFold(5, shuffle=True, random_state=0)
-    figures = stamp_figures(features, data, folds)
     for task in ("counts_simulated", "counts_first"):
         counts = data[task]
         train = counts.split == "train"

@@ -60,7 +60,7 @@ def main(argv=None):
     if args.keep_figures:
         if name not in registry.models:
             parser.error(f"--keep-figures: no model {name!r} is registered yet")
-        figures.update(registry.entry(name)["figures"])
+        figures.update(registry.entry(name).get("figures", {}))
     for report in args.report:
         with open(report) as stream:
             figures.update(model_figures(json.load(stream), name))

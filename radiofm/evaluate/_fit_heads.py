@@ -312,8 +312,9 @@ def _temperature(logits, labels, weights):
     return float(np.exp(result.x))
 
 
-def _calibrated_logistic(x_train, y_train, x_valid, y_valid):
-    """Logistic regression and temperature with the smallest valid log-loss, for equal priors.
+def _calibrated_logistic(x_train, y_train, x_choice, y_choice):
+    """Logistic regression and temperature with the smallest held-out log-loss, for equal
+    priors (``x_choice``, ``y_choice``: items kept out of the fit to choose on).
 
     The probabilities are for equal class priors: the regression weighs every class
     equally (``class_weight="balanced"``), and the temperature and the choice of C weigh
@@ -328,15 +329,15 @@ def _calibrated_logistic(x_train, y_train, x_valid, y_valid):
 
     from ._tasks import C_GRID
 
-    weights = _equal_prior_weights(y_valid)
+    weights = _equal_prior_weights(y_choice)
     best = None
     for c in C_GRID:
         model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
         model.fit(x_train, y_train)
-        logits = model.decision_function(x_valid)
+        logits = model.decision_function(x_choice)
         if logits.ndim == 1:
             logits = np.stack([-logits, logits], axis=1) / 2
-        labels = np.searchsorted(model.classes_, y_valid)
+        labels = np.searchsorted(model.classes_, y_choice)
         temperature = _temperature(logits, labels, weights)
         loss = _weighted_nll(logits / temperature, labels, weights)
         if best is None or loss < best[0]:
@@ -345,7 +346,8 @@ def _calibrated_logistic(x_train, y_train, x_valid, y_valid):
 
 
 def _stratified_carve(labels, candidates, share, seed=0):
-    """``share`` of the ``candidates`` of each class (rounded, at least one), as a mask.
+    """``share`` of the ``candidates`` of each class (rounded; at least one, never all), as a
+    mask.
 
     Raises
     ------
@@ -359,7 +361,8 @@ def _stratified_carve(labels, candidates, share, seed=0):
         if len(members) < 2:
             raise ValueError(f"class {label} has {len(members)} training stamp(s); at least 2 "
                              "are needed to keep some out for choosing on (raise limit)")
-        carve[rng.permutation(members)[: max(1, round(share * len(members)))]] = True
+        kept = min(len(members) - 1, max(1, round(share * len(members))))
+        carve[rng.permutation(members)[:kept]] = True
     return carve
 
 
@@ -523,12 +526,12 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     data = load_task_data("morphology", root=root, limit=limit, normalization=stretch)
     xm, _ = _embed(embedder, data, cache, f"morphology_{limit}")
     labels = np.asarray(data.target)
-    m_valid = _stratified_carve(labels, data.split == "train", CHOICE_SHARE)
-    m_train, m_test = (data.split == "train") & ~m_valid, data.split == "test"
+    m_choice = _stratified_carve(labels, data.split == "train", CHOICE_SHARE)
+    m_train, m_test = (data.split == "train") & ~m_choice, data.split == "test"
     mean, scale = _scaler(xm[m_train])
     zm = (xm - mean) / scale
-    logistic, temperature = _calibrated_logistic(zm[m_train], labels[m_train], zm[m_valid],
-                                                 labels[m_valid])
+    logistic, temperature = _calibrated_logistic(zm[m_train], labels[m_train], zm[m_choice],
+                                                 labels[m_choice])
     coef, intercept = logistic.coef_, logistic.intercept_
     if coef.shape[0] == 1:  # two classes: sklearn keeps one row of weights
         coef, intercept = np.concatenate([-coef, coef]) / 2, np.array([-1, 1]) * intercept / 2
@@ -548,7 +551,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                                                      labels[m_test], "sweep"),
     }
     log.info("morphology head: temperature %.3g, test %s", temperature, morph_figures)
-    stamps = _reference(xm[m_train], xm[m_valid], n_components, ood_quantile)
+    stamps = _reference(xm[m_train], xm[m_choice], n_components, ood_quantile)
     heads = {
         "embedding_dim": int(x.shape[1]),
         "counts": counts,
@@ -565,7 +568,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
                    "items": {**{name: len(d) for name, d in parts.items()},
                              "morphology_train": int(m_train.sum()),
-                             "morphology_choice": int(m_valid.sum()),
+                             "morphology_choice": int(m_choice.sum()),
                              "morphology_test": int(m_test.sum())},
                    "finder": finder, "limit": limit, "first_limit": first_limit},
     }

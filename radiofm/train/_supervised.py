@@ -6,8 +6,8 @@ import numpy as np
 __all__ = ["train_small_cnn"]
 
 
-def train_small_cnn(train_x, train_y, n_classes, *, valid=None, epochs=30, batch_size=64,
-                    lr=2e-3, seed=0, threads=None):
+def train_small_cnn(train_x, train_y, n_classes, *, epochs=30, batch_size=64, lr=2e-3, seed=0,
+                    threads=None):
     """Train a four-block CNN classifier with flips and quarter-turn augmentation.
 
     Parameters
@@ -18,8 +18,6 @@ def train_small_cnn(train_x, train_y, n_classes, *, valid=None, epochs=30, batch
         Class indices.
     n_classes : int
         Number of classes.
-    valid : tuple of arrays, optional
-        (stamps, labels) used to keep the epoch with the best accuracy (else the last one).
     epochs : int
         Passes over the training stamps.
     batch_size : int
@@ -63,7 +61,6 @@ def train_small_cnn(train_x, train_y, n_classes, *, valid=None, epochs=30, batch
         x = torch.from_numpy(np.asarray(stamps, dtype=np.float32))[:, None]
         return torch.cat([model(x[i:i + 256]).softmax(1) for i in range(0, len(x), 256)]).numpy()
 
-    best, best_state = -1.0, None
     for _ in range(epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(len(x_all)))
@@ -77,11 +74,4 @@ def train_small_cnn(train_x, train_y, n_classes, *, valid=None, epochs=30, batch
             loss.backward()
             optimizer.step()
             schedule.step()
-        if valid is not None:
-            accuracy = float((predict(valid[0]).argmax(1) == np.asarray(valid[1])).mean())
-            if accuracy > best:
-                best = accuracy
-                best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
     return predict

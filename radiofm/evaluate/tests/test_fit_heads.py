@@ -103,8 +103,22 @@ def test_the_choice_set_is_a_stratified_share_of_train():
     assert not (carve & ~train).any()
     assert [carve[labels == k].sum() for k in range(3)] == [2, 4, 9]
     np.testing.assert_array_equal(carve, _stratified_carve(labels, train, 0.2))  # seeded
+    assert (~_stratified_carve(labels, train, 0.99) & train).sum() == 3  # one left per class
     with pytest.raises(ValueError, match="class 1 has 1 training stamp"):
         _stratified_carve(labels, train & ((labels != 1) | (np.arange(80) == 12)), 0.2)
+
+
+def test_equal_prior_weights_give_every_class_the_same_total():
+    from radiofm.evaluate._fit_heads import _equal_prior_weights, _weighted_nll
+
+    labels = np.array([2, 0, 0, 0, 2, 0])
+    weights = _equal_prior_weights(labels)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[labels == 0].sum() == pytest.approx(weights[labels == 2].sum())
+    # two items, probabilities 0.5 and 0.8 of their labels, weighted 1 and 3
+    logits = np.log(np.array([[0.5, 0.5], [0.2, 0.8]]))
+    assert _weighted_nll(logits, np.array([0, 1]), np.array([1.0, 3.0])) == pytest.approx(
+        (-np.log(0.5) - 3 * np.log(0.8)) / 4)
 
 
 def test_the_morphology_head_gives_probabilities_for_equal_class_priors():

@@ -196,8 +196,7 @@ def test_supervised_cnn_learns_lobes():
     rng = np.random.default_rng(5)
     train_x, train_y = _lobes(256, rng)
     test_x, test_y = _lobes(64, rng)
-    predict = train_small_cnn(train_x, train_y, 2, epochs=12, batch_size=32, valid=(test_x, test_y),
-                              threads=1)
+    predict = train_small_cnn(train_x, train_y, 2, epochs=12, batch_size=32, threads=1)
     probabilities = predict(test_x)
     assert probabilities.shape == (64, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
