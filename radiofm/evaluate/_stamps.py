@@ -259,9 +259,7 @@ def _first_count_tiles(root, limit, normalization, finder, windows=1):
         catalogue = catalogues[row["file"]]
         counted = count_in_tiles(catalogue, tiles, windows=windows)
         stretch = fit_stretch(image, normalization)
-        _, noise = _robust_noise(image)
-        strong = (np.asarray(catalogue["peak"], float) >= FIRST_SNR * noise) & (
-            np.asarray(catalogue["major"], float) <= COMPACT_BEAMS * FIRST_BEAM.to_value(u.arcsec))
+        strong = first_count_label(catalogue, image)
         strong_counts = count_in_tiles(catalogue, tiles, select=strong, windows=windows)
         for tile, n_strong in zip(counted, strong_counts["n_compact"], strict=True):
             stamps.append(image[tile["y_min"]:tile["y_max"], tile["x_min"]:tile["x_max"]])
@@ -285,6 +283,40 @@ def _count_data(name, stamps, stretches, counts, splits, windows, **extra):
                     [stretch for stretch in stretches for _ in range(cells)],
                     np.asarray(counts, float).reshape(-1),
                     np.repeat(np.asarray(splits).astype(str), cells), extra=extra)
+
+
+def first_count_label(catalogue, image):
+    """Which components of a FIRST field's catalogue its count label counts.
+
+    The label of the FIRST count tiles, the one the count heads learn: components of any
+    S_Code whose peak reaches `FIRST_SNR` times the field's robust noise and whose fitted
+    major axis is at most `COMPACT_BEAMS` FIRST beams.
+
+    Parameters
+    ----------
+    catalogue : `~astropy.table.Table`
+        The field's catalogue (``peak`` in the image's units, ``major`` in arcsec), from
+        `first_field_catalogues`.
+    image : `~numpy.ndarray`
+        The field's pixels (its noise is measured on them).
+
+    Returns
+    -------
+    counted : `~numpy.ndarray`
+        (N components,) bool.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> rng = np.random.default_rng(0)
+    >>> field = rng.normal(0.0, 1e-4, (300, 300))  # noise 0.1 mJy/beam
+    >>> catalogue = Table({"peak": [1e-3, 1e-3, 2e-4], "major": [6.0, 30.0, 6.0]})
+    >>> first_count_label(catalogue, field).tolist()  # bright and compact only
+    [True, False, False]
+    """
+    _, noise = _robust_noise(image)
+    return (np.asarray(catalogue["peak"], float) >= FIRST_SNR * noise) & (
+        np.asarray(catalogue["major"], float) <= COMPACT_BEAMS * FIRST_BEAM.to_value(u.arcsec))
 
 
 def _robust_noise(image):
