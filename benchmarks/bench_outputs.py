@@ -12,7 +12,9 @@ Measures, for a model (default: the bundled default):
      quarter of their size): accuracy where not ``uncertain``, and the uncertain share;
    - per tile, n_compact_pred against the true compact sources with peak >= 5 sigma:
      MAE and R^2 on unmasked tiles (target R^2 >= 0.8), negative counts (must be 0),
-     the masked share; the measured ``n_compact`` column beside it, and the R^2 of the
+     the masked share, the share of unmasked tiles whose truth lies within one
+     ``n_compact_pred_err`` of the prediction (about 0.68 for a calibrated uncertainty);
+     the measured ``n_compact`` column beside it, and the R^2 of the
      best linear mix of the two fitted on the tiles' own truth (a ceiling for any head
      that combines them, not a result).
 
@@ -27,7 +29,8 @@ Measures, for a model (default: the bundled default):
    heads learn (components above 5 sigma and at most 2 beams long,
    `radiofm.evaluate._stamps.first_count_label`) and pyBDSF's isolated single sources
    (S_Code S, a narrower label the heads over-count); MAE, R^2 and the share of tiles
-   flagged out of distribution.
+   flagged out of distribution; against the heads' label, the share of unflagged tiles
+   within one ``n_compact_pred_err``.
 
 Usage::
 
@@ -58,6 +61,12 @@ def _r2(truth, predicted):
     if len(truth) < 2 or np.var(truth) == 0:
         return float("nan")
     return float(1 - np.sum((truth - predicted) ** 2) / np.sum((truth - truth.mean()) ** 2))
+
+
+def _within(truth, predicted, errors):
+    """The share of items whose truth lies within one error of the prediction."""
+    inside = np.abs(np.asarray(truth) - predicted) <= errors
+    return f"{inside.mean():.2f} of {len(inside)} (0.68 for a calibrated one-sigma error)"
 
 
 def example(model, finder, folder):
@@ -124,6 +133,10 @@ def example(model, finder, folder):
           f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
           f"{_r2(true_counts[~mask], values[~mask]):.3f} (target >= 0.8); true mean "
           f"{true_counts.mean():.1f} per tile")
+    if "n_compact_pred_err" in tiles_table.colnames:
+        errors = np.asarray(Table(tiles_table)["n_compact_pred_err"].filled(np.nan), float)
+        print(f"    truth within one n_compact_pred_err of the prediction: "
+              f"{_within(true_counts[~mask], values[~mask], errors[~mask])}")
     measured = np.asarray(tiles_table["n_compact"], float)
     print(f"  measured counts per tile (n_compact: sources Compact by measurement, peak >= "
           f"{SNR:g} sigma, any model): MAE {np.abs(measured - true_counts).mean():.2f}, R^2 "
@@ -191,7 +204,7 @@ def first_fields(model, count):
     test = np.asarray(fields.table["split"]) == "test"
     fields = fields.subset(test)
     catalogues = first_field_catalogues(fields, "bdsf")
-    labels, predicted, flagged = {"S_Code S": [], "the heads' label": []}, [], []
+    labels, predicted, errors, flagged = {"S_Code S": [], "the heads' label": []}, [], [], []
     for image, wcs, row in zip(fields.images, fields.wcs, fields.table, strict=True):
         radio = read_image(image, wcs=wcs, beam=FIRST_BEAM)
         table = count_sources(radio, model, progress=False, min_valid=0.5)
@@ -203,6 +216,9 @@ def first_fields(model, count):
         labels["the heads' label"].extend(count_in_tiles(
             catalogue, tiles, select=first_count_label(catalogue, image))["n_compact"])
         predicted.extend(np.ma.filled(np.ma.asarray(table["n_compact_pred"], float), np.nan))
+        if "n_compact_pred_err" in table.colnames:
+            errors.extend(np.ma.filled(np.ma.asarray(table["n_compact_pred_err"], float),
+                                       np.nan))
         flagged.extend(np.asarray(table["ood_flag"]))
     predicted, flagged = np.array(predicted), np.array(flagged)
     kept = ~flagged & np.isfinite(predicted)
@@ -214,7 +230,10 @@ def first_fields(model, count):
         print(f"  {name}: MAE {np.abs(predicted[kept] - truth[kept]).mean():.2f}, R^2 "
               f"{_r2(truth[kept], predicted[kept]):.3f}, correlation "
               f"{np.corrcoef(truth[kept], predicted[kept])[0, 1]:.3f}; mean count "
-              f"{truth.mean():.2f}")
+              f"{truth.mean():.2f}"
+              + (f"; within one n_compact_pred_err: "
+                 f"{_within(truth[kept], predicted[kept], np.array(errors)[kept])}"
+                 if errors else ""))
 
 
 def main():

@@ -226,20 +226,23 @@ def _poisson(x_train, y_train, seed=0):
 
 def _beam_regimes(x, y, train, source, tile, seed=2):
     """The count GLMs of `COUNT_REGIMES` that count their own beam's tiles better than the
-    GLM fitted on every tile does, judged on validation tiles.
+    GLM fitted on every tile does, judged on validation tiles, and each GLM's dispersion.
 
     A fifth of the training tiles (all their windows) is held out; the pooled GLM and each
     regime's GLM are fitted on the rest, and a regime is kept when its per-tile Poisson
     deviance on its held-out tiles is lower than the pooled GLM's by `REGIME_MARGIN`. A
-    kept regime is then fitted on all its training tiles.
+    kept regime is then fitted on all its training tiles. The same held-out tiles give
+    each GLM's dispersion (`_dispersion`; the pooled GLM's on every held-out tile).
 
     Returns
     -------
     regimes : list of dict
-        Heads layout of each kept regime.
+        Heads layout of each kept regime, with its ``dispersion``.
     validation : dict
-        Regime name -> held-out per-tile deviance and R^2 of its GLM and of the pooled one,
-        and whether it was kept.
+        Regime name -> held-out per-tile deviance, R^2 and dispersion of its GLM and of the
+        pooled one, and whether it was kept.
+    pooled_dispersion : float
+        The pooled GLM's dispersion on every held-out tile.
     """
     from sklearn.metrics import mean_poisson_deviance, r2_score
 
@@ -248,6 +251,9 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
         : len(tiles) // 5])
     fit = train & ~held
     pooled = _poisson(x[fit], y[fit])
+    _, cell = np.unique(tile[held], return_inverse=True)
+    pooled_dispersion = _dispersion(np.bincount(cell, y[held]),
+                                    np.bincount(cell, _poisson_rate(pooled, x[held])))
     regimes, validation = [], {}
     for name, members, beam, fitted_on in COUNT_REGIMES:
         rows = np.isin(source, members)
@@ -262,6 +268,7 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
             predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x[check])), 1e-9)
             scores[f"{head}_deviance"] = float(mean_poisson_deviance(truth, predicted))
             scores[f"{head}_r2"] = float(r2_score(truth, predicted))
+            scores[f"{head}_dispersion"] = _dispersion(truth, predicted)
         scores["kept"] = (scores["regime_deviance"]
                           < (1 - REGIME_MARGIN) * scores["pooled_deviance"])
         scores["tiles"] = int(truth.size)
@@ -271,8 +278,21 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
             regimes.append({"name": name, "description": fitted_on,
                             "beam_range_arcsec": [beam / REGIME_BEAM_FACTOR,
                                                   beam * REGIME_BEAM_FACTOR],
-                            **_poisson(x[rows & train], y[rows & train])})
-    return regimes, validation
+                            **_poisson(x[rows & train], y[rows & train]),
+                            "dispersion": scores["regime_dispersion"]})
+    return regimes, validation, pooled_dispersion
+
+
+def _dispersion(truth, predicted):
+    """Quasi-Poisson dispersion of tile counts: the mean of (truth - prediction)^2 over the
+    prediction (Pearson's statistic per tile; 1 for counts that scatter as Poisson draws
+    of the prediction), floored at 1e-6.
+
+    >>> round(_dispersion(np.array([0.0, 4.0]), np.array([2.0, 2.0])), 3)
+    2.0
+    """
+    predicted = np.maximum(np.asarray(predicted, float), 1e-3)
+    return float(max(np.mean((np.asarray(truth, float) - predicted) ** 2 / predicted), 1e-6))
 
 
 def _poisson_rate(glm, x):
@@ -280,13 +300,17 @@ def _poisson_rate(glm, x):
     return PoissonGlm(glm, x.shape[1], "fitted GLM").predict(x).astype(np.float64)
 
 
-def _count_figures(predicted, truth):
+def _count_figures(predicted, truth, error):
+    """MAE and R^2 of tile counts, and the share of tiles whose truth lies within one
+    ``error`` (the uncertainty `radiofm.models.Heads.count_errors` gives) of the
+    prediction."""
     from sklearn.metrics import r2_score
 
     if len(truth) < 2:
         return {}
-    return {"mae": float(np.abs(predicted - truth).mean()), "r2": float(r2_score(truth,
-                                                                               predicted))}
+    return {"mae": float(np.abs(predicted - truth).mean()),
+            "r2": float(r2_score(truth, predicted)),
+            "within_1_error": float(np.mean(np.abs(truth - predicted) <= error))}
 
 
 def _equal_prior_weights(labels):
@@ -480,25 +504,31 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         whole_tiles if count_windows == 1 else count_data(count_windows))
     train_c = split_c == "train"
     counts = _poisson(xc[train_c], yc[train_c])
-    regimes, validation = _beam_regimes(xc, yc, train_c, source_c, tile_c)
+    regimes, validation, counts["dispersion"] = _beam_regimes(xc, yc, train_c, source_c,
+                                                              tile_c)
     # each data set is counted by its beam's regime head where one is kept, as at inference
     rate = _poisson_rate(counts, xc)
     pooled_rate = rate.copy()
+    dispersion = np.full(len(xc), counts["dispersion"])  # of the head counting each item
+    pooled_dispersion = dispersion.copy()
     members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     for regime in regimes:
         rows = np.isin(source_c, members[regime["name"]])
         rate[rows] = _poisson_rate(regime, xc[rows])
+        dispersion[rows] = regime["dispersion"]
     truth = np.bincount(tile_c, yc)
     first_item = np.unique(tile_c, return_index=True)[1]
     tile_test, tile_source = split_c[first_item] == "test", source_c[first_item]
 
-    def figures(per_item):
+    def figures(per_item, per_item_dispersion):
         predicted = np.bincount(tile_c, per_item)
-        return {name: _count_figures(predicted[tile_test & (tile_source == name)],
-                                     truth[tile_test & (tile_source == name)])
-                for name in parts}
+        error = np.sqrt(per_item_dispersion[first_item] * predicted)
+        return {name: _count_figures(predicted[chosen], truth[chosen], error[chosen])
+                for name in parts
+                for chosen in [tile_test & (tile_source == name)]}
 
-    count_figures, pooled_figures = figures(rate), figures(pooled_rate)
+    count_figures = figures(rate, dispersion)
+    pooled_figures = figures(pooled_rate, pooled_dispersion)
     log.info("count heads (Poisson GLM, %d x %d windows): test %s per beam regime, %s "
              "pooled (alpha %g)", count_windows, count_windows, count_figures,
              pooled_figures, counts["alpha"])

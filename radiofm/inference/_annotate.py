@@ -209,7 +209,9 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
         through the model; the head fitted for the image's beam where the model has one,
         `radiofm.models.Heads.count_regime`, named in ``meta["COUNTHD"]``; its description
         says what is counted and by which head), masked where
-        ``ood_flag``; ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
+        ``ood_flag``; ``n_compact_pred_err``, its one-sigma uncertainty
+        (`radiofm.models.Heads.count_errors`; heads version 4 on, masked likewise);
+        ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
         and ``ood_reason`` (``embedding``, ``noise``, ``beam``, comma-separated): a tile is
         flagged when its embedding lies beyond the threshold chosen on held-out training
         tiles, when its input noise or the image's beam lies outside the training range.
@@ -235,7 +237,8 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
 
 
 def add_count_columns(table, model, outputs):
-    """Add ``n_compact_pred``, ``ood_score``, ``ood_flag`` and ``ood_reason`` to a tile table.
+    """Add ``n_compact_pred`` (and its ``n_compact_pred_err`` where the count head has a
+    dispersion), ``ood_score``, ``ood_flag`` and ``ood_reason`` to a tile table.
 
     Parameters
     ----------
@@ -253,6 +256,7 @@ def add_count_columns(table, model, outputs):
     n = len(table)
     reasons = [[] for _ in range(n)]
     heads = model.heads
+    errors = None
     if heads is not None:
         embedding = outputs["embedding"]
         beam = _beam_arcsec(outputs.get("beam"))
@@ -260,6 +264,7 @@ def add_count_columns(table, model, outputs):
             counts = outputs["window_counts"]
         else:
             counts = heads.predict_tile_counts(embedding, beam)
+        errors = heads.count_errors(counts, beam)
         score, far = heads.ood_scores(embedding, "tiles")
         regime, fitted_on = heads.count_regime(beam)
         description = f"{heads.count_description}; count head {regime!r}, fitted on {fitted_on}"
@@ -297,6 +302,8 @@ def add_count_columns(table, model, outputs):
                     "n_compact_pred is masked (ood_flag, ood_reason)", int(flag.sum()), n,
                     model.name)
     table["n_compact_pred"] = MaskedColumn(counts, mask=flag | ~np.isfinite(counts))
+    if errors is not None:
+        table["n_compact_pred_err"] = MaskedColumn(errors, mask=flag | ~np.isfinite(counts))
     table["ood_score"] = score
     table["ood_flag"] = flag
     table["ood_reason"] = np.array([",".join(r) for r in reasons] or np.zeros(0, str),

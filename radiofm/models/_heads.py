@@ -9,12 +9,14 @@ fit-heads``) without its training checkpoint, and that no head needs torch.
 
 Layout (every array a nested JSON list of floats)::
 
-    {"heads_version": 3, "embedding_dim": D,
+    {"heads_version": 4, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [D], "scale": [D], "coef": [D],
-                "intercept": b, "max_log_rate": m, "description": "...", "windows": w,
+                "intercept": b, "max_log_rate": m, "dispersion": phi,
+                "description": "...", "windows": w,
                 "regimes": [{"name": "...", "beam_range_arcsec": [low, high],
                              "description": "...", "mean": [D], "scale": [D],
-                             "coef": [D], "intercept": b, "max_log_rate": m}, ...],
+                             "coef": [D], "intercept": b, "max_log_rate": m,
+                             "dispersion": phi}, ...],
                 ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
                     "coef": [[D] x K], "intercept": [K], "temperature": T,
@@ -37,6 +39,11 @@ one beam only (FIRST's 5.4", the simulated MeerKAT sky's 7.5"). An image whose b
 a regime's ``beam_range_arcsec`` is counted by that regime's GLM; any other image, or one
 whose beam is unknown, by the head fitted on every training tile (the top-level GLM).
 Version 2 heads have no regimes and are still read.
+
+Each count GLM may carry a ``dispersion`` (version 4): the ratio of the variance of a
+tile's true count around its prediction to the prediction, measured on held-out training
+tiles (a quasi-Poisson dispersion). It gives each predicted count its uncertainty
+(`Heads.count_errors`). Version 3 heads have none, and their counts no uncertainty.
 """
 
 import json
@@ -49,10 +56,10 @@ __all__ = ["HEADS_VERSION", "POOLED_COUNT_HEAD", "Heads", "OodReference", "Poiss
            "input_noise", "parse_heads", "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 3
+HEADS_VERSION = 4
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
-#: ``counts.regimes``).
-READABLE_HEADS_VERSIONS = (1, 2, 3)
+#: ``counts.regimes``; 3: no count ``dispersion``).
+READABLE_HEADS_VERSIONS = (1, 2, 3, 4)
 #: Name of the count head fitted on every training tile, which counts images of any beam.
 POOLED_COUNT_HEAD = "pooled"
 #: Morphology probabilities below this (after temperature scaling) make a source uncertain.
@@ -154,8 +161,9 @@ class PoissonGlm:
     Parameters
     ----------
     part : dict
-        ``mean``, ``scale``, ``coef`` (each (D,)), ``intercept`` and ``max_log_rate`` (the
-        cap of the log rate), as `radiofm.evaluate.fit_output_heads` writes them.
+        ``mean``, ``scale``, ``coef`` (each (D,)), ``intercept``, ``max_log_rate`` (the
+        cap of the log rate) and, optionally, ``dispersion`` (variance of a tile's count
+        over its prediction), as `radiofm.evaluate.fit_output_heads` writes them.
     dim : int
         Embedding size D.
     where : str
@@ -179,6 +187,8 @@ class PoissonGlm:
             raise _Invalid(f"{where}.scale must be positive")
         self.intercept = _number(part, "intercept", where)
         self.max_log_rate = _number(part, "max_log_rate", where)
+        self.dispersion = (_number(part, "dispersion", where, positive=True)
+                           if "dispersion" in part else None)
 
     def predict(self, x):
         """(N,) float32 expected counts of the (N, D) embeddings ``x``, never negative."""
@@ -194,6 +204,8 @@ def _count_regimes(counts, dim, version):
         raise _Invalid("counts.regimes needs heads version 3")
     if not isinstance(regimes, list):
         raise _Invalid(f"counts.regimes must be a list, got {type(regimes).__name__}")
+    if version in (1, 2, 3) and any("dispersion" in part for part in [counts, *regimes]):
+        raise _Invalid("a count dispersion needs heads version 4")
     parsed = []
     for i, part in enumerate(regimes):
         where = f"counts.regimes[{i}]"
@@ -370,6 +382,52 @@ class Heads:
                              f"{cells} windows each")
         return per_window.reshape(-1, cells).sum(axis=1, dtype=np.float64).astype(np.float32)
 
+    def count_errors(self, tile_counts, beam_arcsec=None):
+        """The one-sigma uncertainty of predicted tile counts, or None without a dispersion.
+
+        The square root of the count head's dispersion times the prediction: the scatter of
+        a tile's true count around its prediction on held-out training tiles of the same
+        head (quasi-Poisson), which holds both the Poisson noise of the sky and the head's
+        own error. It is measured on the head's training data; on other data it is a
+        lower bound.
+
+        Parameters
+        ----------
+        tile_counts : array-like
+            (N,) predicted tile counts (`predict_tile_counts`).
+        beam_arcsec : float, optional
+            The image's beam (FWHM, arcsec): picks the count regime (`count_regime`), as
+            for the counts.
+
+        Returns
+        -------
+        errors : `~numpy.ndarray` or None
+            (N,) float32, or None when the head carries no dispersion (heads before
+            version 4).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from radiofm.models import Heads
+        >>> glm = {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0,
+        ...        "max_log_rate": 5.0}
+        >>> raw = {"heads_version": 4, "counts": {**glm, "dispersion": 2.0,
+        ...                                      "description": "compact sources"},
+        ...        "morphology": {"mean": [0.0], "scale": [1.0], "coef": [[1.0], [-1.0]],
+        ...                       "intercept": [0.0, 0.0], "temperature": 1.0,
+        ...                       "classes": ["a", "b"]},
+        ...        "ood": {"tiles": {"mean": [0.0], "scale": [1.0], "components": [[1.0]],
+        ...                          "variances": [1.0], "residual_variance": 1.0,
+        ...                          "threshold": 3.0}}}
+        >>> Heads(raw, 1).count_errors(np.array([0.0, 8.0])).tolist()
+        [0.0, 4.0]
+        """
+        dispersion = self._count_model(beam_arcsec).dispersion
+        if dispersion is None:
+            return None
+        counts = np.asarray(tile_counts, dtype=np.float64)
+        return np.sqrt(dispersion * np.maximum(counts, 0.0)).astype(np.float32)
+
     def morphology_logits(self, embedding):
         """(N, K) temperature-scaled logits of the morphology classes."""
         x = self._embedding(embedding)
@@ -477,7 +535,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not one this radiofm reads (1, 2, 3)
+    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4)
     """
     def fail(message):
         raise ModelMetadataError(

@@ -75,10 +75,11 @@ def export_tiny_model(path, *, spec=None, **options):
 
 
 def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
-                count_regimes=()):
+                count_regimes=(), count_dispersion=None):
     """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict);
     ``count_regimes``: (name, [low, high] beam in arcsec, intercept) of each regime's count
-    GLM, with the pooled head's weights."""
+    GLM, with the pooled head's weights, and optionally its dispersion as a fourth item;
+    ``count_dispersion``: the pooled count GLM's (default: none)."""
     rng = np.random.default_rng(seed)
     k = len(classes)
     coef = rng.normal(0, 0.1, dim)
@@ -88,17 +89,20 @@ def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
                 "components": np.eye(dim)[:4], "variances": np.ones(4),
                 "residual_variance": 1.0, "threshold": threshold}
 
+    def dispersion(value):
+        return {} if value is None else {"dispersion": value}
+
     return {
         "heads_version": HEADS_VERSION, "embedding_dim": dim,
         "counts": {"kind": "poisson-glm", "mean": np.zeros(dim), "scale": np.ones(dim),
                    "coef": coef, "intercept": 1.0, "max_log_rate": 5.0,
                    "description": "compact sources with peak >= 5 sigma per tile",
-                   "windows": count_windows,
+                   "windows": count_windows, **dispersion(count_dispersion),
                    "regimes": [{"name": name, "beam_range_arcsec": beams,
                                 "description": f"{name} tiles", "mean": np.zeros(dim),
                                 "scale": np.ones(dim), "coef": coef, "intercept": intercept,
-                                "max_log_rate": 5.0}
-                               for name, beams, intercept in count_regimes]},
+                                "max_log_rate": 5.0, **dispersion(rest[0] if rest else None)}
+                               for name, beams, intercept, *rest in count_regimes]},
         "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),
                        "scale": np.ones(dim), "coef": rng.normal(0, 0.1, (k, dim)),
                        "intercept": np.zeros(k), "temperature": 1.5, "classes": list(classes)},

@@ -152,15 +152,46 @@ def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
     y = rng.poisson(np.exp(1.0 + sign * x[:, 0])).astype(float)
     tile = np.arange(2 * n) // 3  # three windows per tile
     train = np.ones(2 * n, bool)
-    regimes, validation = _beam_regimes(x, y, train, source, tile)
+    regimes, validation, pooled_dispersion = _beam_regimes(x, y, train, source, tile)
     assert [r["name"] for r in regimes] == ["FIRST", "MeerKAT-sim"]
     assert all(v["kept"] and v["regime_r2"] > v["pooled_r2"] for v in validation.values())
     assert regimes[0]["beam_range_arcsec"] == pytest.approx([5.4 / 1.15, 5.4 * 1.15])
     assert regimes[0]["coef"][0] > 0.8 and regimes[1]["coef"][0] < -0.8  # standardised x
+    # each regime's counts are Poisson draws of its own GLM (a tile sums 3 windows): its
+    # dispersion is about 1; the pooled GLM fits neither beam, so its tiles scatter more
+    assert all(0.8 < r["dispersion"] < 1.25 for r in regimes)
+    assert pooled_dispersion > 2
 
     same = rng.poisson(np.exp(1.0 + x[:, 0])).astype(float)
-    regimes, validation = _beam_regimes(x, same, train, source, tile)
+    regimes, validation, _ = _beam_regimes(x, same, train, source, tile)
     assert regimes == [] and not any(v["kept"] for v in validation.values())
+
+
+def test_the_count_uncertainty_covers_two_thirds_of_new_tiles():
+    """Counts scattered more than Poisson draws (a gamma-distributed rate per tile): the
+    held-out dispersion measures the extra scatter, and one error of
+    `Heads.count_errors` holds the truth of about two thirds of tiles it never saw (one
+    sigma of a normal); a Poisson error alone (dispersion 1) would hold far fewer."""
+    from radiofm.evaluate._fit_heads import _beam_regimes, _poisson
+    from radiofm.models import PoissonGlm
+
+    rng = np.random.default_rng(4)
+
+    def draw(n):
+        x = rng.normal(0, 1, (n, 3))
+        rate = np.exp(2.0 + 0.5 * x[:, 0]) * rng.gamma(4.0, 1 / 4.0, n)  # variance mu + mu^2/4
+        return x, rng.poisson(rate).astype(float)
+
+    x, y = draw(4000)
+    source, tile = np.full(len(y), "counts_first"), np.arange(len(y))
+    # one beam only: no regime is better than the pooled GLM, whose dispersion this is
+    regimes, _, dispersion = _beam_regimes(x, y, np.ones(len(y), bool), source, tile)
+    assert regimes == [] and 1.8 < dispersion < 4
+    x_new, y_new = draw(2000)
+    predicted = PoissonGlm(_poisson(x, y), 3, "test").predict(x_new)
+    within = np.abs(y_new - predicted) <= np.sqrt(dispersion * predicted)
+    assert 0.6 < within.mean() < 0.78
+    assert (np.abs(y_new - predicted) <= np.sqrt(predicted)).mean() < 0.55
 
 
 def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_data, tmp_path):

@@ -98,6 +98,31 @@ def test_an_image_is_counted_by_the_count_head_of_its_beam(tiny_model, sky, tmp_
         table["n_compact_pred"].info.description)
 
 
+def test_each_count_carries_the_uncertainty_of_its_head(tiny_model, sky, tmp_path):
+    """Heads with a dispersion give n_compact_pred_err = sqrt(dispersion x count), the
+    dispersion of the head that counted the image (here the MeerKAT-sim regime's), masked
+    where the count is; heads without one (version 3) give no uncertainty at all."""
+    hdu, _ = sky
+    regimes = [("FIRST", [4.7, 6.2], 0.0, 9.0), ("MeerKAT-sim", [6.5, 8.6], 1.0, 0.5)]
+    table = count_sources(hdu, _with_heads(tiny_model, tmp_path, "dispersed", threshold=1e6,
+                                           count_regimes=regimes, count_dispersion=4.0),
+                          threads=1, progress=False)
+    counts, errors = table["n_compact_pred"], table["n_compact_pred_err"]
+    np.testing.assert_allclose(errors, np.sqrt(0.5 * counts), rtol=1e-5)
+    assert "dispersion" in errors.info.description
+    from radiofm.inference._columns import describe_columns
+
+    written = describe_columns(QTable(table).copy(), units=True)  # as annotate writes it
+    assert written["n_compact_pred_err"].unit == u.ct
+    flagged = count_sources(hdu, _with_heads(tiny_model, tmp_path, "dispersed_far",
+                                             threshold=1e-6, count_dispersion=4.0),
+                            threads=1, progress=False)
+    assert flagged["n_compact_pred_err"].mask.all()
+    plain = count_sources(hdu, _with_heads(tiny_model, tmp_path, "plain", threshold=1e6),
+                          threads=1, progress=False)
+    assert "n_compact_pred_err" not in plain.colnames
+
+
 def test_a_linear_head_without_numpy_heads_is_clipped_and_flagged(tiny_model, sky,
                                                                   tmp_path, caplog):
     """The old graph head printed negative counts on every real field, with no warning."""
