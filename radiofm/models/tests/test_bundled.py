@@ -34,6 +34,11 @@ def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
     assert meta["views"] == 8
     assert meta["train_config"]["model"]["arch"] == meta["arch"]
     assert set(meta["data_summary"]) >= {"mgcls-0", "first-1"}  # MeerKAT and FIRST
+    # every count head (FIRST's beam, the simulated MeerKAT sky's, any other) gives its
+    # counts an uncertainty
+    for beam in (5.4, 7.5, None):
+        errors = model.heads.count_errors(np.array([0.0, 4.0]), beam)
+        assert errors is not None and errors[0] == 0 and errors[1] > 0
 
 
 def test_default_model_embeds_an_image_out_of_the_box():
