@@ -18,7 +18,9 @@ __all__ = ["SurveyIndex", "add_to_index", "check_index_support", "read_index"]
 
 #: Columns of every index part besides ``embedding``.
 COLUMNS = ("image", "tile_id", "ra", "dec", "x_min", "y_min", "x_max", "y_max",
-           "n_compact_pred", "model_sha")
+           "n_compact_pred", "n_compact_pred_err", "model_sha")
+#: Columns parts written by older radiofm versions may lack (read as NaN).
+OPTIONAL_COLUMNS = ("n_compact_pred_err",)
 
 
 def check_index_support():
@@ -71,15 +73,20 @@ def add_to_index(index, tiles, *, name=None, image=None, overwrite=True):
         ra, dec = np.asarray(tiles["sky_center_ra"]), np.asarray(tiles["sky_center_dec"])
     embedding = np.ascontiguousarray(tiles["embedding"], dtype=np.float32)
     n, dim = embedding.shape
-    counts = (np.asarray(tiles["n_compact_pred"], np.float32) if "n_compact_pred"
-              in tiles.colnames else np.full(n, np.nan, np.float32))
+
+    def masked_as_nan(name):  # a masked (out-of-distribution) count is no number
+        if name not in tiles.colnames:
+            return np.full(n, np.nan, np.float32)
+        return np.ma.filled(np.ma.asarray(tiles[name], np.float32), np.nan)
+
     columns = {
         "image": pa.array([image] * n, pa.string()),
         "tile_id": pa.array(np.asarray(tiles["tile_id"], np.int64)),
         "ra": pa.array(np.asarray(ra, np.float64)), "dec": pa.array(np.asarray(dec, np.float64)),
         **{c: pa.array(np.asarray(tiles[c], np.int64)) for c in ("x_min", "y_min", "x_max",
                                                                "y_max")},
-        "n_compact_pred": pa.array(counts),
+        "n_compact_pred": pa.array(masked_as_nan("n_compact_pred")),
+        "n_compact_pred_err": pa.array(masked_as_nan("n_compact_pred_err")),
         "model_sha": pa.array([str(tiles.meta.get("MODELSHA", ""))] * n, pa.string()),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(embedding.ravel()), dim),
     }
@@ -105,7 +112,9 @@ class SurveyIndex:
 
     Made by `read_index`. ``table`` has one row per tile (``index_id`` is the row), with
     ``image``, ``tile_id``, ``sky_center`` (SkyCoord), the pixel bounds, ``n_compact_pred``
-    and ``model_sha``; ``embeddings`` is float32.
+    and ``n_compact_pred_err`` (NaN where the tile table masked them: out-of-distribution
+    tiles, or a model without count uncertainties) and ``model_sha``; ``embeddings`` is
+    float32.
     """
 
     def __init__(self, table, embeddings, path=None):
@@ -176,13 +185,19 @@ def read_index(index):
         np.asarray(t.column("embedding").combine_chunks().flatten(), np.float32).reshape(-1, dim)
         for t in tables])
     table = QTable()
-    columns = {c: np.concatenate([t.column(c).to_numpy(zero_copy_only=False) for t in tables])
-               for c in COLUMNS}
+
+    def column(part, name):
+        if name in OPTIONAL_COLUMNS and name not in part.column_names:
+            return np.full(part.num_rows, np.nan, np.float32)
+        return part.column(name).to_numpy(zero_copy_only=False)
+
+    columns = {c: np.concatenate([column(t, c) for t in tables]) for c in COLUMNS}
     table["index_id"] = np.arange(len(embeddings))
     table["image"] = columns["image"].astype(str)
     table["tile_id"] = columns["tile_id"]
     table["sky_center"] = SkyCoord(columns["ra"], columns["dec"], unit="deg")
-    for c in ("x_min", "y_min", "x_max", "y_max", "n_compact_pred", "model_sha"):
+    for c in ("x_min", "y_min", "x_max", "y_max", "n_compact_pred", "n_compact_pred_err",
+              "model_sha"):
         table[c] = columns[c]
     table["model_sha"] = table["model_sha"].astype(str)
     return SurveyIndex(table, embeddings, path=folder)

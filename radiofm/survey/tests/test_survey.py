@@ -6,7 +6,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
-from astropy.table import QTable, Table
+from astropy.table import MaskedColumn, QTable, Table
 
 from radiofm.cli import main
 from radiofm.simulate import make_radio_sky
@@ -128,6 +128,26 @@ def test_index_similar_and_outliers(annotated, survey):
     np.testing.assert_array_equal(near["index_id"], similar(index, 7, k=3)["index_id"])
     ranked = outliers(index, 5, k=3)
     assert len(ranked) == 5 and np.all(np.diff(ranked["outlier_score"]) <= 0)
+
+
+def test_the_index_holds_no_count_for_a_flagged_tile(annotated, tmp_path):
+    """A count the tile table masks (out of distribution) is NaN in the index, not the
+    number under the mask; a part written before the uncertainty column still reads."""
+    import pyarrow.parquet as pq
+
+    from radiofm.survey import add_to_index, read_index
+
+    out, _ = annotated
+    tiles = QTable.read(out / "field0_tiles.ecsv")
+    flagged = np.arange(len(tiles)) % 3 == 0  # as count_sources masks flagged tiles
+    tiles["n_compact_pred"] = MaskedColumn(np.asarray(tiles["n_compact_pred"]), mask=flagged)
+    index = read_index(add_to_index(tmp_path / "index", tiles))
+    counts = np.asarray(index.table["n_compact_pred"])
+    assert np.isnan(counts[flagged]).all() and np.isfinite(counts[~flagged]).all()
+    assert np.isnan(np.asarray(index.table["n_compact_pred_err"])).all()  # no heads
+    part = tmp_path / "index" / "field0.parquet"
+    pq.write_table(pq.read_table(part).drop(["n_compact_pred_err"]), part)
+    assert len(read_index(tmp_path / "index")) == len(tiles)
 
 
 def test_similar_to_a_cutout_uses_the_model(annotated, survey, tiny_model):
