@@ -201,6 +201,10 @@ def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_dat
                              artefact_fields=0, count_windows=3, cache=tmp_path)
     parsed = parse_heads(heads, embedding_dim=96)
     assert parsed.count_windows == 3 and "3 x 3 windows, summed" in parsed.count_description
+    # what export and fit-heads write gives every count an uncertainty, and says how often
+    # the test tiles' truth fell within it
+    assert heads["counts"]["dispersion"] > 0 and parsed.count_errors(np.array([4.0]))[0] > 0
+    assert 0 <= heads["counts"]["figures"]["counts_simulated"]["within_1_error"] <= 1
     from radiofm.evaluate._stamps import _simulated_count_tiles
 
     tiles = _simulated_count_tiles("snr", 1, 512, first_seed=1002)
