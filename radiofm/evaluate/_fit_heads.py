@@ -241,8 +241,8 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
     validation : dict
         Regime name -> held-out per-tile deviance, R^2 and dispersion of its GLM and of the
         pooled one, and whether it was kept.
-    pooled_dispersion : float
-        The pooled GLM's dispersion on every held-out tile.
+    pooled_dispersion : float or None
+        The pooled GLM's dispersion on every held-out tile (None when no tile is held out).
     """
     from sklearn.metrics import mean_poisson_deviance, r2_score
 
@@ -284,15 +284,20 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
 
 
 def _dispersion(truth, predicted):
-    """Quasi-Poisson dispersion of tile counts: the mean of (truth - prediction)^2 over the
-    prediction (Pearson's statistic per tile; 1 for counts that scatter as Poisson draws
-    of the prediction), floored at 1e-6.
+    """Quasi-Poisson dispersion of tile counts: the summed squared differences of truth and
+    prediction over the summed predictions (1 for counts that scatter as Poisson draws of
+    the prediction; the ratio of sums, which a tile with a near-zero prediction cannot
+    dominate), floored at 1e-6; None without tiles to measure it on.
 
     >>> round(_dispersion(np.array([0.0, 4.0]), np.array([2.0, 2.0])), 3)
     2.0
+    >>> _dispersion(np.array([]), np.array([])) is None
+    True
     """
-    predicted = np.maximum(np.asarray(predicted, float), 1e-3)
-    return float(max(np.mean((np.asarray(truth, float) - predicted) ** 2 / predicted), 1e-6))
+    truth, predicted = np.asarray(truth, float), np.asarray(predicted, float)
+    if not len(truth) or not predicted.sum() > 0:
+        return None
+    return float(max(np.sum((truth - predicted) ** 2) / predicted.sum(), 1e-6))
 
 
 def _poisson_rate(glm, x):
@@ -301,16 +306,21 @@ def _poisson_rate(glm, x):
 
 
 def _count_figures(predicted, truth, error):
-    """MAE and R^2 of tile counts, and the share of tiles whose truth lies within one
-    ``error`` (the uncertainty `radiofm.models.Heads.count_errors` gives) of the
-    prediction."""
+    """MAE and R^2 of tile counts; with finite ``error`` (the uncertainty
+    `radiofm.models.Heads.count_errors` gives) the share of tiles whose truth lies within one
+    error of the prediction (about 0.68 for a calibrated error on counts large enough to be
+    near normal; a step function of the prediction for counts near 1) and the summed squared
+    differences over the summed squared errors (about 1 when calibrated, at any count)."""
     from sklearn.metrics import r2_score
 
     if len(truth) < 2:
         return {}
-    return {"mae": float(np.abs(predicted - truth).mean()),
-            "r2": float(r2_score(truth, predicted)),
-            "within_1_error": float(np.mean(np.abs(truth - predicted) <= error))}
+    figures = {"mae": float(np.abs(predicted - truth).mean()),
+               "r2": float(r2_score(truth, predicted))}
+    if np.isfinite(error).all() and np.sum(error**2) > 0:
+        figures["within_1_error"] = float(np.mean(np.abs(truth - predicted) <= error))
+        figures["variance_ratio"] = float(np.sum((truth - predicted) ** 2) / np.sum(error**2))
+    return figures
 
 
 def _equal_prior_weights(labels):
@@ -406,9 +416,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       every tile, a GLM per beam regime (`COUNT_REGIMES`: FIRST's tiles, the simulated
       MeerKAT-like ones) counts images of that beam (`radiofm.models.Heads.count_regime`),
       where it counts a held-out fifth of its training tiles better than the pooled GLM
-      (per-tile Poisson deviance 1 % lower; ``regime_validation``); the test figures are
-      those of the head each data set is counted by, and ``figures_pooled`` those of the
-      pooled head;
+      (per-tile Poisson deviance 1 % lower; ``regime_validation``). Each GLM carries a
+      ``dispersion`` (`radiofm.models.Heads.count_errors`), measured on the same held-out
+      fifth with the GLM fitted on the rest; the test figures are those of the head each
+      data set is counted by (with ``within_1_error`` and ``variance_ratio``, how well the
+      uncertainty covers the test tiles), and ``figures_pooled`` those of the pooled head;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train, less a
       stratified fifth of it (`CHOICE_SHARE`) on which the temperature is fitted and C
       chosen for the smallest log-loss (calibration before accuracy), every class weighted
@@ -504,12 +516,13 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         whole_tiles if count_windows == 1 else count_data(count_windows))
     train_c = split_c == "train"
     counts = _poisson(xc[train_c], yc[train_c])
-    regimes, validation, counts["dispersion"] = _beam_regimes(xc, yc, train_c, source_c,
-                                                              tile_c)
+    regimes, validation, dispersion = _beam_regimes(xc, yc, train_c, source_c, tile_c)
+    if dispersion is not None:  # else no tile was held out, and no regime has one either
+        counts["dispersion"] = dispersion
     # each data set is counted by its beam's regime head where one is kept, as at inference
     rate = _poisson_rate(counts, xc)
     pooled_rate = rate.copy()
-    dispersion = np.full(len(xc), counts["dispersion"])  # of the head counting each item
+    dispersion = np.full(len(xc), counts.get("dispersion", np.nan))  # of each item's head
     pooled_dispersion = dispersion.copy()
     members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     for regime in regimes:

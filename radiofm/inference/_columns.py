@@ -27,9 +27,10 @@ COLUMN_DESCRIPTIONS = {
     "n_compact": (u.ct, "compact sources of the catalogue in the tile"),
     "n_compact_pred": (u.ct, "compact-source count the model predicts for the tile (masked "
                        "where ood_flag)"),
-    "n_compact_pred_err": (u.ct, "one-sigma uncertainty of n_compact_pred: the square root "
-                           "of the count head's dispersion (measured on held-out training "
-                           "tiles) times the prediction (masked where ood_flag)"),
+    "n_compact_pred_err": (u.ct, "one-sigma scatter of the true count around "
+                           "n_compact_pred: the square root of the count head's dispersion "
+                           "(measured on held-out training tiles) times the prediction "
+                           "(masked where ood_flag)"),
     "source_id": (DIMENSIONLESS, "source number in the catalogue"),
     "island_id": (DIMENSIONLESS, "island (connected emission) number"),
     "x_center": (u.pix, "pixel column of the source (zero-based)"),

@@ -42,8 +42,9 @@ Version 2 heads have no regimes and are still read.
 
 Each count GLM may carry a ``dispersion`` (version 4): the ratio of the variance of a
 tile's true count around its prediction to the prediction, measured on held-out training
-tiles (a quasi-Poisson dispersion). It gives each predicted count its uncertainty
-(`Heads.count_errors`). Version 3 heads have none, and their counts no uncertainty.
+tiles (a quasi-Poisson dispersion); every GLM of a head has one, or none has. It gives each
+predicted count its uncertainty (`Heads.count_errors`). Version 3 heads have none, and
+their counts no uncertainty.
 """
 
 import json
@@ -204,8 +205,13 @@ def _count_regimes(counts, dim, version):
         raise _Invalid("counts.regimes needs heads version 3")
     if not isinstance(regimes, list):
         raise _Invalid(f"counts.regimes must be a list, got {type(regimes).__name__}")
-    if version in (1, 2, 3) and any("dispersion" in part for part in [counts, *regimes]):
+    dispersed = [isinstance(part, dict) and "dispersion" in part
+                 for part in [counts, *regimes]]
+    if any(dispersed) and version in (1, 2, 3):
         raise _Invalid("a count dispersion needs heads version 4")
+    if any(dispersed) and not all(dispersed):
+        raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
+                       "dispersion or none has")
     parsed = []
     for i, part in enumerate(regimes):
         where = f"counts.regimes[{i}]"
@@ -294,7 +300,7 @@ class Heads:
         self.beam_range_arcsec = _range(ood, "beam_range_arcsec", "ood")
 
     def __repr__(self):
-        return (f"<Heads v{HEADS_VERSION}: counts, morphology {self.classes} (T="
+        return (f"<Heads v{self.raw.get('heads_version')}: counts, morphology {self.classes} (T="
                 f"{self.temperature:.3g}), OOD references {sorted(self._references)}>")
 
     def _embedding(self, embedding):
@@ -383,13 +389,14 @@ class Heads:
         return per_window.reshape(-1, cells).sum(axis=1, dtype=np.float64).astype(np.float32)
 
     def count_errors(self, tile_counts, beam_arcsec=None):
-        """The one-sigma uncertainty of predicted tile counts, or None without a dispersion.
+        """The one-sigma scatter of true tile counts around their predictions, or None
+        without a dispersion.
 
-        The square root of the count head's dispersion times the prediction: the scatter of
-        a tile's true count around its prediction on held-out training tiles of the same
-        head (quasi-Poisson), which holds both the Poisson noise of the sky and the head's
-        own error. It is measured on the head's training data; on other data it is a
-        lower bound.
+        The square root of the count head's dispersion times the prediction
+        (quasi-Poisson): how far the true count of a tile lies from its prediction, given
+        the tile, as measured on training tiles held out of a fit of the same head (the
+        shipped head is then fitted on all of them). On data unlike the training tiles it
+        is likely too small.
 
         Parameters
         ----------

@@ -98,14 +98,18 @@ def test_an_image_is_counted_by_the_count_head_of_its_beam(tiny_model, sky, tmp_
         table["n_compact_pred"].info.description)
 
 
-def test_each_count_carries_the_uncertainty_of_its_head(tiny_model, sky, tmp_path):
+@pytest.mark.parametrize("count_windows", [1, 3])
+def test_each_count_carries_the_uncertainty_of_its_head(tiny_model, sky, tmp_path,
+                                                        count_windows):
     """Heads with a dispersion give n_compact_pred_err = sqrt(dispersion x count), the
     dispersion of the head that counted the image (here the MeerKAT-sim regime's), masked
-    where the count is; heads without one (version 3) give no uncertainty at all."""
+    where the count is; version 3 heads (no dispersion) give no uncertainty at all."""
     hdu, _ = sky
     regimes = [("FIRST", [4.7, 6.2], 0.0, 9.0), ("MeerKAT-sim", [6.5, 8.6], 1.0, 0.5)]
-    table = count_sources(hdu, _with_heads(tiny_model, tmp_path, "dispersed", threshold=1e6,
-                                           count_regimes=regimes, count_dispersion=4.0),
+    options = dict(threshold=1e6, count_windows=count_windows)
+    table = count_sources(hdu, _with_heads(tiny_model, tmp_path, "dispersed",
+                                           count_regimes=regimes, count_dispersion=4.0,
+                                           **options),
                           threads=1, progress=False)
     counts, errors = table["n_compact_pred"], table["n_compact_pred_err"]
     np.testing.assert_allclose(errors, np.sqrt(0.5 * counts), rtol=1e-5)
@@ -115,12 +119,15 @@ def test_each_count_carries_the_uncertainty_of_its_head(tiny_model, sky, tmp_pat
     written = describe_columns(QTable(table).copy(), units=True)  # as annotate writes it
     assert written["n_compact_pred_err"].unit == u.ct
     flagged = count_sources(hdu, _with_heads(tiny_model, tmp_path, "dispersed_far",
-                                             threshold=1e-6, count_dispersion=4.0),
+                                             count_dispersion=4.0,
+                                             **{**options, "threshold": 1e-6}),
                             threads=1, progress=False)
     assert flagged["n_compact_pred_err"].mask.all()
-    plain = count_sources(hdu, _with_heads(tiny_model, tmp_path, "plain", threshold=1e6),
-                          threads=1, progress=False)
-    assert "n_compact_pred_err" not in plain.colnames
+    old = count_sources(hdu, _with_heads(tiny_model, tmp_path, "version3",
+                                         change=lambda h: h.update(heads_version=3),
+                                         **options),
+                        threads=1, progress=False)
+    assert "n_compact_pred_err" not in old.colnames and "n_compact_pred" in old.colnames
 
 
 def test_a_linear_head_without_numpy_heads_is_clipped_and_flagged(tiny_model, sky,

@@ -195,3 +195,45 @@ def test_version_2_heads_count_every_beam_with_one_head(raw):
     regimes = numpy_heads(DIM, count_regimes=[("FIRST", [4.7, 6.2], 0.0)])["counts"]
     with pytest.raises(ModelMetadataError, match="counts.regimes needs heads version 3"):
         parse_heads({**old, "counts": regimes})
+
+
+def test_version_3_heads_give_counts_no_uncertainty():
+    """Heads written before dispersions existed are read, and their counts have no error
+    (none is guessed); a version 3 head that carries a dispersion, anywhere, is refused (a
+    radiofm of that version would not show it); in version 4 every GLM has one or none."""
+    regimes = [("FIRST", [4.7, 6.2], 0.0, 0.5)]
+    dispersed = json.loads(serialize_heads(numpy_heads(DIM, count_regimes=regimes,
+                                                       count_dispersion=2.0)))
+    heads = parse_heads(dispersed)
+    assert heads.count_errors(np.array([8.0]))[0] == pytest.approx(4.0)  # sqrt(2 x 8)
+    assert heads.count_errors(np.array([8.0]), 5.4)[0] == pytest.approx(2.0)  # the regime's
+    assert parse_heads(serialize_heads(heads)).count_errors(np.array([8.0]))[0] == (
+        pytest.approx(4.0))
+    plain = {**numpy_heads(DIM, count_regimes=[("FIRST", [4.7, 6.2], 0.0)]),
+             "heads_version": 3}
+    assert parse_heads(plain).count_errors(np.array([8.0]), 5.4) is None
+    assert "Heads v3" in repr(parse_heads(plain))
+    with pytest.raises(ModelMetadataError, match="a count dispersion needs heads version 4"):
+        parse_heads({**dispersed, "heads_version": 3})
+    regime_only = numpy_heads(DIM, count_regimes=regimes)
+    with pytest.raises(ModelMetadataError, match="every count GLM .* has a dispersion"):
+        parse_heads(regime_only)
+    with pytest.raises(ModelMetadataError, match="a count dispersion needs heads version 4"):
+        parse_heads({**regime_only, "heads_version": 3})
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+def test_a_dispersion_must_be_positive(value):
+    with pytest.raises(ModelMetadataError, match="counts.dispersion"):
+        parse_heads(numpy_heads(DIM, count_dispersion=value))
+
+
+@pytest.mark.parametrize("regimes", [[5], [None]])
+def test_malformed_regimes_of_old_heads_get_a_clear_error(regimes):
+    """The dispersion check ran before each regime was checked to be an object: a TypeError
+    escaped instead of the metadata error that says what to do."""
+    raw = numpy_heads(DIM)
+    raw["heads_version"] = 3
+    raw["counts"]["regimes"] = regimes
+    with pytest.raises(ModelMetadataError, match="must be an object"):
+        parse_heads(raw)
