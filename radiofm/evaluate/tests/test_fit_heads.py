@@ -161,6 +161,8 @@ def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
     # dispersion is about 1; the pooled GLM fits neither beam, so its tiles scatter more
     assert all(0.8 < r["dispersion"] < 1.25 for r in regimes)
     assert pooled_dispersion > 2
+    # the pooled GLM counts beams it has no regime for: its largest scatter on any beam
+    assert pooled_dispersion == max(v["pooled_dispersion"] for v in validation.values())
 
     same = rng.poisson(np.exp(1.0 + x[:, 0])).astype(float)
     regimes, validation, _ = _beam_regimes(x, same, train, source, tile)
