@@ -69,12 +69,14 @@ def _r2(truth, predicted):
 
 def _within(truth, predicted, errors):
     """The share of items whose truth lies within one error of the prediction, and the
-    summed squared differences over the summed squared errors."""
-    difference = np.asarray(truth, float) - predicted
-    inside = np.abs(difference) <= errors
-    return (f"{inside.mean():.2f} of {len(inside)} (0.68 for a calibrated one-sigma error "
-            f"on large counts); variance ratio {np.sum(difference**2) / np.sum(errors**2):.2f}"
-            " (1 when calibrated)")
+    variance ratio, as the heads' fit scores its test tiles."""
+    from radiofm.evaluate._fit_heads import _count_figures
+
+    figures = _count_figures(np.asarray(predicted, float), np.asarray(truth, float),
+                             np.asarray(errors, float))
+    return (f"{figures['within_1_error']:.2f} of {len(truth)} (0.68 for a calibrated one-sigma "
+            f"error on large counts); variance ratio {figures['variance_ratio']:.2f} (1 when "
+            "calibrated)")
 
 
 def example(model, finder, folder):

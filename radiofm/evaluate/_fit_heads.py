@@ -523,9 +523,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         whole_tiles if count_windows == 1 else count_data(count_windows))
     train_c = split_c == "train"
     counts = _poisson(xc[train_c], yc[train_c])
-    regimes, validation, dispersion = _beam_regimes(xc, yc, train_c, source_c, tile_c)
-    if dispersion is not None:  # else no tile was held out, and no regime has one either
-        counts["dispersion"] = dispersion
+    regimes, validation, pooled_glm_dispersion = _beam_regimes(xc, yc, train_c, source_c,
+                                                               tile_c)
+    if pooled_glm_dispersion is not None:  # else no tile was held out, nor has any regime
+        counts["dispersion"] = pooled_glm_dispersion
     # each data set is counted by its beam's regime head where one is kept, as at inference
     rate = _poisson_rate(counts, xc)
     pooled_rate = rate.copy()
