@@ -330,6 +330,43 @@ def _count_figures(predicted, truth, error):
     return figures
 
 
+def _test_tile_figures(tile, source, split, target, rate, dispersion):
+    """`_count_figures` of each data set's test tiles, from per-item (window) values.
+
+    Parameters
+    ----------
+    tile : ndarray of int
+        The tile each item belongs to (0 to the number of tiles - 1).
+    source, split : ndarray of str
+        Each item's data set and split (the same for every item of a tile).
+    target, rate : ndarray
+        Each item's true and predicted count; a tile's are their sums.
+    dispersion : ndarray
+        Dispersion of the head that counts each item; a tile's error is
+        sqrt(dispersion x its predicted count), as `radiofm.models.Heads.count_errors`.
+
+    Returns
+    -------
+    dict
+        Data set name -> figures of its test tiles.
+
+    Examples
+    --------
+    >>> tile = np.array([0, 0, 1, 1, 2, 2])
+    >>> figures = _test_tile_figures(tile, np.array(["a"] * 6), np.array(["test"] * 6),
+    ...                              np.array([1., 1., 2., 2., 0., 1.]),
+    ...                              np.array([1., 1., 2., 1., 1., 1.]), np.full(6, 0.5))
+    >>> round(figures["a"]["mae"], 3), figures["a"]["within_1_error"]
+    (0.667, 1.0)
+    """
+    first_item = np.unique(tile, return_index=True)[1]
+    truth, predicted = np.bincount(tile, target), np.bincount(tile, rate)
+    error = np.sqrt(dispersion[first_item] * predicted)
+    test, tile_source = split[first_item] == "test", source[first_item]
+    return {name: _count_figures(predicted[chosen], truth[chosen], error[chosen])
+            for name in np.unique(source) for chosen in [test & (tile_source == name)]}
+
+
 def _equal_prior_weights(labels):
     """Item weights that give every class the same total weight (mean weight 1)."""
     classes, index, counts = np.unique(labels, return_inverse=True, return_counts=True)
@@ -537,19 +574,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         rows = np.isin(source_c, members[regime["name"]])
         rate[rows] = _poisson_rate(regime, xc[rows])
         dispersion[rows] = regime["dispersion"]
-    truth = np.bincount(tile_c, yc)
-    first_item = np.unique(tile_c, return_index=True)[1]
-    tile_test, tile_source = split_c[first_item] == "test", source_c[first_item]
-
-    def figures(per_item, per_item_dispersion):
-        predicted = np.bincount(tile_c, per_item)
-        error = np.sqrt(per_item_dispersion[first_item] * predicted)
-        return {name: _count_figures(predicted[chosen], truth[chosen], error[chosen])
-                for name in parts
-                for chosen in [tile_test & (tile_source == name)]}
-
-    count_figures = figures(rate, dispersion)
-    pooled_figures = figures(pooled_rate, pooled_dispersion)
+    count_figures = _test_tile_figures(tile_c, source_c, split_c, yc, rate, dispersion)
+    pooled_figures = _test_tile_figures(tile_c, source_c, split_c, yc, pooled_rate,
+                                        pooled_dispersion)
     log.info("count heads (Poisson GLM, %d x %d windows): test %s per beam regime, %s "
              "pooled (alpha %g)", count_windows, count_windows, count_figures,
              pooled_figures, counts["alpha"])

@@ -245,3 +245,24 @@ def test_cached_embeddings_follow_the_prepared_inputs(tmp_path):
     other, _ = _embed(Summing(), data({"method": "snr", "softening": 3.0}), tmp_path, "toy")
     assert Summing.calls == 2 and not np.allclose(first, other)  # embedded again
     assert len(list(tmp_path.glob("*_toy_*.npz"))) == 2
+
+
+def test_each_test_tile_is_scored_with_its_own_heads_dispersion():
+    """Tiles of two data sets counted by heads of different dispersions, with the same
+    misses: each tile's error is sqrt(its head's dispersion x its predicted count), so the
+    wide head holds its truth and the narrow one does not; train tiles are not scored."""
+    from radiofm.evaluate._fit_heads import _test_tile_figures
+
+    tile = np.repeat(np.arange(8), 3)  # 8 tiles of 3 windows
+    source = np.repeat(["counts_first"] * 4 + ["counts_simulated"] * 4, 3)
+    split = np.repeat(["test", "test", "test", "train"] * 2, 3)
+    rate = np.full(24, 3.0)  # 9 per tile
+    target = rate + np.tile([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, 0, 0, 0], 2)
+    dispersion = np.where(source == "counts_first", 2.0, 0.1)  # errors 4.24 and 0.95
+    figures = _test_tile_figures(tile, source, split, target, rate, dispersion)
+    assert figures["counts_first"]["within_1_error"] == 1.0
+    assert figures["counts_simulated"]["within_1_error"] == 0.0
+    # misses of 3 per tile on the three test tiles of each data set
+    assert figures["counts_first"]["mae"] == figures["counts_simulated"]["mae"] == 3.0
+    assert figures["counts_first"]["variance_ratio"] == pytest.approx(9 / 18)
+    assert figures["counts_simulated"]["variance_ratio"] == pytest.approx(9 / 0.9)
