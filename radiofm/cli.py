@@ -747,11 +747,15 @@ def _add_count_head_options(parser):
     parser.add_argument("--artefact-fields", type=int, metavar="N",
                         help="simulated skies with artefacts for the count head, 2/3 train "
                         "(default: radiofm.evaluate.ARTEFACT_FIELDS)")
+    parser.add_argument("--embedding-counts-only", action="store_true",
+                        help="the count head reads the embedding alone, not also each "
+                        "window's 5-sigma peaks (a model on the S/N stretch reads both)")
 
 
 def _count_head_options(args):
     options = {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
-               "artefact_fields": args.artefact_fields}
+               "artefact_fields": args.artefact_fields,
+               "count_peaks": False if args.embedding_counts_only else None}
     return {key: value for key, value in options.items() if value is not None}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._provenance import radiofm_version
-from ..models import PoissonGlm, input_noise, serialize_heads
+from ..models import PoissonGlm, input_noise, peak_features, serialize_heads
 from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
@@ -447,7 +447,8 @@ def _stratified_carve(labels, candidates, share, seed=0):
 def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finder="auto",
                      cache=None, n_components=OOD_COMPONENTS, ood_quantile=OOD_QUANTILE,
                      graph_heads=False, artefact_fields=ARTEFACT_FIELDS,
-                     simulated_fields=SIMULATED_FIELDS, count_windows=COUNT_WINDOWS):
+                     simulated_fields=SIMULATED_FIELDS, count_windows=COUNT_WINDOWS,
+                     count_peaks=True):
     """Fit the count, morphology and out-of-distribution heads of a model.
 
     - counts: a Poisson GLM (log link, so never negative) on standardised embeddings of
@@ -505,6 +506,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     count_windows : int
         Windows per tile side the count head reads (1: the whole tile). Its test figures
         are per tile (the sum over each tile's windows).
+    count_peaks : bool
+        For a model on the S/N stretch, the count GLMs also read each window's peaks and
+        islands at or above 5 sigma (`radiofm.models.peak_features`; the heads'
+        ``peak_level``); other stretches give the pixels no S/N meaning, and their count
+        head reads the embedding alone.
     graph_heads : bool
         Also return linear heads on the raw embedding for `radiofm.export`'s graph outputs
         (``n_compact``: ridge regression; ``morph_logits``: the calibrated logistic head
@@ -523,7 +529,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     stretch = normalization_of(embedder)
     from ._stamps import _simulated_count_tiles
 
-    def count_data(windows):
+    peak_level = (float(np.arcsinh(COUNT_SNR / stretch.softening))
+                  if count_peaks and stretch.method == "snr" else None)
+
+    def count_data(windows, peak_level=None):
         parts = {
             "counts_first": load_task_data("counts_first", root=root, finder=finder,
                                            limit=limit if first_limit is None else first_limit,
@@ -542,6 +551,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         embedded = {name: _embed(embedder, data, cache, f"{tag[name]}_w{windows}")
                     for name, data in parts.items()}
         x = np.concatenate([embedded[name][0] for name in parts])
+        if peak_level is not None:  # the count GLMs read the inputs' peaks too
+            x = np.concatenate([x, np.concatenate([
+                peak_features(data.prepared(embedder.input_size), peak_level)
+                for data in parts.values()])], axis=1)
         noise = np.concatenate([embedded[name][1] for name in parts])
         y = np.concatenate([data.target for data in parts.values()])
         split = np.concatenate([data.split for data in parts.values()])
@@ -557,7 +570,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     parts, x, noise, y, split, _, _ = whole_tiles
     train = split == "train"
     _, xc, _, yc, split_c, source_c, tile_c = (
-        whole_tiles if count_windows == 1 else count_data(count_windows))
+        whole_tiles if count_windows == 1 and peak_level is None
+        else count_data(count_windows, peak_level))
     train_c = split_c == "train"
     counts = _poisson(xc[train_c], yc[train_c])
     regimes, validation, pooled_glm_dispersion = _beam_regimes(xc, yc, train_c, source_c,
@@ -589,9 +603,13 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
             f"expected number of compact components (fitted major axis at most 2 beams, any "
             f"S_Code) with peak >= {COUNT_SNR:g} sigma in the tile, for tiles of "
             f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding"
+            + (f" and the {COUNT_SNR:g}-sigma peaks of the input" if peak_level is not None
+               else "")
             + (f" of each of its {count_windows} x {count_windows} windows, summed"
                if count_windows > 1 else "") + "; masked where ood_flag)"),
         figures=count_figures)
+    if peak_level is not None:
+        counts["peak_level"] = peak_level
 
     # the reference is fitted on four fifths of the training tiles, its threshold chosen on
     # the other fifth: in-distribution tiles it has not seen (test tiles stay for reports)

@@ -81,9 +81,10 @@ def _tiles(image, model, tile_size, overlap, min_valid):
 def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
     """All model outputs for every tile (and its input noise), and the fitted normalisation.
 
-    With ``counts`` and a windowed count head, also ``window_counts``: the head's count per
-    tile summed over the tile's windows, each run through the model (in batches of
-    ``batch_size`` windows' worth of tiles, so memory stays bounded).
+    With ``counts`` and a count head that reads windows or its inputs' peaks, also
+    ``window_counts``: the head's count per tile summed over the tile's windows, each run
+    through the model (in batches of ``batch_size`` windows' worth of tiles, so memory stays
+    bounded) and read with its input.
     """
     stretch = model.spec.fit_stretch(tiles.image)
     n = len(tiles)
@@ -99,7 +100,8 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
             outputs[key][ids] = result[key]
         outputs["input_noise"][ids] = input_noise(inputs)
     heads = model.heads
-    if counts and heads is not None and heads.count_windows > 1:
+    if counts and heads is not None and (heads.count_windows > 1
+                                         or heads.count_peak_level is not None):
         cells = heads.count_windows ** 2
         beam = _beam_arcsec(tiles.image.beam)
         outputs["window_counts"] = np.empty(n, np.float32)
@@ -108,7 +110,8 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
                                                    windows=heads.count_windows,
                                                    progress=progress):
             embedding = model.run(inputs)["embedding"]
-            outputs["window_counts"][ids] = heads.predict_tile_counts(embedding, beam)
+            outputs["window_counts"][ids] = heads.predict_tile_counts(embedding, beam,
+                                                                      inputs)
     return outputs, stretch
 
 
@@ -247,9 +250,9 @@ def add_count_columns(table, model, outputs):
     model : `OnnxModel`
         The model that gave the outputs (its heads are applied).
     outputs : dict
-        ``embedding``, ``input_noise``, ``beam`` (the image's, or None), for a windowed
-        count head ``window_counts`` (its count per tile, summed over the windows) and, for
-        models without heads, the graph's ``n_compact``.
+        ``embedding``, ``input_noise``, ``beam`` (the image's, or None), for a count head
+        that reads windows or its inputs' peaks ``window_counts`` (its count per tile,
+        summed over the windows) and, for models without heads, the graph's ``n_compact``.
     """
     from astropy.table import MaskedColumn
 
@@ -260,9 +263,8 @@ def add_count_columns(table, model, outputs):
     if heads is not None:
         embedding = outputs["embedding"]
         beam = _beam_arcsec(outputs.get("beam"))
-        if heads.count_windows > 1:
-            counts = outputs["window_counts"]
-        else:
+        counts = outputs.get("window_counts")
+        if counts is None:  # the head reads the tiles' embeddings alone
             counts = heads.predict_tile_counts(embedding, beam)
         errors = heads.count_errors(counts, beam)
         score, far = heads.ood_scores(embedding, "tiles")

@@ -11,12 +11,14 @@ a registered file against its sha256. Nothing here imports torch.
 
 from ._heads import (
     HEADS_VERSION,
+    PEAK_FEATURES,
     POOLED_COUNT_HEAD,
     Heads,
     OodReference,
     PoissonGlm,
     input_noise,
     parse_heads,
+    peak_features,
     serialize_heads,
 )
 from ._metadata import (
@@ -48,9 +50,10 @@ from ._spec import (
 
 __all__ = [
     "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
-    "POOLED_COUNT_HEAD", "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR", "VIEW_COUNTS", "Heads",
-    "ModelMetadataError", "ModelMismatchWarning", "ModelRegistry", "ModelSpec", "OodReference",
-    "PoissonGlm", "bundled_registry", "check_sha256", "dihedral_views", "file_sha256",
-    "graph_sha256", "input_noise", "locate_model", "parse_heads", "parse_metadata",
-    "resolve_model", "serialize_heads", "serialize_metadata",
+    "PEAK_FEATURES", "POOLED_COUNT_HEAD", "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR",
+    "VIEW_COUNTS", "Heads", "ModelMetadataError", "ModelMismatchWarning", "ModelRegistry",
+    "ModelSpec", "OodReference", "PoissonGlm", "bundled_registry", "check_sha256",
+    "dihedral_views", "file_sha256", "graph_sha256", "input_noise", "locate_model",
+    "parse_heads", "parse_metadata", "peak_features", "resolve_model", "serialize_heads",
+    "serialize_metadata",
 ]

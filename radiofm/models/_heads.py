@@ -9,13 +9,13 @@ fit-heads``) without its training checkpoint, and that no head needs torch.
 
 Layout (every array a nested JSON list of floats)::
 
-    {"heads_version": 4, "embedding_dim": D,
-     "counts": {"kind": "poisson-glm", "mean": [D], "scale": [D], "coef": [D],
+    {"heads_version": 5, "embedding_dim": D,
+     "counts": {"kind": "poisson-glm", "mean": [F], "scale": [F], "coef": [F],
                 "intercept": b, "max_log_rate": m, "dispersion": phi,
-                "description": "...", "windows": w,
+                "description": "...", "windows": w, "peak_level": l,
                 "regimes": [{"name": "...", "beam_range_arcsec": [low, high],
-                             "description": "...", "mean": [D], "scale": [D],
-                             "coef": [D], "intercept": b, "max_log_rate": m,
+                             "description": "...", "mean": [F], "scale": [F],
+                             "coef": [F], "intercept": b, "max_log_rate": m,
                              "dispersion": phi}, ...],
                 ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
@@ -45,6 +45,12 @@ tile's true count around its prediction to the prediction, measured on held-out 
 tiles (a quasi-Poisson dispersion); every GLM of a head has one, or none has. It gives each
 predicted count its uncertainty (`Heads.count_errors`). Version 3 heads have none, and
 their counts no uncertainty.
+
+The count GLMs read F = D features, the embedding, unless the count head has a
+``peak_level`` (version 5): then they read F = D + 4, the embedding followed by the
+`peak_features` of the normalised input the embedding came from (its peaks and islands at
+or above ``peak_level``, in the input's units). What the pooled embedding of a window
+blurs, the number of separate bright peaks in it, the pixels then say directly.
 """
 
 import json
@@ -53,14 +59,17 @@ import numpy as np
 
 from ._metadata import ModelMetadataError
 
-__all__ = ["HEADS_VERSION", "POOLED_COUNT_HEAD", "Heads", "OodReference", "PoissonGlm",
-           "input_noise", "parse_heads", "serialize_heads"]
+__all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "Heads", "OodReference",
+           "PoissonGlm", "input_noise", "parse_heads", "peak_features", "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 4
+HEADS_VERSION = 5
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
-#: ``counts.regimes``; 3: no count ``dispersion``).
-READABLE_HEADS_VERSIONS = (1, 2, 3, 4)
+#: ``counts.regimes``; 3: no count ``dispersion``; 4: no ``counts.peak_level``).
+READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5)
+#: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
+#: them after the embedding.
+PEAK_FEATURES = ("peaks", "islands", "log(1 + peaks)", "log(1 + islands)")
 #: Name of the count head fitted on every training tile, which counts images of any beam.
 POOLED_COUNT_HEAD = "pooled"
 #: Morphology probabilities below this (after temperature scaling) make a source uncertain.
@@ -253,6 +262,9 @@ class Heads:
     count_regimes : dict
         Name -> beam range (FWHM, arcsec) of each count regime (see `count_regime`);
         empty when one head counts every image.
+    count_peak_level : float or None
+        The count head also reads the `peak_features` of its inputs at this level (in the
+        normalised input's units); None when it reads the embedding alone.
     noise_range : list of float or None
         Range of the robust noise of normalised training inputs (see `input_noise`).
     beam_range_arcsec : list of float or None
@@ -266,8 +278,14 @@ class Heads:
         self.embedding_dim = dim
         counts, morph, ood = raw["counts"], raw["morphology"], raw["ood"]
         _require(counts, _COUNT_KEYS, "counts")
-        self._pooled = PoissonGlm(counts, dim, "counts")
-        self._regimes = _count_regimes(counts, dim, raw.get("heads_version"))
+        self.count_peak_level = None
+        if "peak_level" in counts:
+            if raw.get("heads_version") in (1, 2, 3, 4):
+                raise _Invalid("counts.peak_level needs heads version 5")
+            self.count_peak_level = _number(counts, "peak_level", "counts")
+        features = dim + (len(PEAK_FEATURES) if self.count_peak_level is not None else 0)
+        self._pooled = PoissonGlm(counts, features, "counts")
+        self._regimes = _count_regimes(counts, features, raw.get("heads_version"))
         self.count_regimes = {name: beams for name, beams, _, _ in self._regimes}
         if not isinstance(counts["description"], str) or not counts["description"]:
             raise _Invalid("counts.description must say what is counted")
@@ -344,7 +362,7 @@ class Heads:
         return next((glm for regime, _, _, glm in self._regimes if regime == name),
                     self._pooled)
 
-    def predict_counts(self, embedding, beam_arcsec=None):
+    def predict_counts(self, embedding, beam_arcsec=None, inputs=None):
         """Expected compact-source count per input (Poisson GLM, log link): never negative.
 
         An input is a tile, or with `count_windows` > 1 one window of a tile (sum them with
@@ -356,15 +374,34 @@ class Heads:
             (N, D) embeddings of the inputs the head reads.
         beam_arcsec : float, optional
             The image's beam (FWHM, arcsec): picks the count regime (`count_regime`).
+        inputs : array-like, optional
+            The (N, [1,] S, S) normalised inputs the embeddings came from; needed when the
+            head reads their peaks (`count_peak_level`), ignored otherwise.
 
         Returns
         -------
         counts : `~numpy.ndarray`
             (N,) float32 >= 0 (NaN where the embedding is not finite).
-        """
-        return self._count_model(beam_arcsec).predict(self._embedding(embedding))
 
-    def predict_tile_counts(self, embedding, beam_arcsec=None):
+        Raises
+        ------
+        ValueError
+            The embedding is not (N, D), or the head reads the inputs' peaks and ``inputs``
+            is missing or holds another number of inputs.
+        """
+        features = self._embedding(embedding)
+        if self.count_peak_level is not None:
+            if inputs is None:
+                raise ValueError("this count head also reads the peaks of the normalised "
+                                 "inputs (counts.peak_level): pass the inputs the "
+                                 "embeddings came from")
+            peaks = peak_features(inputs, self.count_peak_level)
+            if len(peaks) != len(features):
+                raise ValueError(f"{len(peaks)} inputs for {len(features)} embeddings")
+            features = np.concatenate([features, peaks], axis=1)
+        return self._count_model(beam_arcsec).predict(features)
+
+    def predict_tile_counts(self, embedding, beam_arcsec=None, inputs=None):
         """Expected compact-source count per tile: the sum over its windows.
 
         Parameters
@@ -375,13 +412,16 @@ class Heads:
             embeddings when `count_windows` is 1).
         beam_arcsec : float, optional
             The image's beam (FWHM, arcsec): picks the count regime (`count_regime`).
+        inputs : array-like, optional
+            The normalised windows (or tiles) the embeddings came from, in the same order;
+            needed when the head reads their peaks (`count_peak_level`).
 
         Returns
         -------
         counts : `~numpy.ndarray`
             (N,) float32 >= 0.
         """
-        per_window = self.predict_counts(embedding, beam_arcsec)
+        per_window = self.predict_counts(embedding, beam_arcsec, inputs)
         cells = self.count_windows ** 2
         if len(per_window) % cells:
             raise ValueError(f"{len(per_window)} window embeddings are not whole tiles of "
@@ -493,6 +533,55 @@ class Heads:
         return self._references[which].threshold
 
 
+def peak_features(inputs, level):
+    """Peaks and islands at or above ``level`` in each normalised input: the pixel features
+    a count head with a ``peak_level`` reads beside the embedding (`PEAK_FEATURES`).
+
+    A peak is a pixel at or above ``level`` that equals the maximum of its 3 x 3
+    neighbourhood; an island a 4-connected group of pixels at or above ``level``. On the
+    S/N stretch (``normalization = "snr"``) ``level`` = arcsinh(5 / softening) marks 5-sigma
+    pixels of the input: two blended sources make one island but two peaks, an extended
+    source many peaks but one island, so the count head can weigh both.
+
+    Parameters
+    ----------
+    inputs : array-like
+        (N, S, S) or (N, 1, S, S) normalised inputs.
+    level : float
+        Threshold, in the inputs' units.
+
+    Returns
+    -------
+    features : `~numpy.ndarray`
+        (N, 4) float64: peaks, islands, log(1 + peaks), log(1 + islands).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.models import peak_features
+    >>> window = np.zeros((1, 16, 16))
+    >>> window[0, 3, 3] = window[0, 3, 5] = 4.0  # two peaks, 2 pixels apart
+    >>> window[0, 3, 4] = 3.0                     # joined into one island
+    >>> window[0, 10, 10] = 1.0                   # below the level
+    >>> peak_features(window, 2.0)[0, :2].tolist()
+    [2.0, 1.0]
+    """
+    from scipy import ndimage
+
+    inputs = np.asarray(inputs, dtype=np.float32)
+    if inputs.ndim == 4 and inputs.shape[1] == 1:
+        inputs = inputs[:, 0]
+    if inputs.ndim != 3:
+        raise ValueError(f"peak features take (N, S, S) or (N, 1, S, S) inputs, got "
+                         f"{inputs.shape}")
+    counts = np.empty((len(inputs), 2))
+    for k, image in enumerate(np.nan_to_num(inputs, nan=-np.inf)):
+        bright = image >= level
+        counts[k] = ((bright & (image == ndimage.maximum_filter(image, 3))).sum(),
+                     ndimage.label(bright)[1])
+    return np.concatenate([counts, np.log1p(counts)], axis=1)
+
+
 def input_noise(inputs):
     """Robust noise of normalised model inputs: 1.4826 x the median absolute deviation.
 
@@ -542,7 +631,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4)
+    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5)
     """
     def fail(message):
         raise ModelMetadataError(

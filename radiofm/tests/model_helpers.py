@@ -75,14 +75,21 @@ def export_tiny_model(path, *, spec=None, **options):
 
 
 def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
-                count_regimes=(), count_dispersion=None):
+                count_regimes=(), count_dispersion=None, count_peak_level=None):
     """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict);
     ``count_regimes``: (name, [low, high] beam in arcsec, intercept) of each regime's count
     GLM, with the pooled head's weights, and optionally its dispersion as a fourth item;
-    ``count_dispersion``: the pooled count GLM's (default: none)."""
+    ``count_dispersion``: the pooled count GLM's (default: none); ``count_peak_level``: the
+    count GLMs also read the inputs' peak features at this level, with weight 0.3 on the
+    log of the number of peaks (default: the embedding alone)."""
     rng = np.random.default_rng(seed)
     k = len(classes)
     coef = rng.normal(0, 0.1, dim)
+    peaks = {}
+    if count_peak_level is not None:
+        coef = np.concatenate([coef, [0.0, 0.0, 0.3, 0.0]])
+        peaks = {"peak_level": count_peak_level}
+    features = len(coef)
 
     def reference():
         return {"mean": np.zeros(dim), "scale": np.ones(dim),
@@ -94,13 +101,15 @@ def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
 
     return {
         "heads_version": HEADS_VERSION, "embedding_dim": dim,
-        "counts": {"kind": "poisson-glm", "mean": np.zeros(dim), "scale": np.ones(dim),
-                   "coef": coef, "intercept": 1.0, "max_log_rate": 5.0,
+        "counts": {"kind": "poisson-glm", "mean": np.zeros(features),
+                   "scale": np.ones(features), "coef": coef, "intercept": 1.0,
+                   "max_log_rate": 5.0,
                    "description": "compact sources with peak >= 5 sigma per tile",
-                   "windows": count_windows, **dispersion(count_dispersion),
+                   "windows": count_windows, **dispersion(count_dispersion), **peaks,
                    "regimes": [{"name": name, "beam_range_arcsec": beams,
-                                "description": f"{name} tiles", "mean": np.zeros(dim),
-                                "scale": np.ones(dim), "coef": coef, "intercept": intercept,
+                                "description": f"{name} tiles", "mean": np.zeros(features),
+                                "scale": np.ones(features), "coef": coef,
+                                "intercept": intercept,
                                 "max_log_rate": 5.0, **dispersion(rest[0] if rest else None)}
                                for name, beams, intercept, *rest in count_regimes]},
         "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),

@@ -5,7 +5,7 @@ import pytest
 
 from radiofm.evaluate import expected_calibration_error, fit_output_heads, write_heads
 from radiofm.inference import load_model
-from radiofm.models import ModelMetadataError, parse_heads
+from radiofm.models import PEAK_FEATURES, ModelMetadataError, parse_heads
 
 
 def test_expected_calibration_error():
@@ -51,6 +51,7 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     assert set(heads["counts"]["figures"]) == {"counts_first", "counts_simulated",
                                                 "counts_simulated_artefacts"}
     assert "peak >= 5 sigma" in parsed.count_description
+    assert parsed.count_peak_level is None  # a percentile stretch has no S/N to peak at
     # a count GLM per training beam is kept where it beats the pooled one on validation
     validation = heads["counts"]["regime_validation"]
     assert set(validation) == {"FIRST", "MeerKAT-sim"}
@@ -217,6 +218,42 @@ def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_dat
                                   tiles.target)
     with pytest.raises(ValueError, match="README's example sky"):
         _simulated_count_tiles("snr", 30, 256, first_seed=2000)
+
+
+class _PixelStatistics:
+    """An embedder of a model on the S/N stretch: a few pixel statistics of each input."""
+
+    name, input_size, normalization = "pixel-statistics", 32, {"method": "snr",
+                                                                "softening": 2.0}
+
+    def embed(self, inputs):
+        flat = np.asarray(inputs, np.float64).reshape(len(inputs), -1)
+        return np.column_stack([flat.mean(1), flat.std(1), (flat > 1).mean(1),
+                                np.percentile(flat, 99, axis=1)])
+
+
+def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_data,
+                                                                       tmp_path):
+    """On the S/N stretch the count GLMs read each window's 5-sigma peaks beside the
+    embedding, at the stretch's own 5-sigma level (other stretches give the embedding
+    alone: the tiny model's percentile one, above)."""
+    options = dict(limit=4, finder="photutils", artefact_fields=0, count_windows=2,
+                   cache=tmp_path)
+    heads = fit_output_heads(_PixelStatistics(), shared_data, **options)
+    parsed = parse_heads(heads, embedding_dim=4)
+    assert parsed.count_peak_level == pytest.approx(np.arcsinh(5.0 / 2.0))
+    assert len(heads["counts"]["coef"]) == 4 + len(PEAK_FEATURES)
+    assert all(len(regime["coef"]) == 8 for regime in heads["counts"]["regimes"])
+    assert "5-sigma peaks of the input" in parsed.count_description
+    assert heads["counts"]["figures"]["counts_simulated"]["r2"] is not None
+    # fit-heads and export --embedding-counts-only ask for the embedding alone
+    from radiofm.cli import _count_head_options, build_parser
+
+    args = build_parser().parse_args(["fit-heads", "m.onnx", "-o", "out",
+                                      "--embedding-counts-only"])
+    assert _count_head_options(args) == {"count_peaks": False}
+    assert _count_head_options(build_parser().parse_args(["fit-heads", "m.onnx", "-o",
+                                                          "out"])) == {}
 
 
 def test_cached_embeddings_follow_the_prepared_inputs(tmp_path):

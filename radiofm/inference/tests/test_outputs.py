@@ -77,6 +77,35 @@ def test_a_windowed_count_head_counts_each_tile_as_the_sum_of_its_windows(tiny_m
 
 
 @pytest.mark.parametrize("count_windows", [1, 3])
+def test_a_count_head_that_reads_peaks_gets_each_windows_input(tiny_model, sky, tmp_path,
+                                                              count_windows):
+    """A version 5 count head reads each window's input beside its embedding (its peaks
+    above ``peak_level``): count_sources gives it the same windows it embeds, on whole
+    tiles too, and the count differs from the embedding's alone."""
+    from radiofm.image import read_image
+    from radiofm.tiling import split_windows, tile_image
+
+    hdu, _ = sky
+    options = dict(threshold=1e6, count_windows=count_windows)
+    model = load_model(_with_heads(tiny_model, tmp_path, f"peaks{count_windows}",
+                                   count_peak_level=0.5, **options), threads=1)
+    assert model.heads.count_peak_level == 0.5
+    image = read_image(hdu)
+    tiles = tile_image(image, model.spec.tile_pixels(image))
+    table = count_sources(tiles, model, threads=1, progress=False)
+    stretch = model.spec.fit_stretch(tiles.image)
+    raw = np.stack([tiles.image.data[t["y_min"]:t["y_max"], t["x_min"]:t["x_max"]]
+                    for t in tiles.table])
+    windows = model.spec.prepare(split_windows(raw, count_windows), stretch)
+    expected = model.heads.predict_tile_counts(model.run(windows)["embedding"],
+                                               inputs=windows)
+    np.testing.assert_allclose(table["n_compact_pred"], expected, rtol=1e-5)
+    plain = count_sources(hdu, _with_heads(tiny_model, tmp_path, f"plain{count_windows}",
+                                           **options), threads=1, progress=False)
+    assert (table["n_compact_pred"] > plain["n_compact_pred"]).any()
+
+
+@pytest.mark.parametrize("count_windows", [1, 3])
 def test_an_image_is_counted_by_the_count_head_of_its_beam(tiny_model, sky, tmp_path,
                                                            count_windows):
     """The simulated sky's 7.5 arcsec beam picks the regime fitted for it (here: twice the

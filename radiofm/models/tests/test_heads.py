@@ -7,10 +7,12 @@ import pytest
 
 from radiofm.models import (
     HEADS_VERSION,
+    PEAK_FEATURES,
     ModelMetadataError,
     input_noise,
     parse_heads,
     parse_metadata,
+    peak_features,
     serialize_heads,
 )
 from radiofm.tests.model_helpers import CLASSES, numpy_heads
@@ -237,3 +239,69 @@ def test_malformed_regimes_of_old_heads_get_a_clear_error(regimes):
     raw["counts"]["regimes"] = regimes
     with pytest.raises(ModelMetadataError, match="must be an object"):
         parse_heads(raw)
+
+
+def _peaky_windows(n_peaks, size=32, level=2.3):
+    """(len(n_peaks), 1, size, size) inputs of noise below ``level`` with the given number
+    of separate bright pixels each."""
+    rng = np.random.default_rng(5)
+    windows = rng.uniform(-1.0, 1.0, (len(n_peaks), 1, size, size)).astype(np.float32)
+    for window, count in zip(windows, n_peaks, strict=True):
+        for k in range(count):
+            window[0, 4 + 6 * (k // 4), 4 + 6 * (k % 4)] = level + 1.0
+    return windows
+
+
+def test_peak_features_count_peaks_and_islands():
+    windows = _peaky_windows([0, 1, 5])
+    features = peak_features(windows, 2.3)
+    assert features.shape == (3, len(PEAK_FEATURES))
+    np.testing.assert_array_equal(features[:, :2], [[0, 0], [1, 1], [5, 5]])
+    np.testing.assert_allclose(features[:, 2:], np.log1p(features[:, :2]))
+    # one source of two blended peaks: one island, two peaks; (N, S, S) inputs as well
+    blended = np.zeros((1, 16, 16), np.float32)
+    blended[0, 8, 6:11] = [3.0, 2.6, 2.5, 2.6, 3.0]
+    assert peak_features(blended, 2.3)[0, :2].tolist() == [2.0, 1.0]
+    with pytest.raises(ValueError, match=r"\(N, S, S\) or \(N, 1, S, S\)"):
+        peak_features(np.zeros((2, 3, 16, 16)), 2.3)
+
+
+def test_a_count_head_with_a_peak_level_reads_the_inputs_peaks():
+    """Version 5: the GLM reads the embedding and the inputs' peak features; the same
+    embeddings with more peaks give more counts, and a head that needs the inputs says so
+    when they are missing."""
+    raw = json.loads(serialize_heads(numpy_heads(DIM, count_peak_level=2.3, count_windows=2,
+                                                 count_regimes=[("FIRST", [4.7, 6.2], 0.5)])))
+    heads = parse_heads(raw, embedding_dim=DIM)
+    assert heads.count_peak_level == 2.3
+    embedding = np.zeros((4, DIM))
+    windows = _peaky_windows([0, 1, 3, 7])
+    counts = heads.predict_counts(embedding, inputs=windows)
+    # zero embedding: log rate = intercept 1 + 0.3 log(1 + peaks)
+    np.testing.assert_allclose(counts, np.exp(1.0) * (1 + np.array([0, 1, 3, 7])) ** 0.3,
+                               rtol=1e-5)
+    np.testing.assert_allclose(heads.predict_tile_counts(embedding, 5.4, windows),
+                               [heads.predict_counts(embedding, 5.4, windows)[:4].sum()],
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="pass the inputs the embeddings came from"):
+        heads.predict_counts(embedding)
+    with pytest.raises(ValueError, match="3 inputs for 4 embeddings"):
+        heads.predict_counts(embedding, inputs=windows[:3])
+    # a head that reads the embedding alone ignores the inputs
+    plain = parse_heads(numpy_heads(DIM))
+    np.testing.assert_array_equal(plain.predict_counts(embedding, inputs=windows),
+                                  plain.predict_counts(embedding))
+    assert plain.count_peak_level is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(heads_version=4), "counts.peak_level needs heads version 5"),
+    (lambda r: r["counts"].update(coef=r["counts"]["coef"][:DIM]),
+     rf"counts.coef has shape \({DIM},\), expected \({DIM + 4},\)"),
+    (lambda r: r["counts"].update(peak_level="high"), "counts.peak_level is not numeric"),
+])
+def test_bad_peak_heads_are_refused(change, message):
+    raw = json.loads(serialize_heads(numpy_heads(DIM, count_peak_level=2.3)))
+    change(raw)
+    with pytest.raises(ModelMetadataError, match=message):
+        parse_heads(raw, embedding_dim=DIM)
