@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._provenance import radiofm_version
-from ..models import PoissonGlm, input_noise, peak_features, serialize_heads
+from ..models import PEAK_FEATURES, PoissonGlm, input_noise, peak_features, serialize_heads
 from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
@@ -224,14 +224,20 @@ def _poisson(x_train, y_train, seed=0):
             "max_log_rate": float(np.log(3.0 * max(1.0, y_train.max())))}
 
 
-def _beam_regimes(x, y, train, source, tile, seed=2):
+def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2):
     """The count GLMs of `COUNT_REGIMES` that count their own beam's tiles better than the
     GLM fitted on every tile does, judged on validation tiles, and each GLM's dispersion.
 
     A fifth of the training tiles (all their windows) is held out; the pooled GLM and each
     regime's GLM are fitted on the rest, and a regime is kept when its per-tile Poisson
     deviance on its held-out tiles is lower than the pooled GLM's by `REGIME_MARGIN`. A
-    kept regime is then fitted on all its training tiles. The same held-out tiles give
+    kept regime is then fitted on all its training tiles. With ``peaks`` (the windows'
+    `radiofm.models.peak_features` at ``peak_level``) a regime's GLM reads them beside the
+    embedding where that lowers the per-tile deviance and raises the per-tile R^2 on its
+    held-out tiles (both: on FIRST a few windows of extended emission hold many peaks, and
+    a GLM that reads them lowered the deviance while it overcounted those tiles). The
+    pooled GLM reads the embedding alone: it counts images of any beam, real fields full
+    of extended emission among them. The same held-out tiles give
     each GLM's dispersion (`_dispersion`). The pooled GLM counts images of a beam it has
     no regime for, so its dispersion is the largest it shows on any regime's held-out
     tiles or on all of them together: one mixed over beams would be set by the beam with
@@ -241,10 +247,12 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
     Returns
     -------
     regimes : list of dict
-        Heads layout of each kept regime, with its ``dispersion``.
+        Heads layout of each kept regime, with its ``dispersion`` (and ``peak_level`` where
+        it reads the peaks).
     validation : dict
-        Regime name -> held-out per-tile deviance, R^2 and dispersion of its GLM and of the
-        pooled one, and whether it was kept.
+        Regime name -> held-out per-tile deviance, R^2 and dispersion of its GLM (on the
+        embedding alone, and with the peaks), of the pooled one, whether it reads the
+        peaks and whether it was kept.
     pooled_dispersion : float or None
         The pooled GLM's dispersion (None when no tile is held out).
     """
@@ -258,32 +266,48 @@ def _beam_regimes(x, y, train, source, tile, seed=2):
     _, cell = np.unique(tile[held], return_inverse=True)
     pooled_dispersion = _dispersion(np.bincount(cell, y[held]),
                                     np.bincount(cell, _poisson_rate(pooled, x[held])))
+    def features(rows, reads_peaks):
+        return np.concatenate([x[rows], peaks[rows]], axis=1) if reads_peaks else x[rows]
+
     regimes, validation = [], {}
     for name, members, beam, fitted_on in COUNT_REGIMES:
         rows = np.isin(source, members)
         if not (rows & fit).any() or not (rows & held).any():
             continue
-        own = _poisson(x[rows & fit], y[rows & fit])
         check = rows & held
         _, cell = np.unique(tile[check], return_inverse=True)
         truth = np.bincount(cell, y[check])
+        candidates = [("regime", False), ("pooled", False)] + (
+            [("regime_peaks", True)] if peaks is not None else [])
         scores = {}
-        for head, glm in (("regime", own), ("pooled", pooled)):
-            predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x[check])), 1e-9)
+        for head, reads_peaks in candidates:
+            glm = (pooled if head == "pooled"
+                   else _poisson(features(rows & fit, reads_peaks), y[rows & fit]))
+            predicted = np.maximum(np.bincount(cell, _poisson_rate(
+                glm, features(check, reads_peaks))), 1e-9)
             scores[f"{head}_deviance"] = float(mean_poisson_deviance(truth, predicted))
             scores[f"{head}_r2"] = float(r2_score(truth, predicted))
             scores[f"{head}_dispersion"] = _dispersion(truth, predicted)
-        scores["kept"] = (scores["regime_deviance"]
+        reads_peaks = peaks is not None and (
+            scores["regime_peaks_deviance"] < scores["regime_deviance"]
+            and scores["regime_peaks_r2"] > scores["regime_r2"])
+        chosen = "regime_peaks" if reads_peaks else "regime"
+        scores["reads_peaks"] = reads_peaks
+        scores["kept"] = (scores[f"{chosen}_deviance"]
                           < (1 - REGIME_MARGIN) * scores["pooled_deviance"])
         scores["tiles"] = int(truth.size)
         validation[name] = scores
         log.info("count regime %s on %d validation tiles: %s", name, truth.size, scores)
         if scores["kept"]:
-            regimes.append({"name": name, "description": fitted_on,
+            regimes.append({"name": name, "description": fitted_on + (
+                                ", reading each window's 5-sigma peaks beside its embedding"
+                                if reads_peaks else ""),
                             "beam_range_arcsec": [beam / REGIME_BEAM_FACTOR,
                                                   beam * REGIME_BEAM_FACTOR],
-                            **_poisson(x[rows & train], y[rows & train]),
-                            "dispersion": scores["regime_dispersion"]})
+                            **_poisson(features(rows & train, reads_peaks),
+                                       y[rows & train]),
+                            "dispersion": scores[f"{chosen}_dispersion"],
+                            **({"peak_level": peak_level} if reads_peaks else {})})
     if pooled_dispersion is not None:
         pooled_dispersion = max([pooled_dispersion] + [scores["pooled_dispersion"]
                                                        for scores in validation.values()])
@@ -308,8 +332,10 @@ def _dispersion(truth, predicted):
 
 
 def _poisson_rate(glm, x):
-    """A fitted Poisson GLM's expected count of each row of ``x``, as `Heads` applies it."""
-    return PoissonGlm(glm, x.shape[1], "fitted GLM").predict(x).astype(np.float64)
+    """A fitted Poisson GLM's expected count of each row of ``x`` (the embedding, then the
+    peak features where the GLM has a ``peak_level``), as `Heads` applies it."""
+    dim = x.shape[1] - (len(PEAK_FEATURES) if "peak_level" in glm else 0)
+    return PoissonGlm(glm, dim, "fitted GLM").predict(x).astype(np.float64)
 
 
 def _count_figures(predicted, truth, error):
@@ -507,10 +533,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         Windows per tile side the count head reads (1: the whole tile). Its test figures
         are per tile (the sum over each tile's windows).
     count_peaks : bool
-        For a model on the S/N stretch, the count GLMs also read each window's peaks and
-        islands at or above 5 sigma (`radiofm.models.peak_features`; the heads'
-        ``peak_level``); other stretches give the pixels no S/N meaning, and their count
-        head reads the embedding alone.
+        For a model on the S/N stretch, each regime's count GLM may also read each window's
+        peaks and islands at or above 5 sigma (`radiofm.models.peak_features`, its
+        ``peak_level``), where they help on its held-out tiles (`_beam_regimes`); other
+        stretches give the pixels no S/N meaning, and their count GLMs read the embedding
+        alone.
     graph_heads : bool
         Also return linear heads on the raw embedding for `radiofm.export`'s graph outputs
         (``n_compact``: ridge regression; ``morph_logits``: the calibrated logistic head
@@ -551,10 +578,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         embedded = {name: _embed(embedder, data, cache, f"{tag[name]}_w{windows}")
                     for name, data in parts.items()}
         x = np.concatenate([embedded[name][0] for name in parts])
-        if peak_level is not None:  # the count GLMs read the inputs' peaks too
-            x = np.concatenate([x, np.concatenate([
-                peak_features(data.prepared(embedder.input_size), peak_level)
-                for data in parts.values()])], axis=1)
+        peaks = None if peak_level is None else np.concatenate([
+            peak_features(data.prepared(embedder.input_size), peak_level)
+            for data in parts.values()])
         noise = np.concatenate([embedded[name][1] for name in parts])
         y = np.concatenate([data.target for data in parts.values()])
         split = np.concatenate([data.split for data in parts.values()])
@@ -563,19 +589,19 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         for data in parts.values():
             tile.append(data.extra["tile"] + offset)
             offset += int(data.extra["tile"].max()) + 1
-        return parts, x, noise, y, split, source, np.concatenate(tile)
+        return parts, x, peaks, noise, y, split, source, np.concatenate(tile)
 
     # tiles: the OOD reference, the noise range and the graph heads; windows: the count head
     whole_tiles = count_data(1)
-    parts, x, noise, y, split, _, _ = whole_tiles
+    parts, x, _, noise, y, split, _, _ = whole_tiles
     train = split == "train"
-    _, xc, _, yc, split_c, source_c, tile_c = (
+    _, xc, peaks_c, _, yc, split_c, source_c, tile_c = (
         whole_tiles if count_windows == 1 and peak_level is None
         else count_data(count_windows, peak_level))
     train_c = split_c == "train"
     counts = _poisson(xc[train_c], yc[train_c])
-    regimes, validation, pooled_glm_dispersion = _beam_regimes(xc, yc, train_c, source_c,
-                                                               tile_c)
+    regimes, validation, pooled_glm_dispersion = _beam_regimes(
+        xc, yc, train_c, source_c, tile_c, peaks=peaks_c, peak_level=peak_level)
     if pooled_glm_dispersion is not None:  # else no tile was held out, nor has any regime
         counts["dispersion"] = pooled_glm_dispersion
     # each data set is counted by its beam's regime head where one is kept, as at inference
@@ -586,7 +612,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     for regime in regimes:
         rows = np.isin(source_c, members[regime["name"]])
-        rate[rows] = _poisson_rate(regime, xc[rows])
+        rate[rows] = _poisson_rate(regime, xc[rows] if "peak_level" not in regime
+                                   else np.concatenate([xc[rows], peaks_c[rows]], axis=1))
         dispersion[rows] = regime["dispersion"]
     count_figures = _test_tile_figures(tile_c, source_c, split_c, yc, rate, dispersion)
     pooled_figures = _test_tile_figures(tile_c, source_c, split_c, yc, pooled_rate,
@@ -603,13 +630,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
             f"expected number of compact components (fitted major axis at most 2 beams, any "
             f"S_Code) with peak >= {COUNT_SNR:g} sigma in the tile, for tiles of "
             f"{SIMULATED_TILE_ARCSEC:g} arcsec (Poisson GLM on the embedding"
-            + (f" and the {COUNT_SNR:g}-sigma peaks of the input" if peak_level is not None
-               else "")
             + (f" of each of its {count_windows} x {count_windows} windows, summed"
                if count_windows > 1 else "") + "; masked where ood_flag)"),
         figures=count_figures)
-    if peak_level is not None:
-        counts["peak_level"] = peak_level
 
     # the reference is fitted on four fifths of the training tiles, its threshold chosen on
     # the other fifth: in-distribution tiles it has not seen (test tiles stay for reports)

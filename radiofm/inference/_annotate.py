@@ -100,8 +100,7 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
             outputs[key][ids] = result[key]
         outputs["input_noise"][ids] = input_noise(inputs)
     heads = model.heads
-    if counts and heads is not None and (heads.count_windows > 1
-                                         or heads.count_peak_level is not None):
+    if counts and heads is not None and (heads.count_windows > 1 or heads.count_reads_peaks):
         cells = heads.count_windows ** 2
         beam = _beam_arcsec(tiles.image.beam)
         outputs["window_counts"] = np.empty(n, np.float32)

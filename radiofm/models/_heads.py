@@ -12,11 +12,11 @@ Layout (every array a nested JSON list of floats)::
     {"heads_version": 5, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [F], "scale": [F], "coef": [F],
                 "intercept": b, "max_log_rate": m, "dispersion": phi,
-                "description": "...", "windows": w, "peak_level": l,
+                "peak_level": l, "description": "...", "windows": w,
                 "regimes": [{"name": "...", "beam_range_arcsec": [low, high],
                              "description": "...", "mean": [F], "scale": [F],
                              "coef": [F], "intercept": b, "max_log_rate": m,
-                             "dispersion": phi}, ...],
+                             "dispersion": phi, "peak_level": l}, ...],
                 ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
                     "coef": [[D] x K], "intercept": [K], "temperature": T,
@@ -46,11 +46,12 @@ tiles (a quasi-Poisson dispersion); every GLM of a head has one, or none has. It
 predicted count its uncertainty (`Heads.count_errors`). Version 3 heads have none, and
 their counts no uncertainty.
 
-The count GLMs read F = D features, the embedding, unless the count head has a
-``peak_level`` (version 5): then they read F = D + 4, the embedding followed by the
-`peak_features` of the normalised input the embedding came from (its peaks and islands at
-or above ``peak_level``, in the input's units). What the pooled embedding of a window
-blurs, the number of separate bright peaks in it, the pixels then say directly.
+A count GLM reads F = D features, the embedding, unless it has a ``peak_level`` (version
+5): then it reads F = D + 4, the embedding followed by the `peak_features` of the
+normalised input the embedding came from (its peaks and islands at or above
+``peak_level``, in the input's units). What the pooled embedding of a window blurs, the
+number of separate bright peaks in it, the pixels then say directly. Each GLM of a head
+(the pooled one, each regime's) reads the peaks or not on its own.
 """
 
 import json
@@ -65,7 +66,7 @@ __all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "Heads", "OodR
 #: Version of the heads layout above; bump when a key changes meaning.
 HEADS_VERSION = 5
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
-#: ``counts.regimes``; 3: no count ``dispersion``; 4: no ``counts.peak_level``).
+#: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``).
 READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5)
 #: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
 #: them after the embedding.
@@ -171,9 +172,11 @@ class PoissonGlm:
     Parameters
     ----------
     part : dict
-        ``mean``, ``scale``, ``coef`` (each (D,)), ``intercept``, ``max_log_rate`` (the
+        ``mean``, ``scale``, ``coef`` (each (F,)), ``intercept``, ``max_log_rate`` (the
         cap of the log rate) and, optionally, ``dispersion`` (variance of a tile's count
-        over its prediction), as `radiofm.evaluate.fit_output_heads` writes them.
+        over its prediction) and ``peak_level`` (the GLM also reads the inputs'
+        `peak_features` at this level: F = D + 4, else F = D), as
+        `radiofm.evaluate.fit_output_heads` writes them.
     dim : int
         Embedding size D.
     where : str
@@ -191,7 +194,10 @@ class PoissonGlm:
 
     def __init__(self, part, dim, where):
         _require(part, _GLM_KEYS, where)
-        self.mean, self.scale, self.coef = (_array(part, key, (dim,), where)
+        self.peak_level = (_number(part, "peak_level", where) if "peak_level" in part
+                           else None)
+        features = dim + (len(PEAK_FEATURES) if self.peak_level is not None else 0)
+        self.mean, self.scale, self.coef = (_array(part, key, (features,), where)
                                             for key in ("mean", "scale", "coef"))
         if not (self.scale > 0).all():
             raise _Invalid(f"{where}.scale must be positive")
@@ -201,7 +207,9 @@ class PoissonGlm:
                            if "dispersion" in part else None)
 
     def predict(self, x):
-        """(N,) float32 expected counts of the (N, D) embeddings ``x``, never negative."""
+        """(N,) float32 expected counts of the (N, F) features ``x`` (the embeddings,
+        followed by their inputs' `peak_features` when the GLM has a ``peak_level``),
+        never negative."""
         eta = ((x - self.mean) / self.scale) @ self.coef + self.intercept
         # beyond the training range the log-linear extrapolation explodes: cap it
         return np.exp(np.minimum(eta, self.max_log_rate)).astype(np.float32)
@@ -218,6 +226,9 @@ def _count_regimes(counts, dim, version):
                  for part in [counts, *regimes]]
     if any(dispersed) and version in (1, 2, 3):
         raise _Invalid("a count dispersion needs heads version 4")
+    if (any(isinstance(part, dict) and "peak_level" in part for part in [counts, *regimes])
+            and version in (1, 2, 3, 4)):
+        raise _Invalid("a count peak_level needs heads version 5")
     if any(dispersed) and not all(dispersed):
         raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
                        "dispersion or none has")
@@ -262,9 +273,9 @@ class Heads:
     count_regimes : dict
         Name -> beam range (FWHM, arcsec) of each count regime (see `count_regime`);
         empty when one head counts every image.
-    count_peak_level : float or None
-        The count head also reads the `peak_features` of its inputs at this level (in the
-        normalised input's units); None when it reads the embedding alone.
+    count_reads_peaks : bool
+        Some count GLM also reads the `peak_features` of its inputs (its ``peak_level``):
+        `predict_counts` then needs the inputs.
     noise_range : list of float or None
         Range of the robust noise of normalised training inputs (see `input_noise`).
     beam_range_arcsec : list of float or None
@@ -278,14 +289,10 @@ class Heads:
         self.embedding_dim = dim
         counts, morph, ood = raw["counts"], raw["morphology"], raw["ood"]
         _require(counts, _COUNT_KEYS, "counts")
-        self.count_peak_level = None
-        if "peak_level" in counts:
-            if raw.get("heads_version") in (1, 2, 3, 4):
-                raise _Invalid("counts.peak_level needs heads version 5")
-            self.count_peak_level = _number(counts, "peak_level", "counts")
-        features = dim + (len(PEAK_FEATURES) if self.count_peak_level is not None else 0)
-        self._pooled = PoissonGlm(counts, features, "counts")
-        self._regimes = _count_regimes(counts, features, raw.get("heads_version"))
+        self._pooled = PoissonGlm(counts, dim, "counts")
+        self._regimes = _count_regimes(counts, dim, raw.get("heads_version"))
+        self.count_reads_peaks = any(glm.peak_level is not None for glm in
+                                     [self._pooled, *(regime[3] for regime in self._regimes)])
         self.count_regimes = {name: beams for name, beams, _, _ in self._regimes}
         if not isinstance(counts["description"], str) or not counts["description"]:
             raise _Invalid("counts.description must say what is counted")
@@ -376,7 +383,8 @@ class Heads:
             The image's beam (FWHM, arcsec): picks the count regime (`count_regime`).
         inputs : array-like, optional
             The (N, [1,] S, S) normalised inputs the embeddings came from; needed when the
-            head reads their peaks (`count_peak_level`), ignored otherwise.
+            GLM that counts this beam reads their peaks (`count_reads_peaks`), ignored
+            otherwise.
 
         Returns
         -------
@@ -386,20 +394,21 @@ class Heads:
         Raises
         ------
         ValueError
-            The embedding is not (N, D), or the head reads the inputs' peaks and ``inputs``
+            The embedding is not (N, D), or the GLM reads the inputs' peaks and ``inputs``
             is missing or holds another number of inputs.
         """
         features = self._embedding(embedding)
-        if self.count_peak_level is not None:
+        glm = self._count_model(beam_arcsec)
+        if glm.peak_level is not None:
             if inputs is None:
                 raise ValueError("this count head also reads the peaks of the normalised "
-                                 "inputs (counts.peak_level): pass the inputs the "
-                                 "embeddings came from")
-            peaks = peak_features(inputs, self.count_peak_level)
+                                 "inputs (its peak_level): pass the inputs the embeddings "
+                                 "came from")
+            peaks = peak_features(inputs, glm.peak_level)
             if len(peaks) != len(features):
                 raise ValueError(f"{len(peaks)} inputs for {len(features)} embeddings")
             features = np.concatenate([features, peaks], axis=1)
-        return self._count_model(beam_arcsec).predict(features)
+        return glm.predict(features)
 
     def predict_tile_counts(self, embedding, beam_arcsec=None, inputs=None):
         """Expected compact-source count per tile: the sum over its windows.
@@ -414,7 +423,7 @@ class Heads:
             The image's beam (FWHM, arcsec): picks the count regime (`count_regime`).
         inputs : array-like, optional
             The normalised windows (or tiles) the embeddings came from, in the same order;
-            needed when the head reads their peaks (`count_peak_level`).
+            needed when the GLM reads their peaks (`count_reads_peaks`).
 
         Returns
         -------
@@ -535,13 +544,13 @@ class Heads:
 
 def peak_features(inputs, level):
     """Peaks and islands at or above ``level`` in each normalised input: the pixel features
-    a count head with a ``peak_level`` reads beside the embedding (`PEAK_FEATURES`).
+    a count GLM with a ``peak_level`` reads beside the embedding (`PEAK_FEATURES`).
 
     A peak is a pixel at or above ``level`` that equals the maximum of its 3 x 3
     neighbourhood; an island a 4-connected group of pixels at or above ``level``. On the
     S/N stretch (``normalization = "snr"``) ``level`` = arcsinh(5 / softening) marks 5-sigma
     pixels of the input: two blended sources make one island but two peaks, an extended
-    source many peaks but one island, so the count head can weigh both.
+    source many peaks but one island, so the count GLM can weigh both.
 
     Parameters
     ----------

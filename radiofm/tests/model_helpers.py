@@ -79,8 +79,8 @@ def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
     """Random numpy heads in the layout of radiofm.models.Heads (a JSON-ready dict);
     ``count_regimes``: (name, [low, high] beam in arcsec, intercept) of each regime's count
     GLM, with the pooled head's weights, and optionally its dispersion as a fourth item;
-    ``count_dispersion``: the pooled count GLM's (default: none); ``count_peak_level``: the
-    count GLMs also read the inputs' peak features at this level, with weight 0.3 on the
+    ``count_dispersion``: the pooled count GLM's (default: none); ``count_peak_level``: every
+    count GLM also reads the inputs' peak features at this level, with weight 0.3 on the
     log of the number of peaks (default: the embedding alone)."""
     rng = np.random.default_rng(seed)
     k = len(classes)
@@ -109,7 +109,7 @@ def numpy_heads(dim, *, seed=0, classes=CLASSES, threshold=3.0, count_windows=1,
                    "regimes": [{"name": name, "beam_range_arcsec": beams,
                                 "description": f"{name} tiles", "mean": np.zeros(features),
                                 "scale": np.ones(features), "coef": coef,
-                                "intercept": intercept,
+                                "intercept": intercept, **peaks,
                                 "max_log_rate": 5.0, **dispersion(rest[0] if rest else None)}
                                for name, beams, intercept, *rest in count_regimes]},
         "morphology": {"kind": "multinomial-logistic", "mean": np.zeros(dim),

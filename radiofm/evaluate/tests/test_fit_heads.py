@@ -51,7 +51,7 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     assert set(heads["counts"]["figures"]) == {"counts_first", "counts_simulated",
                                                 "counts_simulated_artefacts"}
     assert "peak >= 5 sigma" in parsed.count_description
-    assert parsed.count_peak_level is None  # a percentile stretch has no S/N to peak at
+    assert not parsed.count_reads_peaks  # a percentile stretch has no S/N to peak at
     # a count GLM per training beam is kept where it beats the pooled one on validation
     validation = heads["counts"]["regime_validation"]
     assert set(validation) == {"FIRST", "MeerKAT-sim"}
@@ -170,6 +170,28 @@ def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
     assert regimes == [] and not any(v["kept"] for v in validation.values())
 
 
+def test_a_regime_reads_the_peaks_where_they_count_its_tiles_better():
+    """Counts of one beam follow the windows' peaks, which the embedding does not hold:
+    that regime's GLM reads them; the pooled GLM reads the embedding alone."""
+    from radiofm.evaluate._fit_heads import _beam_regimes
+
+    rng = np.random.default_rng(6)
+    n = 3000
+    x = rng.normal(0, 1, (2 * n, 4))
+    n_peaks = rng.poisson(3.0, 2 * n).astype(float)
+    peaks = np.column_stack([n_peaks, n_peaks, np.log1p(n_peaks), np.log1p(n_peaks)])
+    source = np.repeat(["counts_first", "counts_simulated"], n)
+    y = np.where(source == "counts_first", n_peaks, rng.poisson(np.exp(1.0 + x[:, 0])))
+    tile = np.arange(2 * n) // 3
+    regimes, validation, _ = _beam_regimes(x, y.astype(float), np.ones(2 * n, bool), source,
+                                           tile, peaks=peaks, peak_level=2.3)
+    first = validation["FIRST"]
+    assert first["reads_peaks"] and first["regime_peaks_r2"] > first["regime_r2"] + 0.3
+    regime = next(r for r in regimes if r["name"] == "FIRST")
+    assert regime["peak_level"] == 2.3 and len(regime["coef"]) == 8
+    assert "5-sigma peaks" in regime["description"]
+
+
 def test_the_count_uncertainty_covers_two_thirds_of_new_tiles():
     """Counts scattered more than Poisson draws (sources that come in pairs): the
     held-out dispersion measures the extra scatter, and one error sqrt(dispersion x
@@ -234,18 +256,29 @@ class _PixelStatistics:
 
 def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_data,
                                                                        tmp_path):
-    """On the S/N stretch the count GLMs read each window's 5-sigma peaks beside the
-    embedding, at the stretch's own 5-sigma level (other stretches give the embedding
-    alone: the tiny model's percentile one, above)."""
+    """On the S/N stretch each regime's count GLM reads each window's 5-sigma peaks (at
+    the stretch's own 5-sigma level) beside the embedding where they help on its held-out
+    tiles, the pooled GLM never (other stretches give the embedding alone: the tiny
+    model's percentile one, above)."""
     options = dict(limit=4, finder="photutils", artefact_fields=0, count_windows=2,
                    cache=tmp_path)
     heads = fit_output_heads(_PixelStatistics(), shared_data, **options)
-    parsed = parse_heads(heads, embedding_dim=4)
-    assert parsed.count_peak_level == pytest.approx(np.arcsinh(5.0 / 2.0))
-    assert len(heads["counts"]["coef"]) == 4 + len(PEAK_FEATURES)
-    assert all(len(regime["coef"]) == 8 for regime in heads["counts"]["regimes"])
-    assert "5-sigma peaks of the input" in parsed.count_description
-    assert heads["counts"]["figures"]["counts_simulated"]["r2"] is not None
+    parse_heads(heads, embedding_dim=4)
+    counts = heads["counts"]
+    assert "peak_level" not in counts and len(counts["coef"]) == 4  # the pooled GLM
+    validation = counts["regime_validation"]
+    assert all("regime_peaks_deviance" in scores for scores in validation.values())
+    for regime in counts["regimes"]:
+        reads = validation[regime["name"]]["reads_peaks"]
+        scores = validation[regime["name"]]
+        assert reads == (scores["regime_peaks_deviance"] < scores["regime_deviance"]
+                         and scores["regime_peaks_r2"] > scores["regime_r2"])
+        assert ("peak_level" in regime) == reads
+        assert len(regime["coef"]) == 4 + reads * len(PEAK_FEATURES)
+        if reads:
+            assert regime["peak_level"] == pytest.approx(np.arcsinh(5.0 / 2.0))
+            assert "5-sigma peaks" in regime["description"]
+    assert counts["figures"]["counts_simulated"]["r2"] is not None
     # fit-heads and export --embedding-counts-only ask for the embedding alone
     from radiofm.cli import _count_head_options, build_parser
 

@@ -79,7 +79,7 @@ def test_a_windowed_count_head_counts_each_tile_as_the_sum_of_its_windows(tiny_m
 @pytest.mark.parametrize("count_windows", [1, 3])
 def test_a_count_head_that_reads_peaks_gets_each_windows_input(tiny_model, sky, tmp_path,
                                                               count_windows):
-    """A version 5 count head reads each window's input beside its embedding (its peaks
+    """A version 5 count GLM reads each window's input beside its embedding (its peaks
     above ``peak_level``): count_sources gives it the same windows it embeds, on whole
     tiles too, and the count differs from the embedding's alone."""
     from radiofm.image import read_image
@@ -89,7 +89,7 @@ def test_a_count_head_that_reads_peaks_gets_each_windows_input(tiny_model, sky, 
     options = dict(threshold=1e6, count_windows=count_windows)
     model = load_model(_with_heads(tiny_model, tmp_path, f"peaks{count_windows}",
                                    count_peak_level=0.5, **options), threads=1)
-    assert model.heads.count_peak_level == 0.5
+    assert model.heads.count_reads_peaks
     image = read_image(hdu)
     tiles = tile_image(image, model.spec.tile_pixels(image))
     table = count_sources(tiles, model, threads=1, progress=False)

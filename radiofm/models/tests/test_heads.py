@@ -266,14 +266,14 @@ def test_peak_features_count_peaks_and_islands():
         peak_features(np.zeros((2, 3, 16, 16)), 2.3)
 
 
-def test_a_count_head_with_a_peak_level_reads_the_inputs_peaks():
-    """Version 5: the GLM reads the embedding and the inputs' peak features; the same
-    embeddings with more peaks give more counts, and a head that needs the inputs says so
-    when they are missing."""
+def test_a_count_glm_with_a_peak_level_reads_the_inputs_peaks():
+    """Version 5: a GLM with a peak_level reads the embedding and the inputs' peak
+    features; the same embeddings with more peaks give more counts, and a GLM that needs
+    the inputs says so when they are missing. Each GLM reads them or not on its own."""
     raw = json.loads(serialize_heads(numpy_heads(DIM, count_peak_level=2.3, count_windows=2,
                                                  count_regimes=[("FIRST", [4.7, 6.2], 0.5)])))
     heads = parse_heads(raw, embedding_dim=DIM)
-    assert heads.count_peak_level == 2.3
+    assert heads.count_reads_peaks
     embedding = np.zeros((4, DIM))
     windows = _peaky_windows([0, 1, 3, 7])
     counts = heads.predict_counts(embedding, inputs=windows)
@@ -287,15 +287,24 @@ def test_a_count_head_with_a_peak_level_reads_the_inputs_peaks():
         heads.predict_counts(embedding)
     with pytest.raises(ValueError, match="3 inputs for 4 embeddings"):
         heads.predict_counts(embedding, inputs=windows[:3])
-    # a head that reads the embedding alone ignores the inputs
+    # the pooled GLM on the embedding alone, the FIRST regime's on the peaks too
+    for key in ("mean", "scale", "coef"):
+        raw["counts"][key] = raw["counts"][key][:DIM]
+    del raw["counts"]["peak_level"]
+    mixed = parse_heads(raw, embedding_dim=DIM)
+    assert mixed.count_reads_peaks
+    np.testing.assert_allclose(mixed.predict_counts(embedding, 20.0), np.exp(1.0),
+                               rtol=1e-6)  # no inputs needed
+    np.testing.assert_allclose(mixed.predict_counts(embedding, 5.4, windows),
+                               np.exp(0.5) * (1 + np.array([0, 1, 3, 7])) ** 0.3, rtol=1e-5)
     plain = parse_heads(numpy_heads(DIM))
+    assert not plain.count_reads_peaks
     np.testing.assert_array_equal(plain.predict_counts(embedding, inputs=windows),
                                   plain.predict_counts(embedding))
-    assert plain.count_peak_level is None
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda r: r.update(heads_version=4), "counts.peak_level needs heads version 5"),
+    (lambda r: r.update(heads_version=4), "a count peak_level needs heads version 5"),
     (lambda r: r["counts"].update(coef=r["counts"]["coef"][:DIM]),
      rf"counts.coef has shape \({DIM},\), expected \({DIM + 4},\)"),
     (lambda r: r["counts"].update(peak_level="high"), "counts.peak_level is not numeric"),
