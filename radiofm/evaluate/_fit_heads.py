@@ -266,6 +266,7 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
     _, cell = np.unique(tile[held], return_inverse=True)
     pooled_dispersion = _dispersion(np.bincount(cell, y[held]),
                                     np.bincount(cell, _poisson_rate(pooled, x[held])))
+
     def features(rows, reads_peaks):
         return np.concatenate([x[rows], peaks[rows]], axis=1) if reads_peaks else x[rows]
 
