@@ -39,6 +39,14 @@ def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
     for beam in (5.4, 7.5, None):
         errors = model.heads.count_errors(np.array([0.0, 4.0]), beam)
         assert errors is not None and errors[0] == 0 and errors[1] > 0
+    # heads version 5: the regimes of FIRST's beam and the simulated MeerKAT sky's also read
+    # each window's peaks, so they need its input; the pooled head reads the embedding alone
+    assert model.heads.count_reads_peaks
+    embedding = np.zeros((1, meta["embedding_dim"]), dtype=np.float32)
+    for beam in (5.4, 7.5):
+        with pytest.raises(ValueError, match="peaks"):
+            model.heads.predict_counts(embedding, beam)
+    assert np.isfinite(model.heads.predict_counts(embedding, None)).all()
 
 
 def test_default_model_embeds_an_image_out_of_the_box():
