@@ -822,6 +822,11 @@ def _add_fit_heads(commands):
                        help="at most this many FIRST fields per split (default: --limit)")
     heads.add_argument("--cache", help="folder to cache embeddings in")
     _add_count_head_options(heads)
+    heads.add_argument("--box-pixels", type=int, metavar="N",
+                       help="the copy measures its S/N stretch's background and noise in boxes "
+                       "of N pixels, medians over the boxes (diffuse emission then leaves "
+                       "them alone), and its heads are fitted that way (default: as the "
+                       "model does)")
     heads.add_argument("--overwrite", action="store_true", help="replace an existing output")
     heads.set_defaults(run=_run_fit_heads)
 
@@ -835,6 +840,7 @@ def _run_fit_heads(args):
     Path(args.output).mkdir(parents=True, exist_ok=True)
     report = write_heads(args.model, output, root=args.data, finder=args.finder,
                          limit=args.limit, first_limit=args.first_limit, cache=args.cache,
-                         overwrite=args.overwrite, **_count_head_options(args))
+                         box_pixels=args.box_pixels, overwrite=args.overwrite,
+                         **_count_head_options(args))
     log.info("wrote %s (heads: %s)", output, report)
     return 0

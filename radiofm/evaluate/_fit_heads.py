@@ -728,12 +728,12 @@ def _linear_heads(x_train, y_train, coef, intercept, mean, scale, heads):
     }
 
 
-def write_heads(model, output, *, heads=None, overwrite=False, **options):
+def write_heads(model, output, *, heads=None, box_pixels=None, overwrite=False, **options):
     """Write a copy of an exported model with new numpy heads in its ``heads`` metadata.
 
     The graph is copied unchanged; only the metadata is rewritten (``heads``, and
-    ``class_names`` to match the morphology head). Needs the ``onnx`` package (in the
-    ``train`` extra).
+    ``class_names`` to match the morphology head; with ``box_pixels``, the
+    ``normalization`` too). Needs the ``onnx`` package (in the ``train`` extra).
 
     Parameters
     ----------
@@ -744,6 +744,11 @@ def write_heads(model, output, *, heads=None, overwrite=False, **options):
     heads : dict, optional
         Heads in the layout of `radiofm.models.Heads`; default: `fit_output_heads` on the
         model's own embeddings (computed with onnxruntime).
+    box_pixels : int, optional
+        The copy measures its S/N stretch's background and noise in boxes of this many
+        pixels (`radiofm.tiling.NormalizationSpec`'s ``box_pixels``), and its heads are
+        fitted on inputs stretched that way. The stretch itself (arcsinh of S/N, its
+        softening, the clipped-stamp fallback) stays the one the backbone was trained with.
     overwrite : bool
         Replace an existing ``output``.
     **options
@@ -761,11 +766,12 @@ def write_heads(model, output, *, heads=None, overwrite=False, **options):
         The ``onnx`` package is missing.
     FileExistsError
         ``output`` exists and ``overwrite`` is False.
+    ValueError
+        ``box_pixels`` for a model whose stretch is not "snr", or is not a valid box size.
     """
     import json
-    import os
 
-    from ..models import parse_metadata, resolve_model
+    from ..models import resolve_model
 
     try:
         import onnx
@@ -779,22 +785,57 @@ def write_heads(model, output, *, heads=None, overwrite=False, **options):
         raise FileExistsError(f"would overwrite {output}; pass overwrite=True (--overwrite)")
     if output.resolve() == Path(source).resolve():
         raise ValueError(f"write the new model to another file than {source}")
+    proto = onnx.load(str(source))
+    props = {prop.key: prop.value for prop in proto.metadata_props}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if box_pixels is not None:
+        props["normalization"] = _boxed_stretch(props["normalization"], box_pixels)
+        if heads is None:  # fitted through the copy's stretch: stage it first
+            staged = output.with_name(output.name + ".stretch")
+            _save_with_metadata(proto, props, staged)
+            try:
+                heads = fit_output_heads(str(staged), **options)
+            finally:
+                staged.unlink(missing_ok=True)
     if heads is None:
         heads = fit_output_heads(str(source), **options)
     text = serialize_heads(heads)
     heads = json.loads(text)
-    proto = onnx.load(str(source))
-    props = {prop.key: prop.value for prop in proto.metadata_props}
     props["heads"] = text
     props["class_names"] = json.dumps(heads["morphology"]["classes"], sort_keys=True)
-    parse_metadata(props, source=str(output))
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, props)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    onnx.save_model(proto, str(partial))
-    os.replace(partial, output)
+    _save_with_metadata(proto, props, output)
     return {"counts": heads["counts"].get("figures"),
             "morphology": heads["morphology"].get("figures"),
             "ood_thresholds": {name: heads["ood"][name]["threshold"]
                                for name in ("tiles", "stamps") if name in heads["ood"]}}
+
+
+def _boxed_stretch(stored, box_pixels):
+    """A model's stored ``normalization`` (JSON) measured in boxes of ``box_pixels``."""
+    import json
+    from dataclasses import replace
+
+    from ..tiling import NormalizationSpec
+
+    stretch = NormalizationSpec.from_value(json.loads(stored))
+    if stretch.method != "snr":
+        raise ValueError(f"box_pixels measures the background and noise of the 'snr' stretch; "
+                         f"this model uses {stretch.method!r}")
+    return json.dumps(replace(stretch, box_pixels=box_pixels).to_dict(), sort_keys=True)
+
+
+def _save_with_metadata(proto, props, path):
+    """Write the graph ``proto`` with metadata ``props`` (checked first) to ``path``, whole
+    or not at all."""
+    import os
+
+    import onnx
+
+    from ..models import parse_metadata
+
+    parse_metadata(props, source=str(path))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    partial = path.with_name(path.name + ".partial")
+    onnx.save_model(proto, str(partial))
+    os.replace(partial, path)

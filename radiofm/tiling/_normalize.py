@@ -13,6 +13,16 @@ Both methods are ``f((x - offset) / scale)`` with parameters fitted once per par
     the output is a compressed signal-to-noise ratio: linear near the noise, logarithmic
     for bright sources.
 
+    *Boxes.* With ``box_pixels`` set, background and noise are measured in each box of
+    ``box_pixels`` x ``box_pixels`` pixels (sigma-clipped, as above), and the image's are
+    the medians over its boxes. Diffuse emission (a cluster's halo or relic, a Galactic
+    cloud) that fills a minority of the boxes then leaves them alone, where in one estimate
+    over all pixels its faint wings raise both: a halo of 4.6' FWHM on a 28' simulated
+    MeerKAT field raised the whole-image background by 0.08 sigma and the noise by 4 %,
+    which moves every tile's 5-sigma level; in boxes of 128 pixels by 0.02 sigma and 0.6 %.
+    On a field of uniform noise the two agree (0.1 % in the noise). Clipped stamps (next)
+    are not measured in boxes.
+
     *Clipped stamps.* Many published stamps (MiraBest, RadioGalaxyDataset, display cutouts)
     had every pixel below ``clip_sigma`` times the noise set to one floor value, so no noise
     is left to measure. A stamp with more than ``floor_fraction`` of its finite pixels at its
@@ -81,6 +91,11 @@ class NormalizationSpec:
     floor : {"zero", "clip"}
         For "snr" on clipped stamps: whether the floor value is zero flux ("zero", MiraBest)
         or the clip level ("clip"; needs ``noise``).
+    box_pixels : int or None
+        For "snr": measure background and noise in boxes of this many pixels a side and take
+        the medians over the boxes (see the module documentation); None measures them once
+        over all the pixels. A box needs half its pixels finite and some contrast to count;
+        an image without such a box is measured whole.
 
     Examples
     --------
@@ -103,6 +118,7 @@ class NormalizationSpec:
     floor_fraction: float = 0.5
     noise: float | None = None
     floor: str = "zero"
+    box_pixels: int | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -122,6 +138,10 @@ class NormalizationSpec:
             raise ValueError(f"noise must be a positive number or None, got {self.noise!r}")
         if self.floor not in FLOORS:
             raise ValueError(f"floor must be one of {FLOORS}, got {self.floor!r}")
+        if self.box_pixels is not None and not (
+                isinstance(self.box_pixels, int | np.integer) and self.box_pixels >= 8):
+            raise ValueError(f"box_pixels must be an integer >= 8 or None, got "
+                             f"{self.box_pixels!r}")
         if self.floor == "clip" and self.noise is None:
             raise ValueError("floor='clip' puts the clip level at the floor, which leaves no "
                              "noise to measure: give the data set's noise as noise=")
@@ -189,7 +209,7 @@ class NormalizationSpec:
             scale = high - low
             offset = low
         else:
-            offset, noise = self._background_noise(values)
+            offset, noise = self._background_noise(values, image)
             scale = self.softening * noise
         if not scale > 0:
             raise ValueError(
@@ -203,9 +223,15 @@ class NormalizationSpec:
         values = np.asarray(values)
         return values.size > 0 and np.mean(values == values.min()) > self.floor_fraction
 
-    def _background_noise(self, values):
-        """(background, noise) of the "snr" method, with the clipped-stamp fallback."""
+    def _background_noise(self, values, image):
+        """(background, noise) of the "snr" method, in boxes where asked, with the
+        clipped-stamp fallback."""
         if not self.is_clipped(values):
+            if self.box_pixels is not None:
+                boxes = _box_statistics(image, self.box_pixels, self.max_pixels)
+                if boxes:
+                    offset, noise = np.median(boxes, axis=0)
+                    return offset, noise
             offset, _, noise = sigma_clipped_stats(values, sigma=3.0, maxiters=5,
                                                    stdfunc="mad_std")
             return offset, noise
@@ -350,6 +376,42 @@ def fit_normalization(image, method="percentile", **options):
             raise TypeError("pass options inside the NormalizationSpec, not beside it")
         return method.fit(image)
     return NormalizationSpec(method, **options).fit(image)
+
+
+def _box_statistics(image, box, max_pixels):
+    """Sigma-clipped (median, MAD standard deviation) of each ``box`` x ``box`` block of the
+    image that has at least half its pixels finite and a positive noise; the blocks lie on
+    evenly spaced strips of ``box`` rows when the image holds more than ``max_pixels``."""
+    if isinstance(image, np.ndarray):
+        array = np.asarray(image, dtype=np.float32).squeeze()
+        if array.ndim != 2:
+            raise ValueError(f"measuring in boxes needs a 2-D image, got shape {image.shape}")
+        ny, nx = array.shape
+
+        def strip(start):
+            return array[start:start + box]
+    else:
+        image = read_image(image)
+        ny, nx = image.shape
+
+        def strip(start):
+            return image.read_region(slice(start, start + box), slice(None))
+    starts = np.arange(0, ny, box)
+    if len(starts) * box * nx > max_pixels:
+        keep = np.linspace(0, len(starts) - 1, max(1, max_pixels // (box * nx)))
+        starts = starts[np.unique(keep.astype(int))]
+    statistics = []
+    for start in starts:
+        rows = strip(start)
+        for x0 in range(0, nx, box):
+            block = rows[:, x0:x0 + box]
+            finite = block[np.isfinite(block)]
+            if finite.size >= box * box / 2:
+                background, _, noise = sigma_clipped_stats(finite, sigma=3.0, maxiters=5,
+                                                           stdfunc="mad_std")
+                if noise > 0:
+                    statistics.append((background, noise))
+    return statistics
 
 
 def _sample_finite(image, max_pixels):

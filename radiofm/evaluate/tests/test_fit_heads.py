@@ -336,3 +336,51 @@ def test_each_test_tile_is_scored_with_its_own_heads_dispersion():
     assert figures["counts_first"]["mae"] == figures["counts_simulated"]["mae"] == 3.0
     assert figures["counts_first"]["variance_ratio"] == pytest.approx(9 / 18)
     assert figures["counts_simulated"]["variance_ratio"] == pytest.approx(9 / 0.9)
+
+
+def test_fit_heads_can_measure_the_stretch_in_boxes(tiny_model, tmp_path, monkeypatch):
+    """write_heads(box_pixels=) writes a copy whose S/N stretch is measured in boxes, and fits
+    its heads through that copy's stretch; a percentile model or a bad box is refused."""
+    onnx = pytest.importorskip("onnx")
+    import json
+
+    from radiofm.evaluate import _fit_heads
+    from radiofm.tests.model_helpers import numpy_heads
+
+    proto = onnx.load(str(tiny_model))
+    props = {prop.key: prop.value for prop in proto.metadata_props}
+    props["normalization"] = json.dumps({"method": "snr", "softening": 2.0})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    snr_model = tmp_path / "snr.onnx"
+    onnx.save(proto, str(snr_model))
+
+    fitted_with = []
+
+    def fit(path, **options):
+        fitted_with.append((load_model(path, threads=1).spec.normalization, options))
+        return numpy_heads(96)
+
+    monkeypatch.setattr(_fit_heads, "fit_output_heads", fit)
+    out = tmp_path / "boxed" / "snr.onnx"
+    write_heads(snr_model, out, box_pixels=64, limit=3)
+    stretch = load_model(out, threads=1).spec.normalization
+    assert (stretch.method, stretch.softening, stretch.box_pixels) == ("snr", 2.0, 64)
+    assert fitted_with == [(stretch, {"limit": 3})]  # the heads saw the boxed stretch
+    assert sorted(p.name for p in out.parent.iterdir()) == ["snr.onnx"]  # no staged copy left
+    with pytest.raises(ValueError, match="'snr' stretch; this model uses 'percentile'"):
+        write_heads(tiny_model, tmp_path / "pct.onnx", box_pixels=64)
+    with pytest.raises(ValueError, match="box_pixels must be an integer >= 8"):
+        write_heads(snr_model, tmp_path / "small.onnx", box_pixels=4)
+    assert not (tmp_path / "pct.onnx").exists() and not (tmp_path / "small.onnx").exists()
+    assert len(fitted_with) == 1
+    # the command line passes --box-pixels on (and the model's own stretch without it)
+    import radiofm.evaluate
+    from radiofm.cli import main
+
+    asked = []
+    monkeypatch.setattr(radiofm.evaluate, "write_heads",
+                        lambda model, output, **options: asked.append(options) or {})
+    for extra in (["--box-pixels", "128"], []):
+        assert main(["fit-heads", str(snr_model), "-o", str(tmp_path / "cli"), *extra]) == 0
+    assert [options["box_pixels"] for options in asked] == [128, None]

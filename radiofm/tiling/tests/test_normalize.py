@@ -208,3 +208,64 @@ def test_half_the_pixels_on_the_floor_keeps_the_old_fit():
     spec = NormalizationSpec("snr")
     assert not spec.is_clipped(values)
     assert spec.is_clipped(values[:-1])  # one more than half on the floor
+
+
+def _field_with_halo(seed=4, sigma=1e-4, shape=(512, 512), halo_snr=5.0):
+    """Gaussian noise with a diffuse Gaussian halo (FWHM 160 px, peak ``halo_snr`` sigma)."""
+    field = np.random.default_rng(seed).normal(0.0, sigma, shape)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    halo = np.exp(-((yy - 200) ** 2 + (xx - 260) ** 2) / (2 * (160 / 2.355) ** 2))
+    return (field + halo_snr * sigma * halo).astype(np.float32), field.astype(np.float32)
+
+
+def test_boxes_keep_diffuse_emission_out_of_the_background_and_noise():
+    with_halo, noise_only = _field_with_halo()
+    whole, boxes = NormalizationSpec("snr"), NormalizationSpec("snr", box_pixels=64)
+    truth = boxes.fit(noise_only)
+    # on uniform noise the two measurements agree
+    assert truth.scale == pytest.approx(whole.fit(noise_only).scale, rel=0.01)
+    assert truth.offset == pytest.approx(0.0, abs=0.02e-4)
+    # the halo's faint wings lift the whole-image background and noise; the boxes' medians
+    # stay with the noise (sigma 1e-4)
+    lifted, kept = whole.fit(with_halo), boxes.fit(with_halo)
+    assert lifted.offset > 0.3e-4 and lifted.scale > 1.15 * truth.scale
+    assert abs(kept.offset) < 0.1e-4 and kept.scale < 1.02 * truth.scale
+
+
+def test_boxes_skip_blank_and_constant_blocks_and_sample_large_images(tmp_path):
+    _, noise_only = _field_with_halo()
+    blanked = noise_only.copy()
+    blanked[:, :128] = np.nan  # a mosaic's blank edge
+    blanked[:128, 128:] = 0.0  # and a block set to zero
+    spec = NormalizationSpec("snr", box_pixels=64)
+    expected = spec.fit(noise_only[128:, 128:])
+    fit = spec.fit(blanked)
+    assert fit.offset == pytest.approx(expected.offset)
+    assert fit.scale == pytest.approx(expected.scale)
+    # a file is read as strips of box rows, evenly spaced when it holds more than max_pixels
+    header = sky_header(400, 300)
+    path = write_image(tmp_path / "image.fits", header, noise_image(header))
+    full = NormalizationSpec("snr", box_pixels=50).fit(path)
+    sampled = NormalizationSpec("snr", box_pixels=50, max_pixels=60_000).fit(path)
+    assert full.scale == pytest.approx(1e-4, rel=0.02)
+    assert sampled.scale == pytest.approx(full.scale, rel=0.03)
+    # an image smaller than half a box is measured whole
+    small = noise_only[:20, :20]
+    assert NormalizationSpec("snr", box_pixels=64).fit(small) == NormalizationSpec(
+        "snr").fit(small)
+
+
+def test_boxes_leave_clipped_stamps_and_old_specs_alone():
+    field = _field_with_sources()
+    clipped = np.where(field >= 3 * 1.5e-4, field, 0.0).astype(np.float32)
+    assert (NormalizationSpec("snr", box_pixels=64).fit(clipped)
+            == NormalizationSpec("snr").fit(clipped))
+    stored = NormalizationSpec("snr").to_dict()
+    assert stored["box_pixels"] is None
+    del stored["box_pixels"]  # metadata written before the option: whole-image measurement
+    assert NormalizationSpec.from_value(stored) == NormalizationSpec("snr")
+    spec = NormalizationSpec("snr", box_pixels=128)
+    assert NormalizationSpec.from_value(spec.to_dict()) == spec
+    for bad in (4, 64.0, "64", True):
+        with pytest.raises(ValueError, match="box_pixels must be an integer >= 8"):
+            NormalizationSpec("snr", box_pixels=bad)
