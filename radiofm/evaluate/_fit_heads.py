@@ -791,7 +791,7 @@ def write_heads(model, output, *, heads=None, box_pixels=None, overwrite=False, 
     if box_pixels is not None:
         props["normalization"] = _boxed_stretch(props["normalization"], box_pixels)
         if heads is None:  # fitted through the copy's stretch: stage it first
-            staged = output.with_name(output.name + ".stretch")
+            staged = output.with_suffix(".staged.onnx")
             _save_with_metadata(proto, props, staged)
             try:
                 heads = fit_output_heads(str(staged), **options)
