@@ -9,8 +9,8 @@ diffuse halo (Gaussian, ``--halo-fwhm`` pixels, peak 3 and 20 sigma) and a relic
 arc, peak 10 sigma) to a simulated MeerKAT field and counts the field with and without
 them, with the model's stretch measured both ways (the model's own heads in both: only
 the measurement changes). It prints, per case, the mean change of the counts on the tiles
-the emission does not reach, on those it does, and how many tiles are masked as out of
-distribution.
+the emission does not reach, on those it does, how many tiles are masked as out of
+distribution, and how far the measured background and noise moved.
 
 Usage::
 
@@ -69,12 +69,16 @@ def main():
     for box_pixels in (None, args.box_pixels):
         model = measured_in(load_model(args.model), box_pixels)
         base_table, base = counts(hdu, model)
+        base_stretch = model.spec.fit_stretch(read_image(hdu))
         how = "over the whole image" if box_pixels is None else f"in boxes of {box_pixels} px"
         print(f"{model.name}, stretch measured {how}: {np.nansum(base):.0f} "
-              f"sources in {len(base)} tiles, {int(base_table['ood_flag'].sum())} masked")
+              f"sources in {len(base)} tiles, {int(base_table['ood_flag'].sum())} masked; "
+              f"noise {base_stretch.scale:.4g} Jy/beam (simulated: {noise:.4g})")
         for name, snr, shape in cases:
             data = (hdu.data + (snr * noise * shape).reshape(hdu.data.shape)).astype(np.float32)
-            table, value = counts(fits.PrimaryHDU(data, hdu.header), model)
+            shifted = fits.PrimaryHDU(data, hdu.header)
+            table, value = counts(shifted, model)
+            stretch = model.spec.fit_stretch(read_image(shifted))
             reached = np.array([(shape[row["y_min"]:row["y_max"], row["x_min"]:row["x_max"]]
                                  > 0.01).any() for row in table])
             both = np.isfinite(value) & np.isfinite(base)
@@ -83,7 +87,9 @@ def main():
             print(f"  {name}: tiles it does not reach {np.mean(value[far] - base[far]):+.2f} "
                   f"per tile ({100 * change:+.1f} %); the {reached.sum()} it reaches "
                   f"{np.mean(value[near] - base[near]):+.2f}; masked "
-                  f"{int(table['ood_flag'].sum())}")
+                  f"{int(table['ood_flag'].sum())}; background "
+                  f"{(stretch.offset - base_stretch.offset) / base_stretch.scale:+.3f} sigma, "
+                  f"noise {100 * (stretch.scale / base_stretch.scale - 1):+.1f} %")
 
 
 if __name__ == "__main__":
