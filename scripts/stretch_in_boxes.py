@@ -69,11 +69,13 @@ def diffuse_emission(halo_fwhm):
 
 
 def counts(hdu, model):
+    """The tile table of a simulated field and its predicted counts (NaN where masked)."""
     table = count_sources(read_image(hdu), model, progress=False)
     return table, np.asarray(table["n_compact_pred"].filled(np.nan), float)
 
 
 def diffuse(args):
+    """The ``diffuse`` comparison (module documentation)."""
     hdu, _ = make_radio_sky((SIZE, SIZE), seed=args.seed)
     noise = float(hdu.header["SIMNOISE"])
     cases = diffuse_emission(args.halo_fwhm)
@@ -104,6 +106,7 @@ def diffuse(args):
 
 
 def first(args):
+    """The ``first`` comparison (module documentation)."""
     fields = load_first_fields(limit=args.fields)
     fields = fields.subset(np.asarray(fields.table["split"]) == args.split)
     catalogues = first_field_catalogues(fields, "bdsf")
@@ -145,16 +148,18 @@ def first(args):
 
 
 def main():
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--model", default="default", help="registered name or .onnx file")
+    shared.add_argument("--box-pixels", type=int, default=128)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="default", help="registered name or .onnx file")
-    parser.add_argument("--box-pixels", type=int, default=128)
     cases = parser.add_subparsers(dest="case", required=True)
-    simulated = cases.add_parser("diffuse", help="a halo and a relic on a simulated field")
+    simulated = cases.add_parser("diffuse", parents=[shared],
+                                 help="a halo and a relic on a simulated field")
     simulated.add_argument("--seed", type=int, default=7, help="of the simulated field")
     simulated.add_argument("--halo-fwhm", type=float, default=250.0,
                            help="pixels (1.1\" each)")
     simulated.set_defaults(run=diffuse)
-    real = cases.add_parser("first", help="FIRST fields against pyBDSF")
+    real = cases.add_parser("first", parents=[shared], help="FIRST fields against pyBDSF")
     real.add_argument("--split", default="train", choices=["train", "test"])
     real.add_argument("--fields", type=int, default=60, help="loader limit per split")
     real.set_defaults(run=first)
