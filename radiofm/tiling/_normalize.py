@@ -202,6 +202,8 @@ class NormalizationSpec:
         ValueError
             The image has no finite pixel, or no contrast.
         """
+        if not isinstance(image, np.ndarray):
+            image = read_image(image)  # opened once for every read of the fit
         values = _sample_finite(image, self.max_pixels)
         if values.size == 0:
             raise ValueError("image has no finite pixel to fit a normalisation on")
@@ -383,28 +385,23 @@ def fit_normalization(image, method="percentile", **options):
 
 def _box_statistics(image, box, max_pixels):
     """Sigma-clipped (median, MAD standard deviation) of each ``box`` x ``box`` block of the
-    image that has at least half its pixels finite and a positive noise; the blocks lie on
-    evenly spaced strips of ``box`` rows when the image holds more than ``max_pixels``."""
+    image (an array, or an image `read_image` opened) that has at least half its pixels
+    finite and a positive noise, on the strips `_strip_starts` picks."""
     if isinstance(image, np.ndarray):
         array = np.asarray(image, dtype=np.float32).squeeze()
         if array.ndim != 2:
             raise ValueError(f"measuring in boxes needs a 2-D image, got shape {image.shape}")
-        ny, nx = array.shape
 
         def strip(start):
             return array[start:start + box]
     else:
-        image = read_image(image)
-        ny, nx = image.shape
+        array = None
 
         def strip(start):
             return image.read_region(slice(start, start + box), slice(None))
-    starts = np.arange(0, ny, box)
-    if len(starts) * box * nx > max_pixels:
-        keep = np.linspace(0, len(starts) - 1, max(1, max_pixels // (box * nx)))
-        starts = starts[np.unique(keep.astype(int))]
+    ny, nx = image.shape if array is None else array.shape
     statistics = []
-    for start in starts:
+    for start in _strip_starts(ny, nx, box, max_pixels):
         rows = strip(start)
         for x0 in range(0, nx, box):
             block = rows[:, x0:x0 + box]
@@ -417,19 +414,27 @@ def _box_statistics(image, box, max_pixels):
     return statistics
 
 
+def _strip_starts(ny, nx, height, max_pixels):
+    """First rows of the strips of ``height`` rows a fit reads: every strip, or evenly spaced
+    strips holding about ``max_pixels`` pixels when the image holds more."""
+    starts = np.arange(0, ny, height)
+    if len(starts) * height * nx > max_pixels:
+        keep = np.linspace(0, len(starts) - 1, max(1, max_pixels // (height * nx)))
+        starts = starts[np.unique(keep.astype(int))]
+    return starts
+
+
 def _sample_finite(image, max_pixels):
-    """Finite pixels of the image, or of evenly spaced rows of it when it is large."""
+    """Finite pixels of the image (an array, or an image `read_image` opened), or of evenly
+    spaced rows of it when it is large."""
     if isinstance(image, np.ndarray):
         values = np.asarray(image, dtype=np.float32)
     else:
-        image = read_image(image)
         ny, nx = image.shape
         if ny * nx <= max_pixels:
             values = image.read_region(slice(None), slice(None))
         else:
-            rows = np.unique(np.linspace(0, ny - 1, max(1, max_pixels // nx)).astype(int))
-            values = np.concatenate(
-                [image.read_region(slice(row, row + 1), slice(None)) for row in rows]
-            )
+            values = np.concatenate([image.read_region(slice(row, row + 1), slice(None))
+                                     for row in _strip_starts(ny, nx, 1, max_pixels)])
     values = values.ravel()
     return values[np.isfinite(values)]
