@@ -444,3 +444,28 @@ def test_margins_over_a_reference_model():
     rows, _ = counts_task(_counted_pixels(rng), Features({"model": _BrightPixels(),
                                                           "reference": _Noise()}))
     assert {r["features"] for r in rows} == {"model", "reference", "model-reference"}
+
+
+class _MeanLevel:
+    """The stamp's mean level, and a constant."""
+
+    name, input_size, pca = "level", 16, None
+
+    def embed(self, stamps):
+        return np.stack([stamps.mean(axis=(1, 2)), np.ones(len(stamps))], axis=1)
+
+
+def test_logistic_probes_weight_the_classes_equally_for_a_balanced_test_split():
+    # class 1 sits 1.5 sigma above class 0; train holds 9 of class 0 per class 1, test
+    # holds as many of each. A probe fitted for train's priors calls most of class 1
+    # class 0 (accuracy about 0.6); one that weights the classes equally about 0.77.
+    rng = np.random.default_rng(3)
+    labels = np.concatenate([np.zeros(360, int), np.ones(40, int), np.repeat([0, 1], 100)])
+    levels = rng.normal(1.5 * labels, 1.0)
+    stamps = np.repeat(levels[:, None, None], 16, axis=1).repeat(16, axis=2).astype(np.float32)
+    split = np.where(np.arange(600) < 400, "train", "test")
+    rows, plot = classification_task("bars", _task_data(stamps, labels, split, ("A", "B")),
+                                     Features({"model": _MeanLevel()}), knn=False)
+    accuracy = next(r["value"] for r in rows if r["metric"] == "accuracy")
+    called_b = plot["confusion"][("model", "logistic")][:, 1].sum()
+    assert accuracy > 0.7 and 70 < called_b < 130
