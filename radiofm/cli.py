@@ -730,13 +730,13 @@ def _add_export(commands):
                           "the size), run in float32")
     exporter.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
                        help="source finder for the FIRST compact counts (cached)")
-    _add_count_head_options(exporter)
+    _add_head_fit_options(exporter)
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
 
 
-def _add_count_head_options(parser):
-    """The count head's fit options, shared by export and fit-heads (defaults: those of
+def _add_head_fit_options(parser):
+    """The heads' fit options, shared by export and fit-heads (defaults: those of
     radiofm.evaluate.fit_output_heads, which the CLI does not import to start)."""
     parser.add_argument("--count-windows", type=int, metavar="N",
                         help="the count head reads N x N windows of each tile and sums their "
@@ -750,12 +750,17 @@ def _add_count_head_options(parser):
     parser.add_argument("--embedding-counts-only", action="store_true",
                         help="the count head reads the embedding alone, not also each "
                         "window's 5-sigma peaks (a model on the S/N stretch reads both)")
+    parser.add_argument("--stamp-arcsec", type=float, metavar="ARCSEC",
+                        help="side of the morphology head's stamps, cut from the centre of "
+                        "RadioGalaxyDataset's 540 arcsec images; inference frames sources by "
+                        "it (default: radiofm.evaluate.MORPHOLOGY_STAMP_ARCSEC)")
 
 
-def _count_head_options(args):
+def _head_fit_options(args):
     options = {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
                "artefact_fields": args.artefact_fields,
-               "count_peaks": False if args.embedding_counts_only else None}
+               "count_peaks": False if args.embedding_counts_only else None,
+               "stamp_arcsec": args.stamp_arcsec}
     return {key: value for key, value in options.items() if value is not None}
 
 
@@ -780,7 +785,7 @@ def _run_export(args):
     log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
              "on frozen embeddings")
     numpy_heads, heads = fit_output_heads(embedder, args.data, finder=args.finder,
-                                          graph_heads=True, **_count_head_options(args))
+                                          graph_heads=True, **_head_fit_options(args))
     report = export_checkpoint(
         args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
         name=args.name,
@@ -821,7 +826,7 @@ def _add_fit_heads(commands):
     heads.add_argument("--first-limit", type=int,
                        help="at most this many FIRST fields per split (default: --limit)")
     heads.add_argument("--cache", help="folder to cache embeddings in")
-    _add_count_head_options(heads)
+    _add_head_fit_options(heads)
     heads.add_argument("--box-pixels", type=int, metavar="N",
                        help="the copy measures its S/N stretch's background and noise in boxes "
                        "of N pixels, medians over the boxes (diffuse emission then leaves "
@@ -841,6 +846,6 @@ def _run_fit_heads(args):
     report = write_heads(args.model, output, root=args.data, finder=args.finder,
                          limit=args.limit, first_limit=args.first_limit, cache=args.cache,
                          box_pixels=args.box_pixels, overwrite=args.overwrite,
-                         **_count_head_options(args))
+                         **_head_fit_options(args))
     log.info("wrote %s (heads: %s)", output, report)
     return 0

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .._provenance import radiofm_version
+from ..datasets import FIRST_PIXEL
 from ..models import PEAK_FEATURES, PoissonGlm, input_noise, peak_features, serialize_heads
 from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
 
-__all__ = ["ARTEFACT_FIELDS", "COUNT_REGIMES", "COUNT_WINDOWS", "SIMULATED_FIELDS",
-           "expected_calibration_error", "fit_output_heads", "write_heads"]
+__all__ = ["ARTEFACT_FIELDS", "COUNT_REGIMES", "COUNT_WINDOWS", "MORPHOLOGY_STAMP_ARCSEC",
+           "SIMULATED_FIELDS", "expected_calibration_error", "fit_output_heads",
+           "write_heads"]
 
 log = logging.getLogger("radiofm")
 
@@ -62,6 +64,12 @@ REGIME_MARGIN = 0.01
 #: A regime's head counts images whose beam lies within this factor of its training beam;
 #: images of other beams are counted by the head fitted on every training tile.
 REGIME_BEAM_FACTOR = 1.15
+#: Side (arcsec) of the morphology head's stamps: the central part of RadioGalaxyDataset's
+#: 540 arcsec images. At a 64 pixel input, 270 arcsec is the 4.2 arcsec per pixel the
+#: default model was pre-trained at (FIRST tiles and MiraBest stamps of 270 arcsec); chosen
+#: by 5-fold cross-validated 4-class accuracy on RadioGalaxyDataset train (v2: 0.728 at
+#: 540, 0.730 at 405, 0.758 at 270; configs/study-results/README.md).
+MORPHOLOGY_STAMP_ARCSEC = 270.0
 #: Share of each class's RadioGalaxyDataset training stamps kept out of the morphology fit
 #: to choose C, fit the temperature and set the stamps' OOD threshold on (the literature
 #: valid split is an evaluation split, used by no fit or choice: `load_task_data`).
@@ -485,7 +493,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                      cache=None, n_components=OOD_COMPONENTS, ood_quantile=OOD_QUANTILE,
                      graph_heads=False, artefact_fields=ARTEFACT_FIELDS,
                      simulated_fields=SIMULATED_FIELDS, count_windows=COUNT_WINDOWS,
-                     count_peaks=True):
+                     count_peaks=True, stamp_arcsec=MORPHOLOGY_STAMP_ARCSEC):
     """Fit the count, morphology and out-of-distribution heads of a model.
 
     - counts: a Poisson GLM (log link, so never negative) on standardised embeddings of
@@ -503,7 +511,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       fifth with the GLM fitted on the rest; the test figures are those of the head each
       data set is counted by (with ``within_1_error`` and ``variance_ratio``, how well the
       uncertainty covers the test tiles), and ``figures_pooled`` those of the pooled head;
-    - morphology: multinomial logistic regression on RadioGalaxyDataset train, less a
+    - morphology: multinomial logistic regression on RadioGalaxyDataset train (each
+      image's central ``stamp_arcsec``, which becomes the model's stamp angle), less a
       stratified fifth of it (`CHOICE_SHARE`) on which the temperature is fitted and C
       chosen for the smallest log-loss (calibration before accuracy), every class weighted
       equally (probabilities for equal class priors); the literature valid split is an
@@ -549,6 +558,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         ``peak_level``), where they help on its held-out tiles (`_beam_regimes`); other
         stretches give the pixels no S/N meaning, and their count GLMs read the embedding
         alone.
+    stamp_arcsec : float
+        Side of the morphology stamps, cut from the centre of RadioGalaxyDataset's 540
+        arcsec images (rounded to its 1.8 arcsec pixels); inference frames sources by it
+        (`radiofm.models.ModelSpec`'s ``stamp_arcsec``).
     graph_heads : bool
         Also return linear heads on the raw embedding for `radiofm.export`'s graph outputs
         (``n_compact``: ridge regression; ``morph_logits``: the calibrated logistic head
@@ -566,6 +579,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
     stretch = normalization_of(embedder)
     from ._stamps import _simulated_count_tiles
+
+    stamp_pixels = int(round(stamp_arcsec / FIRST_PIXEL.to_value("arcsec")))
+    morphology = load_task_data("morphology", root=root, limit=limit,  # framed before the
+                                normalization=stretch).framed(stamp_pixels)  # long count fits
 
     peak_level = (float(np.arcsinh(COUNT_SNR / stretch.softening))
                   if count_peaks and stretch.method == "snr" else None)
@@ -653,11 +670,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     tiles = _reference(x[train & ~held], x[held], n_components, ood_quantile)
     low, high = np.quantile(noise[train], [0.005, 0.995])
 
-    data = load_task_data("morphology", root=root, limit=limit, normalization=stretch)
-    xm, _ = _embed(embedder, data, cache, f"morphology_{limit}")
-    labels = np.asarray(data.target)
-    m_choice = _stratified_carve(labels, data.split == "train", CHOICE_SHARE)
-    m_train, m_test = (data.split == "train") & ~m_choice, data.split == "test"
+    xm, _ = _embed(embedder, morphology, cache, f"morphology_{limit}")
+    labels = np.asarray(morphology.target)
+    m_choice = _stratified_carve(labels, morphology.split == "train", CHOICE_SHARE)
+    m_train, m_test = (morphology.split == "train") & ~m_choice, morphology.split == "test"
     mean, scale = _scaler(xm[m_train])
     zm = (xm - mean) / scale
     logistic, temperature = _calibrated_logistic(zm[m_train], labels[m_train], zm[m_choice],
@@ -687,8 +703,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         "counts": counts,
         "morphology": {"kind": "multinomial-logistic", "mean": mean, "scale": scale,
                        "coef": coef, "intercept": intercept, "temperature": temperature,
-                       "C": float(logistic.C), "classes": list(data.class_names),
-                       "stamp_arcsec": 300 * 1.8,  # RadioGalaxyDataset: 300 px of 1.8"
+                       "C": float(logistic.C), "classes": list(morphology.class_names),
+                       "stamp_arcsec": round(stamp_pixels * FIRST_PIXEL.to_value("arcsec"), 6),
                        "figures": morph_figures},
         "ood": {"tiles": tiles, "stamps": stamps,
                 "noise_range": [float(low / RANGE_FACTOR), float(high * RANGE_FACTOR)],
@@ -715,7 +731,6 @@ def _linear_heads(x_train, y_train, coef, intercept, mean, scale, heads):
     """Heads on the raw embedding for an exported graph (see `fit_output_heads`)."""
     from sklearn.linear_model import RidgeCV
 
-    from ..datasets import FIRST_PIXEL
     from ._harness import _bounded_scaler, _fold
     from ._stamps import SIMULATED_PIXEL
     from ._tasks import ALPHAS
@@ -742,8 +757,10 @@ def write_heads(model, output, *, heads=None, box_pixels=None, overwrite=False, 
     """Write a copy of an exported model with new numpy heads in its ``heads`` metadata.
 
     The graph is copied unchanged; only the metadata is rewritten (``heads``, and
-    ``class_names`` to match the morphology head; with ``box_pixels``, the
-    ``normalization`` too). Needs the ``onnx`` package (in the ``train`` extra).
+    ``class_names`` and ``stamp_arcsec`` to match the morphology head; with ``box_pixels``,
+    the ``normalization`` too). The graph's own ``morph_logits`` output, for radiofm
+    versions that read no numpy heads, keeps the stamps it was exported with. Needs the
+    ``onnx`` package (in the ``train`` extra).
 
     Parameters
     ----------
@@ -813,6 +830,8 @@ def write_heads(model, output, *, heads=None, box_pixels=None, overwrite=False, 
     heads = json.loads(text)
     props["heads"] = text
     props["class_names"] = json.dumps(heads["morphology"]["classes"], sort_keys=True)
+    if "stamp_arcsec" in heads["morphology"]:  # heads that name their stamps
+        props["stamp_arcsec"] = repr(float(heads["morphology"]["stamp_arcsec"]))
     _save_with_metadata(proto, props, output)
     return {"counts": heads["counts"].get("figures"),
             "morphology": heads["morphology"].get("figures"),

@@ -93,11 +93,47 @@ class TaskData:
         return TaskData(name, self.stamps, self.normalizations, np.asarray(target), self.split,
                         self.class_names, {**self.extra, "stamps_key": self.key}, self._cache)
 
+    def framed(self, side):
+        """The items cut to their central ``side`` x ``side`` pixels, each keeping the
+        normalisation fitted on its whole stamp (a tighter frame of the same sources).
+
+        Raises
+        ------
+        ValueError
+            ``side`` is below 2 or larger than the stamps.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> data = TaskData("toy", np.zeros((3, 300, 300), np.float32), [None] * 3,
+        ...                 np.arange(3), np.array(["train"] * 3))
+        >>> data.framed(150).stamps.shape
+        (3, 150, 150)
+        """
+        return TaskData(f"{self.name}, central {side} pixels", central_pixels(self.stamps, side),
+                        self.normalizations, self.target, self.split, self.class_names,
+                        {key: value for key, value in self.extra.items() if key != "stamps_key"})
+
     def prepared(self, size):
         """(N, size, size) float32 stamps, resampled then normalised (cached per size)."""
         if size not in self._cache:
             self._cache[size] = normalised_stamps(self.stamps, self.normalizations, size)
         return self._cache[size]
+
+
+def central_pixels(stamps, side):
+    """The central ``side`` x ``side`` pixels of each of (N, H, W) stamps.
+
+    Raises
+    ------
+    ValueError
+        ``side`` is below 2 or larger than the stamps.
+    """
+    height, width = stamps.shape[1:]
+    if not 2 <= side <= min(height, width):
+        raise ValueError(f"cannot cut {side} x {side} pixels from stamps of {height} x {width}")
+    top, left = (height - side) // 2, (width - side) // 2
+    return stamps[:, top:top + side, left:left + side]
 
 
 def normalised_stamps(stamps, normalizations, size):
@@ -438,8 +474,7 @@ CROSS_STAMP = 150  # pixels of 1.8": 270 arcsec, MiraBest's stamp; RadioGalaxyDa
 def cross_sample_stamps(images):
     """RadioGalaxyDataset images framed as MiraBest's stamps: the central 270" (150 pixels
     of 1.8"), in MiraBest's S/N form (`radiofm.datasets.radio_galaxy_flux`)."""
-    start = (images.shape[1] - CROSS_STAMP) // 2
-    return radio_galaxy_flux(images[:, start:start + CROSS_STAMP, start:start + CROSS_STAMP])
+    return radio_galaxy_flux(central_pixels(images, CROSS_STAMP))
 
 
 def cross_sample_data(root=None, *, limit=None, normalization="percentile"):

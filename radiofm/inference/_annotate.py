@@ -398,9 +398,10 @@ COMPACT_FLUX_RATIO = 1.5
 COMPACT_SNR_SLACK = 3.0
 #: Resolved sources fainter than this peak S/N are too faint to judge ("uncertain").
 MIN_SNR = 10.0
-#: Training stamps (RadioGalaxyDataset: 300 px of 1.8" around FIRST sources of a 5.4" beam)
-#: hold their sources within half their side: a resolved source's stamp is at least the
-#: model's stamp angle scaled to the image's beam, and at least this many times its extent.
+#: The morphology head's stamps (RadioGalaxyDataset's FIRST sources, 5.4" beam, framed to
+#: the model's ``stamp_arcsec``) centre their source and mostly hold it within half their
+#: side: a resolved source's stamp is at least the model's stamp angle scaled to the image's
+#: beam, and at least this many times its extent.
 FRAME_PER_EXTENT = 2.0
 #: Sources whose stamp would exceed this many base stamps are too large to judge.
 MAX_FRAME = 3.0
@@ -537,7 +538,8 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
       ``uncertain`` (``faint``); one whose stamp would exceed `MAX_FRAME` base stamps is
       ``uncertain`` (``too_large``).
     - The others are classified on a stamp framed to the source: the model's stamp angle
-      scaled to the image's beam (training stamps are 540" for a 5.4" beam), widened to
+      scaled to the image's beam (``stamp_arcsec``, the angle the morphology head was fitted
+      on at FIRST's 5.4" beam: `radiofm.evaluate.MORPHOLOGY_STAMP_ARCSEC`), widened to
       `FRAME_PER_EXTENT` times the source's major axis for large sources. Stamps are
       resampled to the model's input size and normalised with the model's stretch fitted
       on each stamp, as the training stamps were (`stamp_inputs`). With numpy heads

@@ -43,10 +43,23 @@ def test_bad_calibration_bins_are_refused(bins):
 
 
 def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, shared_data,
-                                                                tmp_path):
+                                                                tmp_path, monkeypatch):
     pytest.importorskip("onnx")
+    from radiofm.evaluate import MORPHOLOGY_STAMP_ARCSEC, _fit_heads
+
+    embedded = {}  # the stamps each data set was embedded from
+
+    def spy(embedder, data, cache, tag):
+        embedded[tag] = data.stamps.shape
+        return embed(embedder, data, cache, tag)
+
+    embed = _fit_heads._embed
+    monkeypatch.setattr(_fit_heads, "_embed", spy)
     heads = fit_output_heads(str(tiny_model), shared_data, limit=6, finder="photutils",
                              artefact_fields=2, cache=tmp_path / "cache")
+    # the morphology head reads RadioGalaxyDataset's 540" images cut to their central 270"
+    assert MORPHOLOGY_STAMP_ARCSEC == heads["morphology"]["stamp_arcsec"] == 270.0
+    assert embedded["morphology_6"][1:] == (150, 150)
     parsed = parse_heads(heads, embedding_dim=96)
     assert set(heads["counts"]["figures"]) == {"counts_first", "counts_simulated",
                                                 "counts_simulated_artefacts"}
@@ -71,6 +84,7 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     assert figures["ood_thresholds"]["tiles"] == heads["ood"]["tiles"]["threshold"]
     model = load_model(out, threads=1)
     assert model.heads is not None and model.class_names == parsed.classes
+    assert model.spec.stamp_arcsec == 270.0  # inference frames sources as the head was fitted
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         write_heads(tiny_model, out, heads=heads)
     heads["counts"]["coef"] = heads["counts"]["coef"][:3]
@@ -92,6 +106,13 @@ def test_radiogalaxy_valid_split_is_used_by_no_probe(shared_data):
     assert set(data.split) == {"train", "test", "excluded"}
     np.testing.assert_array_equal(data.split == "excluded", literature == "valid")
     np.testing.assert_array_equal(data.split == "train", literature == "train")
+
+
+def test_morphology_stamps_larger_than_radiogalaxy_images_are_refused(tiny_model,
+                                                                      shared_data):
+    with pytest.raises(ValueError, match="cannot cut 333 x 333 pixels from stamps of 300 x"):
+        fit_output_heads(str(tiny_model), shared_data, limit=2, finder="photutils",
+                         artefact_fields=0, simulated_fields=1, stamp_arcsec=600)
 
 
 def test_the_choice_set_is_a_stratified_share_of_train():
@@ -280,12 +301,12 @@ def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_da
             assert "5-sigma peaks" in regime["description"]
     assert counts["figures"]["counts_simulated"]["r2"] is not None
     # fit-heads and export --embedding-counts-only ask for the embedding alone
-    from radiofm.cli import _count_head_options, build_parser
+    from radiofm.cli import _head_fit_options, build_parser
 
     args = build_parser().parse_args(["fit-heads", "m.onnx", "-o", "out",
                                       "--embedding-counts-only"])
-    assert _count_head_options(args) == {"count_peaks": False}
-    assert _count_head_options(build_parser().parse_args(["fit-heads", "m.onnx", "-o",
+    assert _head_fit_options(args) == {"count_peaks": False}
+    assert _head_fit_options(build_parser().parse_args(["fit-heads", "m.onnx", "-o",
                                                           "out"])) == {}
 
 
@@ -383,6 +404,7 @@ def test_fit_heads_can_measure_the_stretch_in_boxes(tiny_model, tmp_path, monkey
     asked = []
     monkeypatch.setattr(radiofm.evaluate, "write_heads",
                         lambda model, output, **options: asked.append(options) or {})
-    for extra in (["--box-pixels", "128"], []):
+    for extra in (["--box-pixels", "128", "--stamp-arcsec", "540"], []):
         assert main(["fit-heads", str(snr_model), "-o", str(tmp_path / "cli"), *extra]) == 0
     assert [options["box_pixels"] for options in asked] == [128, None]
+    assert [options.get("stamp_arcsec") for options in asked] == [540.0, None]

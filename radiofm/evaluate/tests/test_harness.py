@@ -294,3 +294,20 @@ def test_quick_morphology_run_keeps_every_class(shared_data):
     accuracy = report[report["metric"] == "accuracy"]
     assert set(accuracy["features"]) == {"model", "shapes"}
     assert (accuracy["n_train"] == 32).all() and (accuracy["n_test"] == 32).all()
+
+
+def test_framed_items_are_the_central_pixels_with_their_whole_stamps_stretch():
+    from radiofm.evaluate import TaskData
+
+    stamps = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)
+    stretches = [NormalizationSpec.from_value("percentile").fit(stamp) for stamp in stamps]
+    data = TaskData("toy", stamps, stretches, np.array([0, 1]), np.array(["train", "test"]),
+                    ("a", "b"), {"stamps_key": "toy", "tile": np.array([0, 1])})
+    framed = data.framed(2)
+    np.testing.assert_array_equal(framed.stamps, stamps[:, 2:4, 2:4])
+    assert framed.normalizations is data.normalizations  # fitted on the whole stamps
+    assert framed.key != data.key  # cached inputs are not shared with the whole stamps
+    np.testing.assert_array_equal(framed.extra["tile"], [0, 1])
+    for side in (1, 7):
+        with pytest.raises(ValueError, match=f"cannot cut {side} x {side} pixels"):
+            data.framed(side)
