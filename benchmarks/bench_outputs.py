@@ -175,7 +175,8 @@ def calibration(model, cache):
     if heads is None:
         print("calibration: the model has no numpy heads")
         return
-    data = load_task_data("morphology", normalization=normalization_of(embedder))
+    data = load_task_data("morphology", normalization=normalization_of(embedder),
+                          stamp_arcsec=embedder.model.spec.stamp_arcsec)  # as the head's
     embedding, _ = _embed(embedder, data, cache, "morphology_None")
     test = data.split == "test"
     probabilities = heads.morphology_probabilities(embedding[test])

@@ -580,9 +580,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     stretch = normalization_of(embedder)
     from ._stamps import _simulated_count_tiles
 
-    stamp_pixels = int(round(stamp_arcsec / FIRST_PIXEL.to_value("arcsec")))
     morphology = load_task_data("morphology", root=root, limit=limit,  # framed before the
-                                normalization=stretch).framed(stamp_pixels)  # long count fits
+                                normalization=stretch, stamp_arcsec=stamp_arcsec)  # count fits
 
     peak_level = (float(np.arcsinh(COUNT_SNR / stretch.softening))
                   if count_peaks and stretch.method == "snr" else None)
@@ -704,7 +703,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         "morphology": {"kind": "multinomial-logistic", "mean": mean, "scale": scale,
                        "coef": coef, "intercept": intercept, "temperature": temperature,
                        "C": float(logistic.C), "classes": list(morphology.class_names),
-                       "stamp_arcsec": round(stamp_pixels * FIRST_PIXEL.to_value("arcsec"), 6),
+                       "stamp_arcsec": round(morphology.stamps.shape[1]
+                                             * FIRST_PIXEL.to_value("arcsec"), 6),
                        "figures": morph_figures},
         "ood": {"tiles": tiles, "stamps": stamps,
                 "noise_range": [float(low / RANGE_FACTOR), float(high * RANGE_FACTOR)],

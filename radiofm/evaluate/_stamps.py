@@ -12,6 +12,7 @@ from .._atomic import atomic_path
 from ..catalogs import count_in_tiles
 from ..datasets import (
     FIRST_BEAM,
+    FIRST_PIXEL,
     GUARD_RADIUS,
     cache_dir,
     evaluation_positions,
@@ -200,7 +201,8 @@ def _without_evaluation_valid(split):
 
 
 def load_task_data(task, root=None, *, limit=None, normalization="percentile", finder="auto",
-                   simulated_fields=6, simulated_size=2048, count_windows=1):
+                   simulated_fields=6, simulated_size=2048, count_windows=1,
+                   stamp_arcsec=None):
     """The data of one evaluation task.
 
     Parameters
@@ -228,10 +230,19 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
         For the count tasks: cut each tile into ``count_windows`` x ``count_windows``
         windows (`radiofm.tiling.split_windows`), one item each with its own count;
         ``extra["tile"]`` says which tile (of this data set) a window belongs to.
+    stamp_arcsec : float, optional
+        For ``"morphology"``: cut RadioGalaxyDataset's 540 arcsec images to their central
+        ``stamp_arcsec`` (in whole pixels of 1.8 arcsec; `TaskData.framed`), as a model
+        whose morphology head was fitted so frames its sources (its ``stamp_arcsec``).
 
     Returns
     -------
     data : `TaskData`
+
+    Raises
+    ------
+    ValueError
+        ``stamp_arcsec`` is larger than RadioGalaxyDataset's images.
     """
     if task == "frii":
         data = load_mirabest(root, view="confident").head(limit)
@@ -245,10 +256,13 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
     if task == "morphology":
         data = load_radio_galaxy_dataset(root).head(limit, by="label")
         images = radio_galaxy_flux(data.images)
-        return TaskData("RadioGalaxyDataset", images,
+        data = TaskData("RadioGalaxyDataset", images,
                         _own_normalizations(images, radio_galaxy_normalization(normalization)),
                         data.labels, _without_evaluation_valid(data.table["split"]),
                         data.class_names)
+        if stamp_arcsec is None:
+            return data
+        return data.framed(int(round(stamp_arcsec / FIRST_PIXEL.to_value(u.arcsec))))
     if task == "anomaly":
         data = load_mgcls(root)
         if limit is not None:  # keep every author-scored cutout, thin the others
