@@ -650,6 +650,10 @@ def _add_evaluate(commands):
                             help="also fit the counts on N x N windows of the simulated tiles "
                             "and score their per-tile sums, as a windowed count head counts; "
                             "1: leave these rows out (default: radiofm.evaluate.COUNT_WINDOWS)")
+    evaluation.add_argument("--stamp-arcsec", type=float, metavar="ARCSEC",
+                            help="the morphology task reads RadioGalaxyDataset's images cut "
+                            "to their central ARCSEC, as a model whose head was fitted so "
+                            "frames sources (default: the whole 540 arcsec images)")
     evaluation.add_argument("--data", help="data root (default: $RADIOFM_DATA or "
                             "../shared/data)")
     evaluation.add_argument("--seed", type=int, default=0,
@@ -683,7 +687,7 @@ def _run_evaluate(args):
     report = evaluate(args.model or args.model_option, root=args.data, output=args.output,
                       tasks=tasks, baselines=baselines,
                       limit=args.limit, finder=args.finder, seed=args.seed, views=args.views,
-                      reference=args.reference,
+                      reference=args.reference, stamp_arcsec=args.stamp_arcsec,
                       **({} if args.count_windows is None else
                          {"count_windows": args.count_windows}))
     print(format_report(report))

@@ -67,7 +67,8 @@ def _view_counts(embedder, views):
 
 
 def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES, limit=None,
-             finder="auto", seed=0, views=None, reference=None, count_windows=COUNT_WINDOWS):
+             finder="auto", seed=0, views=None, reference=None, count_windows=COUNT_WINDOWS,
+             stamp_arcsec=None):
     """Run the downstream tasks on a model's frozen embeddings, beside the baselines.
 
     Parameters
@@ -96,6 +97,11 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
         ``count_windows`` windows of the FIRST and simulated tiles (each window's own count) and
         scores it per tile, on the sum of its windows, as a windowed count head
         (`fit_output_heads`) counts; 1 leaves these rows out.
+    stamp_arcsec : float, optional
+        The ``morphology`` task reads RadioGalaxyDataset's images cut to their central
+        ``stamp_arcsec`` (data set ``"RadioGalaxyDataset, central ... arcsec"``), as a model
+        whose morphology head was fitted so frames its sources (its ``stamp_arcsec``;
+        `fit_output_heads`). Default: the whole 540 arcsec images, as published.
     seed : int
         Seed of the random baseline and the supervised CNN.
     views : None, int or sequence of int
@@ -196,7 +202,7 @@ def evaluate(model, *, root=None, output=None, tasks=TASKS, baselines=BASELINES,
                                                      supervised=supervised)
             rows += found
         elif task == "morphology":
-            data = load_task_data("morphology", **options)
+            data = load_task_data("morphology", stamp_arcsec=stamp_arcsec, **options)
             found, plots[task] = classification_task("morphology", data, features, knn=False,
                                                      supervised=supervised)
             rows += found

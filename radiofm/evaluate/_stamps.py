@@ -94,9 +94,10 @@ class TaskData:
         return TaskData(name, self.stamps, self.normalizations, np.asarray(target), self.split,
                         self.class_names, {**self.extra, "stamps_key": self.key}, self._cache)
 
-    def framed(self, side):
+    def framed(self, side, name=None):
         """The items cut to their central ``side`` x ``side`` pixels, each keeping the
-        normalisation fitted on its whole stamp (a tighter frame of the same sources).
+        normalisation fitted on its whole stamp (a tighter frame of the same sources), named
+        ``name`` (default: this name and the side).
 
         Raises
         ------
@@ -111,7 +112,8 @@ class TaskData:
         >>> data.framed(150).stamps.shape
         (3, 150, 150)
         """
-        return TaskData(f"{self.name}, central {side} pixels", central_pixels(self.stamps, side),
+        return TaskData(name or f"{self.name}, central {side} pixels",
+                        central_pixels(self.stamps, side),
                         self.normalizations, self.target, self.split, self.class_names,
                         {key: value for key, value in self.extra.items() if key != "stamps_key"})
 
@@ -262,7 +264,9 @@ def load_task_data(task, root=None, *, limit=None, normalization="percentile", f
                         data.class_names)
         if stamp_arcsec is None:
             return data
-        return data.framed(int(round(stamp_arcsec / FIRST_PIXEL.to_value(u.arcsec))))
+        side = int(round(stamp_arcsec / FIRST_PIXEL.to_value(u.arcsec)))
+        angle = side * FIRST_PIXEL.to_value(u.arcsec)
+        return data.framed(side, name=f"RadioGalaxyDataset, central {angle:g} arcsec")
     if task == "anomaly":
         data = load_mgcls(root)
         if limit is not None:  # keep every author-scored cutout, thin the others

@@ -294,6 +294,33 @@ def test_quick_morphology_run_keeps_every_class(shared_data):
     accuracy = report[report["metric"] == "accuracy"]
     assert set(accuracy["features"]) == {"model", "shapes"}
     assert (accuracy["n_train"] == 32).all() and (accuracy["n_test"] == 32).all()
+    assert set(accuracy["dataset"]) == {"RadioGalaxyDataset"}  # the whole 540" images
+
+
+def test_the_morphology_task_can_read_the_stamps_a_model_frames(shared_data, monkeypatch):
+    """stamp_arcsec cuts RadioGalaxyDataset's images as a head fitted on that angle frames
+    its sources; every feature set reads the cut stamps."""
+    from radiofm.evaluate import _harness
+
+    seen = []
+    classify = _harness.classification_task
+    monkeypatch.setattr(_harness, "classification_task", lambda task, data, *args, **kw: (
+        seen.append(data.stamps.shape[1:]) or classify(task, data, *args, **kw)))
+    report = evaluate("pixels", root=shared_data, tasks=["morphology"], limit=8,
+                      baselines=("classical",), stamp_arcsec=270)
+    assert seen == [(150, 150)]
+    assert set(report["dataset"]) == {"RadioGalaxyDataset, central 270 arcsec"}
+    # the command line passes --stamp-arcsec on
+    import radiofm.evaluate
+    from radiofm.cli import main
+
+    asked = []
+    monkeypatch.setattr(radiofm.evaluate, "evaluate",
+                        lambda model, **options: asked.append(options) or report)
+    monkeypatch.setattr(radiofm.evaluate, "format_report", lambda report: "")
+    for extra in (["--stamp-arcsec", "270"], []):
+        assert main(["evaluate", "pixels", "--tasks", "morphology", *extra]) == 0
+    assert [options["stamp_arcsec"] for options in asked] == [270.0, None]
 
 
 def test_framed_items_are_the_central_pixels_with_their_whole_stamps_stretch():
