@@ -91,13 +91,23 @@ class RadioMultiCrop:
         ], dim=1)
         grid = F.affine_grid(theta.to(tiles.device, tiles.dtype), (batch, 1, size, size),
                              align_corners=False)
-        view = F.grid_sample(tiles, grid, mode="bilinear", padding_mode="reflection",
-                             align_corners=False)
+        view = F.grid_sample(self._area_smoothed(tiles, side * tiles.shape[-1] / size), grid,
+                             mode="bilinear", padding_mode="reflection", align_corners=False)
         view = self._blur(view, generator)
         if self.snr:
             return self._process(view, generator)
         view = self._noise(view, generator)
         return self._stretch(view, generator)
+
+    def _area_smoothed(self, tiles, shrink):
+        """``tiles`` smoothed for crops that shrink them by ``shrink`` (tile pixels per crop
+        pixel, per image) with ``area_average``: a Gaussian whose variance adds to a
+        pixel's own box the box of a crop pixel, (shrink^2 - 1) / 12; tiles are unchanged
+        where nothing shrinks."""
+        sigma = torch.sqrt(((shrink**2 - 1) / 12).clamp(min=0.0))
+        if not self.config.area_average or not (sigma > 0).any():
+            return tiles
+        return _gaussian_filter(tiles, sigma, max(1, math.ceil(3 * float(sigma.max()))))[0]
 
     def _process(self, view, generator):
         """Processing augmentations of S/N crops, then the arcsinh stretch."""

@@ -89,6 +89,12 @@ class CropConfig:
         Local crops per image (2 global crops always).
     global_scale, local_scale : list of float
         Fraction of the tile area each crop covers, as a range.
+    area_average : bool
+        A crop whose pixels are larger than the tile's (a shrink) first smooths the tile
+        with a Gaussian of the pixel-area width, as inference's area-averaging resampling
+        (`radiofm.tiling.resample_tiles`) does; without it a shrunk crop samples the tile
+        bilinearly and keeps its noise per pixel. Only tiles kept larger than the crops
+        (``data.tile_size`` above ``global_size``) shrink much.
     blur_sigma : list of float
         Gaussian blur sigma range in pixels of the crop (beam-like smoothing); 0 disables.
     blur_probability : float
@@ -118,6 +124,7 @@ class CropConfig:
     n_local: int = 4
     global_scale: list = field(default_factory=lambda: [0.4, 1.0])
     local_scale: list = field(default_factory=lambda: [0.05, 0.4])
+    area_average: bool = False
     blur_sigma: list = field(default_factory=lambda: [0.1, 1.5])
     blur_probability: float = 0.5
     noise_snr: list = field(default_factory=lambda: [5.0, 100.0])

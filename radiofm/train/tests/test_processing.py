@@ -77,6 +77,30 @@ def test_renoise_keeps_unit_noise_and_lowers_the_source_snr():
         50 / np.sqrt(5), rel=0.25)
 
 
+def test_area_average_gives_shrunk_crops_the_noise_of_an_area_resampled_tile():
+    """A 96 px noise tile shrunk to a 32 px crop: sampled bilinearly it keeps nearly unit
+    noise per pixel; with area_average it approaches the block mean's 1/3, as inference's
+    resampling gives. Crops that do not shrink are left as they were."""
+    from radiofm.tiling import resample_tiles
+
+    tiles = torch.randn((8, 1, 96, 96), generator=torch.Generator().manual_seed(0))
+    whole = dict(global_size=32, local_size=16, n_local=0, global_scale=[1.0, 1.0],
+                 blur_probability=0.0)
+
+    def crop(**options):
+        return RadioMultiCrop(CropConfig(**whole, **options), "snr")(
+            tiles, torch.Generator().manual_seed(0))[0]
+
+    area = float(resample_tiles(tiles[:, 0].numpy(), 32).std())  # the 3 x 3 block mean
+    bilinear, averaged = float(torch.sinh(crop()).std()), float(torch.sinh(
+        crop(area_average=True)).std())
+    assert area == pytest.approx(1 / 3, rel=0.1)
+    assert bilinear > 0.8  # interpolation between pixels smooths a little
+    assert averaged == pytest.approx(area, rel=0.25)
+    whole["global_size"] = 96  # no shrink: nothing to average
+    assert torch.equal(crop(), crop(area_average=True))
+
+
 def test_snr_banks_hold_signal_to_noise_and_configs_validate(tmp_path):
     from radiofm.train import build_tile_bank
 
