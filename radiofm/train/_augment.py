@@ -100,12 +100,14 @@ class RadioMultiCrop:
         return self._stretch(view, generator)
 
     def _area_smoothed(self, tiles, shrink):
-        """``tiles`` smoothed for crops that shrink them by ``shrink`` (tile pixels per crop
-        pixel, per image) with ``area_average``: a Gaussian whose variance adds to a
-        pixel's own box the box of a crop pixel, (shrink^2 - 1) / 12; tiles are unchanged
-        where nothing shrinks."""
+        """``tiles`` smoothed, with ``area_average``, for crops that shrink them by
+        ``shrink`` (tile pixels per crop pixel, per image): a Gaussian of variance
+        (shrink^2 - 1) / 12 tile pixels^2, what a crop pixel's box adds to a tile pixel's
+        own. Tiles are returned as they are where nothing shrinks."""
+        if not self.config.area_average:
+            return tiles
         sigma = torch.sqrt(((shrink**2 - 1) / 12).clamp(min=0.0))
-        if not self.config.area_average or not (sigma > 0).any():
+        if not (sigma > 0).any():
             return tiles
         return _gaussian_filter(tiles, sigma, max(1, math.ceil(3 * float(sigma.max()))))[0]
 
