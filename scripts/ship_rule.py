@@ -46,7 +46,7 @@ def read_rows(paths):
 
 
 def judge(rows):
-    """The rule on the rows: a list of per-figure verdicts and whether the candidate ships.
+    """The rule on the rows: per-figure verdicts, the number of wins, and whether it ships.
 
     Each verdict is a dict with the figure's name, both values, the default's interval, the
     paired margin (candidate minus default, with its interval, where the report has it),
@@ -79,14 +79,14 @@ def judge(rows):
                          "high": reference["high"], "margin": margin, "outcome": outcome})
     wins = sum(v["outcome"] == "better" for v in verdicts)
     ships = wins >= WINS_NEEDED and not any(v["outcome"] == "much worse" for v in verdicts)
-    return verdicts, ships
+    return verdicts, wins, ships
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", help="report.json files of radiofm evaluate")
     args = parser.parse_args(argv)
-    verdicts, ships = judge(read_rows(args.reports))
+    verdicts, wins, ships = judge(read_rows(args.reports))
     for v in verdicts:
         margin = ""
         if v["margin"] is not None:
@@ -94,7 +94,6 @@ def main(argv=None):
             margin = f"; paired margin {m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}]"
         print(f"{v['figure']}: candidate {v['model']:.3f}, default {v['reference']:.3f} "
               f"[{v['low']:.3f}, {v['high']:.3f}] -> {v['outcome']}{margin}")
-    wins = sum(v["outcome"] == "better" for v in verdicts)
     print(f"better on {wins} of {len(verdicts)} (needs {WINS_NEEDED}), much worse on "
           f"{sum(v['outcome'] == 'much worse' for v in verdicts)} (needs none): "
           f"{'ships' if ships else 'does not ship'}")
