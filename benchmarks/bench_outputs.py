@@ -12,6 +12,8 @@ Measures, for a model (default: the bundled default):
      quarter of their size): accuracy where not ``uncertain``, and the uncertain share;
    - per tile, n_compact_pred against the true compact sources with peak >= 5 sigma:
      MAE and R^2 on unmasked tiles (target R^2 >= 0.8), negative counts (must be 0),
+     whether it was combined with the catalogue (``meta["COUNTCAT"]``; then the count
+     head's own figures beside it, `radiofm.inference.count_sources` on the same tiles),
      the masked share, the share of unmasked tiles whose truth lies within one
      ``n_compact_pred_err`` of the prediction (about 0.68 for a calibrated uncertainty on
      counts this large) and the summed squared differences over the summed squared errors
@@ -138,11 +140,22 @@ def example(model, finder, folder):
     true_counts = np.asarray(counted["n_compact"], float)
     values = np.asarray(Table(tiles_table)["n_compact_pred"].filled(np.nan), float)
     mask = np.asarray(tiles_table["ood_flag"]) | ~np.isfinite(values)
+    combined = tiles_table.meta.get("COUNTCAT")
     print(f"  counts per tile ({len(values)} tiles, {mask.sum()} masked = "
-          f"{100 * mask.mean():.1f} %): negative {int(np.sum(values < 0))}; on unmasked tiles "
+          f"{100 * mask.mean():.1f} %; n_compact_pred "
+          + (f"combined with the {combined} catalogue" if combined else "the count head's alone")
+          + f"): negative {int(np.sum(values < 0))}; on unmasked tiles "
           f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
           f"{_r2(true_counts[~mask], values[~mask]):.3f} (target >= 0.8); true mean "
           f"{true_counts.mean():.1f} per tile")
+    if combined:  # side by side: the same model's head alone on the same tiles
+        from radiofm.inference import count_sources
+
+        alone = np.ma.filled(np.ma.asarray(count_sources(
+            tiles, model, threads=1, progress=False)["n_compact_pred"], float), np.nan)
+        print(f"    the count head alone (count_sources, no catalogue): MAE "
+              f"{np.abs(alone[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
+              f"{_r2(true_counts[~mask], alone[~mask]):.3f}")
     if "n_compact_pred_err" in tiles_table.colnames:
         errors = np.asarray(Table(tiles_table)["n_compact_pred_err"].filled(np.nan), float)
         print(f"    truth within one n_compact_pred_err of the prediction: "

@@ -733,7 +733,8 @@ def _add_export(commands):
                           help="also write NAME-fp16.onnx: weights stored as float16 (half "
                           "the size), run in float32")
     exporter.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
-                       help="source finder for the FIRST compact counts (cached)")
+                       help="source finder for the FIRST compact counts (cached) and of the "
+                       "simulated skies' catalogues the count heads combine with")
     _add_head_fit_options(exporter)
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
@@ -825,7 +826,8 @@ def _add_fit_heads(commands):
     heads.add_argument("--name", help="file name stem (default: the model's name)")
     heads.add_argument("--data", help="data root (default: $RADIOFM_DATA or ../shared/data)")
     heads.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
-                       help="source finder for the FIRST compact counts (cached)")
+                       help="source finder for the FIRST compact counts (cached) and of the "
+                       "simulated skies' catalogues the count heads combine with")
     heads.add_argument("--limit", type=int, help="at most this many items per split")
     heads.add_argument("--first-limit", type=int,
                        help="at most this many FIRST fields per split (default: --limit)")

@@ -93,8 +93,9 @@ def _selection(catalog, select):
     return mask
 
 
-def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact", windows=1):
-    """Count catalogue sources per tile.
+def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact", windows=1,
+                   weights=None):
+    """Count catalogue sources per tile (or sum a weight of each).
 
     Parameters
     ----------
@@ -113,12 +114,16 @@ def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact", wind
         Count in each of the ``windows`` x ``windows`` cells of a tile that
         `radiofm.tiling.split_windows` cuts it into (`radiofm.tiling.window_bounds`; the
         cells partition the tile, so a tile's windows add up to its count).
+    weights : array-like, optional
+        One number per catalogue row: each selected source adds its weight instead of 1
+        (for example the probability that it is a source of the kind counted).
 
     Returns
     -------
     table : `~astropy.table.QTable`
-        A copy of ``tiles.table`` with ``column`` (int) added: one count per tile, or with
-        ``windows`` > 1 a (N, windows**2) count per window in `split_windows` order.
+        A copy of ``tiles.table`` with ``column`` added (int; float with ``weights``): one
+        count per tile, or with ``windows`` > 1 a (N, windows**2) count per window in
+        `split_windows` order.
 
     Examples
     --------
@@ -130,9 +135,18 @@ def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact", wind
     >>> counted = count_in_tiles(truth, tiles, select=truth["flux"].value > 1e-4)
     >>> int(counted["n_compact"].sum()) == int((truth["flux"].value > 1e-4).sum())
     True
+    >>> flux = truth["flux"].value  # summed per tile instead of counted
+    >>> summed = count_in_tiles(truth, tiles, select="all", weights=flux)
+    >>> bool(abs(summed["n_compact"].sum() - flux.sum()) < 1e-9 * flux.sum())
+    True
     """
     positions = sky_positions(catalog, "catalog")
     mask = _selection(catalog, select)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(catalog),):
+            raise ValueError(f"weights must give one number per catalogue row "
+                             f"({len(catalog)}), got shape {weights.shape}")
     tile_index, position_index, x, y = tile_membership(positions[mask], tiles)
     table = tiles.table.copy()
     edges, _, _ = window_bounds(tiles.tile_size, windows)
@@ -142,7 +156,8 @@ def count_in_tiles(catalog, tiles, *, select="compact", column="n_compact", wind
         return np.clip(np.searchsorted(edges, offset, side="right") - 1, 0, windows - 1)
 
     cell = ((tile_index * windows + cell_of(y, "y_min")) * windows + cell_of(x, "x_min"))
-    counts = np.bincount(cell, minlength=len(table) * windows * windows)
+    counts = np.bincount(cell, None if weights is None else weights[mask][position_index],
+                         minlength=len(table) * windows * windows)
     table[column] = counts if windows == 1 else counts.reshape(len(table), windows * windows)
     table.meta["COUNTCOL"] = column
     return table

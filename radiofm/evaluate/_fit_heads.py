@@ -13,9 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional_deps import HAS_BDSF
 from .._provenance import radiofm_version
 from ..datasets import FIRST_PIXEL
-from ..models import PEAK_FEATURES, PoissonGlm, input_noise, peak_features, serialize_heads
+from ..models import (
+    PEAK_FEATURES,
+    CatalogueCount,
+    PoissonGlm,
+    input_noise,
+    peak_features,
+    serialize_heads,
+)
 from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
@@ -58,6 +66,13 @@ COUNT_REGIMES = (
      f"simulated MeerKAT-like tiles, with and without calibration artefacts (beam "
      f"{TRAINING_BEAMS_ARCSEC[1]:g} arcsec)"),
 )
+#: The count data sets of simulated skies, whose labels are the truth: a regime fitted on
+#: them alone gets a catalogue combination (`_add_catalogue_counts`).
+SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts")
+#: Measured peak S/N at which a count head's catalogue probabilities are read
+#: (`_catalogue_count`; interpolated between, held beyond).
+CATALOGUE_SNR_KNOTS = np.r_[np.arange(3.0, 10.0, 0.25), np.arange(10.0, 20.0), 20.0, 30.0,
+                            50.0, 100.0]
 #: A regime is kept when its validation deviance is this share below the pooled GLM's (a
 #: regime no better than the pooled GLM would only add noise).
 REGIME_MARGIN = 0.01
@@ -242,7 +257,8 @@ def _poisson(x_train, y_train, seed=0, solver=POISSON_SOLVER):
             "max_log_rate": float(np.log(3.0 * max(1.0, y_train.max())))}
 
 
-def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2):
+def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2,
+                  held_predictions=None):
     """The count GLMs of `COUNT_REGIMES` that count their own beam's tiles better than the
     GLM fitted on every tile does, judged on validation tiles, and each GLM's dispersion.
 
@@ -273,6 +289,10 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
         peaks and whether it was kept.
     pooled_dispersion : float or None
         The pooled GLM's dispersion (None when no tile is held out).
+
+    With a dict ``held_predictions``, each kept regime's entry is set to its held-out tiles
+    (their ``tile`` numbers), their true counts and the counts the regime's chosen GLM,
+    fitted without them, predicts for them (`_catalogue_count` fits on these).
     """
     from sklearn.metrics import mean_poisson_deviance, r2_score
 
@@ -298,12 +318,13 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
         truth = np.bincount(cell, y[check])
         candidates = [("regime", False), ("pooled", False)] + (
             [("regime_peaks", True)] if peaks is not None else [])
-        scores = {}
+        scores, tile_predictions = {}, {}
         for head, reads_peaks in candidates:
             glm = (pooled if head == "pooled"
                    else _poisson(features(rows & fit, reads_peaks), y[rows & fit]))
             predicted = np.maximum(np.bincount(cell, _poisson_rate(
                 glm, features(check, reads_peaks))), 1e-9)
+            tile_predictions[head] = predicted
             scores[f"{head}_deviance"] = float(mean_poisson_deviance(truth, predicted))
             scores[f"{head}_r2"] = float(r2_score(truth, predicted))
             scores[f"{head}_dispersion"] = _dispersion(truth, predicted)
@@ -317,6 +338,8 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
         scores["tiles"] = int(truth.size)
         validation[name] = scores
         log.info("count regime %s on %d validation tiles: %s", name, truth.size, scores)
+        if scores["kept"] and held_predictions is not None:
+            held_predictions[name] = (np.unique(tile[check]), truth, tile_predictions[chosen])
         if scores["kept"]:
             regimes.append({"name": name, "description": fitted_on + (
                                 ", reading each window's 5-sigma peaks beside its embedding"
@@ -348,6 +371,109 @@ def _dispersion(truth, predicted):
     if not len(truth) or not predicted.sum() > 0:
         return None
     return float(max(np.sum((truth - predicted) ** 2) / predicted.sum(), 1e-6))
+
+
+def _catalogue_count(sources, held, finder):
+    """A count GLM's `radiofm.models.CatalogueCount`, fitted on its held-out tiles.
+
+    The probability that a source compact by measurement is counted, against its measured
+    peak S/N, is an isotonic (non-decreasing) fit on the sources of the training tiles the
+    GLM was fitted on, read at fixed S/N knots; the combination ``a + b x`` the GLM's count
+    ``+ c x`` the summed probabilities is a non-negative least-squares fit on the held-out
+    tiles, with the GLM's counts for them from its fit without them (`_beam_regimes`), and
+    its dispersion is measured on the same tiles.
+
+    Parameters
+    ----------
+    sources : dict of `~numpy.ndarray`
+        ``tile``, ``snr``, ``compact``, ``counted`` of the regime's training fields
+        (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the count
+        items are).
+    held : tuple
+        The held-out tiles, their true counts and the GLM's counts for them
+        (`_beam_regimes`'s ``held_predictions`` entry).
+    finder : str
+        The finder that made the catalogues.
+
+    Returns
+    -------
+    catalogue : dict or None
+        The heads layout of `radiofm.models.CatalogueCount`, with ``validation``: the
+        held-out tiles' R^2 of the GLM alone and of the combination (in-sample for the three
+        coefficients); None without compact sources on both sides.
+    """
+    from scipy.optimize import nnls
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.metrics import r2_score
+
+    tiles, truth, predicted = held
+    fitted_on = sources["compact"] & ~np.isin(sources["tile"], tiles)
+    held_out = sources["compact"] & np.isin(sources["tile"], tiles)
+    if not fitted_on.any() or not held_out.any() or len(tiles) < 3:
+        return None
+    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        sources["snr"][fitted_on], sources["counted"][fitted_on].astype(float))
+    probability = np.clip(isotonic.predict(CATALOGUE_SNR_KNOTS), 0.0, 1.0)
+    weight = np.interp(sources["snr"][held_out], CATALOGUE_SNR_KNOTS, probability)
+    summed = np.bincount(np.searchsorted(tiles, sources["tile"][held_out]), weight,
+                         minlength=len(tiles))
+    design = np.column_stack([np.ones(len(tiles)), predicted, summed])
+    coef = nnls(design, truth)[0]
+    combined = design @ coef
+    return {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability,
+            "coef": coef, "dispersion": _dispersion(truth, combined) or 1.0,
+            "validation": {"tiles": int(len(tiles)), "glm_r2": float(r2_score(truth, predicted)),
+                           "combined_r2": float(r2_score(truth, combined))}}
+
+
+def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
+                          train_tiles, finder):
+    """Give each kept regime fitted on simulated skies alone a ``catalogue``
+    (`_catalogue_count`, on the training skies' sources), recording its held-out figures
+    in ``validation``. FIRST's label is itself a finder's count, with no truth to weigh a
+    catalogue against: its regime gets none."""
+    members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
+    for regime in regimes:
+        name = regime["name"]
+        if (name not in held_predictions
+                or not set(members[name]) <= set(SIMULATED_COUNT_SETS)):
+            continue
+        sets = [s for s in members[name] if s in catalogue_sources]
+        sources = {key: np.concatenate([catalogue_sources[s][key] for s in sets])
+                   for key in ("tile", "snr", "compact", "counted")}
+        keep = np.isin(sources["tile"], train_tiles)
+        mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
+                               held_predictions[name], finder)
+        if mix is not None:
+            validation[name]["catalogue"] = mix.pop("validation")
+            regime["catalogue"] = mix
+            log.info("count regime %s combined with %s catalogues: %s", name, finder,
+                     validation[name]["catalogue"])
+
+
+def _catalogue_test_figures(regimes, catalogue_sources, tile, source, split, target, rate):
+    """`_count_figures` of each simulated data set's test tiles counted as inference counts
+    them with a catalogue (`radiofm.models.CatalogueCount`), by the regime that counts it."""
+    members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
+    figures = {}
+    for regime in regimes:
+        if "catalogue" not in regime:
+            continue
+        mix = CatalogueCount(regime["catalogue"], "catalogue")
+        for name in members[regime["name"]]:
+            rows = (source == name) & (split == "test")
+            if name not in catalogue_sources or not rows.any():
+                continue
+            tiles, cell = np.unique(tile[rows], return_inverse=True)
+            found = catalogue_sources[name]
+            inside = np.isin(found["tile"], tiles)
+            summed = np.bincount(np.searchsorted(tiles, found["tile"][inside]),
+                                 mix.source_probabilities(found["snr"][inside],
+                                                          found["compact"][inside]),
+                                 minlength=len(tiles))
+            counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed)
+            figures[name] = _count_figures(counts, np.bincount(cell, target[rows]), errors)
+    return figures
 
 
 def _poisson_rate(glm, x):
@@ -510,7 +636,13 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       ``dispersion`` (`radiofm.models.Heads.count_errors`), measured on the same held-out
       fifth with the GLM fitted on the rest; the test figures are those of the head each
       data set is counted by (with ``within_1_error`` and ``variance_ratio``, how well the
-      uncertainty covers the test tiles), and ``figures_pooled`` those of the pooled head;
+      uncertainty covers the test tiles), and ``figures_pooled`` those of the pooled head.
+      A regime fitted on simulated skies alone also learns how its counts combine with a
+      ``finder`` catalogue of the image (`radiofm.models.CatalogueCount`,
+      `_catalogue_count`: the finder is run on every simulated sky; the probabilities on
+      the training skies' sources, the combination on the held-out fifth), which
+      ``radiofm annotate`` applies when it finds the sources itself with that finder;
+      ``figures_catalogue`` holds the test tiles' figures counted that way;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train (each
       image's central ``stamp_arcsec``, which becomes the model's stamp angle), less a
       stratified fifth of it (`CHOICE_SHARE`) on which the temperature is fitted and C
@@ -537,7 +669,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     first_limit : int, optional
         At most this many FIRST fields per split for the count tiles (default ``limit``).
     finder : {"auto", "bdsf", "photutils"}
-        Source finder of the FIRST compact counts (catalogues are cached).
+        Source finder of the FIRST compact counts (catalogues are cached) and of the
+        simulated skies' catalogues the count heads combine with ("auto": pyBDSF when it is
+        installed).
     cache : str or path-like, optional
         Folder where embeddings are cached (per embedder and data set).
     n_components : int
@@ -578,13 +712,18 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     """
     embedder = embedder if hasattr(embedder, "embed") else load_embedder(embedder)
     stretch = normalization_of(embedder)
-    from ._stamps import _simulated_count_tiles
+    from ._stamps import _simulated_catalogues, _simulated_count_tiles
 
     morphology = load_task_data("morphology", root=root, limit=limit,  # framed before the
                                 normalization=stretch, stamp_arcsec=stamp_arcsec)  # count fits
 
     peak_level = (float(np.arcsinh(COUNT_SNR / stretch.softening))
                   if count_peaks and stretch.method == "snr" else None)
+
+    size = 1024 if limit is not None else 2048
+    simulated_skies = {  # (fields, size, first_seed, artefacts), as count_data makes them
+        "counts_simulated": (3 if limit is not None else simulated_fields, size, 1000, False),
+        "counts_simulated_artefacts": (artefact_fields, size, 2000, True)}
 
     def count_data(windows, peak_level=None):
         parts = {
@@ -599,8 +738,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                "counts_simulated": f"counts_simulated_{simulated_fields}_{limit}"}
         if artefact_fields:  # skies with calibration artefacts, as README's example has
             parts["counts_simulated_artefacts"] = _simulated_count_tiles(
-                stretch, artefact_fields, 1024 if limit is not None else 2048,
-                first_seed=2000, artefacts=True, windows=windows)
+                stretch, artefact_fields, size, first_seed=2000, artefacts=True,
+                windows=windows)
             tag["counts_simulated_artefacts"] = f"counts_artefacts_{artefact_fields}_{limit}"
         embedded = {name: _embed(embedder, data, cache, f"{tag[name]}_w{windows}")
                     for name, data in parts.items()}
@@ -612,23 +751,37 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         y = np.concatenate([data.target for data in parts.values()])
         split = np.concatenate([data.split for data in parts.values()])
         source = np.concatenate([[name] * len(data) for name, data in parts.items()])
-        tile, offset = [], 0  # which tile of all parts each item belongs to
-        for data in parts.values():
+        tile, offset, offsets = [], 0, {}  # which tile of all parts each item belongs to
+        for name, data in parts.items():
             tile.append(data.extra["tile"] + offset)
+            offsets[name] = offset
             offset += int(data.extra["tile"].max()) + 1
-        return parts, x, peaks, noise, y, split, source, np.concatenate(tile)
+        return parts, x, peaks, noise, y, split, source, np.concatenate(tile), offsets
 
     # tiles: the OOD reference, the noise range and the graph heads; windows: the count head
     whole_tiles = count_data(1)
-    parts, x, _, noise, y, split, _, _ = whole_tiles
+    parts, x, _, noise, y, split, _, _, _ = whole_tiles
     train = split == "train"
-    _, xc, peaks_c, _, yc, split_c, source_c, tile_c = (
+    _, xc, peaks_c, _, yc, split_c, source_c, tile_c, offsets_c = (
         whole_tiles if count_windows == 1 and peak_level is None
         else count_data(count_windows, peak_level))
     train_c = split_c == "train"
     counts = _poisson(xc[train_c], yc[train_c])
+    held_predictions = {}
     regimes, validation, pooled_glm_dispersion = _beam_regimes(
-        xc, yc, train_c, source_c, tile_c, peaks=peaks_c, peak_level=peak_level)
+        xc, yc, train_c, source_c, tile_c, peaks=peaks_c, peak_level=peak_level,
+        held_predictions=held_predictions)
+    if finder == "auto":
+        finder = "bdsf" if HAS_BDSF else "photutils"
+    catalogue_sources = {  # what the finder finds in the simulated skies, tiles numbered
+        name: _simulated_catalogues(fields, size, first_seed=first_seed, artefacts=artefacts,
+                                    finder=finder)
+        for name, (fields, size, first_seed, artefacts) in simulated_skies.items()
+        if name in offsets_c}
+    for name, sources in catalogue_sources.items():
+        sources["tile"] = sources["tile"] + offsets_c[name]
+    _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
+                          np.unique(tile_c[train_c]), finder)
     if pooled_glm_dispersion is not None:  # else no tile was held out, nor has any regime
         counts["dispersion"] = pooled_glm_dispersion
     # each data set is counted by its beam's regime head where one is kept, as at inference
@@ -643,13 +796,15 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                                    else np.concatenate([xc[rows], peaks_c[rows]], axis=1))
         dispersion[rows] = regime["dispersion"]
     count_figures = _test_tile_figures(tile_c, source_c, split_c, yc, rate, dispersion)
+    catalogue_figures = _catalogue_test_figures(regimes, catalogue_sources, tile_c, source_c,
+                                                split_c, yc, rate)
     pooled_figures = _test_tile_figures(tile_c, source_c, split_c, yc, pooled_rate,
                                         pooled_dispersion)
     log.info("count heads (Poisson GLM, %d x %d windows): test %s per beam regime, %s "
              "pooled (alpha %g)", count_windows, count_windows, count_figures,
              pooled_figures, counts["alpha"])
     counts.update(regimes=regimes, regime_validation=validation,
-                  figures_pooled=pooled_figures)
+                  figures_pooled=pooled_figures, figures_catalogue=catalogue_figures)
     counts.update(
         kind="poisson-glm", tile_arcsec=SIMULATED_TILE_ARCSEC, snr=COUNT_SNR,
         windows=int(count_windows),

@@ -486,6 +486,54 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
     return _count_data("simulated tiles", stamps, stretches, counts, splits, windows)
 
 
+def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False,
+                          finder="photutils"):
+    """What a source finder finds in the fields of `_simulated_count_tiles` (the same seeds,
+    size and tiles), and which of its sources the count label counts.
+
+    Each field is simulated again, its sources found with ``finder``
+    (`radiofm.sources.find_sources`) and measured as `radiofm.inference.classify_morphology`
+    measures them (peak S/N, compact by measurement); a found source is ``counted`` when
+    the true source nearest to it, within one beam, is one the label counts (compact, peak
+    >= 5 sigma).
+
+    Returns
+    -------
+    sources : dict of `~numpy.ndarray`
+        ``tile`` (the source's tile, numbered as `_simulated_count_tiles` numbers them over
+        all the fields), ``snr``, ``compact`` and ``counted``; sources in no tile are left
+        out.
+    """
+    from ..catalogs import tile_membership
+    from ..image import read_image
+    from ..inference import compact_by_measurement, measured_snr
+    from ..simulate import COUNT_SNR, make_radio_sky
+    from ..sources import find_sources
+
+    parts, first_tile = [], 0
+    for seed in range(first_seed, first_seed + fields):
+        hdu, truth = make_radio_sky((size, size), seed=seed, pixel_scale=SIMULATED_PIXEL,
+                                    artefacts=artefacts)
+        radio = read_image(hdu)
+        tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
+        catalog = find_sources(radio, finder)
+        beam = float(radio.beam[0].to_value(u.arcsec))
+        snr, _, _ = measured_snr(catalog, radio)
+        compact = compact_by_measurement(catalog, beam, snr)
+        labelled = ((np.asarray(truth["s_code"]) == "S") & (
+            truth["peak"].to_value(u.Jy / u.beam) >= COUNT_SNR * truth.meta["SIMNOISE"]))
+        counted = np.zeros(len(catalog), bool)
+        if len(catalog):
+            nearest, separation, _ = catalog["sky_center"].match_to_catalog_sky(
+                truth["sky_center"])
+            counted = labelled[nearest] & (separation.to_value(u.arcsec) <= beam)
+        tile, row, _, _ = tile_membership(catalog["sky_center"], tiles)
+        parts.append({"tile": tile + first_tile, "snr": snr[row], "compact": compact[row],
+                      "counted": counted[row]})
+        first_tile += len(tiles.table)
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
 CROSS_STAMP = 150  # pixels of 1.8": 270 arcsec, MiraBest's stamp; RadioGalaxyDataset is cut
 
 

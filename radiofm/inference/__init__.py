@@ -10,6 +10,7 @@ them.
 
 from ._annotate import (
     ModelMismatchWarning,
+    add_catalogue_counts,
     add_count_columns,
     check_image,
     classify_morphology,
@@ -17,14 +18,15 @@ from ._annotate import (
     count_sources,
     embed_image,
     embed_sources,
+    measured_snr,
     read_stamps,
 )
 from ._columns import COLUMN_DESCRIPTIONS, describe_columns, image_noise
 from ._session import OnnxModel, clear_cache, load_model
 
 __all__ = [
-    "COLUMN_DESCRIPTIONS", "ModelMismatchWarning", "OnnxModel", "add_count_columns",
-    "check_image", "classify_morphology", "clear_cache", "compact_by_measurement",
-    "count_sources", "describe_columns", "embed_image", "embed_sources", "image_noise",
-    "load_model", "read_stamps",
+    "COLUMN_DESCRIPTIONS", "ModelMismatchWarning", "OnnxModel", "add_catalogue_counts",
+    "add_count_columns", "check_image", "classify_morphology", "clear_cache",
+    "compact_by_measurement", "count_sources", "describe_columns", "embed_image",
+    "embed_sources", "image_noise", "load_model", "measured_snr", "read_stamps",
 ]

@@ -17,9 +17,9 @@ from ..tiling import TileSet, tile_image
 from ._columns import describe_columns, image_noise
 from ._session import load_model
 
-__all__ = ["ModelMismatchWarning", "add_count_columns", "check_image", "classify_morphology",
-           "compact_by_measurement", "count_sources", "stamp_inputs",
-           "embed_image", "embed_sources", "read_stamps"]
+__all__ = ["ModelMismatchWarning", "add_catalogue_counts", "add_count_columns", "check_image",
+           "classify_morphology", "compact_by_measurement", "count_sources", "stamp_inputs",
+           "embed_image", "embed_sources", "measured_snr", "read_stamps"]
 
 log = logging.getLogger("radiofm")
 
@@ -313,6 +313,69 @@ def add_count_columns(table, model, outputs):
     describe_columns(table, {"n_compact_pred": (u.ct, description)})
 
 
+def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
+    """Combine ``n_compact_pred`` with the image's catalogue, where the count head can.
+
+    A count head of heads version 6 may carry a `radiofm.models.CatalogueCount`, fitted
+    for catalogues of one finder: each source compact by measurement then counts with the
+    probability that it is a true source of peak >= 5 sigma at its measured S/N, and a
+    tile's ``n_compact_pred`` (and ``n_compact_pred_err``) become the fitted combination of
+    the head's count and those summed probabilities (never negative; masked where they
+    were). Otherwise the table is left as it is.
+
+    Parameters
+    ----------
+    table : `~astropy.table.QTable`
+        Tile table with the columns of `add_count_columns`, changed in place.
+    sources : `~astropy.table.Table`
+        The image's catalogue, classified by `classify_morphology` (``snr``,
+        ``morph_flag``).
+    tiles : `~radiofm.tiling.TileSet`
+        The table's tiles.
+    model : `OnnxModel`
+        The model that counted the tiles.
+    finder : str
+        The `radiofm.sources.find_sources` method that made the catalogue (None for a
+        catalogue of the user's own, whose completeness no head was fitted for).
+    beam : tuple, optional
+        The image's beam (`radiofm.image.RadioImage.beam`): picks the count regime, as for
+        the counts.
+
+    Returns
+    -------
+    combined : bool
+        Whether ``n_compact_pred`` now reads the catalogue (``meta["COUNTCAT"]`` then
+        names the finder).
+    """
+    from astropy.table import MaskedColumn
+
+    from ..catalogs import count_in_tiles
+
+    heads = model.heads
+    mix = None if heads is None else heads.count_catalogue(_beam_arcsec(beam))
+    if mix is None or "n_compact_pred" not in table.colnames:
+        return False
+    if finder != mix.finder:
+        log.info("model %r combines its counts with %s catalogues; this catalogue came from "
+                 "%s, so n_compact_pred is the count head's alone", model.name, mix.finder,
+                 finder or "the user")
+        return False
+    compact = np.asarray(sources["morph_flag"]) == "compact_by_measurement"
+    probability = mix.source_probabilities(np.asarray(sources["snr"], float), compact)
+    summed = count_in_tiles(sources, tiles, select="all", weights=probability)["n_compact"]
+    predicted = table["n_compact_pred"]
+    mask = np.ma.getmaskarray(predicted)
+    counts, errors = mix.combine(np.ma.getdata(predicted), np.asarray(summed))
+    description = (f"{predicted.info.description}; combined with the {finder} catalogue: "
+                   "each source compact by measurement weighted by the probability that a "
+                   "source of its measured S/N has a true peak >= 5 sigma")
+    table["n_compact_pred"] = MaskedColumn(counts, mask=mask | ~np.isfinite(counts))
+    table["n_compact_pred_err"] = MaskedColumn(errors, mask=mask | ~np.isfinite(counts))
+    table.meta["COUNTCAT"] = finder
+    describe_columns(table, {"n_compact_pred": (u.ct, description)})
+    return True
+
+
 def _catalog_and_image(catalog, image):
     radio, opened = _open(image)
     if not isinstance(catalog, Table):
@@ -431,6 +494,34 @@ def _values(catalog, name, n, unit):
 
 def _arcsec(catalog, name, n):
     return _values(catalog, name, n, u.arcsec)
+
+
+def measured_snr(catalog, image):
+    """The peak S/N of each catalogue source, as `classify_morphology` measures it.
+
+    Parameters
+    ----------
+    catalog : `~astropy.table.Table`
+        With ``peak`` and, where the finder measured it, ``local_rms``.
+    image : `~radiofm.image.RadioImage`
+        The catalogue's image.
+
+    Returns
+    -------
+    snr : `~numpy.ndarray`
+        (N,) peak over the source's ``local_rms`` where it is positive, else over the
+        image's robust noise (`image_noise`); NaN without a peak.
+    rms : `~numpy.ndarray`
+        (N,) the noise each source was divided by, in the image's unit.
+    image_rms : float
+        The image's robust noise.
+    """
+    n = len(catalog)
+    unit = image.unit if image.unit is not None else u.Jy / u.beam
+    image_rms = image_noise(image)
+    local_rms = _values(catalog, "local_rms", n, unit)
+    rms = np.where(local_rms > 0, local_rms, image_rms)  # NaN > 0 is False
+    return _values(catalog, "peak", n, unit) / rms, rms, image_rms
 
 
 def compact_by_measurement(catalog, beam_arcsec, snr):
@@ -585,11 +676,7 @@ def classify_morphology(catalog, image, model=DEFAULT_MODEL, *, batch_size=64, t
         if (~inside).any():
             log.warning("%d of %d sources lie off the image: their morph_class is empty",
                         int((~inside).sum()), n)
-        unit = radio.unit if radio.unit is not None else u.Jy / u.beam
-        image_rms = image_noise(radio)
-        local_rms = _values(catalog, "local_rms", n, unit)
-        rms = np.where(local_rms > 0, local_rms, image_rms)  # NaN > 0 is False
-        snr = _values(catalog, "peak", n, unit) / rms
+        snr, rms, image_rms = measured_snr(catalog, radio)
         beam = None if radio.beam is None else float(radio.beam[0].to_value(u.arcsec))
         compact = compact_by_measurement(catalog, beam, snr) & inside
         pixel = float(radio.pixel_scale.to_value(u.arcsec))

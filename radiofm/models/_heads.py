@@ -12,11 +12,13 @@ Layout (every array a nested JSON list of floats)::
     {"heads_version": 5, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [F], "scale": [F], "coef": [F],
                 "intercept": b, "max_log_rate": m, "dispersion": phi,
-                "peak_level": l, "description": "...", "windows": w,
+                "peak_level": l, "catalogue": CATALOGUE, "description": "...",
+                "windows": w,
                 "regimes": [{"name": "...", "beam_range_arcsec": [low, high],
                              "description": "...", "mean": [F], "scale": [F],
                              "coef": [F], "intercept": b, "max_log_rate": m,
-                             "dispersion": phi, "peak_level": l}, ...],
+                             "dispersion": phi, "peak_level": l,
+                             "catalogue": CATALOGUE}, ...],
                 ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
                     "coef": [[D] x K], "intercept": [K], "temperature": T,
@@ -60,14 +62,16 @@ import numpy as np
 
 from ._metadata import ModelMetadataError
 
-__all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "Heads", "OodReference",
-           "PoissonGlm", "input_noise", "parse_heads", "peak_features", "serialize_heads"]
+__all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "CatalogueCount", "Heads",
+           "OodReference", "PoissonGlm", "input_noise", "parse_heads", "peak_features",
+           "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 5
+HEADS_VERSION = 6
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
-#: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``).
-READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5)
+#: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``; 5: no count
+#: ``catalogue``).
+READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
 #: them after the embedding.
 PEAK_FEATURES = ("peaks", "islands", "log(1 + peaks)", "log(1 + islands)")
@@ -79,6 +83,7 @@ MIN_CONFIDENCE = 0.5
 _GLM_KEYS = ("mean", "scale", "coef", "intercept", "max_log_rate")
 _COUNT_KEYS = (*_GLM_KEYS, "description")
 _MORPH_KEYS = ("mean", "scale", "coef", "intercept", "temperature", "classes")
+_CATALOGUE_KEYS = ("finder", "snr", "probability", "coef", "dispersion")
 _REFERENCE_KEYS = ("mean", "scale", "components", "variances", "residual_variance",
                    "threshold")
 
@@ -166,6 +171,74 @@ class OodReference:
                        / (len(self.variances) + 1))
 
 
+class CatalogueCount:
+    """How a count GLM's tile counts combine with a catalogue of the image (heads version 6).
+
+    Parameters
+    ----------
+    part : dict
+        ``finder`` (the `radiofm.sources.find_sources` method the catalogue must come
+        from), ``snr`` and ``probability`` (each (K,): the probability that a source compact
+        by measurement is a source of the counted kind, at increasing measured peak S/N;
+        interpolated between, held beyond the ends), ``coef`` (intercept, weight of the
+        GLM's count, weight of the summed probabilities; each >= 0) and ``dispersion``
+        (variance of a tile's true count over the combined count), as
+        `radiofm.evaluate.fit_output_heads` writes them.
+    where : str
+        Where it sits in the heads, for error messages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from radiofm.models import CatalogueCount
+    >>> mix = CatalogueCount({"finder": "photutils", "snr": [5.0, 7.0],
+    ...                       "probability": [0.3, 0.9], "coef": [0.5, 0.4, 0.6],
+    ...                       "dispersion": 1.2}, "counts.catalogue")
+    >>> weights = mix.source_probabilities(np.array([5.0, 6.0, 20.0, 6.0]),
+    ...                                    np.array([True, True, True, False]))
+    >>> [round(float(w), 2) for w in weights]
+    [0.3, 0.6, 0.9, 0.0]
+    >>> [round(float(v), 2) for v in mix.combine(np.array([10.0]), np.array([8.0]))[0]]
+    [9.3]
+    """
+
+    def __init__(self, part, where):
+        _require(part, _CATALOGUE_KEYS, where)
+        self.finder = part["finder"]
+        if not isinstance(self.finder, str) or not self.finder:
+            raise _Invalid(f"{where}.finder must name a source finder, got {self.finder!r}")
+        shape = np.shape(part["snr"])
+        self.snr = _array(part, "snr", shape, where)
+        if len(shape) != 1 or not shape[0] or not (np.diff(self.snr) > 0).all():
+            raise _Invalid(f"{where}.snr must be a non-empty increasing list")
+        self.probability = _array(part, "probability", shape, where)
+        if not ((self.probability >= 0) & (self.probability <= 1)).all():
+            raise _Invalid(f"{where}.probability must lie in [0, 1]")
+        self.coef = _array(part, "coef", (3,), where)
+        if not (self.coef >= 0).all():
+            raise _Invalid(f"{where}.coef must be >= 0 (counts are never negative), got "
+                           f"{self.coef.tolist()}")
+        self.dispersion = _number(part, "dispersion", where, positive=True)
+
+    def source_probabilities(self, snr, compact):
+        """(N,) probability that each catalogue source is one the head counts: 0 for
+        sources not compact by measurement or of unknown S/N."""
+        snr = np.asarray(snr, dtype=np.float64)
+        known = np.asarray(compact, bool) & np.isfinite(snr)
+        return np.where(known, np.interp(np.where(known, snr, 0.0), self.snr,
+                                         self.probability), 0.0)
+
+    def combine(self, tile_counts, catalogue_counts):
+        """Combined tile counts and their one-sigma errors (quasi-Poisson), each (N,)
+        float32 >= 0, from the GLM's tile counts and the tiles' summed
+        `source_probabilities`."""
+        intercept, head, catalogue = self.coef
+        counts = (intercept + head * np.asarray(tile_counts, np.float64)
+                  + catalogue * np.asarray(catalogue_counts, np.float64))
+        errors = np.sqrt(self.dispersion * np.maximum(counts, 0.0))
+        return counts.astype(np.float32), errors.astype(np.float32)
+
+
 class PoissonGlm:
     """One Poisson GLM (log link) on standardised embeddings: a count head's model.
 
@@ -174,8 +247,9 @@ class PoissonGlm:
     part : dict
         ``mean``, ``scale``, ``coef`` (each (F,)), ``intercept``, ``max_log_rate`` (the
         cap of the log rate) and, optionally, ``dispersion`` (variance of a tile's count
-        over its prediction) and ``peak_level`` (the GLM also reads the inputs'
-        `peak_features` at this level: F = D + 4, else F = D), as
+        over its prediction), ``peak_level`` (the GLM also reads the inputs'
+        `peak_features` at this level: F = D + 4, else F = D) and ``catalogue``
+        (`CatalogueCount`), as
         `radiofm.evaluate.fit_output_heads` writes them.
     dim : int
         Embedding size D.
@@ -205,6 +279,8 @@ class PoissonGlm:
         self.max_log_rate = _number(part, "max_log_rate", where)
         self.dispersion = (_number(part, "dispersion", where, positive=True)
                            if "dispersion" in part else None)
+        self.catalogue = (CatalogueCount(part["catalogue"], f"{where}.catalogue")
+                          if "catalogue" in part else None)
 
     def predict(self, x):
         """(N,) float32 expected counts of the (N, F) features ``x`` (the embeddings,
@@ -229,6 +305,9 @@ def _count_regimes(counts, dim, version):
     if (any(isinstance(part, dict) and "peak_level" in part for part in [counts, *regimes])
             and version in (1, 2, 3, 4)):
         raise _Invalid("a count peak_level needs heads version 5")
+    if (any(isinstance(part, dict) and "catalogue" in part for part in [counts, *regimes])
+            and version in (1, 2, 3, 4, 5)):
+        raise _Invalid("a count catalogue needs heads version 6")
     if any(dispersed) and not all(dispersed):
         raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
                        "dispersion or none has")
@@ -368,6 +447,12 @@ class Heads:
         name = self.count_regime(beam_arcsec)[0]
         return next((glm for regime, _, _, glm in self._regimes if regime == name),
                     self._pooled)
+
+    def count_catalogue(self, beam_arcsec=None):
+        """How the counts of an image of this beam combine with its catalogue: the
+        `CatalogueCount` of the count head that counts it (`count_regime`), or None when
+        that head has none."""
+        return self._count_model(beam_arcsec).catalogue
 
     def predict_counts(self, embedding, beam_arcsec=None, inputs=None):
         """Expected compact-source count per input (Poisson GLM, log link): never negative.
@@ -640,7 +725,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5)
+    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5, 6)
     """
     def fail(message):
         raise ModelMetadataError(

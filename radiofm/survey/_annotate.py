@@ -19,7 +19,13 @@ from astropy.table import Table, vstack
 from .._optional_deps import HAS_BDSF
 from ..catalogs import count_in_tiles
 from ..image import read_image
-from ..inference import classify_morphology, count_sources, describe_columns, load_model
+from ..inference import (
+    add_catalogue_counts,
+    classify_morphology,
+    count_sources,
+    describe_columns,
+    load_model,
+)
 from ..models import file_sha256
 from ..simulate import COUNT_SNR
 from ..sources import find_sources, read_catalog
@@ -207,6 +213,7 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
         table.meta["INPUTSHA"] = image_plan.input_sha
         sources = None
         if with_sources:
+            finder = None  # the user's own catalogue
             if image_plan.catalog is not None:
                 catalog = read_catalog(image_plan.catalog, image=radio)
             else:
@@ -221,6 +228,7 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
             table["n_compact"].info.description = (
                 f"measured: sources found in the tile that are Compact by measurement (shape "
                 f"consistent with the beam) with peak S/N >= {COUNT_SNR:g}")
+            add_catalogue_counts(table, sources, tiles, model, finder, radio.beam)
             write_table(describe_columns(Table(sources, copy=True), units=True),
                         paths["sources"], overwrite=overwrite)
             beam = None if radio.beam is None else radio.beam[0]

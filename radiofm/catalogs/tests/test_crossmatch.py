@@ -175,3 +175,9 @@ def test_coco_boxes(tmp_path, field):
         assert bottom + height <= 128 + 1e-6 and width > 0 and height > 0
     with pytest.raises(ValueError, match="no 'label' column"):
         tiles_to_coco(tiles, truth, category="label")
+
+
+def test_weights_must_give_one_number_per_source():
+    hdu, truth = make_radio_sky((256, 256), seed=4)
+    with pytest.raises(ValueError, match="one number per catalogue row"):
+        count_in_tiles(truth, tile_image(hdu, 128), weights=[1.0, 2.0])

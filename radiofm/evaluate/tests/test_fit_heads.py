@@ -408,3 +408,48 @@ def test_fit_heads_can_measure_the_stretch_in_boxes(tiny_model, tmp_path, monkey
         assert main(["fit-heads", str(snr_model), "-o", str(tmp_path / "cli"), *extra]) == 0
     assert [options["box_pixels"] for options in asked] == [128, None]
     assert [options.get("stamp_arcsec") for options in asked] == [540.0, None]
+
+
+def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_path):
+    """A regime fitted on simulated skies alone learns how its counts combine with the
+    finder's catalogue of the sky (probabilities non-decreasing in S/N, coefficients >= 0,
+    the combination's held-out and test figures recorded); FIRST's regime, whose label is
+    itself a finder's count, gets none."""
+    heads = fit_output_heads(_PixelStatistics(), shared_data, limit=4, finder="photutils",
+                             artefact_fields=2, count_windows=2, cache=tmp_path)
+    parsed = parse_heads(heads, embedding_dim=4)
+    counts = heads["counts"]
+    regimes = {regime["name"]: regime for regime in counts["regimes"]}
+    assert "MeerKAT-sim" in regimes
+    assert all("catalogue" not in regime for name, regime in regimes.items()
+               if name != "MeerKAT-sim")
+    catalogue = regimes["MeerKAT-sim"]["catalogue"]
+    assert catalogue["finder"] == "photutils"
+    assert (np.diff(catalogue["probability"]) >= 0).all()
+    assert min(catalogue["coef"]) >= 0 and max(catalogue["coef"]) > 0
+    held_out = counts["regime_validation"]["MeerKAT-sim"]["catalogue"]
+    assert held_out["tiles"] >= 3 and held_out["combined_r2"] >= held_out["glm_r2"] - 1e-6
+    assert set(counts["figures_catalogue"]) == {"counts_simulated",
+                                                "counts_simulated_artefacts"}
+    assert parsed.count_catalogue(7.5).finder == "photutils"
+    assert parsed.count_catalogue(5.4) is None
+
+
+def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
+    """Probabilities from the sources of the tiles the GLM was fitted on, the combination
+    from the held-out tiles; with no compact source on either side there is nothing to fit."""
+    from radiofm.evaluate._fit_heads import _catalogue_count
+
+    rng = np.random.default_rng(3)
+    tile = rng.integers(0, 40, 4000)
+    snr = rng.uniform(4.0, 12.0, 4000)
+    counted = rng.random(4000) < np.clip((snr - 4.0) / 4.0, 0, 1)
+    sources = {"tile": tile, "snr": snr, "compact": np.ones(4000, bool), "counted": counted}
+    held = np.arange(30, 40)
+    truth = np.bincount(tile[counted], minlength=40)[held].astype(float)
+    mix = _catalogue_count(sources, (held, truth, np.full(10, truth.mean())), "photutils")
+    probability = np.interp([4.0, 6.0, 8.0, 11.0], mix["snr"], mix["probability"])
+    np.testing.assert_allclose(probability, [0.0, 0.5, 1.0, 1.0], atol=0.12)
+    assert mix["validation"]["combined_r2"] > 0.5 > mix["validation"]["glm_r2"]
+    none = {**sources, "compact": np.zeros(4000, bool)}
+    assert _catalogue_count(none, (held, truth, truth), "photutils") is None

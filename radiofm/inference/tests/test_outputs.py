@@ -273,3 +273,76 @@ def test_copies_keep_the_heads(headed, tmp_path):
     copy = tmp_path / "copy.onnx"
     shutil.copy(headed, copy)
     assert load_model(copy, threads=1).heads.classes == CLASSES
+
+
+def _catalogued(tiny_model, folder, finder="photutils"):
+    """The tiny model whose MeerKAT-sim regime combines its counts with ``finder``
+    catalogues: 0.5 + 0.25 x the head's count + the summed probabilities."""
+    def catalogue(heads):
+        heads["counts"]["regimes"][0]["catalogue"] = {
+            "finder": finder, "snr": [5.0, 10.0], "probability": [0.2, 1.0],
+            "coef": [0.5, 0.25, 1.0], "dispersion": 2.0}
+    return _with_heads(tiny_model, folder, f"catalogued_{finder}", threshold=1e6,
+                       count_dispersion=1.0, change=catalogue,
+                       count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
+
+
+def test_counts_combine_with_the_catalogue_their_head_was_fitted_for(tiny_model, tmp_path):
+    """Where the count head carries a catalogue (heads version 6), a tile's n_compact_pred
+    combines the head's count with the summed probabilities of the tile's compact sources,
+    but only for a catalogue of the finder it was fitted for: a user's own catalogue or
+    another finder's leave the head's count alone."""
+    from radiofm.catalogs import count_in_tiles
+    from radiofm.image import read_image
+    from radiofm.inference import add_catalogue_counts
+    from radiofm.tiling import tile_image
+
+    hdu, _ = make_radio_sky((512, 512), seed=4)
+    model = load_model(_catalogued(tiny_model, tmp_path), threads=1)
+    tiles = tile_image(hdu, model.spec.tile_arcsec * u.arcsec)
+    table = count_sources(tiles, model, threads=1, progress=False)
+    assert len(table) > 1
+    head = np.asarray(table["n_compact_pred"]).copy()
+    sources = classify_morphology(find_sources(hdu, "photutils"), hdu, model, threads=1,
+                                  progress=False)
+    beam = read_image(hdu).beam
+    for finder in (None, "bdsf"):
+        unchanged = table.copy()
+        assert not add_catalogue_counts(unchanged, sources, tiles, model, finder, beam)
+        np.testing.assert_array_equal(unchanged["n_compact_pred"], head)
+    assert not add_catalogue_counts(table.copy(), sources, tiles, model, "photutils",
+                                    (20 * u.arcsec, 20 * u.arcsec, 0 * u.deg))  # pooled head
+    assert add_catalogue_counts(table, sources, tiles, model, "photutils", beam)
+    compact = np.asarray(sources["morph_flag"]) == "compact_by_measurement"
+    assert compact.sum() > 10
+    weights = np.where(compact, np.interp(sources["snr"], [5.0, 10.0], [0.2, 1.0]), 0.0)
+    summed = count_in_tiles(sources, tiles, select="all", weights=weights)["n_compact"]
+    assert summed.sum() > 5
+    np.testing.assert_allclose(table["n_compact_pred"], 0.5 + 0.25 * head + summed,
+                               rtol=1e-5)
+    np.testing.assert_allclose(table["n_compact_pred_err"],
+                               np.sqrt(2.0 * table["n_compact_pred"]), rtol=1e-5)
+    assert table.meta["COUNTCAT"] == "photutils"
+    assert "combined with the photutils catalogue" in table["n_compact_pred"].info.description
+
+
+def test_annotate_combines_counts_only_with_the_sources_it_finds(tiny_model, tmp_path):
+    """``radiofm annotate`` combines the counts with the catalogue when it found the sources
+    itself with the head's finder; with the user's catalogue it keeps the head's count."""
+    from radiofm.survey import annotate_image
+
+    hdu, truth = make_radio_sky((512, 512), seed=4)
+    image = tmp_path / "sky.fits"
+    hdu.writeto(image)
+    model = _catalogued(tiny_model, tmp_path)
+    annotate_image(image, tmp_path / "found", model=model, finder="photutils", threads=1,
+                   progress=False)
+    found = QTable.read(tmp_path / "found" / "sky_tiles.ecsv")
+    assert found.meta["COUNTCAT"] == "photutils"
+    catalogue = tmp_path / "own.ecsv"
+    truth.write(catalogue)
+    annotate_image(image, tmp_path / "own", model=model, catalog=catalogue, threads=1,
+                   progress=False)
+    own = QTable.read(tmp_path / "own" / "sky_tiles.ecsv")
+    assert "COUNTCAT" not in own.meta
+    assert not np.allclose(own["n_compact_pred"], found["n_compact_pred"])

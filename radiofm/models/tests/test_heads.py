@@ -314,3 +314,56 @@ def test_bad_peak_heads_are_refused(change, message):
     change(raw)
     with pytest.raises(ModelMetadataError, match=message):
         parse_heads(raw, embedding_dim=DIM)
+
+
+CATALOGUE = {"finder": "photutils", "snr": [5.0, 6.0, 8.0], "probability": [0.3, 0.7, 1.0],
+             "coef": [0.5, 0.4, 0.6], "dispersion": 1.5}
+
+
+def _with_catalogue(**change):
+    """Heads whose MeerKAT-sim regime combines its counts with a photutils catalogue."""
+    raw = json.loads(serialize_heads(numpy_heads(
+        DIM, count_regimes=[("MeerKAT-sim", [6.5, 8.6], 0.0, 1.0)], count_dispersion=1.0)))
+    raw["counts"]["regimes"][0]["catalogue"] = {**CATALOGUE, **change}
+    return raw
+
+
+def test_a_count_catalogue_weighs_each_compact_source_by_its_snr():
+    """A regime's catalogue turns each compact source into the probability, read at its
+    measured S/N, that it is a counted source; a tile's count combines the head's count
+    with their sum, never negative, with a quasi-Poisson error."""
+    heads = parse_heads(_with_catalogue(), embedding_dim=DIM)
+    assert heads.count_catalogue(20.0) is None and heads.count_catalogue(None) is None
+    mix = heads.count_catalogue(7.5)
+    assert mix.finder == "photutils"
+    weights = mix.source_probabilities(np.array([5.0, 5.5, 7.0, 50.0, 7.0, np.nan]),
+                                       np.array([True, True, True, True, False, True]))
+    np.testing.assert_allclose(weights, [0.3, 0.5, 0.85, 1.0, 0.0, 0.0])
+    counts, errors = mix.combine(np.array([0.0, 10.0]), np.array([0.0, 5.0]))
+    np.testing.assert_allclose(counts, [0.5, 0.5 + 4.0 + 3.0])
+    np.testing.assert_allclose(errors, np.sqrt(1.5 * counts), rtol=1e-6)
+    again = parse_heads(serialize_heads(heads))
+    assert again.count_catalogue(7.5).coef.tolist() == [0.5, 0.4, 0.6]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"coef": [0.5, -0.4, 0.6]}, "coef must be >= 0"),
+    ({"coef": [0.5, 0.4]}, r"coef has shape \(2,\), expected \(3,\)"),
+    ({"snr": [5.0, 5.0, 8.0]}, "snr must be a non-empty increasing list"),
+    ({"snr": []}, "snr must be a non-empty increasing list"),
+    ({"probability": [0.3, 1.2, 1.0]}, r"probability must lie in \[0, 1\]"),
+    ({"probability": [0.3, 1.0]}, r"probability has shape \(2,\), expected \(3,\)"),
+    ({"finder": ""}, "finder must name a source finder"),
+    ({"dispersion": 0.0}, "dispersion must be positive"),
+])
+def test_bad_count_catalogues_are_refused(change, message):
+    with pytest.raises(ModelMetadataError, match=message):
+        parse_heads(_with_catalogue(**change), embedding_dim=DIM)
+
+
+def test_a_count_catalogue_needs_heads_version_6():
+    """A radiofm of version 5 would print the head's count alone: such heads are refused."""
+    with pytest.raises(ModelMetadataError, match="a count catalogue needs heads version 6"):
+        parse_heads({**_with_catalogue(), "heads_version": 5})
+    heads = parse_heads({**_with_catalogue(), "heads_version": 6})
+    assert heads.count_catalogue(7.5) is not None
