@@ -70,9 +70,10 @@ COUNT_REGIMES = (
 #: them alone gets a catalogue combination (`_add_catalogue_counts`).
 SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts")
 #: Measured peak S/N at which a count head's catalogue probabilities are read
-#: (`_catalogue_count`; interpolated between, held beyond).
-CATALOGUE_SNR_KNOTS = np.r_[np.arange(3.0, 10.0, 0.25), np.arange(10.0, 20.0), 20.0, 30.0,
-                            50.0, 100.0]
+#: (`_catalogue_count`; interpolated between, held beyond): fine where they climb from 0
+#: to 1, around the label's 5 sigma.
+CATALOGUE_SNR_KNOTS = np.r_[np.arange(3.0, 10.0, 0.05), np.arange(10.0, 20.0, 0.5), 20.0,
+                            30.0, 50.0, 100.0]
 #: A regime is kept when its validation deviance is this share below the pooled GLM's (a
 #: regime no better than the pooled GLM would only add noise).
 REGIME_MARGIN = 0.01
