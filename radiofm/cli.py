@@ -733,8 +733,7 @@ def _add_export(commands):
                           help="also write NAME-fp16.onnx: weights stored as float16 (half "
                           "the size), run in float32")
     exporter.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
-                       help="source finder for the FIRST compact counts (cached) and of the "
-                       "simulated skies' catalogues the count heads combine with")
+                       help="source finder for the FIRST compact counts (cached)")
     _add_head_fit_options(exporter)
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
@@ -759,13 +758,19 @@ def _add_head_fit_options(parser):
                         help="side of the morphology head's stamps, cut from the centre of "
                         "RadioGalaxyDataset's 540 arcsec images; inference frames sources by "
                         "it (default: radiofm.evaluate.MORPHOLOGY_STAMP_ARCSEC)")
+    parser.add_argument("--catalogue-finders", nargs="+", choices=["photutils", "bdsf"],
+                        metavar="FINDER",
+                        help="finders (photutils, bdsf) whose catalogues the simulated "
+                        "sky's count head learns to combine with, as annotate applies them "
+                        "(default: photutils, and bdsf where pyBDSF is installed)")
 
 
 def _head_fit_options(args):
     options = {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
                "artefact_fields": args.artefact_fields,
                "count_peaks": False if args.embedding_counts_only else None,
-               "stamp_arcsec": args.stamp_arcsec}
+               "stamp_arcsec": args.stamp_arcsec,
+               "catalogue_finders": args.catalogue_finders}
     return {key: value for key, value in options.items() if value is not None}
 
 
@@ -826,8 +831,7 @@ def _add_fit_heads(commands):
     heads.add_argument("--name", help="file name stem (default: the model's name)")
     heads.add_argument("--data", help="data root (default: $RADIOFM_DATA or ../shared/data)")
     heads.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
-                       help="source finder for the FIRST compact counts (cached) and of the "
-                       "simulated skies' catalogues the count heads combine with")
+                       help="source finder for the FIRST compact counts (cached)")
     heads.add_argument("--limit", type=int, help="at most this many items per split")
     heads.add_argument("--first-limit", type=int,
                        help="at most this many FIRST fields per split (default: --limit)")

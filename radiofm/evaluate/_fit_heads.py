@@ -428,52 +428,66 @@ def _catalogue_count(sources, held, finder):
 
 
 def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
-                          train_tiles, finder):
-    """Give each kept regime fitted on simulated skies alone a ``catalogue``
-    (`_catalogue_count`, on the training skies' sources), recording its held-out figures
-    in ``validation``. FIRST's label is itself a finder's count, with no truth to weigh a
-    catalogue against: its regime gets none."""
+                          train_tiles):
+    """Give each kept regime fitted on simulated skies alone ``catalogues``, one per
+    finder of ``catalogue_sources`` (finder -> data set -> sources; `_catalogue_count`, on
+    the training skies' sources), recording their held-out figures in ``validation``.
+    FIRST's label is itself a finder's count, with no truth to weigh a catalogue against:
+    its regime gets none."""
     members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     for regime in regimes:
         name = regime["name"]
         if (name not in held_predictions
                 or not set(members[name]) <= set(SIMULATED_COUNT_SETS)):
             continue
-        sets = [s for s in members[name] if s in catalogue_sources]
-        sources = {key: np.concatenate([catalogue_sources[s][key] for s in sets])
-                   for key in ("tile", "snr", "compact", "counted")}
-        keep = np.isin(sources["tile"], train_tiles)
-        mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
-                               held_predictions[name], finder)
-        if mix is not None:
-            validation[name]["catalogue"] = mix.pop("validation")
-            regime["catalogue"] = mix
+        for finder, found in catalogue_sources.items():
+            sets = [s for s in members[name] if s in found]
+            sources = {key: np.concatenate([found[s][key] for s in sets])
+                       for key in ("tile", "snr", "compact", "counted")}
+            keep = np.isin(sources["tile"], train_tiles)
+            mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
+                                   held_predictions[name], finder)
+            if mix is None:
+                continue
+            figures = mix.pop("validation")
+            validation[name].setdefault("catalogues", {})[finder] = figures
+            regime.setdefault("catalogues", []).append(mix)
             log.info("count regime %s combined with %s catalogues: %s", name, finder,
-                     validation[name]["catalogue"])
+                     figures)
 
 
 def _catalogue_test_figures(regimes, catalogue_sources, tile, source, split, target, rate):
-    """`_count_figures` of each simulated data set's test tiles counted as inference counts
-    them with a catalogue (`radiofm.models.CatalogueCount`), by the regime that counts it."""
+    """Finder -> data set -> `_count_figures` of each simulated data set's test tiles
+    counted as inference counts them with that finder's catalogue
+    (`radiofm.models.CatalogueCount`), by the regime that counts it."""
     members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     figures = {}
     for regime in regimes:
-        if "catalogue" not in regime:
+        for part in regime.get("catalogues", []):
+            mix = CatalogueCount(part, "catalogues")
+            figures[mix.finder] = _catalogue_set_figures(
+                mix, members[regime["name"]], catalogue_sources[mix.finder], tile, source,
+                split, target, rate)
+    return figures
+
+
+def _catalogue_set_figures(mix, sets, catalogue_sources, tile, source, split, target,
+                           rate):
+    """Data set -> `_count_figures` of its test tiles counted with ``mix``."""
+    figures = {}
+    for name in sets:
+        rows = (source == name) & (split == "test")
+        if name not in catalogue_sources or not rows.any():
             continue
-        mix = CatalogueCount(regime["catalogue"], "catalogue")
-        for name in members[regime["name"]]:
-            rows = (source == name) & (split == "test")
-            if name not in catalogue_sources or not rows.any():
-                continue
-            tiles, cell = np.unique(tile[rows], return_inverse=True)
-            found = catalogue_sources[name]
-            inside = np.isin(found["tile"], tiles)
-            summed = np.bincount(np.searchsorted(tiles, found["tile"][inside]),
-                                 mix.source_probabilities(found["snr"][inside],
-                                                          found["compact"][inside]),
-                                 minlength=len(tiles))
-            counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed)
-            figures[name] = _count_figures(counts, np.bincount(cell, target[rows]), errors)
+        tiles, cell = np.unique(tile[rows], return_inverse=True)
+        found = catalogue_sources[name]
+        inside = np.isin(found["tile"], tiles)
+        summed = np.bincount(np.searchsorted(tiles, found["tile"][inside]),
+                             mix.source_probabilities(found["snr"][inside],
+                                                      found["compact"][inside]),
+                             minlength=len(tiles))
+        counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed)
+        figures[name] = _count_figures(counts, np.bincount(cell, target[rows]), errors)
     return figures
 
 
@@ -620,7 +634,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                      cache=None, n_components=OOD_COMPONENTS, ood_quantile=OOD_QUANTILE,
                      graph_heads=False, artefact_fields=ARTEFACT_FIELDS,
                      simulated_fields=SIMULATED_FIELDS, count_windows=COUNT_WINDOWS,
-                     count_peaks=True, stamp_arcsec=MORPHOLOGY_STAMP_ARCSEC):
+                     count_peaks=True, stamp_arcsec=MORPHOLOGY_STAMP_ARCSEC,
+                     catalogue_finders=None):
     """Fit the count, morphology and out-of-distribution heads of a model.
 
     - counts: a Poisson GLM (log link, so never negative) on standardised embeddings of
@@ -639,11 +654,12 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       data set is counted by (with ``within_1_error`` and ``variance_ratio``, how well the
       uncertainty covers the test tiles), and ``figures_pooled`` those of the pooled head.
       A regime fitted on simulated skies alone also learns how its counts combine with a
-      ``finder`` catalogue of the image (`radiofm.models.CatalogueCount`,
-      `_catalogue_count`: the finder is run on every simulated sky; the probabilities on
-      the training skies' sources, the combination on the held-out fifth), which
-      ``radiofm annotate`` applies when it finds the sources itself with that finder;
-      ``figures_catalogue`` holds the test tiles' figures counted that way;
+      catalogue of the image made by each of ``catalogue_finders``
+      (`radiofm.models.CatalogueCount`, `_catalogue_count`: each finder is run on every
+      simulated sky; the probabilities on the training skies' sources, the combination on
+      the held-out fifth), which ``radiofm annotate`` applies when it finds the sources
+      itself with one of them; ``figures_catalogue`` holds the test tiles' figures counted
+      that way, per finder;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train (each
       image's central ``stamp_arcsec``, which becomes the model's stamp angle), less a
       stratified fifth of it (`CHOICE_SHARE`) on which the temperature is fitted and C
@@ -670,9 +686,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     first_limit : int, optional
         At most this many FIRST fields per split for the count tiles (default ``limit``).
     finder : {"auto", "bdsf", "photutils"}
-        Source finder of the FIRST compact counts (catalogues are cached) and of the
-        simulated skies' catalogues the count heads combine with ("auto": pyBDSF when it is
-        installed).
+        Source finder of the FIRST compact counts (catalogues are cached).
     cache : str or path-like, optional
         Folder where embeddings are cached (per embedder and data set).
     n_components : int
@@ -697,6 +711,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         Side of the morphology stamps, cut from the centre of RadioGalaxyDataset's 540
         arcsec images (rounded to its 1.8 arcsec pixels); inference frames sources by it
         (`radiofm.models.ModelSpec`'s ``stamp_arcsec``).
+    catalogue_finders : sequence of str, optional
+        Finders (`radiofm.sources.find_sources` methods) whose catalogues the simulated
+        regime's counts learn to combine with; default photutils, and pyBDSF where it is
+        installed (the finders ``radiofm annotate --finder auto`` picks from).
     graph_heads : bool
         Also return linear heads on the raw embedding for `radiofm.export`'s graph outputs
         (``n_compact``: ridge regression; ``morph_logits``: the calibrated logistic head
@@ -772,17 +790,20 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     regimes, validation, pooled_glm_dispersion = _beam_regimes(
         xc, yc, train_c, source_c, tile_c, peaks=peaks_c, peak_level=peak_level,
         held_predictions=held_predictions)
-    if finder == "auto":
-        finder = "bdsf" if HAS_BDSF else "photutils"
-    catalogue_sources = {  # what the finder finds in the simulated skies, tiles numbered
-        name: _simulated_catalogues(fields, size, first_seed=first_seed, artefacts=artefacts,
-                                    finder=finder)
-        for name, (fields, size, first_seed, artefacts) in simulated_skies.items()
-        if name in offsets_c}
-    for name, sources in catalogue_sources.items():
-        sources["tile"] = sources["tile"] + offsets_c[name]
+    if catalogue_finders is None:
+        catalogue_finders = ("photutils", "bdsf") if HAS_BDSF else ("photutils",)
+    catalogue_sources = {  # what each finder finds in the simulated skies, tiles numbered
+        catalogue_finder: {  # as the count items are
+            name: _simulated_catalogues(fields, size, first_seed=first_seed,
+                                        artefacts=artefacts, finder=catalogue_finder)
+            for name, (fields, size, first_seed, artefacts) in simulated_skies.items()
+            if name in offsets_c}
+        for catalogue_finder in catalogue_finders}
+    for found in catalogue_sources.values():
+        for name, sources in found.items():
+            sources["tile"] = sources["tile"] + offsets_c[name]
     _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
-                          np.unique(tile_c[train_c]), finder)
+                          np.unique(tile_c[train_c]))
     if pooled_glm_dispersion is not None:  # else no tile was held out, nor has any regime
         counts["dispersion"] = pooled_glm_dispersion
     # each data set is counted by its beam's regime head where one is kept, as at inference

@@ -316,12 +316,12 @@ def add_count_columns(table, model, outputs):
 def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     """Combine ``n_compact_pred`` with the image's catalogue, where the count head can.
 
-    A count head of heads version 6 may carry a `radiofm.models.CatalogueCount`, fitted
-    for catalogues of one finder: each source compact by measurement then counts with the
-    probability that it is a true source of peak >= 5 sigma at its measured S/N, and a
-    tile's ``n_compact_pred`` (and ``n_compact_pred_err``) become the fitted combination of
-    the head's count and those summed probabilities (never negative; masked where they
-    were). Otherwise the table is left as it is.
+    A count head of heads version 6 may carry `radiofm.models.CatalogueCount` parts, each
+    fitted for catalogues of one finder: each source compact by measurement then counts
+    with the probability that it is a true source of peak >= 5 sigma at its measured S/N,
+    and a tile's ``n_compact_pred`` (and ``n_compact_pred_err``) become the fitted
+    combination of the head's count and those summed probabilities (never negative; masked
+    where they were). Otherwise the table is left as it is.
 
     Parameters
     ----------
@@ -352,14 +352,15 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     from ..catalogs import count_in_tiles
 
     heads = model.heads
-    mix = None if heads is None else heads.count_catalogue(_beam_arcsec(beam))
-    if mix is None or "n_compact_pred" not in table.colnames:
+    mixes = {} if heads is None else heads.count_catalogues(_beam_arcsec(beam))
+    if not mixes or "n_compact_pred" not in table.colnames:
         return False
-    if finder != mix.finder:
-        log.info("model %r combines its counts with %s catalogues; this catalogue came from "
-                 "%s, so n_compact_pred is the count head's alone", model.name, mix.finder,
-                 finder or "the user")
+    if finder not in mixes:
+        log.info("model %r combines its counts with catalogues of %s; this catalogue came "
+                 "from %s, so n_compact_pred is the count head's alone", model.name,
+                 " or ".join(sorted(mixes)), finder or "the user")
         return False
+    mix = mixes[finder]
     compact = np.asarray(sources["morph_flag"]) == "compact_by_measurement"
     probability = mix.source_probabilities(np.asarray(sources["snr"], float), compact)
     summed = count_in_tiles(sources, tiles, select="all", weights=probability)["n_compact"]

@@ -12,13 +12,13 @@ Layout (every array a nested JSON list of floats)::
     {"heads_version": 5, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [F], "scale": [F], "coef": [F],
                 "intercept": b, "max_log_rate": m, "dispersion": phi,
-                "peak_level": l, "catalogue": CATALOGUE, "description": "...",
+                "peak_level": l, "catalogues": [CATALOGUE, ...], "description": "...",
                 "windows": w,
                 "regimes": [{"name": "...", "beam_range_arcsec": [low, high],
                              "description": "...", "mean": [F], "scale": [F],
                              "coef": [F], "intercept": b, "max_log_rate": m,
                              "dispersion": phi, "peak_level": l,
-                             "catalogue": CATALOGUE}, ...],
+                             "catalogues": [CATALOGUE, ...]}, ...],
                 ...},
      "morphology": {"kind": "multinomial-logistic", "mean": [D], "scale": [D],
                     "coef": [[D] x K], "intercept": [K], "temperature": T,
@@ -54,6 +54,17 @@ normalised input the embedding came from (its peaks and islands at or above
 ``peak_level``, in the input's units). What the pooled embedding of a window blurs, the
 number of separate bright peaks in it, the pixels then say directly. Each GLM of a head
 (the pooled one, each regime's) reads the peaks or not on its own.
+
+A count GLM may carry ``catalogues`` (version 6), each CATALOGUE = ``{"finder": name,
+"snr": [K], "probability": [K], "coef": [3], "dispersion": phi}`` for a distinct finder:
+how its tile counts combine with a catalogue of the image that
+`radiofm.sources.find_sources` made with that finder (`CatalogueCount`). Each of the
+catalogue's sources that is compact by measurement counts with the probability,
+interpolated in its measured peak S/N, that it is a source of the counted kind (a
+finder's 5-sigma source is a true 5-sigma source about a third of the time: fainter
+sources, far more numerous, scatter above the threshold); a tile's count is then
+``coef[0] + coef[1] x`` the GLM's count ``+ coef[2] x`` the summed probabilities, with
+coefficients >= 0, so never negative.
 """
 
 import json
@@ -70,7 +81,7 @@ __all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "CatalogueCoun
 HEADS_VERSION = 6
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
 #: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``; 5: no count
-#: ``catalogue``).
+#: ``catalogues``).
 READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
 #: them after the embedding.
@@ -193,7 +204,7 @@ class CatalogueCount:
     >>> from radiofm.models import CatalogueCount
     >>> mix = CatalogueCount({"finder": "photutils", "snr": [5.0, 7.0],
     ...                       "probability": [0.3, 0.9], "coef": [0.5, 0.4, 0.6],
-    ...                       "dispersion": 1.2}, "counts.catalogue")
+    ...                       "dispersion": 1.2}, "counts.catalogues[0]")
     >>> weights = mix.source_probabilities(np.array([5.0, 6.0, 20.0, 6.0]),
     ...                                    np.array([True, True, True, False]))
     >>> [round(float(w), 2) for w in weights]
@@ -248,8 +259,8 @@ class PoissonGlm:
         ``mean``, ``scale``, ``coef`` (each (F,)), ``intercept``, ``max_log_rate`` (the
         cap of the log rate) and, optionally, ``dispersion`` (variance of a tile's count
         over its prediction), ``peak_level`` (the GLM also reads the inputs'
-        `peak_features` at this level: F = D + 4, else F = D) and ``catalogue``
-        (`CatalogueCount`), as
+        `peak_features` at this level: F = D + 4, else F = D) and ``catalogues`` (a list
+        of `CatalogueCount` parts, one per finder), as
         `radiofm.evaluate.fit_output_heads` writes them.
     dim : int
         Embedding size D.
@@ -279,8 +290,16 @@ class PoissonGlm:
         self.max_log_rate = _number(part, "max_log_rate", where)
         self.dispersion = (_number(part, "dispersion", where, positive=True)
                            if "dispersion" in part else None)
-        self.catalogue = (CatalogueCount(part["catalogue"], f"{where}.catalogue")
-                          if "catalogue" in part else None)
+        catalogues = part.get("catalogues", [])
+        if not isinstance(catalogues, list):
+            raise _Invalid(f"{where}.catalogues must be a list, got "
+                           f"{type(catalogues).__name__}")
+        self.catalogues = {}
+        for i, catalogue in enumerate(catalogues):
+            parsed = CatalogueCount(catalogue, f"{where}.catalogues[{i}]")
+            if parsed.finder in self.catalogues:
+                raise _Invalid(f"{where}.catalogues has two for finder {parsed.finder!r}")
+            self.catalogues[parsed.finder] = parsed
 
     def predict(self, x):
         """(N,) float32 expected counts of the (N, F) features ``x`` (the embeddings,
@@ -305,9 +324,9 @@ def _count_regimes(counts, dim, version):
     if (any(isinstance(part, dict) and "peak_level" in part for part in [counts, *regimes])
             and version in (1, 2, 3, 4)):
         raise _Invalid("a count peak_level needs heads version 5")
-    if (any(isinstance(part, dict) and "catalogue" in part for part in [counts, *regimes])
+    if (any(isinstance(part, dict) and "catalogues" in part for part in [counts, *regimes])
             and version in (1, 2, 3, 4, 5)):
-        raise _Invalid("a count catalogue needs heads version 6")
+        raise _Invalid("count catalogues need heads version 6")
     if any(dispersed) and not all(dispersed):
         raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
                        "dispersion or none has")
@@ -448,11 +467,11 @@ class Heads:
         return next((glm for regime, _, _, glm in self._regimes if regime == name),
                     self._pooled)
 
-    def count_catalogue(self, beam_arcsec=None):
-        """How the counts of an image of this beam combine with its catalogue: the
-        `CatalogueCount` of the count head that counts it (`count_regime`), or None when
-        that head has none."""
-        return self._count_model(beam_arcsec).catalogue
+    def count_catalogues(self, beam_arcsec=None):
+        """How the counts of an image of this beam combine with a catalogue of it: finder
+        name -> `CatalogueCount` of the count head that counts it (`count_regime`), empty
+        when that head has none."""
+        return dict(self._count_model(beam_arcsec).catalogues)
 
     def predict_counts(self, embedding, beam_arcsec=None, inputs=None):
         """Expected compact-source count per input (Poisson GLM, log link): never negative.

@@ -411,28 +411,34 @@ def test_fit_heads_can_measure_the_stretch_in_boxes(tiny_model, tmp_path, monkey
 
 
 def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_path):
-    """A regime fitted on simulated skies alone learns how its counts combine with the
+    """A regime fitted on simulated skies alone learns how its counts combine with each
     finder's catalogue of the sky (probabilities non-decreasing in S/N, coefficients >= 0,
     the combination's held-out and test figures recorded); FIRST's regime, whose label is
     itself a finder's count, gets none."""
     heads = fit_output_heads(_PixelStatistics(), shared_data, limit=4, finder="photutils",
-                             artefact_fields=2, count_windows=2, cache=tmp_path)
+                             artefact_fields=2, count_windows=2, cache=tmp_path,
+                             catalogue_finders=("photutils",))
     parsed = parse_heads(heads, embedding_dim=4)
     counts = heads["counts"]
     regimes = {regime["name"]: regime for regime in counts["regimes"]}
     assert "MeerKAT-sim" in regimes
-    assert all("catalogue" not in regime for name, regime in regimes.items()
+    assert all("catalogues" not in regime for name, regime in regimes.items()
                if name != "MeerKAT-sim")
-    catalogue = regimes["MeerKAT-sim"]["catalogue"]
+    (catalogue,) = regimes["MeerKAT-sim"]["catalogues"]
     assert catalogue["finder"] == "photutils"
     assert (np.diff(catalogue["probability"]) >= 0).all()
     assert min(catalogue["coef"]) >= 0 and max(catalogue["coef"]) > 0
-    held_out = counts["regime_validation"]["MeerKAT-sim"]["catalogue"]
+    held_out = counts["regime_validation"]["MeerKAT-sim"]["catalogues"]["photutils"]
     assert held_out["tiles"] >= 3 and held_out["combined_r2"] >= held_out["glm_r2"] - 1e-6
-    assert set(counts["figures_catalogue"]) == {"counts_simulated",
-                                                "counts_simulated_artefacts"}
-    assert parsed.count_catalogue(7.5).finder == "photutils"
-    assert parsed.count_catalogue(5.4) is None
+    assert set(counts["figures_catalogue"]["photutils"]) == {"counts_simulated",
+                                                             "counts_simulated_artefacts"}
+    assert set(parsed.count_catalogues(7.5)) == {"photutils"}
+    assert parsed.count_catalogues(5.4) == {}
+    from radiofm.cli import _head_fit_options, build_parser
+
+    args = build_parser().parse_args(["fit-heads", "m.onnx", "-o", "out",
+                                      "--catalogue-finders", "photutils", "bdsf"])
+    assert _head_fit_options(args) == {"catalogue_finders": ["photutils", "bdsf"]}
 
 
 def test_the_catalogue_combination_is_fitted_on_held_out_tiles():

@@ -279,9 +279,9 @@ def _catalogued(tiny_model, folder, finder="photutils"):
     """The tiny model whose MeerKAT-sim regime combines its counts with ``finder``
     catalogues: 0.5 + 0.25 x the head's count + the summed probabilities."""
     def catalogue(heads):
-        heads["counts"]["regimes"][0]["catalogue"] = {
+        heads["counts"]["regimes"][0]["catalogues"] = [{
             "finder": finder, "snr": [5.0, 10.0], "probability": [0.2, 1.0],
-            "coef": [0.5, 0.25, 1.0], "dispersion": 2.0}
+            "coef": [0.5, 0.25, 1.0], "dispersion": 2.0}]
     return _with_heads(tiny_model, folder, f"catalogued_{finder}", threshold=1e6,
                        count_dispersion=1.0, change=catalogue,
                        count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])

@@ -48,10 +48,10 @@ def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
             model.heads.predict_counts(embedding, beam)
     assert np.isfinite(model.heads.predict_counts(embedding, None)).all()
     # heads version 6: the simulated MeerKAT sky's regime combines its counts with the
-    # photutils catalogue annotate finds (README's main job); FIRST's and the pooled head,
-    # with no truth to fit one on, do not
-    assert model.heads.count_catalogue(7.5).finder == "photutils"
-    assert model.heads.count_catalogue(5.4) is None and model.heads.count_catalogue() is None
+    # catalogue annotate finds (photutils in README's main job, or pyBDSF); FIRST's and the
+    # pooled head, with no truth to fit one on, do not
+    assert set(model.heads.count_catalogues(7.5)) == {"photutils", "bdsf"}
+    assert model.heads.count_catalogues(5.4) == model.heads.count_catalogues() == {}
 
 
 def test_default_model_embeds_an_image_out_of_the_box():

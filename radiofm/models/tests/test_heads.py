@@ -324,7 +324,7 @@ def _with_catalogue(**change):
     """Heads whose MeerKAT-sim regime combines its counts with a photutils catalogue."""
     raw = json.loads(serialize_heads(numpy_heads(
         DIM, count_regimes=[("MeerKAT-sim", [6.5, 8.6], 0.0, 1.0)], count_dispersion=1.0)))
-    raw["counts"]["regimes"][0]["catalogue"] = {**CATALOGUE, **change}
+    raw["counts"]["regimes"][0]["catalogues"] = [{**CATALOGUE, **change}]
     return raw
 
 
@@ -333,8 +333,8 @@ def test_a_count_catalogue_weighs_each_compact_source_by_its_snr():
     measured S/N, that it is a counted source; a tile's count combines the head's count
     with their sum, never negative, with a quasi-Poisson error."""
     heads = parse_heads(_with_catalogue(), embedding_dim=DIM)
-    assert heads.count_catalogue(20.0) is None and heads.count_catalogue(None) is None
-    mix = heads.count_catalogue(7.5)
+    assert heads.count_catalogues(20.0) == {} and heads.count_catalogues() == {}
+    mix = heads.count_catalogues(7.5)["photutils"]
     assert mix.finder == "photutils"
     weights = mix.source_probabilities(np.array([5.0, 5.5, 7.0, 50.0, 7.0, np.nan]),
                                        np.array([True, True, True, True, False, True]))
@@ -343,7 +343,7 @@ def test_a_count_catalogue_weighs_each_compact_source_by_its_snr():
     np.testing.assert_allclose(counts, [0.5, 0.5 + 4.0 + 3.0])
     np.testing.assert_allclose(errors, np.sqrt(1.5 * counts), rtol=1e-6)
     again = parse_heads(serialize_heads(heads))
-    assert again.count_catalogue(7.5).coef.tolist() == [0.5, 0.4, 0.6]
+    assert again.count_catalogues(7.5)["photutils"].coef.tolist() == [0.5, 0.4, 0.6]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -361,9 +361,20 @@ def test_bad_count_catalogues_are_refused(change, message):
         parse_heads(_with_catalogue(**change), embedding_dim=DIM)
 
 
-def test_a_count_catalogue_needs_heads_version_6():
-    """A radiofm of version 5 would print the head's count alone: such heads are refused."""
-    with pytest.raises(ModelMetadataError, match="a count catalogue needs heads version 6"):
+def test_count_catalogues_need_heads_version_6_and_one_per_finder():
+    """A radiofm of version 5 would print the head's count alone: such heads are refused;
+    two catalogues of one finder would leave it unclear which applies."""
+    with pytest.raises(ModelMetadataError, match="count catalogues need heads version 6"):
         parse_heads({**_with_catalogue(), "heads_version": 5})
     heads = parse_heads({**_with_catalogue(), "heads_version": 6})
-    assert heads.count_catalogue(7.5) is not None
+    assert set(heads.count_catalogues(7.5)) == {"photutils"}
+    twice = _with_catalogue()
+    regime = twice["counts"]["regimes"][0]
+    regime["catalogues"] = regime["catalogues"] * 2
+    with pytest.raises(ModelMetadataError, match="two for finder 'photutils'"):
+        parse_heads(twice)
+    regime["catalogues"] = CATALOGUE
+    with pytest.raises(ModelMetadataError, match="catalogues must be a list"):
+        parse_heads(twice)
+    regime["catalogues"] = [CATALOGUE, {**CATALOGUE, "finder": "bdsf"}]
+    assert set(parse_heads(twice).count_catalogues(7.5)) == {"photutils", "bdsf"}
