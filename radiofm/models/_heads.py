@@ -9,7 +9,7 @@ fit-heads``) without its training checkpoint, and that no head needs torch.
 
 Layout (every array a nested JSON list of floats)::
 
-    {"heads_version": 5, "embedding_dim": D,
+    {"heads_version": 6, "embedding_dim": D,
      "counts": {"kind": "poisson-glm", "mean": [F], "scale": [F], "coef": [F],
                 "intercept": b, "max_log_rate": m, "dispersion": phi,
                 "peak_level": l, "catalogues": [CATALOGUE, ...], "description": "...",
