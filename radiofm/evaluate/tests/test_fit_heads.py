@@ -56,7 +56,8 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     embed = _fit_heads._embed
     monkeypatch.setattr(_fit_heads, "_embed", spy)
     heads = fit_output_heads(str(tiny_model), shared_data, limit=6, finder="photutils",
-                             artefact_fields=2, cache=tmp_path / "cache")
+                             artefact_fields=2, cache=tmp_path / "cache",
+                             catalogue_finders=("photutils",))
     # the morphology head reads RadioGalaxyDataset's 540" images cut to their central 270"
     assert MORPHOLOGY_STAMP_ARCSEC == heads["morphology"]["stamp_arcsec"] == 270.0
     assert embedded["morphology_6"][1:] == (150, 150)
@@ -245,7 +246,8 @@ def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_dat
     """With count_windows the head learns each window's own count, and its test figures
     are per tile: the sum of the tile's windows against the tile's count."""
     heads = fit_output_heads(str(tiny_model), shared_data, limit=4, finder="photutils",
-                             artefact_fields=0, count_windows=3, cache=tmp_path)
+                             artefact_fields=0, count_windows=3, cache=tmp_path,
+                             catalogue_finders=())
     parsed = parse_heads(heads, embedding_dim=96)
     assert parsed.count_windows == 3 and "3 x 3 windows, summed" in parsed.count_description
     # what export and fit-heads write gives every count an uncertainty, and says how often
@@ -282,7 +284,7 @@ def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_da
     tiles, the pooled GLM never (other stretches give the embedding alone: the tiny
     model's percentile one, above)."""
     options = dict(limit=4, finder="photutils", artefact_fields=0, count_windows=2,
-                   cache=tmp_path)
+                   cache=tmp_path, catalogue_finders=())
     heads = fit_output_heads(_PixelStatistics(), shared_data, **options)
     parse_heads(heads, embedding_dim=4)
     counts = heads["counts"]
