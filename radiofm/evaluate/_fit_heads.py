@@ -66,6 +66,8 @@ COUNT_REGIMES = (
      f"simulated MeerKAT-like tiles, with and without calibration artefacts (beam "
      f"{TRAINING_BEAMS_ARCSEC[1]:g} arcsec)"),
 )
+#: Regime name -> the count data sets it is fitted on and counts (from `COUNT_REGIMES`).
+_REGIME_SETS = {name: sets for name, sets, _, _ in COUNT_REGIMES}
 #: The count data sets of simulated skies, whose labels are the truth: a regime fitted on
 #: them alone gets a catalogue combination (`_add_catalogue_counts`).
 SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts")
@@ -427,6 +429,13 @@ def _catalogue_count(sources, held, finder):
                            "combined_r2": float(r2_score(truth, combined))}}
 
 
+def _catalogue_regimes(regimes, held_predictions):
+    """The kept regimes fitted on simulated skies alone (with held-out tiles): the ones that
+    learn to combine with catalogues."""
+    return [regime for regime in regimes if regime["name"] in held_predictions
+            and set(_REGIME_SETS[regime["name"]]) <= set(SIMULATED_COUNT_SETS)]
+
+
 def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
                           train_tiles):
     """Give each kept regime fitted on simulated skies alone ``catalogues``, one per
@@ -434,14 +443,10 @@ def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sourc
     the training skies' sources), recording their held-out figures in ``validation``.
     FIRST's label is itself a finder's count, with no truth to weigh a catalogue against:
     its regime gets none."""
-    members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
-    for regime in regimes:
+    for regime in _catalogue_regimes(regimes, held_predictions):
         name = regime["name"]
-        if (name not in held_predictions
-                or not set(members[name]) <= set(SIMULATED_COUNT_SETS)):
-            continue
         for finder, found in catalogue_sources.items():
-            sets = [s for s in members[name] if s in found]
+            sets = [s for s in _REGIME_SETS[name] if s in found]
             sources = {key: np.concatenate([found[s][key] for s in sets])
                        for key in ("tile", "snr", "compact", "counted")}
             keep = np.isin(sources["tile"], train_tiles)
@@ -460,13 +465,12 @@ def _catalogue_test_figures(regimes, catalogue_sources, tile, source, split, tar
     """Finder -> data set -> `_count_figures` of each simulated data set's test tiles
     counted as inference counts them with that finder's catalogue
     (`radiofm.models.CatalogueCount`), by the regime that counts it."""
-    members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     figures = {}
     for regime in regimes:
         for part in regime.get("catalogues", []):
             mix = CatalogueCount(part, "catalogues")
             figures[mix.finder] = _catalogue_set_figures(
-                mix, members[regime["name"]], catalogue_sources[mix.finder], tile, source,
+                mix, _REGIME_SETS[regime["name"]], catalogue_sources[mix.finder], tile, source,
                 split, target, rate)
     return figures
 
@@ -792,6 +796,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         held_predictions=held_predictions)
     if catalogue_finders is None:
         catalogue_finders = ("photutils", "bdsf") if HAS_BDSF else ("photutils",)
+    if not _catalogue_regimes(regimes, held_predictions):
+        catalogue_finders = ()  # no regime would combine with them: find nothing
     catalogue_sources = {  # what each finder finds in the simulated skies, tiles numbered
         catalogue_finder: {  # as the count items are
             name: _simulated_catalogues(fields, size, first_seed=first_seed,
@@ -811,9 +817,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     pooled_rate = rate.copy()
     dispersion = np.full(len(xc), counts.get("dispersion", np.nan))  # of each item's head
     pooled_dispersion = dispersion.copy()
-    members = {name: sets for name, sets, _, _ in COUNT_REGIMES}
     for regime in regimes:
-        rows = np.isin(source_c, members[regime["name"]])
+        rows = np.isin(source_c, _REGIME_SETS[regime["name"]])
         rate[rows] = _poisson_rate(regime, xc[rows] if "peak_level" not in regime
                                    else np.concatenate([xc[rows], peaks_c[rows]], axis=1))
         dispersion[rows] = regime["dispersion"]

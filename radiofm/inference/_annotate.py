@@ -10,6 +10,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._provenance import provenance_meta
+from ..catalogs import count_in_tiles
 from ..image import RadioImage, read_image
 from ..models import DEFAULT_MODEL, ModelMismatchWarning, input_noise
 from ..sources import read_catalog, sky_positions
@@ -348,8 +349,6 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
         names the finder).
     """
     from astropy.table import MaskedColumn
-
-    from ..catalogs import count_in_tiles
 
     heads = model.heads
     mixes = {} if heads is None else heads.count_catalogues(_beam_arcsec(beam))
