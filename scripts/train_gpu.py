@@ -115,8 +115,9 @@ def dry_run_config(config, output):
     return config
 
 
-def write_return(output, folder, original_sources):
-    """The teacher backbone of run folder ``output`` in half-precision parts, and its log."""
+def write_return(output, folder, info):
+    """The teacher backbone of run folder ``output`` in half-precision parts, and its log;
+    the config and the data summary name the packed bank's own sources (`pack`'s ``info``)."""
     import torch
 
     from radiofm.train._checkpoint import backbone_state, find_checkpoint, read_checkpoint
@@ -124,7 +125,7 @@ def write_return(output, folder, original_sources):
     state = read_checkpoint(find_checkpoint(output))
     model, weights = backbone_state(state)
     config = dict(state["config"])
-    config["data"] = {**config["data"], "sources": original_sources}
+    config["data"] = {**config["data"], "sources": info["sources"]}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     parts, size = [{}], 0
@@ -136,8 +137,10 @@ def write_return(output, folder, original_sources):
             size = 0
         parts[-1][key] = value.contiguous()
         size += nbytes
-    common = {"model": model, "config": config, "step": int(state.get("step", -1)),
-              "data": state.get("data", ""), "parts": len(parts)}
+    with open(Path(output) / "train_log.csv", newline="") as stream:
+        steps = sum(1 for row in csv.DictReader(stream) if row["loss"])
+    common = {"model": model, "config": config, "step": int(state.get("step", steps)),
+              "data": json.dumps(info["summary"]), "parts": len(parts)}
     for k, part in enumerate(parts):
         torch.save({**common, "part": k, "weights": part}, folder / f"backbone-part{k}.pt")
     shutil.copy(Path(output) / "train_log.csv", folder / "train_log.csv")
@@ -200,7 +203,7 @@ def run(args):
                   f"{r['mb_logistic_acc']} mb_knn_acc {r['mb_knn_acc']} sim_count_r2 "
                   f"{r['sim_count_r2']}")
     if args.return_to:
-        write_return(output, args.return_to, info["sources"])
+        write_return(output, args.return_to, info)
 
 
 def unpack(args):

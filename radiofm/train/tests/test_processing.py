@@ -1,6 +1,7 @@
 """Issue 12 pieces: S/N tiles, processing augmentations, the feature monitor, the configs."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -233,6 +234,8 @@ def test_gpu_route_packs_trains_returns_and_unpacks(repo_root, tmp_path, monkeyp
     assert joined["config"]["crops"]["global_size"] == size
     assert joined["config"]["data"]["normalization"]["method"] == "snr"
     assert joined["config"]["data"]["sources"][0]["kind"] == "simulated"  # not the npy copy
+    assert list(json.loads(joined["data"])) == ["simulated-0"]  # not "npy-0"
+    assert joined["step"] == 2
     model, weights = backbone_state(joined)
     assert model == backbone_state(trained)[0]
     for key, value in backbone_state(trained)[1].items():
