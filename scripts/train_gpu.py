@@ -152,6 +152,8 @@ def run(args):
 
     from radiofm.train import load_config, train
 
+    if args.resume and args.seconds:
+        sys.exit("--resume continues the checkpoint's own number of steps; drop --seconds")
     config = load_config(args.config)
     scratch = Path(tempfile.mkdtemp(prefix="radiofm-gpu-"))
     config.data.sources, info = unpacked_sources(args.bank, scratch)
@@ -252,7 +254,9 @@ def main(argv=None):
                    "checkpoint (default 530)")
     r.add_argument("--return", dest="return_to",
                    help="folder for the half-precision backbone parts and the log")
-    r.add_argument("--resume", action="store_true", help="continue the run's checkpoint")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run's checkpoint (a run sized by --seconds resumes from "
+                   "a config whose optim.epochs is the number it printed)")
     r.add_argument("--dry-run", action="store_true", help="2 CPU steps of batch 4")
     u = verbs.add_parser("unpack", help="join returned parts into a run folder")
     u.add_argument("back", help="the folder `run --return` wrote")
