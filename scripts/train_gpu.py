@@ -78,6 +78,15 @@ def pack(args):
     print(f"{args.bank}: {len(bank)} tiles {bank.summary()} in {size / 1e6:.1f} MB")
 
 
+def log_rows(output):
+    """The rows of run folder ``output``'s training log (step rows have a loss; monitor-only
+    rows do not)."""
+    from radiofm.train._checkpoint import LOG_FILE
+
+    with open(Path(output) / LOG_FILE, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
 def unpacked_sources(bank_file, folder):
     """The packed bank as ``npy`` sources in ``folder`` (same weights), and its info."""
     with np.load(bank_file) as packed:
@@ -100,8 +109,7 @@ def timed_steps(config, steps, folder):
     probe.monitor.every, probe.run.checkpoint_every = 0, steps
     probe.run.output = str(Path(folder) / "probe")
     train(probe, progress=False)
-    with open(Path(probe.run.output) / "train_log.csv", newline="") as stream:
-        seconds = [float(r["seconds"]) for r in csv.DictReader(stream) if r["loss"]]
+    seconds = [float(r["seconds"]) for r in log_rows(probe.run.output) if r["loss"]]
     return float(np.median(seconds[min(5, len(seconds) - 1):]))
 
 
@@ -137,8 +145,7 @@ def write_return(output, folder, info):
             size = 0
         parts[-1][key] = value.contiguous()
         size += nbytes
-    with open(Path(output) / "train_log.csv", newline="") as stream:
-        steps = sum(1 for row in csv.DictReader(stream) if row["loss"])
+    steps = sum(1 for row in log_rows(output) if row["loss"])
     common = {"model": model, "config": config, "step": int(state.get("step", steps)),
               "data": json.dumps(info["summary"]), "parts": len(parts)}
     for k, part in enumerate(parts):
@@ -174,7 +181,8 @@ def run(args):
         print(f"{per_step:.4f} s/step: {epochs} epochs of {config.optim.steps_per_epoch} steps "
               f"fit in {args.seconds:.0f} s", flush=True)
         config.optim.epochs = epochs
-    name = torch.cuda.get_device_name() if config.run.device == "cuda" else "CPU"
+    name = (torch.cuda.get_device_name()
+            if config.run.device != "cpu" and torch.cuda.is_available() else "CPU")
     print(f"{args.config} on {name}: {config.model.arch} at {config.crops.global_size} px, "
           f"batch {config.optim.batch_size}, "
           f"{config.optim.epochs * config.optim.steps_per_epoch} steps -> {config.run.output}",
@@ -192,8 +200,7 @@ def run(args):
         output, finished = Path(config.run.output), False
     finally:
         signal.alarm(0)
-    with open(Path(output) / "train_log.csv", newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    rows = log_rows(output)
     steps = [r for r in rows if r["loss"]]
     seconds = [float(r["seconds"]) for r in steps[5:]] or [float(r["seconds"]) for r in steps]
     print(f"{'finished' if finished else 'stopped at the limit'} after "
