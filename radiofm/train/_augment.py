@@ -16,8 +16,11 @@ goes through `radiofm.tiling.normalize`, the one stretch inference uses.
 
 Colour jitter and solarisation have no meaning for radio maps and are absent.
 
-Random numbers come from a CPU generator whatever the tiles' device, so a step draws the same
-crops on CPU and GPU; the image operations run where the tiles are.
+Every random number comes from the step's CPU generator, except the noise fields: on the CPU
+the generator draws them too; on an accelerator a generator of that device, seeded by one draw of
+the CPU generator, draws them there (a CPU draw of millions of normals, filtered and copied,
+took longer than the network's step). A step is so repeatable on every device, and the same
+crops on CPU and GPU up to the noise fields. Every image operation runs where the tiles are.
 """
 
 import math
@@ -128,11 +131,11 @@ class RadioMultiCrop:
         extra = torch.where(chosen(c.renoise_probability), draw(c.renoise_sigma, log=True),
                             torch.zeros(batch))
         beam = draw(c.noise_beam)
-        white = torch.randn(view.shape, generator=generator)
+        white = _standard_normal(view.shape, generator, view.device)
         radius = max(1, math.ceil(3 * max(c.noise_beam)))
         correlated, norm = _gaussian_filter(white, beam, radius)
-        correlated = correlated / norm[:, None, None, None]  # unit variance again
-        extra, correlated = extra.to(view.device), correlated.to(view.device)
+        correlated = correlated / norm.to(view.device)[:, None, None, None]  # unit variance
+        extra = extra.to(view.device)
         view = (view + extra[:, None, None, None] * correlated) / torch.sqrt(
             1 + extra**2)[:, None, None, None]
         # the clip of stamp makers: every pixel below the level goes to zero
@@ -161,7 +164,7 @@ class RadioMultiCrop:
         chosen = torch.rand(batch, generator=generator) < self.config.noise_probability
         peak = view.flatten(1).abs().amax(dim=1).clamp(min=1e-6)
         scale = torch.where(chosen, 1.0 / snr, torch.zeros_like(snr)).to(view.device)
-        noise = torch.randn(view.shape, generator=generator).to(view.device)
+        noise = _standard_normal(view.shape, generator, view.device)
         return view + (peak * scale)[:, None, None, None] * noise
 
     def _stretch(self, view, generator):
@@ -170,6 +173,15 @@ class RadioMultiCrop:
         gamma = torch.exp(math.log(low) + (math.log(high) - math.log(low))
                           * torch.rand(batch, generator=generator))
         return torch.sign(view) * view.abs().pow(gamma.to(view.device)[:, None, None, None])
+
+
+def _standard_normal(shape, generator, device):
+    """Unit normal noise of ``shape`` on ``device``: drawn by the CPU ``generator`` on the CPU,
+    elsewhere by a generator of ``device`` seeded by one draw of ``generator``."""
+    if device.type == "cpu":
+        return torch.randn(shape, generator=generator)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
 
 
 def _gaussian_filter(view, sigma, radius):
@@ -188,7 +200,11 @@ def _gaussian_filter(view, sigma, radius):
 
 
 def stretch_snr(snr, softening):
-    """The "snr" stretch of S/N values through `radiofm.tiling.normalize` (on the CPU).
+    """The "snr" stretch of S/N values: `radiofm.tiling.normalize` itself on the CPU.
+
+    On an accelerator the same arithmetic runs there in torch (``snr`` times the float32
+    reciprocal of ``softening``, the arcsinh, NaN to 0), equal to ``normalize`` to float32
+    rounding (tested), instead of copying every crop to the CPU and back.
 
     Parameters
     ----------
@@ -201,7 +217,21 @@ def stretch_snr(snr, softening):
     -------
     stretched : `torch.Tensor`
         ``arcsinh(snr / softening)`` as float32, on ``snr``'s device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> stretch_snr(torch.tensor([0.0, 5.0]), 1.0)
+    tensor([0.0000, 2.3124])
     """
-    values = snr.detach().to("cpu", torch.float32).contiguous().numpy()
+    if snr.device.type != "cpu":
+        return _stretch_snr_torch(snr, softening)
+    values = snr.detach().to(torch.float32).contiguous().numpy()
     out = normalize(values, Normalization("snr", 0.0, float(softening)), out=np.empty_like(values))
-    return torch.from_numpy(out).to(snr.device)
+    return torch.from_numpy(out)
+
+
+def _stretch_snr_torch(snr, softening):
+    """`stretch_snr`'s arithmetic in torch, on ``snr``'s device."""
+    stretched = torch.asinh(snr.detach().float() * (1.0 / float(softening)))
+    return torch.where(torch.isnan(stretched), torch.zeros_like(stretched), stretched)

@@ -64,6 +64,28 @@ def test_clip_zeroes_below_its_level_and_the_arcsinh_is_normalize():
     np.testing.assert_array_equal(stretch_snr(snr, 2.0).numpy(), expected)
 
 
+
+def test_the_accelerator_stretch_is_normalizes_arithmetic():
+    """On a GPU, stretch_snr runs in torch there: it must stay normalize's "snr" stretch."""
+    from radiofm.train._augment import _stretch_snr_torch
+
+    snr = torch.tensor([-1e4, -30.0, -2.0, -1e-3, 0.0, 1e-3, 0.5, 5.0, 300.0, 1e6, np.nan])
+    for softening in (0.5, 1.0, 2.0):
+        expected = normalize(snr.numpy(), Normalization("snr", 0.0, softening))
+        stretched = _stretch_snr_torch(snr, softening)
+        assert stretched.dtype == torch.float32
+        np.testing.assert_allclose(stretched.numpy(), expected, rtol=2e-7, atol=1e-7)
+    assert _stretch_snr_torch(snr, 1.0)[-1] == 0  # a blank pixel is 0, as normalize has it
+
+
+def test_cpu_noise_fields_come_from_the_step_generator():
+    """On the CPU the noise fields are the step generator's own draws (so CPU runs repeat
+    the crops drawn before the fields moved to the accelerator there)."""
+    from radiofm.train._augment import _standard_normal
+
+    drawn = _standard_normal((3, 1, 8, 8), torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert torch.equal(drawn, torch.randn((3, 1, 8, 8), generator=torch.Generator().manual_seed(5)))
+
 def test_renoise_keeps_unit_noise_and_lowers_the_source_snr():
     crops = CropConfig(global_size=40, local_size=16, n_local=0, global_scale=[1.0, 1.0],
                        blur_probability=0.0, renoise_probability=1.0, renoise_sigma=[2.0, 2.0],
