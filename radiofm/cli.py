@@ -751,6 +751,10 @@ def _add_head_fit_options(parser):
     parser.add_argument("--artefact-fields", type=int, metavar="N",
                         help="simulated skies with artefacts for the count head, 2/3 train "
                         "(default: radiofm.evaluate.ARTEFACT_FIELDS)")
+    parser.add_argument("--depth-fields", type=int, metavar="N",
+                        help="simulated skies with artefacts, each at a noise level of its "
+                        "own, for the count head, 2/3 train (default: "
+                        "radiofm.evaluate.DEPTH_FIELDS)")
     parser.add_argument("--embedding-counts-only", action="store_true",
                         help="the count head reads the embedding alone, not also each "
                         "window's 5-sigma peaks (a model on the S/N stretch reads both)")
@@ -767,7 +771,7 @@ def _add_head_fit_options(parser):
 
 def _head_fit_options(args):
     options = {"count_windows": args.count_windows, "simulated_fields": args.simulated_fields,
-               "artefact_fields": args.artefact_fields,
+               "artefact_fields": args.artefact_fields, "depth_fields": args.depth_fields,
                "count_peaks": False if args.embedding_counts_only else None,
                "stamp_arcsec": args.stamp_arcsec,
                "catalogue_finders": args.catalogue_finders}

@@ -28,9 +28,9 @@ from ..simulate import COUNT_SNR
 from ._embedders import load_embedder, normalization_of
 from ._stamps import SIMULATED_TILE_ARCSEC, load_task_data
 
-__all__ = ["ARTEFACT_FIELDS", "COUNT_REGIMES", "COUNT_WINDOWS", "MORPHOLOGY_STAMP_ARCSEC",
-           "SIMULATED_FIELDS", "expected_calibration_error", "fit_output_heads",
-           "write_heads"]
+__all__ = ["ARTEFACT_FIELDS", "COUNT_REGIMES", "COUNT_WINDOWS", "DEPTH_FIELDS",
+           "MORPHOLOGY_STAMP_ARCSEC", "SIMULATED_FIELDS", "expected_calibration_error",
+           "fit_output_heads", "write_heads"]
 
 log = logging.getLogger("radiofm")
 
@@ -51,6 +51,10 @@ SCALE_FLOOR = 0.05  # of the median feature scale, as the harness's folded heads
 ARTEFACT_FIELDS = 9
 #: Simulated skies without artefacts in the count tiles (2/3 train; the harness's 6).
 SIMULATED_FIELDS = 6
+#: Simulated skies with artefacts, each at a noise level of its own (so a different number
+#: of sources above 5 sigma per tile; `radiofm.evaluate._stamps.DEPTH_NOISE`), in the count
+#: tiles (2/3 train).
+DEPTH_FIELDS = 12
 #: Windows per tile side the count head reads: 3 x 3 of 90 arcsec, chosen on validation
 #: skies only by the procedure of ``scripts/count_windows.py`` (per-tile R^2 0.51 whole,
 #: 0.64 at 2 x 2, 0.68 at 3 x 3, default model v2; docs/model_card.rst).
@@ -61,16 +65,18 @@ COUNT_WINDOWS = 3
 COUNT_REGIMES = (
     ("FIRST", ("counts_first",), TRAINING_BEAMS_ARCSEC[0],
      f"FIRST 1.4 GHz tiles (beam {TRAINING_BEAMS_ARCSEC[0]:g} arcsec)"),
-    ("MeerKAT-sim", ("counts_simulated", "counts_simulated_artefacts"),
+    ("MeerKAT-sim",
+     ("counts_simulated", "counts_simulated_artefacts", "counts_simulated_depths"),
      TRAINING_BEAMS_ARCSEC[1],
-     f"simulated MeerKAT-like tiles, with and without calibration artefacts (beam "
-     f"{TRAINING_BEAMS_ARCSEC[1]:g} arcsec)"),
+     f"simulated MeerKAT-like tiles, with and without calibration artefacts, at several "
+     f"depths (beam {TRAINING_BEAMS_ARCSEC[1]:g} arcsec)"),
 )
 #: Regime name -> the count data sets it is fitted on and counts (from `COUNT_REGIMES`).
 _REGIME_SETS = {name: sets for name, sets, _, _ in COUNT_REGIMES}
 #: The count data sets of simulated skies, whose labels are the truth: a regime fitted on
 #: them alone gets a catalogue combination (`_add_catalogue_counts`).
-SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts")
+SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts",
+                        "counts_simulated_depths")
 #: Measured peak S/N at which a count head's catalogue probabilities are read
 #: (`_catalogue_count`; interpolated between, held beyond): fine where they climb from 0
 #: to 1, around the label's 5 sigma.
@@ -637,7 +643,8 @@ def _stratified_carve(labels, candidates, share, seed=0):
 def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finder="auto",
                      cache=None, n_components=OOD_COMPONENTS, ood_quantile=OOD_QUANTILE,
                      graph_heads=False, artefact_fields=ARTEFACT_FIELDS,
-                     simulated_fields=SIMULATED_FIELDS, count_windows=COUNT_WINDOWS,
+                     simulated_fields=SIMULATED_FIELDS, depth_fields=DEPTH_FIELDS,
+                     count_windows=COUNT_WINDOWS,
                      count_peaks=True, stamp_arcsec=MORPHOLOGY_STAMP_ARCSEC,
                      catalogue_finders=None):
     """Fit the count, morphology and out-of-distribution heads of a model.
@@ -702,6 +709,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         tiles, two thirds of them for training.
     simulated_fields : int
         Simulated skies without artefacts (seeds from 1000), two thirds for training.
+    depth_fields : int
+        Simulated skies with artefacts at noise levels of their own, log-uniform in
+        `radiofm.evaluate._stamps.DEPTH_NOISE` (seeds from 3000), two thirds for training:
+        the other skies are all at the simulator's 4 uJy/beam, and a count head fitted on
+        them alone undercounts deeper fields, which hold more sources above 5 sigma.
     count_windows : int
         Windows per tile side the count head reads (1: the whole tile). Its test figures
         are per tile (the sum over each tile's windows).
@@ -744,9 +756,11 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                   if count_peaks and stretch.method == "snr" else None)
 
     size = 1024 if limit is not None else 2048
-    simulated_skies = {  # (fields, size, first_seed, artefacts), as count_data makes them
-        "counts_simulated": (3 if limit is not None else simulated_fields, size, 1000, False),
-        "counts_simulated_artefacts": (artefact_fields, size, 2000, True)}
+    simulated_skies = {  # (fields, size, first_seed, artefacts, depths), as count_data
+        "counts_simulated": (3 if limit is not None else simulated_fields, size, 1000, False,
+                             False),  # makes them
+        "counts_simulated_artefacts": (artefact_fields, size, 2000, True, False),
+        "counts_simulated_depths": (depth_fields, size, 3000, True, True)}
 
     def count_data(windows, peak_level=None):
         parts = {
@@ -759,11 +773,14 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         }
         tag = {"counts_first": f"counts_first_{finder}_{first_limit or limit}",
                "counts_simulated": f"counts_simulated_{simulated_fields}_{limit}"}
-        if artefact_fields:  # skies with calibration artefacts, as README's example has
-            parts["counts_simulated_artefacts"] = _simulated_count_tiles(
-                stretch, artefact_fields, size, first_seed=2000, artefacts=True,
-                windows=windows)
-            tag["counts_simulated_artefacts"] = f"counts_artefacts_{artefact_fields}_{limit}"
+        for name, short in (("counts_simulated_artefacts", "artefacts"),
+                            ("counts_simulated_depths", "depths")):
+            fields, _, first_seed, artefacts, depths = simulated_skies[name]
+            if fields:  # skies with calibration artefacts, as README's example has
+                parts[name] = _simulated_count_tiles(
+                    stretch, fields, size, first_seed=first_seed, artefacts=artefacts,
+                    depths=depths, windows=windows)
+                tag[name] = f"counts_{short}_{fields}_{limit}"
         embedded = {name: _embed(embedder, data, cache, f"{tag[name]}_w{windows}")
                     for name, data in parts.items()}
         x = np.concatenate([embedded[name][0] for name in parts])
@@ -801,8 +818,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     catalogue_sources = {  # what each finder finds in the simulated skies, tiles numbered
         catalogue_finder: {  # as the count items are
             name: _simulated_catalogues(fields, size, first_seed=first_seed,
-                                        artefacts=artefacts, finder=catalogue_finder)
-            for name, (fields, size, first_seed, artefacts) in simulated_skies.items()
+                                        artefacts=artefacts, depths=depths,
+                                        finder=catalogue_finder)
+            for name, (fields, size, first_seed, artefacts, depths) in simulated_skies.items()
             if name in offsets_c}
         for catalogue_finder in catalogue_finders}
     for found in catalogue_sources.values():

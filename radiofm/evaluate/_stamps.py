@@ -38,6 +38,10 @@ SIMULATED_PIXEL = 1.1 * u.arcsec  # make_radio_sky's default pixel
 SIMULATED_TILE_ARCSEC = FIRST_TILE * 1.8
 FIRST_SNR = 5.0  # a FIRST compact component counts when its peak reaches 5 sigma
 COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
+#: Noise range (Jy/beam) of the count heads' depth skies (`_simulated_sky` with ``depths``):
+#: log-uniform around the simulator's 4 uJy/beam, from MIGHTEE's depth (1.3-2.7 uJy/beam,
+#: DR1, Hale et al., arXiv:2411.04958) to short MeerKAT tracks.
+DEPTH_NOISE = (1.5e-6, 12e-6)
 CHUNK = 100  # FIRST fields per cache update
 # catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec); v3: photutils's
 # background and rms measured in two passes, leaving out the first pass's islands
@@ -456,13 +460,29 @@ def _field_sources(image, wcs, name, method):
                    "major": catalogue["major"].to_value(u.arcsec)})
 
 
+def _simulated_sky(seed, size, *, artefacts=False, depths=False):
+    """The simulated MeerKAT-like field of ``seed`` that the count sets cut: `make_radio_sky`
+    at their pixel, at the simulator's noise or, with ``depths``, at a noise of its own drawn
+    from the seed, log-uniform in `DEPTH_NOISE` (a deeper field holds more sources above 5
+    sigma per tile)."""
+    from ..simulate import make_radio_sky
+
+    depth = {}
+    if depths:
+        low, high = np.log(DEPTH_NOISE)
+        depth["noise"] = float(np.exp(np.random.default_rng([seed, 1]).uniform(low, high)))
+    return make_radio_sky((size, size), seed=seed, pixel_scale=SIMULATED_PIXEL,
+                          artefacts=artefacts, **depth)
+
+
 def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, artefacts=False,
-                           windows=1):
-    """Tiles of 270 arcsec (or their windows) from simulated MeerKAT-like fields (seeds from
-    ``first_seed``, with calibration artefacts if asked), counting true compact sources whose
-    peak reaches 5 sigma; the first two thirds of the fields train, the rest test. The seed
-    of README's example sky is refused, so the example stays unseen."""
-    from ..simulate import EXAMPLE_SEED, count_true_compact, make_radio_sky
+                           depths=False, windows=1):
+    """Tiles of 270 arcsec (or their windows) from simulated MeerKAT-like fields
+    (`_simulated_sky` of seeds from ``first_seed``, with calibration artefacts and noise
+    levels of their own if asked), counting true compact sources whose peak reaches 5 sigma;
+    the first two thirds of the fields train, the rest test. The seed of README's example
+    sky is refused, so the example stays unseen."""
+    from ..simulate import EXAMPLE_SEED, count_true_compact
 
     if first_seed <= EXAMPLE_SEED < first_seed + fields:
         raise ValueError(f"simulated fields with seeds {first_seed}-{first_seed + fields - 1} "
@@ -472,8 +492,8 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
     stamps, stretches, counts, splits = [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
     for seed in range(fields):
-        hdu, truth = make_radio_sky((size, size), seed=first_seed + seed,
-                                    pixel_scale=SIMULATED_PIXEL, artefacts=artefacts)
+        hdu, truth = _simulated_sky(first_seed + seed, size, artefacts=artefacts,
+                                    depths=depths)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
         counted = count_true_compact(truth, tiles, windows=windows)
         image = np.asarray(hdu.data[0, 0], dtype=np.float32)
@@ -486,7 +506,7 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
     return _count_data("simulated tiles", stamps, stretches, counts, splits, windows)
 
 
-def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False,
+def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, depths=False,
                           finder="photutils"):
     """What a source finder finds in the fields of `_simulated_count_tiles` (the same seeds,
     size and tiles), and which of its sources the count label counts.
@@ -507,13 +527,12 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False,
     from ..catalogs import tile_membership
     from ..image import read_image
     from ..inference import compact_by_measurement, measured_snr
-    from ..simulate import COUNT_SNR, make_radio_sky
+    from ..simulate import COUNT_SNR
     from ..sources import find_sources
 
     parts, first_tile = [], 0
     for seed in range(first_seed, first_seed + fields):
-        hdu, truth = make_radio_sky((size, size), seed=seed, pixel_scale=SIMULATED_PIXEL,
-                                    artefacts=artefacts)
+        hdu, truth = _simulated_sky(seed, size, artefacts=artefacts, depths=depths)
         radio = read_image(hdu)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
         catalog = find_sources(radio, finder)

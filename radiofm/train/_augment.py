@@ -18,9 +18,10 @@ Colour jitter and solarisation have no meaning for radio maps and are absent.
 
 Every random number comes from the step's CPU generator, except the noise fields: on the CPU
 the generator draws them too; on an accelerator a generator of that device, seeded by one draw of
-the CPU generator, draws them there (a CPU draw of millions of normals, filtered and copied,
-took longer than the network's step). A step is so repeatable on every device, and the same
-crops on CPU and GPU up to the noise fields. Every image operation runs where the tiles are.
+the CPU generator, draws them there (drawing, filtering and stretching the noise of a batch of
+256 on the CPU cost about 37 ms a step on a 2-core machine, beside a 104 ms H100 step). A step
+so repeats exactly on each device, and draws the same crops on CPU and GPU up to the noise
+fields. Every image operation runs where the tiles are.
 """
 
 import math

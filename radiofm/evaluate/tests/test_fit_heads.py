@@ -56,7 +56,7 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
     embed = _fit_heads._embed
     monkeypatch.setattr(_fit_heads, "_embed", spy)
     heads = fit_output_heads(str(tiny_model), shared_data, limit=6, finder="photutils",
-                             artefact_fields=2, cache=tmp_path / "cache",
+                             artefact_fields=2, depth_fields=0, cache=tmp_path / "cache",
                              catalogue_finders=("photutils",))
     # the morphology head reads RadioGalaxyDataset's 540" images cut to their central 270"
     assert MORPHOLOGY_STAMP_ARCSEC == heads["morphology"]["stamp_arcsec"] == 270.0
@@ -113,7 +113,8 @@ def test_morphology_stamps_larger_than_radiogalaxy_images_are_refused(tiny_model
                                                                       shared_data):
     with pytest.raises(ValueError, match="cannot cut 333 x 333 pixels from stamps of 300 x"):
         fit_output_heads(str(tiny_model), shared_data, limit=2, finder="photutils",
-                         artefact_fields=0, simulated_fields=1, stamp_arcsec=600)
+                         artefact_fields=0, depth_fields=0, simulated_fields=1,
+                         stamp_arcsec=600)
 
 
 def test_the_choice_set_is_a_stratified_share_of_train():
@@ -246,8 +247,8 @@ def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_dat
     """With count_windows the head learns each window's own count, and its test figures
     are per tile: the sum of the tile's windows against the tile's count."""
     heads = fit_output_heads(str(tiny_model), shared_data, limit=4, finder="photutils",
-                             artefact_fields=0, count_windows=3, cache=tmp_path,
-                             catalogue_finders=())
+                             artefact_fields=0, depth_fields=0, count_windows=3,
+                             cache=tmp_path, catalogue_finders=())
     parsed = parse_heads(heads, embedding_dim=96)
     assert parsed.count_windows == 3 and "3 x 3 windows, summed" in parsed.count_description
     # what export and fit-heads write gives every count an uncertainty, and says how often
@@ -263,6 +264,25 @@ def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_dat
                                   tiles.target)
     with pytest.raises(ValueError, match="README's example sky"):
         _simulated_count_tiles("snr", 30, 256, first_seed=2000)
+
+
+def test_depth_skies_each_have_a_noise_of_their_own():
+    """The count heads' depth skies: each seed its own noise, log-uniform in DEPTH_NOISE,
+    the same on every call; the other count sets stay at the simulator's noise. A deeper
+    sky holds more true compact sources above 5 sigma, the label the heads learn."""
+    from radiofm.evaluate._stamps import DEPTH_NOISE, _simulated_count_tiles, _simulated_sky
+
+    noise = [_simulated_sky(seed, 256, depths=True)[1].meta["SIMNOISE"]
+             for seed in range(3000, 3012)]
+    assert all(DEPTH_NOISE[0] <= n <= DEPTH_NOISE[1] for n in noise)
+    assert len(set(noise)) == 12 and min(noise) < 3e-6 and max(noise) > 6e-6
+    assert _simulated_sky(3000, 256, depths=True)[1].meta["SIMNOISE"] == noise[0]
+    assert _simulated_sky(3000, 256)[1].meta["SIMNOISE"] == 4e-6
+    seeds = np.argsort(noise)[[0, -1]] + 3000  # the deepest and the shallowest
+    deep, shallow = (_simulated_count_tiles("snr", 1, 1024, first_seed=int(seed),
+                                            artefacts=True, depths=True).target.sum()
+                     for seed in seeds)
+    assert deep > 2 * shallow
 
 
 class _PixelStatistics:
@@ -283,8 +303,8 @@ def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_da
     the stretch's own 5-sigma level) beside the embedding where they help on its held-out
     tiles, the pooled GLM never (other stretches give the embedding alone: the tiny
     model's percentile one, above)."""
-    options = dict(limit=4, finder="photutils", artefact_fields=0, count_windows=2,
-                   cache=tmp_path, catalogue_finders=())
+    options = dict(limit=4, finder="photutils", artefact_fields=0, depth_fields=0,
+                   count_windows=2, cache=tmp_path, catalogue_finders=())
     heads = fit_output_heads(_PixelStatistics(), shared_data, **options)
     parse_heads(heads, embedding_dim=4)
     counts = heads["counts"]
@@ -418,8 +438,8 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     the combination's held-out and test figures recorded); FIRST's regime, whose label is
     itself a finder's count, gets none."""
     heads = fit_output_heads(_PixelStatistics(), shared_data, limit=4, finder="photutils",
-                             artefact_fields=2, count_windows=2, cache=tmp_path,
-                             catalogue_finders=("photutils",))
+                             artefact_fields=2, depth_fields=2, count_windows=2,
+                             cache=tmp_path, catalogue_finders=("photutils",))
     parsed = parse_heads(heads, embedding_dim=4)
     counts = heads["counts"]
     regimes = {regime["name"]: regime for regime in counts["regimes"]}
@@ -432,8 +452,8 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     assert min(catalogue["coef"]) >= 0 and max(catalogue["coef"]) > 0
     held_out = counts["regime_validation"]["MeerKAT-sim"]["catalogues"]["photutils"]
     assert held_out["tiles"] >= 3 and held_out["combined_r2"] >= held_out["glm_r2"] - 1e-6
-    assert set(counts["figures_catalogue"]["photutils"]) == {"counts_simulated",
-                                                             "counts_simulated_artefacts"}
+    assert set(counts["figures_catalogue"]["photutils"]) == {
+        "counts_simulated", "counts_simulated_artefacts", "counts_simulated_depths"}
     assert set(parsed.count_catalogues(7.5)) == {"photutils"}
     assert parsed.count_catalogues(5.4) == {}
     from radiofm.cli import _head_fit_options, build_parser
