@@ -461,6 +461,8 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     args = build_parser().parse_args(["fit-heads", "m.onnx", "-o", "out",
                                       "--catalogue-finders", "photutils", "bdsf"])
     assert _head_fit_options(args) == {"catalogue_finders": ["photutils", "bdsf"]}
+    args = build_parser().parse_args(["export", "run", "-o", "out", "--depth-fields", "6"])
+    assert _head_fit_options(args) == {"depth_fields": 6}
 
 
 def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
