@@ -756,9 +756,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                   if count_peaks and stretch.method == "snr" else None)
 
     size = 1024 if limit is not None else 2048
-    simulated_skies = {  # (fields, size, first_seed, artefacts, depths), as count_data
+    simulated_skies = {  # (fields, size, first_seed, artefacts, depths) of count_data's skies
         "counts_simulated": (3 if limit is not None else simulated_fields, size, 1000, False,
-                             False),  # makes them
+                             False),
         "counts_simulated_artefacts": (artefact_fields, size, 2000, True, False),
         "counts_simulated_depths": (depth_fields, size, 3000, True, True)}
 
