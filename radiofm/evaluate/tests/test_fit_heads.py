@@ -193,6 +193,29 @@ def test_a_beam_regime_is_kept_only_where_it_counts_its_tiles_better():
     assert regimes == [] and not any(v["kept"] for v in validation.values())
 
 
+
+def test_each_data_set_holds_out_its_own_fifth():
+    """The regimes' validation tiles: a fifth of each data set's training tiles, the same
+    whatever other data sets the fit holds (a depth set added once moved FIRST's validation
+    tiles, and with them FIRST's choice of reading the peaks)."""
+    from radiofm.evaluate._fit_heads import _held_out_tiles
+
+    source = np.repeat(["counts_first", "counts_simulated", "counts_simulated_depths"],
+                       [300, 150, 90])
+    tile = np.arange(len(source)) // 3  # three windows per tile
+    train = np.ones(len(source), bool)
+    train[:30] = False  # FIRST's first ten tiles are test tiles
+    held = _held_out_tiles(tile, train, source, seed=2)
+    for name, tiles in (("counts_first", 90), ("counts_simulated", 50),
+                        ("counts_simulated_depths", 30)):
+        own = np.unique(tile[train & (source == name)])
+        assert np.isin(held, own).sum() == tiles // 5
+    assert not np.isin(held, tile[~train]).any()
+    without = source != "counts_simulated_depths"
+    fewer = _held_out_tiles(tile[without], train[without], source[without], seed=2)
+    assert set(fewer) == set(held[np.isin(held, tile[without])])
+    assert set(_held_out_tiles(tile, train, source, seed=3)) != set(held)
+
 def test_a_regime_reads_the_peaks_where_they_count_its_tiles_better():
     """Counts of one beam follow the windows' peaks, which the embedding does not hold:
     that regime's GLM reads them; the pooled GLM reads the embedding alone."""
