@@ -461,7 +461,7 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     the combination's held-out and test figures recorded); FIRST's regime, whose label is
     itself a finder's count, gets none."""
     heads = fit_output_heads(_PixelStatistics(), shared_data, limit=4, finder="photutils",
-                             artefact_fields=2, depth_fields=2, count_windows=2,
+                             artefact_fields=2, depth_fields=3, count_windows=2,
                              cache=tmp_path, catalogue_finders=("photutils",))
     parsed = parse_heads(heads, embedding_dim=4)
     counts = heads["counts"]
