@@ -399,14 +399,16 @@ def _catalogue_count(sources, held, finder):
     The probability that a source compact by measurement is counted, against its measured
     peak S/N, is an isotonic (non-decreasing) fit on the sources of the training tiles the
     GLM was fitted on, read at fixed S/N knots; the combination ``a + b x`` the GLM's count
-    ``+ c x`` the summed probabilities is a non-negative least-squares fit on the held-out
-    tiles, with the GLM's counts for them from its fit without them (`_beam_regimes`), and
-    its dispersion is measured on the same tiles.
+    ``+ c x`` the summed probabilities ``+ d x`` the summed probabilities times the field's
+    crowding (`radiofm.inference.catalogue_crowding`) is a non-negative least-squares fit on
+    the held-out tiles, with the GLM's counts for them from its fit without them
+    (`_beam_regimes`), and its dispersion is measured on the same tiles.
 
     Parameters
     ----------
     sources : dict of `~numpy.ndarray`
-        ``tile``, ``snr``, ``compact``, ``counted`` of the regime's training fields
+        ``tile``, ``snr``, ``compact``, ``counted``, ``crowding`` of the regime's training
+        fields
         (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the count
         items are).
     held : tuple
@@ -435,9 +437,10 @@ def _catalogue_count(sources, held, finder):
         sources["snr"][fitted_on], sources["counted"][fitted_on].astype(float))
     probability = np.clip(isotonic.predict(CATALOGUE_SNR_KNOTS), 0.0, 1.0)
     weight = np.interp(sources["snr"][held_out], CATALOGUE_SNR_KNOTS, probability)
-    summed = np.bincount(np.searchsorted(tiles, sources["tile"][held_out]), weight,
-                         minlength=len(tiles))
-    design = np.column_stack([np.ones(len(tiles)), predicted, summed])
+    where = np.searchsorted(tiles, sources["tile"][held_out])
+    summed = np.bincount(where, weight, minlength=len(tiles))
+    crowded = np.bincount(where, weight * sources["crowding"][held_out], minlength=len(tiles))
+    design = np.column_stack([np.ones(len(tiles)), predicted, summed, crowded])
     coef = nnls(design, truth)[0]
     combined = design @ coef
     return {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability,
@@ -465,7 +468,7 @@ def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sourc
         for finder, found in catalogue_sources.items():
             sets = [s for s in _REGIME_SETS[name] if s in found]
             sources = {key: np.concatenate([found[s][key] for s in sets])
-                       for key in ("tile", "snr", "compact", "counted")}
+                       for key in ("tile", "snr", "compact", "counted", "crowding")}
             keep = np.isin(sources["tile"], train_tiles)
             mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
                                    held_predictions[name], finder)
@@ -503,11 +506,13 @@ def _catalogue_set_figures(mix, sets, catalogue_sources, tile, source, split, ta
         tiles, cell = np.unique(tile[rows], return_inverse=True)
         found = catalogue_sources[name]
         inside = np.isin(found["tile"], tiles)
-        summed = np.bincount(np.searchsorted(tiles, found["tile"][inside]),
-                             mix.source_probabilities(found["snr"][inside],
-                                                      found["compact"][inside]),
+        where = np.searchsorted(tiles, found["tile"][inside])
+        summed = np.bincount(where, mix.source_probabilities(found["snr"][inside],
+                                                             found["compact"][inside]),
                              minlength=len(tiles))
-        counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed)
+        crowding = np.zeros(len(tiles))  # each tile's field's (0 where it has no source)
+        crowding[where] = found["crowding"][inside]
+        counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed, crowding)
         figures[name] = _count_figures(counts, np.bincount(cell, target[rows]), errors)
     return figures
 

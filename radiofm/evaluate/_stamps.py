@@ -521,12 +521,12 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, dep
     -------
     sources : dict of `~numpy.ndarray`
         ``tile`` (the source's tile, numbered as `_simulated_count_tiles` numbers them over
-        all the fields), ``snr``, ``compact`` and ``counted``; sources in no tile are left
-        out.
+        all the fields), ``snr``, ``compact``, ``counted`` and ``crowding`` (its field's
+        `radiofm.inference.catalogue_crowding`); sources in no tile are left out.
     """
     from ..catalogs import tile_membership
     from ..image import read_image
-    from ..inference import compact_by_measurement, measured_snr
+    from ..inference import catalogue_crowding, compact_by_measurement, measured_snr
     from ..simulate import COUNT_SNR
     from ..sources import find_sources
 
@@ -547,8 +547,9 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, dep
                 truth["sky_center"])
             counted = labelled[nearest] & (separation.to_value(u.arcsec) <= beam)
         tile, row, _, _ = tile_membership(catalog["sky_center"], tiles)
+        crowding = catalogue_crowding(catalog, tiles, radio.beam)
         parts.append({"tile": tile + first_tile, "snr": snr[row], "compact": compact[row],
-                      "counted": counted[row]})
+                      "counted": counted[row], "crowding": np.full(len(row), crowding)})
         first_tile += len(tiles.table)
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 

@@ -12,6 +12,7 @@ from ._annotate import (
     ModelMismatchWarning,
     add_catalogue_counts,
     add_count_columns,
+    catalogue_crowding,
     check_image,
     classify_morphology,
     compact_by_measurement,
@@ -26,7 +27,7 @@ from ._session import OnnxModel, clear_cache, load_model
 
 __all__ = [
     "COLUMN_DESCRIPTIONS", "ModelMismatchWarning", "OnnxModel", "add_catalogue_counts",
-    "add_count_columns", "check_image", "classify_morphology", "clear_cache",
+    "add_count_columns", "catalogue_crowding", "check_image", "classify_morphology", "clear_cache",
     "compact_by_measurement", "count_sources", "describe_columns", "embed_image",
     "embed_sources", "image_noise", "load_model", "measured_snr", "read_stamps",
 ]

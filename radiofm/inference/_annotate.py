@@ -18,9 +18,10 @@ from ..tiling import TileSet, tile_image
 from ._columns import describe_columns, image_noise
 from ._session import load_model
 
-__all__ = ["ModelMismatchWarning", "add_catalogue_counts", "add_count_columns", "check_image",
-           "classify_morphology", "compact_by_measurement", "count_sources", "stamp_inputs",
-           "embed_image", "embed_sources", "measured_snr", "read_stamps"]
+__all__ = ["ModelMismatchWarning", "add_catalogue_counts", "add_count_columns",
+           "catalogue_crowding", "check_image", "classify_morphology",
+           "compact_by_measurement", "count_sources", "embed_image", "embed_sources",
+           "measured_snr", "read_stamps", "stamp_inputs"]
 
 log = logging.getLogger("radiofm")
 
@@ -314,6 +315,48 @@ def add_count_columns(table, model, outputs):
     describe_columns(table, {"n_compact_pred": (u.ct, description)})
 
 
+def catalogue_crowding(sources, tiles, beam):
+    """A catalogue's sources per beam solid angle over the finite pixels of its tiles.
+
+    A source finder merges sources closer than about a beam, so the share of sources a
+    catalogue misses grows with this number; a count head's `radiofm.models.CatalogueCount`
+    reads it to make up for them.
+
+    Parameters
+    ----------
+    sources : `~astropy.table.Table`
+        The image's catalogue (every source counts, whatever its class).
+    tiles : `~radiofm.tiling.TileSet`
+        The image's tiles: sources outside them, and the tiles' non-finite pixels, are left
+        out.
+    beam : `~radiofm.image.Beam`
+        The image's restoring beam (major and minor FWHM).
+
+    Returns
+    -------
+    crowding : float
+        Sources per beam solid angle, ``pi major minor / (4 ln 2)``.
+
+    Examples
+    --------
+    >>> from radiofm.image import read_image
+    >>> from radiofm.inference import catalogue_crowding
+    >>> from radiofm.simulate import make_radio_sky
+    >>> from radiofm.tiling import tile_image
+    >>> hdu, truth = make_radio_sky((512, 512), seed=4)
+    >>> image = read_image(hdu)
+    >>> crowding = catalogue_crowding(truth, tile_image(image, 256), image.beam)
+    >>> bool(0 < crowding < 0.1)
+    True
+    """
+    found = np.asarray(count_in_tiles(sources, tiles, select="all")["n_compact"], float)
+    tile_area = tiles.tile_angle.to_value(u.arcsec) ** 2
+    beam_area = (np.pi / (4 * np.log(2)) * beam[0].to_value(u.arcsec)
+                 * beam[1].to_value(u.arcsec))
+    beams = np.asarray(tiles.table["valid_fraction"], float).sum() * tile_area / beam_area
+    return float(found.sum() / beams)
+
+
 def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     """Combine ``n_compact_pred`` with the image's catalogue, where the count head can.
 
@@ -322,7 +365,9 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     with the probability that it is a true source of peak >= 5 sigma at its measured S/N,
     and a tile's ``n_compact_pred`` (and ``n_compact_pred_err``) become the fitted
     combination of the head's count and those summed probabilities (never negative; masked
-    where they were). Otherwise the table is left as it is.
+    where they were). A combination of heads version 7 also reads the catalogue's
+    `catalogue_crowding`, recorded in ``meta["CROWDING"]``. Otherwise the table is left as
+    it is.
 
     Parameters
     ----------
@@ -365,10 +410,15 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     summed = count_in_tiles(sources, tiles, select="all", weights=probability)["n_compact"]
     predicted = table["n_compact_pred"]
     mask = np.ma.getmaskarray(predicted)
-    counts, errors = mix.combine(np.ma.getdata(predicted), np.asarray(summed))
+    crowding = catalogue_crowding(sources, tiles, beam) if mix.reads_crowding else 0.0
+    counts, errors = mix.combine(np.ma.getdata(predicted), np.asarray(summed), crowding)
     description = (f"{predicted.info.description}; combined with the {finder} catalogue: "
                    "each source compact by measurement weighted by the probability that a "
                    "source of its measured S/N has a true peak >= 5 sigma")
+    if mix.reads_crowding:
+        description += (f", and by the sources a finder merges at the catalogue's "
+                        f"{crowding:.3g} sources per beam")
+        table.meta["CROWDING"] = crowding
     table["n_compact_pred"] = MaskedColumn(counts, mask=mask | ~np.isfinite(counts))
     table["n_compact_pred_err"] = MaskedColumn(errors, mask=mask | ~np.isfinite(counts))
     table.meta["COUNTCAT"] = finder

@@ -65,6 +65,14 @@ finder's 5-sigma source is a true 5-sigma source about a third of the time: fain
 sources, far more numerous, scatter above the threshold); a tile's count is then
 ``coef[0] + coef[1] x`` the GLM's count ``+ coef[2] x`` the summed probabilities, with
 coefficients >= 0, so never negative.
+
+A CATALOGUE may carry a fourth coefficient (version 7): ``+ coef[3] x`` the summed
+probabilities ``x`` the catalogue's crowding (`radiofm.inference.catalogue_crowding`: its
+sources per beam solid angle over the image's tiles). A finder merges sources closer than
+about a beam, and the share merged grows with the number of sources per beam: on simulated
+MeerKAT skies of 1.5 uJy/beam, 13 % of the true 5-sigma compact sources share their
+catalogue source with another, against 6 % at 4 uJy/beam. Version 6 catalogues have three
+coefficients (no crowding term).
 """
 
 import json
@@ -78,11 +86,11 @@ __all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "CatalogueCoun
            "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 6
+HEADS_VERSION = 7
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
 #: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``; 5: no count
-#: ``catalogues``).
-READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: ``catalogues``; 6: no catalogue crowding coefficient).
+READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 #: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
 #: them after the embedding.
 PEAK_FEATURES = ("peaks", "islands", "log(1 + peaks)", "log(1 + islands)")
@@ -183,7 +191,8 @@ class OodReference:
 
 
 class CatalogueCount:
-    """How a count GLM's tile counts combine with a catalogue of the image (heads version 6).
+    """How a count GLM's tile counts combine with a catalogue of the image (heads version 6;
+    the crowding coefficient version 7).
 
     Parameters
     ----------
@@ -192,7 +201,8 @@ class CatalogueCount:
         from), ``snr`` and ``probability`` (each (K,): the probability that a source compact
         by measurement is a source of the counted kind, at increasing measured peak S/N;
         interpolated between, held beyond the ends), ``coef`` (intercept, weight of the
-        GLM's count, weight of the summed probabilities; each >= 0) and ``dispersion``
+        GLM's count, weight of the summed probabilities and, optionally, weight of the
+        summed probabilities times the catalogue's crowding; each >= 0) and ``dispersion``
         (variance of a tile's true count over the combined count), as
         `radiofm.evaluate.fit_output_heads` writes them.
     where : str
@@ -211,6 +221,15 @@ class CatalogueCount:
     [0.3, 0.6, 0.9, 0.0]
     >>> [round(float(v), 2) for v in mix.combine(np.array([10.0]), np.array([8.0]))[0]]
     [9.3]
+
+    A fourth coefficient adds the summed probabilities times the crowding (sources per
+    beam solid angle), which makes up for the sources a finder merges in crowded fields:
+
+    >>> crowded = CatalogueCount({"finder": "photutils", "snr": [5.0], "probability": [1.0],
+    ...                           "coef": [0.0, 0.0, 1.0, 20.0], "dispersion": 1.0}, "c")
+    >>> [round(float(v), 2) for v in crowded.combine(np.array([0.0]), np.array([10.0]),
+    ...                                                crowding=0.01)[0]]
+    [12.0]
     """
 
     def __init__(self, part, where):
@@ -225,7 +244,8 @@ class CatalogueCount:
         self.probability = _array(part, "probability", shape, where)
         if not ((self.probability >= 0) & (self.probability <= 1)).all():
             raise _Invalid(f"{where}.probability must lie in [0, 1]")
-        self.coef = _array(part, "coef", (3,), where)
+        terms = np.shape(part["coef"])
+        self.coef = _array(part, "coef", terms if terms in ((3,), (4,)) else (3,), where)
         if not (self.coef >= 0).all():
             raise _Invalid(f"{where}.coef must be >= 0 (counts are never negative), got "
                            f"{self.coef.tolist()}")
@@ -239,13 +259,21 @@ class CatalogueCount:
         return np.where(known, np.interp(np.where(known, snr, 0.0), self.snr,
                                          self.probability), 0.0)
 
-    def combine(self, tile_counts, catalogue_counts):
+    @property
+    def reads_crowding(self):
+        """Whether the combination reads the catalogue's crowding (a fourth coefficient)."""
+        return len(self.coef) == 4
+
+    def combine(self, tile_counts, catalogue_counts, crowding=0.0):
         """Combined tile counts and their one-sigma errors (quasi-Poisson), each (N,)
-        float32 >= 0, from the GLM's tile counts and the tiles' summed
-        `source_probabilities`."""
-        intercept, head, catalogue = self.coef
+        float32 >= 0, from the GLM's tile counts, the tiles' summed
+        `source_probabilities` and the catalogue's ``crowding`` (its sources per beam
+        solid angle, `radiofm.inference.catalogue_crowding`, or one per tile; read only
+        where `reads_crowding`)."""
+        intercept, head, catalogue, crowded = (*self.coef, 0.0)[:4]
+        summed = np.asarray(catalogue_counts, np.float64)
         counts = (intercept + head * np.asarray(tile_counts, np.float64)
-                  + catalogue * np.asarray(catalogue_counts, np.float64))
+                  + (catalogue + crowded * np.asarray(crowding, np.float64)) * summed)
         errors = np.sqrt(self.dispersion * np.maximum(counts, 0.0))
         return counts.astype(np.float32), errors.astype(np.float32)
 
@@ -327,6 +355,12 @@ def _count_regimes(counts, dim, version):
     if (any(isinstance(part, dict) and "catalogues" in part for part in [counts, *regimes])
             and version in (1, 2, 3, 4, 5)):
         raise _Invalid("count catalogues need heads version 6")
+    if version in (1, 2, 3, 4, 5, 6) and any(
+            isinstance(catalogue, dict) and np.shape(catalogue.get("coef")) == (4,)
+            for part in [counts, *regimes] if isinstance(part, dict)
+            for catalogue in (part.get("catalogues") or [])
+            if isinstance(part.get("catalogues"), list)):
+        raise _Invalid("a count catalogue's crowding coefficient needs heads version 7")
     if any(dispersed) and not all(dispersed):
         raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
                        "dispersion or none has")
@@ -744,7 +778,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5, 6)
+    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5, 6, 7)
     """
     def fail(message):
         raise ModelMetadataError(

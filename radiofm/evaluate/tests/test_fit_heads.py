@@ -497,7 +497,8 @@ def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
     tile = rng.integers(0, 40, 4000)
     snr = rng.uniform(4.0, 12.0, 4000)
     counted = rng.random(4000) < np.clip((snr - 4.0) / 4.0, 0, 1)
-    sources = {"tile": tile, "snr": snr, "compact": np.ones(4000, bool), "counted": counted}
+    sources = {"tile": tile, "snr": snr, "compact": np.ones(4000, bool), "counted": counted,
+               "crowding": np.full(4000, 0.01)}
     held = np.arange(30, 40)
     truth = np.bincount(tile[counted], minlength=40)[held].astype(float)
     mix = _catalogue_count(sources, (held, truth, np.full(10, truth.mean())), "photutils")
@@ -506,3 +507,35 @@ def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
     assert mix["validation"]["combined_r2"] > 0.5 > mix["validation"]["glm_r2"]
     none = {**sources, "compact": np.zeros(4000, bool)}
     assert _catalogue_count(none, (held, truth, truth), "photutils") is None
+
+
+def test_the_catalogue_combination_learns_what_crowded_fields_merge():
+    """Fields where the finder merges a share of the sources growing with their crowding:
+    the combination gives the crowding term weight, and counts the crowded fields' held-out
+    tiles without the bias a combination blind to crowding keeps."""
+    from scipy.optimize import nnls
+
+    from radiofm.evaluate._fit_heads import _catalogue_count
+
+    rng = np.random.default_rng(5)
+    tiles = np.arange(120)
+    crowding = np.where(tiles % 3 == 0, 0.005, np.where(tiles % 3 == 1, 0.015, 0.03))
+    true = rng.poisson(np.where(tiles % 3 == 0, 10, np.where(tiles % 3 == 1, 30, 60)))
+    kept = rng.binomial(true, 1 / (1 + 20 * crowding))  # the rest merged with a neighbour
+    tile = np.repeat(tiles, kept)
+    sources = {"tile": tile, "snr": np.full(len(tile), 20.0),
+               "compact": np.ones(len(tile), bool), "counted": np.ones(len(tile), bool),
+               "crowding": crowding[tile]}
+    held = tiles[tiles >= 60]
+    truth = true[held].astype(float)
+    mix = _catalogue_count(sources, (held, truth, np.full(len(held), truth.mean())),
+                           "photutils")
+    assert mix["coef"].shape == (4,) and mix["coef"][3] > 5.0
+    found = kept[held].astype(float)
+    blind = np.column_stack([np.ones(len(held)), np.full(len(held), truth.mean()), found])
+    crowded = crowding[held] == 0.03
+    blind_bias = np.mean((blind @ nnls(blind, truth)[0] - truth)[crowded])
+    combined = (mix["coef"][0] + mix["coef"][1] * truth.mean()
+                + (mix["coef"][2] + mix["coef"][3] * crowding[held]) * found)
+    assert abs(np.mean((combined - truth)[crowded])) < abs(blind_bias) / 2
+    assert mix["validation"]["combined_r2"] > 0.95

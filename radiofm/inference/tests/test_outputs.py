@@ -275,14 +275,16 @@ def test_copies_keep_the_heads(headed, tmp_path):
     assert load_model(copy, threads=1).heads.classes == CLASSES
 
 
-def _catalogued(tiny_model, folder, finder="photutils"):
+def _catalogued(tiny_model, folder, finder="photutils", coef=(0.5, 0.25, 1.0)):
     """The tiny model whose MeerKAT-sim regime combines its counts with ``finder``
-    catalogues: 0.5 + 0.25 x the head's count + the summed probabilities."""
+    catalogues: 0.5 + 0.25 x the head's count + the summed probabilities (and, with a
+    fourth ``coef``, that times the summed probabilities times the catalogue's crowding)."""
     def catalogue(heads):
         heads["counts"]["regimes"][0]["catalogues"] = [{
             "finder": finder, "snr": [5.0, 10.0], "probability": [0.2, 1.0],
-            "coef": [0.5, 0.25, 1.0], "dispersion": 2.0}]
-    return _with_heads(tiny_model, folder, f"catalogued_{finder}", threshold=1e6,
+            "coef": list(coef), "dispersion": 2.0}]
+    name = f"catalogued_{finder}_{len(coef)}"
+    return _with_heads(tiny_model, folder, name, threshold=1e6,
                        count_dispersion=1.0, change=catalogue,
                        count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
 
@@ -324,6 +326,64 @@ def test_counts_combine_with_the_catalogue_their_head_was_fitted_for(tiny_model,
                                np.sqrt(2.0 * table["n_compact_pred"]), rtol=1e-5)
     assert table.meta["COUNTCAT"] == "photutils"
     assert "combined with the photutils catalogue" in table["n_compact_pred"].info.description
+    assert "CROWDING" not in table.meta  # a three-term combination reads no crowding
+
+
+def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_path):
+    """A combination with a crowding term (heads version 7) adds, to each tile, its summed
+    probabilities times the catalogue's sources per beam, and records the crowding: the
+    same tile gains more in a catalogue twice as crowded."""
+    from radiofm.catalogs import count_in_tiles
+    from radiofm.image import read_image
+    from radiofm.inference import add_catalogue_counts, catalogue_crowding
+    from radiofm.tiling import tile_image
+
+    hdu, _ = make_radio_sky((512, 512), seed=4)
+    model = load_model(_catalogued(tiny_model, tmp_path, coef=(0.5, 0.25, 1.0, 30.0)),
+                       threads=1)
+    tiles = tile_image(hdu, model.spec.tile_arcsec * u.arcsec)
+    counted = count_sources(tiles, model, threads=1, progress=False)
+    head = np.asarray(counted["n_compact_pred"]).copy()
+    sources = classify_morphology(find_sources(hdu, "photutils"), hdu, model, threads=1,
+                                  progress=False)
+    beam = read_image(hdu).beam
+    compact = np.asarray(sources["morph_flag"]) == "compact_by_measurement"
+    weights = np.where(compact, np.interp(sources["snr"], [5.0, 10.0], [0.2, 1.0]), 0.0)
+    summed = np.asarray(count_in_tiles(sources, tiles, select="all",
+                                       weights=weights)["n_compact"])
+    gains = []
+    for catalogue in (sources, sources[np.repeat(np.arange(len(sources)), 2)]):
+        table = counted.copy()
+        assert add_catalogue_counts(table, catalogue, tiles, model, "photutils", beam)
+        crowding = catalogue_crowding(catalogue, tiles, beam)
+        assert table.meta["CROWDING"] == pytest.approx(crowding)
+        assert "sources per beam" in table["n_compact_pred"].info.description
+        base = 0.5 + 0.25 * head + (2 if len(catalogue) > len(sources) else 1) * summed
+        gains.append(np.asarray(table["n_compact_pred"]) - base)
+        np.testing.assert_allclose(gains[-1], 30.0 * crowding * (base - 0.5 - 0.25 * head),
+                                   rtol=1e-4, atol=1e-5)
+    assert (gains[1] >= gains[0]).all() and (gains[1] > gains[0]).any()
+
+
+def test_catalogue_crowding_is_sources_per_beam_over_finite_pixels():
+    """Sources per beam solid angle (pi major minor / 4 ln 2) over the tiles' finite
+    pixels: blanking half the image halves the area, not the sources inside it."""
+    from radiofm.image import read_image
+    from radiofm.inference import catalogue_crowding
+    from radiofm.tiling import tile_image
+
+    hdu, truth = make_radio_sky((512, 512), seed=4)
+    image = read_image(hdu)
+    tiles = tile_image(image, 256)
+    major, minor = (axis.to_value(u.arcsec) for axis in image.beam[:2])
+    pixel = image.pixel_scale.to_value(u.arcsec)
+    beams = 512 * 512 * pixel**2 / (np.pi * major * minor / (4 * np.log(2)))
+    assert catalogue_crowding(truth, tiles, image.beam) == pytest.approx(len(truth) / beams)
+    hdu.data[..., 256:] = np.nan
+    right = truth["x_center"] >= 256
+    half = tile_image(read_image(hdu), 256, min_valid=0.0)
+    assert catalogue_crowding(truth[~right], half, image.beam) == pytest.approx(
+        (~right).sum() / (beams / 2))
 
 
 def test_annotate_combines_counts_only_with_the_sources_it_finds(tiny_model, tmp_path):

@@ -349,6 +349,7 @@ def test_a_count_catalogue_weighs_each_compact_source_by_its_snr():
 @pytest.mark.parametrize(("change", "message"), [
     ({"coef": [0.5, -0.4, 0.6]}, "coef must be >= 0"),
     ({"coef": [0.5, 0.4]}, r"coef has shape \(2,\), expected \(3,\)"),
+    ({"coef": [0.5, 0.4, 0.6, -1.0]}, "coef must be >= 0"),
     ({"snr": [5.0, 5.0, 8.0]}, "snr must be a non-empty increasing list"),
     ({"snr": []}, "snr must be a non-empty increasing list"),
     ({"probability": [0.3, 1.2, 1.0]}, r"probability must lie in \[0, 1\]"),
@@ -359,6 +360,24 @@ def test_a_count_catalogue_weighs_each_compact_source_by_its_snr():
 def test_bad_count_catalogues_are_refused(change, message):
     with pytest.raises(ModelMetadataError, match=message):
         parse_heads(_with_catalogue(**change), embedding_dim=DIM)
+
+
+def test_a_crowding_coefficient_needs_heads_version_7():
+    """A fourth catalogue coefficient weighs the summed probabilities by the catalogue's
+    crowding; a radiofm of heads version 6 would drop that term, so such heads are
+    refused below version 7, and round-trip from it."""
+    crowded = _with_catalogue(coef=[0.5, 0.4, 0.6, 20.0])
+    with pytest.raises(ModelMetadataError, match="crowding coefficient needs heads version 7"):
+        parse_heads({**crowded, "heads_version": 6})
+    heads = parse_heads(crowded, embedding_dim=DIM)
+    mix = heads.count_catalogues(7.5)["photutils"]
+    assert mix.reads_crowding
+    assert not parse_heads(_with_catalogue()).count_catalogues(7.5)["photutils"].reads_crowding
+    counts, _ = mix.combine(np.array([10.0, 10.0]), np.array([5.0, 5.0]),
+                            np.array([0.0, 0.01]))
+    np.testing.assert_allclose(counts, [0.5 + 4.0 + 3.0, 0.5 + 4.0 + 3.0 + 1.0], rtol=1e-6)
+    again = parse_heads(serialize_heads(heads)).count_catalogues(7.5)["photutils"]
+    assert again.coef.tolist() == [0.5, 0.4, 0.6, 20.0]
 
 
 def test_count_catalogues_need_heads_version_6_and_one_per_finder():
