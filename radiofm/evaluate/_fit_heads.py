@@ -84,6 +84,11 @@ SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts",
 #: to 1, around the label's 5 sigma.
 CATALOGUE_SNR_KNOTS = np.r_[np.arange(3.0, 10.0, 0.05), np.arange(10.0, 20.0, 0.5), 20.0,
                             30.0, 50.0, 100.0]
+#: A catalogue combination reads the crowding (`_catalogue_count`) only where its held-out
+#: tiles' fields span at least this factor in crowding: over fields of one depth the term
+#: is all but a copy of the summed probabilities, and its weight would be set by chance,
+#: then multiplied by a deep field's crowding.
+CROWDING_SPAN = 2.0
 #: A regime is kept when its validation deviance is this share below the pooled GLM's (a
 #: regime no better than the pooled GLM would only add noise).
 REGIME_MARGIN = 0.01
@@ -402,7 +407,10 @@ def _catalogue_count(sources, held, finder):
     ``+ c x`` the summed probabilities ``+ d x`` the summed probabilities times the field's
     crowding (`radiofm.inference.catalogue_crowding`) is a non-negative least-squares fit on
     the held-out tiles, with the GLM's counts for them from its fit without them
-    (`_beam_regimes`), and its dispersion is measured on the same tiles.
+    (`_beam_regimes`), and its dispersion is measured on the same tiles. The crowding term
+    is left out (``d`` absent) where the held-out fields span less than `CROWDING_SPAN` in
+    crowding; where it is in, ``crowding_range`` records the crowding of every field the
+    sources came from.
 
     Parameters
     ----------
@@ -439,12 +447,17 @@ def _catalogue_count(sources, held, finder):
     weight = np.interp(sources["snr"][held_out], CATALOGUE_SNR_KNOTS, probability)
     where = np.searchsorted(tiles, sources["tile"][held_out])
     summed = np.bincount(where, weight, minlength=len(tiles))
-    crowded = np.bincount(where, weight * sources["crowding"][held_out], minlength=len(tiles))
-    design = np.column_stack([np.ones(len(tiles)), predicted, summed, crowded])
+    design, extra = [np.ones(len(tiles)), predicted, summed], {}
+    crowding = sources["crowding"][held_out]
+    if crowding.max() >= CROWDING_SPAN * crowding.min():
+        design.append(np.bincount(where, weight * crowding, minlength=len(tiles)))
+        fields = sources["crowding"][fitted_on | held_out]
+        extra["crowding_range"] = [float(fields.min()), float(fields.max())]
+    design = np.column_stack(design)
     coef = nnls(design, truth)[0]
     combined = design @ coef
     return {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability,
-            "coef": coef, "dispersion": _dispersion(truth, combined) or 1.0,
+            "coef": coef, **extra, "dispersion": _dispersion(truth, combined) or 1.0,
             "validation": {"tiles": int(len(tiles)), "glm_r2": float(r2_score(truth, predicted)),
                            "combined_r2": float(r2_score(truth, combined))}}
 

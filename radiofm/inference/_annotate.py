@@ -216,7 +216,8 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
         ``ood_flag``; ``n_compact_pred_err``, its one-sigma uncertainty
         (`radiofm.models.Heads.count_errors`; heads version 4 on, masked likewise);
         ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
-        and ``ood_reason`` (``embedding``, ``noise``, ``beam``, comma-separated): a tile is
+        and ``ood_reason`` (``embedding``, ``noise``, ``beam``, and ``crowding`` where
+        `add_catalogue_counts` judges the catalogue, comma-separated): a tile is
         flagged when its embedding lies beyond the threshold chosen on held-out training
         tiles, when its input noise or the image's beam lies outside the training range.
         Models without numpy heads (`radiofm.models.Heads`; re-fit them with ``radiofm
@@ -366,8 +367,10 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     and a tile's ``n_compact_pred`` (and ``n_compact_pred_err``) become the fitted
     combination of the head's count and those summed probabilities (never negative; masked
     where they were). A combination of heads version 7 also reads the catalogue's
-    `catalogue_crowding`, recorded in ``meta["CROWDING"]``. Otherwise the table is left as
-    it is.
+    `catalogue_crowding`, recorded in ``meta["CROWDING"]``; a catalogue more crowded, or
+    less, than the fields it was fitted on (`radiofm.models.CatalogueCount.crowding_known`)
+    flags every tile (``ood_reason`` ``crowding``) and masks its count. Otherwise the table
+    is left as it is.
 
     Parameters
     ----------
@@ -419,6 +422,15 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
         description += (f", and by the sources a finder merges at the catalogue's "
                         f"{crowding:.3g} sources per beam")
         table.meta["CROWDING"] = crowding
+        if not mix.crowding_known(crowding):
+            low, high = mix.crowding_range
+            log.warning("the %s catalogue holds %.3g sources per beam, outside the %.3g-%.3g "
+                        "of the fields model %r's counts were fitted on: every tile is "
+                        "flagged", finder, crowding, low, high, model.name)
+            mask = np.ones(len(table), bool)
+            table["ood_flag"] = mask
+            table["ood_reason"] = [",".join(filter(None, (str(r), "crowding")))
+                                   for r in table["ood_reason"]]
     table["n_compact_pred"] = MaskedColumn(counts, mask=mask | ~np.isfinite(counts))
     table["n_compact_pred_err"] = MaskedColumn(errors, mask=mask | ~np.isfinite(counts))
     table.meta["COUNTCAT"] = finder

@@ -10,6 +10,7 @@ a registered file against its sha256. Nothing here imports torch.
 """
 
 from ._heads import (
+    CROWDING_TOLERANCE,
     HEADS_VERSION,
     PEAK_FEATURES,
     POOLED_COUNT_HEAD,
@@ -50,7 +51,8 @@ from ._spec import (
 )
 
 __all__ = [
-    "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION", "NORMALIZATION_VERSION", "OUTPUTS",
+    "CROWDING_TOLERANCE", "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION",
+    "NORMALIZATION_VERSION", "OUTPUTS",
     "PEAK_FEATURES", "POOLED_COUNT_HEAD", "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR",
     "VIEW_COUNTS", "CatalogueCount", "Heads", "ModelMetadataError", "ModelMismatchWarning",
     "ModelRegistry", "ModelSpec", "OodReference", "PoissonGlm", "bundled_registry",

@@ -68,7 +68,9 @@ coefficients >= 0, so never negative.
 
 A CATALOGUE may carry a fourth coefficient (version 7): ``+ coef[3] x`` the summed
 probabilities ``x`` the catalogue's crowding (`radiofm.inference.catalogue_crowding`: its
-sources per beam solid angle over the image's tiles). A finder merges sources closer than
+sources per beam solid angle over the image's tiles), with the ``crowding_range`` [low,
+high] of the fields it was fitted on; a catalogue more than `CROWDING_TOLERANCE` beyond it
+is out of distribution. A finder merges sources closer than
 about a beam, and the share merged grows with the number of sources per beam: on simulated
 MeerKAT skies of 1.5 uJy/beam, 13 % of the true 5-sigma compact sources share their
 catalogue source with another, against 6 % at 4 uJy/beam. Version 6 catalogues have three
@@ -81,7 +83,8 @@ import numpy as np
 
 from ._metadata import ModelMetadataError
 
-__all__ = ["HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD", "CatalogueCount", "Heads",
+__all__ = ["CROWDING_TOLERANCE", "HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT_HEAD",
+           "CatalogueCount", "Heads",
            "OodReference", "PoissonGlm", "input_noise", "parse_heads", "peak_features",
            "serialize_heads"]
 
@@ -96,6 +99,9 @@ READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 PEAK_FEATURES = ("peaks", "islands", "log(1 + peaks)", "log(1 + islands)")
 #: Name of the count head fitted on every training tile, which counts images of any beam.
 POOLED_COUNT_HEAD = "pooled"
+#: A catalogue whose crowding lies beyond its combination's ``crowding_range`` by more than
+#: this factor (below low / factor or above high x factor) is out of distribution.
+CROWDING_TOLERANCE = 1.25
 #: Morphology probabilities below this (after temperature scaling) make a source uncertain.
 MIN_CONFIDENCE = 0.5
 
@@ -202,7 +208,8 @@ class CatalogueCount:
         by measurement is a source of the counted kind, at increasing measured peak S/N;
         interpolated between, held beyond the ends), ``coef`` (intercept, weight of the
         GLM's count, weight of the summed probabilities and, optionally, weight of the
-        summed probabilities times the catalogue's crowding; each >= 0) and ``dispersion``
+        summed probabilities times the catalogue's crowding, which then needs the
+        ``crowding_range`` of its fit; each >= 0) and ``dispersion``
         (variance of a tile's true count over the combined count), as
         `radiofm.evaluate.fit_output_heads` writes them.
     where : str
@@ -226,10 +233,13 @@ class CatalogueCount:
     beam solid angle), which makes up for the sources a finder merges in crowded fields:
 
     >>> crowded = CatalogueCount({"finder": "photutils", "snr": [5.0], "probability": [1.0],
-    ...                           "coef": [0.0, 0.0, 1.0, 20.0], "dispersion": 1.0}, "c")
+    ...                           "coef": [0.0, 0.0, 1.0, 20.0], "dispersion": 1.0,
+    ...                           "crowding_range": [0.005, 0.02]}, "c")
     >>> [round(float(v), 2) for v in crowded.combine(np.array([0.0]), np.array([10.0]),
     ...                                                crowding=0.01)[0]]
     [12.0]
+    >>> crowded.crowding_known(0.01), crowded.crowding_known(0.05)
+    (True, False)
     """
 
     def __init__(self, part, where):
@@ -249,6 +259,9 @@ class CatalogueCount:
         if not (self.coef >= 0).all():
             raise _Invalid(f"{where}.coef must be >= 0 (counts are never negative), got "
                            f"{self.coef.tolist()}")
+        self.crowding_range = _range(part, "crowding_range", where)
+        if self.reads_crowding and self.crowding_range is None:
+            raise _Invalid(f"{where} weighs the crowding but has no crowding_range")
         self.dispersion = _number(part, "dispersion", where, positive=True)
 
     def source_probabilities(self, snr, compact):
@@ -263,6 +276,14 @@ class CatalogueCount:
     def reads_crowding(self):
         """Whether the combination reads the catalogue's crowding (a fourth coefficient)."""
         return len(self.coef) == 4
+
+    def crowding_known(self, crowding):
+        """Whether a catalogue of this ``crowding`` lies within `CROWDING_TOLERANCE` of the
+        fields the combination was fitted on (always, for one that does not read it)."""
+        if not self.reads_crowding:
+            return True
+        low, high = self.crowding_range
+        return bool(low / CROWDING_TOLERANCE <= crowding <= high * CROWDING_TOLERANCE)
 
     def combine(self, tile_counts, catalogue_counts, crowding=0.0):
         """Combined tile counts and their one-sigma errors (quasi-Poisson), each (N,)

@@ -505,6 +505,7 @@ def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
     probability = np.interp([4.0, 6.0, 8.0, 11.0], mix["snr"], mix["probability"])
     np.testing.assert_allclose(probability, [0.0, 0.5, 1.0, 1.0], atol=0.12)
     assert mix["validation"]["combined_r2"] > 0.5 > mix["validation"]["glm_r2"]
+    assert mix["coef"].shape == (3,) and "crowding_range" not in mix  # one crowding
     none = {**sources, "compact": np.zeros(4000, bool)}
     assert _catalogue_count(none, (held, truth, truth), "photutils") is None
 
@@ -531,6 +532,7 @@ def test_the_catalogue_combination_learns_what_crowded_fields_merge():
     mix = _catalogue_count(sources, (held, truth, np.full(len(held), truth.mean())),
                            "photutils")
     assert mix["coef"].shape == (4,) and mix["coef"][3] > 5.0
+    assert mix["crowding_range"] == [0.005, 0.03]
     found = kept[held].astype(float)
     blind = np.column_stack([np.ones(len(held)), np.full(len(held), truth.mean()), found])
     crowded = crowding[held] == 0.03

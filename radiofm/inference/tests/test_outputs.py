@@ -275,15 +275,18 @@ def test_copies_keep_the_heads(headed, tmp_path):
     assert load_model(copy, threads=1).heads.classes == CLASSES
 
 
-def _catalogued(tiny_model, folder, finder="photutils", coef=(0.5, 0.25, 1.0)):
+def _catalogued(tiny_model, folder, finder="photutils", coef=(0.5, 0.25, 1.0),
+                crowding_range=(0.0, 1.0)):
     """The tiny model whose MeerKAT-sim regime combines its counts with ``finder``
     catalogues: 0.5 + 0.25 x the head's count + the summed probabilities (and, with a
-    fourth ``coef``, that times the summed probabilities times the catalogue's crowding)."""
+    fourth ``coef``, that times the summed probabilities times the catalogue's crowding,
+    fitted over ``crowding_range``)."""
     def catalogue(heads):
         heads["counts"]["regimes"][0]["catalogues"] = [{
             "finder": finder, "snr": [5.0, 10.0], "probability": [0.2, 1.0],
-            "coef": list(coef), "dispersion": 2.0}]
-    name = f"catalogued_{finder}_{len(coef)}"
+            "coef": list(coef), "dispersion": 2.0,
+            **({"crowding_range": list(crowding_range)} if len(coef) == 4 else {})}]
+    name = f"catalogued_{finder}_{len(coef)}_{crowding_range[1]:g}"
     return _with_heads(tiny_model, folder, name, threshold=1e6,
                        count_dispersion=1.0, change=catalogue,
                        count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
@@ -363,6 +366,34 @@ def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_
         np.testing.assert_allclose(gains[-1], 30.0 * crowding * (base - 0.5 - 0.25 * head),
                                    rtol=1e-4, atol=1e-5)
     assert (gains[1] >= gains[0]).all() and (gains[1] > gains[0]).any()
+    assert not table["ood_flag"].any()
+
+
+def test_a_catalogue_more_crowded_than_the_fit_masks_every_count(tiny_model, tmp_path):
+    """A catalogue more crowded than every field the combination was fitted on (beyond
+    CROWDING_TOLERANCE) flags each tile with the reason 'crowding' and masks its count,
+    keeping the reasons the tile already had."""
+    from radiofm.image import read_image
+    from radiofm.inference import add_catalogue_counts, catalogue_crowding
+    from radiofm.tiling import tile_image
+
+    hdu, _ = make_radio_sky((512, 512), seed=4)
+    sources = find_sources(hdu, "photutils")
+    beam = read_image(hdu).beam
+    probe = load_model(_catalogued(tiny_model, tmp_path), threads=1)
+    tiles = tile_image(hdu, probe.spec.tile_arcsec * u.arcsec)
+    crowding = catalogue_crowding(sources, tiles, beam)
+    model = load_model(_catalogued(tiny_model, tmp_path, coef=(0.5, 0.25, 1.0, 30.0),
+                                   crowding_range=(crowding / 10, crowding / 2)), threads=1)
+    sources = classify_morphology(sources, hdu, model, threads=1, progress=False)
+    table = count_sources(tiles, model, threads=1, progress=False)
+    table["ood_reason"] = ["noise"] + [""] * (len(table) - 1)
+    assert add_catalogue_counts(table, sources, tiles, model, "photutils", beam)
+    assert table["ood_flag"].all() and table["n_compact_pred"].mask.all()
+    assert table["n_compact_pred_err"].mask.all()
+    assert table["ood_reason"][0] == "noise,crowding"
+    assert (table["ood_reason"][1:] == "crowding").all()
+    assert "crowding" in table["ood_reason"].info.description
 
 
 def test_catalogue_crowding_is_sources_per_beam_over_finite_pixels():

@@ -366,9 +366,13 @@ def test_a_crowding_coefficient_needs_heads_version_7():
     """A fourth catalogue coefficient weighs the summed probabilities by the catalogue's
     crowding; a radiofm of heads version 6 would drop that term, so such heads are
     refused below version 7, and round-trip from it."""
-    crowded = _with_catalogue(coef=[0.5, 0.4, 0.6, 20.0])
+    crowded = _with_catalogue(coef=[0.5, 0.4, 0.6, 20.0], crowding_range=[0.004, 0.02])
     with pytest.raises(ModelMetadataError, match="crowding coefficient needs heads version 7"):
         parse_heads({**crowded, "heads_version": 6})
+    with pytest.raises(ModelMetadataError, match="weighs the crowding but has no crowding_range"):
+        parse_heads(_with_catalogue(coef=[0.5, 0.4, 0.6, 20.0]))
+    with pytest.raises(ModelMetadataError, match="crowding_range must be"):
+        parse_heads(_with_catalogue(coef=[0.5, 0.4, 0.6, 20.0], crowding_range=[0.02, 0.004]))
     heads = parse_heads(crowded, embedding_dim=DIM)
     mix = heads.count_catalogues(7.5)["photutils"]
     assert mix.reads_crowding
@@ -378,6 +382,10 @@ def test_a_crowding_coefficient_needs_heads_version_7():
     np.testing.assert_allclose(counts, [0.5 + 4.0 + 3.0, 0.5 + 4.0 + 3.0 + 1.0], rtol=1e-6)
     again = parse_heads(serialize_heads(heads)).count_catalogues(7.5)["photutils"]
     assert again.coef.tolist() == [0.5, 0.4, 0.6, 20.0]
+    assert again.crowding_range == [0.004, 0.02]
+    # known within CROWDING_TOLERANCE of the fitted fields' range, not beyond
+    assert [mix.crowding_known(c) for c in (0.0033, 0.01, 0.0249, 0.0031, 0.026)] == [
+        True, True, True, False, False]
 
 
 def test_count_catalogues_need_heads_version_6_and_one_per_finder():
