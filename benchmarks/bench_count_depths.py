@@ -8,7 +8,8 @@ evaluation uses them), runs ``radiofm annotate IMAGE --finder photutils`` on eac
 ``--model``, and compares ``n_compact_pred`` per tile with the true compact sources whose
 peak reaches 5 sigma (`radiofm.simulate.count_true_compact`): on the unmasked tiles R^2,
 MAE, the mean error (bias), and the share whose truth lies within one
-``n_compact_pred_err``; and the share of tiles masked out of distribution. Every model runs
+``n_compact_pred_err``; the share of tiles masked out of distribution; and the catalogue's
+crowding where the count head reads it (``meta["CROWDING"]``, sources per beam). Every model runs
 on the same skies in the same run.
 
 Usage::
@@ -46,7 +47,8 @@ def _figures(tiles_file, image_file, truth):
     r2 = 1 - np.sum((t - p) ** 2) / np.sum((t - t.mean()) ** 2)
     return {"true": t.mean(), "r2": r2, "mae": np.abs(p - t).mean(), "bias": (p - t).mean(),
             "within": (np.abs(p - t) <= e).mean(), "masked": masked.mean(),
-            "combined": table.meta.get("COUNTCAT", "-")}
+            "combined": table.meta.get("COUNTCAT", "-"),
+            "crowding": float(table.meta.get("CROWDING", np.nan))}
 
 
 def main():
@@ -84,7 +86,8 @@ def main():
                       f"{figures['true']:5.1f} per tile, R^2 {figures['r2']:6.3f}, MAE "
                       f"{figures['mae']:5.2f}, bias {figures['bias']:+6.2f}, within 1 error "
                       f"{figures['within']:.2f}, masked {figures['masked']:.2f} "
-                      f"(catalogue: {figures['combined']})", flush=True)
+                      f"(catalogue: {figures['combined']}, crowding {figures['crowding']:.3g} "
+                      "sources per beam)", flush=True)
     table = Table(rows)
     print("\nmean over seeds (unmasked tiles; R^2 target 0.8 on README's example):")
     for noise in args.noise:

@@ -409,8 +409,8 @@ def _catalogue_count(sources, held, finder):
     the held-out tiles, with the GLM's counts for them from its fit without them
     (`_beam_regimes`), and its dispersion is measured on the same tiles. The crowding term
     is left out (``d`` absent) where the held-out fields span less than `CROWDING_SPAN` in
-    crowding; where it is in, ``crowding_range`` records the crowding of every field the
-    sources came from.
+    crowding. ``crowding_range`` records the crowding of every field the sources came
+    from: inference flags a catalogue beyond it.
 
     Parameters
     ----------
@@ -447,17 +447,17 @@ def _catalogue_count(sources, held, finder):
     weight = np.interp(sources["snr"][held_out], CATALOGUE_SNR_KNOTS, probability)
     where = np.searchsorted(tiles, sources["tile"][held_out])
     summed = np.bincount(where, weight, minlength=len(tiles))
-    design, extra = [np.ones(len(tiles)), predicted, summed], {}
+    design = [np.ones(len(tiles)), predicted, summed]
     crowding = sources["crowding"][held_out]
     if crowding.max() >= CROWDING_SPAN * crowding.min():
         design.append(np.bincount(where, weight * crowding, minlength=len(tiles)))
-        fields = sources["crowding"][fitted_on | held_out]
-        extra["crowding_range"] = [float(fields.min()), float(fields.max())]
     design = np.column_stack(design)
     coef = nnls(design, truth)[0]
     combined = design @ coef
+    fields = sources["crowding"][fitted_on | held_out]
     return {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability,
-            "coef": coef, **extra, "dispersion": _dispersion(truth, combined) or 1.0,
+            "coef": coef, "crowding_range": [float(fields.min()), float(fields.max())],
+            "dispersion": _dispersion(truth, combined) or 1.0,
             "validation": {"tiles": int(len(tiles)), "glm_r2": float(r2_score(truth, predicted)),
                            "combined_r2": float(r2_score(truth, combined))}}
 

@@ -366,11 +366,11 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     with the probability that it is a true source of peak >= 5 sigma at its measured S/N,
     and a tile's ``n_compact_pred`` (and ``n_compact_pred_err``) become the fitted
     combination of the head's count and those summed probabilities (never negative; masked
-    where they were). A combination of heads version 7 also reads the catalogue's
-    `catalogue_crowding`, recorded in ``meta["CROWDING"]``; a catalogue more crowded, or
-    less, than the fields it was fitted on (`radiofm.models.CatalogueCount.crowding_known`)
-    flags every tile (``ood_reason`` ``crowding``) and masks its count. Otherwise the table
-    is left as it is.
+    where they were). A combination of heads version 7 also judges the catalogue's
+    `catalogue_crowding`, recorded in ``meta["CROWDING"]``, and may read it: a catalogue
+    more crowded, or less, than the fields it was fitted on
+    (`radiofm.models.CatalogueCount.crowding_known`) flags every tile (``ood_reason``
+    ``crowding``) and masks its count. Otherwise the table is left as it is.
 
     Parameters
     ----------
@@ -413,7 +413,8 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     summed = count_in_tiles(sources, tiles, select="all", weights=probability)["n_compact"]
     predicted = table["n_compact_pred"]
     mask = np.ma.getmaskarray(predicted)
-    crowding = catalogue_crowding(sources, tiles, beam) if mix.reads_crowding else 0.0
+    judged = mix.reads_crowding or mix.crowding_range is not None
+    crowding = catalogue_crowding(sources, tiles, beam) if judged else 0.0
     counts, errors = mix.combine(np.ma.getdata(predicted), np.asarray(summed), crowding)
     description = (f"{predicted.info.description}; combined with the {finder} catalogue: "
                    "each source compact by measurement weighted by the probability that a "
@@ -421,6 +422,7 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     if mix.reads_crowding:
         description += (f", and by the sources a finder merges at the catalogue's "
                         f"{crowding:.3g} sources per beam")
+    if judged:
         table.meta["CROWDING"] = crowding
         if not mix.crowding_known(crowding):
             low, high = mix.crowding_range

@@ -66,15 +66,15 @@ sources, far more numerous, scatter above the threshold); a tile's count is then
 ``coef[0] + coef[1] x`` the GLM's count ``+ coef[2] x`` the summed probabilities, with
 coefficients >= 0, so never negative.
 
-A CATALOGUE may carry a fourth coefficient (version 7): ``+ coef[3] x`` the summed
-probabilities ``x`` the catalogue's crowding (`radiofm.inference.catalogue_crowding`: its
-sources per beam solid angle over the image's tiles), with the ``crowding_range`` [low,
-high] of the fields it was fitted on; a catalogue more than `CROWDING_TOLERANCE` beyond it
-is out of distribution. A finder merges sources closer than
-about a beam, and the share merged grows with the number of sources per beam: on simulated
-MeerKAT skies of 1.5 uJy/beam, 13 % of the true 5-sigma compact sources share their
-catalogue source with another, against 6 % at 4 uJy/beam. Version 6 catalogues have three
-coefficients (no crowding term).
+A CATALOGUE may carry (version 7) the ``crowding_range`` [low, high] of the fields it was
+fitted on, in the catalogue's crowding (`radiofm.inference.catalogue_crowding`: its sources
+per beam solid angle over the image's tiles); a catalogue more than `CROWDING_TOLERANCE`
+beyond it is out of distribution. With a range it may carry a fourth coefficient:
+``+ coef[3] x`` the summed probabilities ``x`` the catalogue's crowding. A finder merges
+sources closer than about a beam, and the share merged grows with the number of sources
+per beam: on simulated MeerKAT skies of 1.5 uJy/beam, 13 % of the true 5-sigma compact
+sources share their catalogue source with another, against 6 % at 4 uJy/beam. Version 6
+catalogues have three coefficients and no range.
 """
 
 import json
@@ -198,7 +198,7 @@ class OodReference:
 
 class CatalogueCount:
     """How a count GLM's tile counts combine with a catalogue of the image (heads version 6;
-    the crowding coefficient version 7).
+    the crowding range and coefficient version 7).
 
     Parameters
     ----------
@@ -208,10 +208,10 @@ class CatalogueCount:
         by measurement is a source of the counted kind, at increasing measured peak S/N;
         interpolated between, held beyond the ends), ``coef`` (intercept, weight of the
         GLM's count, weight of the summed probabilities and, optionally, weight of the
-        summed probabilities times the catalogue's crowding, which then needs the
-        ``crowding_range`` of its fit; each >= 0) and ``dispersion``
-        (variance of a tile's true count over the combined count), as
-        `radiofm.evaluate.fit_output_heads` writes them.
+        summed probabilities times the catalogue's crowding; each >= 0), ``dispersion``
+        (variance of a tile's true count over the combined count) and, optionally,
+        ``crowding_range`` (the crowding of the fields it was fitted on; needed by a
+        fourth coefficient), as `radiofm.evaluate.fit_output_heads` writes them.
     where : str
         Where it sits in the heads, for error messages.
 
@@ -279,8 +279,9 @@ class CatalogueCount:
 
     def crowding_known(self, crowding):
         """Whether a catalogue of this ``crowding`` lies within `CROWDING_TOLERANCE` of the
-        fields the combination was fitted on (always, for one that does not read it)."""
-        if not self.reads_crowding:
+        fields the combination was fitted on (always, for one without a
+        ``crowding_range``)."""
+        if self.crowding_range is None:
             return True
         low, high = self.crowding_range
         return bool(low / CROWDING_TOLERANCE <= crowding <= high * CROWDING_TOLERANCE)
@@ -377,11 +378,13 @@ def _count_regimes(counts, dim, version):
             and version in (1, 2, 3, 4, 5)):
         raise _Invalid("count catalogues need heads version 6")
     if version in (1, 2, 3, 4, 5, 6) and any(
-            isinstance(catalogue, dict) and np.shape(catalogue.get("coef")) == (4,)
+            isinstance(catalogue, dict) and (np.shape(catalogue.get("coef")) == (4,)
+                                             or "crowding_range" in catalogue)
             for part in [counts, *regimes] if isinstance(part, dict)
             for catalogue in (part.get("catalogues") or [])
             if isinstance(part.get("catalogues"), list)):
-        raise _Invalid("a count catalogue's crowding coefficient needs heads version 7")
+        raise _Invalid("a count catalogue's crowding coefficient or range needs heads "
+                       "version 7")
     if any(dispersed) and not all(dispersed):
         raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
                        "dispersion or none has")

@@ -505,7 +505,8 @@ def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
     probability = np.interp([4.0, 6.0, 8.0, 11.0], mix["snr"], mix["probability"])
     np.testing.assert_allclose(probability, [0.0, 0.5, 1.0, 1.0], atol=0.12)
     assert mix["validation"]["combined_r2"] > 0.5 > mix["validation"]["glm_r2"]
-    assert mix["coef"].shape == (3,) and "crowding_range" not in mix  # one crowding
+    assert mix["coef"].shape == (3,)  # fields of one crowding: no crowding term
+    assert mix["crowding_range"] == [0.01, 0.01]
     none = {**sources, "compact": np.zeros(4000, bool)}
     assert _catalogue_count(none, (held, truth, truth), "photutils") is None
 

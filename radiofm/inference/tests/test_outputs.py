@@ -276,17 +276,17 @@ def test_copies_keep_the_heads(headed, tmp_path):
 
 
 def _catalogued(tiny_model, folder, finder="photutils", coef=(0.5, 0.25, 1.0),
-                crowding_range=(0.0, 1.0)):
+                crowding_range=None):
     """The tiny model whose MeerKAT-sim regime combines its counts with ``finder``
     catalogues: 0.5 + 0.25 x the head's count + the summed probabilities (and, with a
-    fourth ``coef``, that times the summed probabilities times the catalogue's crowding,
-    fitted over ``crowding_range``)."""
+    fourth ``coef``, that times the summed probabilities times the catalogue's crowding);
+    with a ``crowding_range``, of the fields it was fitted on."""
     def catalogue(heads):
         heads["counts"]["regimes"][0]["catalogues"] = [{
             "finder": finder, "snr": [5.0, 10.0], "probability": [0.2, 1.0],
             "coef": list(coef), "dispersion": 2.0,
-            **({"crowding_range": list(crowding_range)} if len(coef) == 4 else {})}]
-    name = f"catalogued_{finder}_{len(coef)}_{crowding_range[1]:g}"
+            **({"crowding_range": list(crowding_range)} if crowding_range else {})}]
+    name = f"catalogued_{finder}_{len(coef)}_{crowding_range and crowding_range[1]}"
     return _with_heads(tiny_model, folder, name, threshold=1e6,
                        count_dispersion=1.0, change=catalogue,
                        count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
@@ -329,7 +329,7 @@ def test_counts_combine_with_the_catalogue_their_head_was_fitted_for(tiny_model,
                                np.sqrt(2.0 * table["n_compact_pred"]), rtol=1e-5)
     assert table.meta["COUNTCAT"] == "photutils"
     assert "combined with the photutils catalogue" in table["n_compact_pred"].info.description
-    assert "CROWDING" not in table.meta  # a three-term combination reads no crowding
+    assert "CROWDING" not in table.meta  # a version 6 combination judges no crowding
 
 
 def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_path):
@@ -342,8 +342,8 @@ def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_
     from radiofm.tiling import tile_image
 
     hdu, _ = make_radio_sky((512, 512), seed=4)
-    model = load_model(_catalogued(tiny_model, tmp_path, coef=(0.5, 0.25, 1.0, 30.0)),
-                       threads=1)
+    model = load_model(_catalogued(tiny_model, tmp_path, coef=(0.5, 0.25, 1.0, 30.0),
+                                   crowding_range=(0.0, 1.0)), threads=1)
     tiles = tile_image(hdu, model.spec.tile_arcsec * u.arcsec)
     counted = count_sources(tiles, model, threads=1, progress=False)
     head = np.asarray(counted["n_compact_pred"]).copy()
@@ -372,7 +372,8 @@ def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_
 def test_a_catalogue_more_crowded_than_the_fit_masks_every_count(tiny_model, tmp_path):
     """A catalogue more crowded than every field the combination was fitted on (beyond
     CROWDING_TOLERANCE) flags each tile with the reason 'crowding' and masks its count,
-    keeping the reasons the tile already had."""
+    keeping the reasons the tile already had; a combination without the crowding term
+    judges it all the same."""
     from radiofm.image import read_image
     from radiofm.inference import add_catalogue_counts, catalogue_crowding
     from radiofm.tiling import tile_image
@@ -383,17 +384,20 @@ def test_a_catalogue_more_crowded_than_the_fit_masks_every_count(tiny_model, tmp
     probe = load_model(_catalogued(tiny_model, tmp_path), threads=1)
     tiles = tile_image(hdu, probe.spec.tile_arcsec * u.arcsec)
     crowding = catalogue_crowding(sources, tiles, beam)
-    model = load_model(_catalogued(tiny_model, tmp_path, coef=(0.5, 0.25, 1.0, 30.0),
-                                   crowding_range=(crowding / 10, crowding / 2)), threads=1)
-    sources = classify_morphology(sources, hdu, model, threads=1, progress=False)
-    table = count_sources(tiles, model, threads=1, progress=False)
-    table["ood_reason"] = ["noise"] + [""] * (len(table) - 1)
-    assert add_catalogue_counts(table, sources, tiles, model, "photutils", beam)
-    assert table["ood_flag"].all() and table["n_compact_pred"].mask.all()
-    assert table["n_compact_pred_err"].mask.all()
-    assert table["ood_reason"][0] == "noise,crowding"
-    assert (table["ood_reason"][1:] == "crowding").all()
-    assert "crowding" in table["ood_reason"].info.description
+    sources = classify_morphology(sources, hdu, probe, threads=1, progress=False)
+    for coef in ((0.5, 0.25, 1.0, 30.0), (0.5, 0.25, 1.0)):
+        model = load_model(_catalogued(tiny_model, tmp_path, coef=coef,
+                                       crowding_range=(crowding / 10, crowding / 2)),
+                           threads=1)
+        table = count_sources(tiles, model, threads=1, progress=False)
+        table["ood_reason"] = ["noise"] + [""] * (len(table) - 1)
+        assert add_catalogue_counts(table, sources, tiles, model, "photutils", beam)
+        assert table["ood_flag"].all() and table["n_compact_pred"].mask.all()
+        assert table["n_compact_pred_err"].mask.all()
+        assert table["ood_reason"][0] == "noise,crowding"
+        assert (table["ood_reason"][1:] == "crowding").all()
+        assert "crowding" in table["ood_reason"].info.description
+        assert table.meta["CROWDING"] == pytest.approx(crowding)
 
 
 def test_catalogue_crowding_is_sources_per_beam_over_finite_pixels():

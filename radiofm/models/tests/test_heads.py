@@ -367,8 +367,10 @@ def test_a_crowding_coefficient_needs_heads_version_7():
     crowding; a radiofm of heads version 6 would drop that term, so such heads are
     refused below version 7, and round-trip from it."""
     crowded = _with_catalogue(coef=[0.5, 0.4, 0.6, 20.0], crowding_range=[0.004, 0.02])
-    with pytest.raises(ModelMetadataError, match="crowding coefficient needs heads version 7"):
+    with pytest.raises(ModelMetadataError, match="coefficient or range needs heads version 7"):
         parse_heads({**crowded, "heads_version": 6})
+    with pytest.raises(ModelMetadataError, match="coefficient or range needs heads version 7"):
+        parse_heads({**_with_catalogue(crowding_range=[0.004, 0.02]), "heads_version": 6})
     with pytest.raises(ModelMetadataError, match="weighs the crowding but has no crowding_range"):
         parse_heads(_with_catalogue(coef=[0.5, 0.4, 0.6, 20.0]))
     with pytest.raises(ModelMetadataError, match="crowding_range must be"):
@@ -376,7 +378,10 @@ def test_a_crowding_coefficient_needs_heads_version_7():
     heads = parse_heads(crowded, embedding_dim=DIM)
     mix = heads.count_catalogues(7.5)["photutils"]
     assert mix.reads_crowding
-    assert not parse_heads(_with_catalogue()).count_catalogues(7.5)["photutils"].reads_crowding
+    plain = parse_heads(_with_catalogue()).count_catalogues(7.5)["photutils"]
+    assert not plain.reads_crowding and plain.crowding_known(1.0)  # no range: no judgement
+    ranged = parse_heads(_with_catalogue(crowding_range=[0.004, 0.02]))
+    assert not ranged.count_catalogues(7.5)["photutils"].crowding_known(0.05)
     counts, _ = mix.combine(np.array([10.0, 10.0]), np.array([5.0, 5.0]),
                             np.array([0.0, 0.01]))
     np.testing.assert_allclose(counts, [0.5 + 4.0 + 3.0, 0.5 + 4.0 + 3.0 + 1.0], rtol=1e-6)
