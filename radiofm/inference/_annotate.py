@@ -413,7 +413,7 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     summed = count_in_tiles(sources, tiles, select="all", weights=probability)["n_compact"]
     predicted = table["n_compact_pred"]
     mask = np.ma.getmaskarray(predicted)
-    judged = mix.reads_crowding or mix.crowding_range is not None
+    judged = mix.crowding_range is not None  # always where the combination reads it
     crowding = catalogue_crowding(sources, tiles, beam) if judged else 0.0
     counts, errors = mix.combine(np.ma.getdata(predicted), np.asarray(summed), crowding)
     description = (f"{predicted.info.description}; combined with the {finder} catalogue: "
