@@ -146,7 +146,7 @@ def example(model, finder, folder):
           + (f"combined with the {combined} catalogue" if combined else "the count head's alone")
           + f"): negative {int(np.sum(values < 0))}; on unmasked tiles "
           f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
-          f"{_r2(true_counts[~mask], values[~mask]):.3f} (target >= 0.8); true mean "
+          f"{_r2(true_counts[~mask], values[~mask]):.4f} (target >= 0.8); true mean "
           f"{true_counts.mean():.1f} per tile")
     if combined:  # side by side: the same model's head alone on the same tiles
         from radiofm.inference import count_sources
