@@ -11,7 +11,8 @@ Measures, for a model (default: the bundled default):
    - on true FRI/FRII/bent sources (the found source nearest their centre, within a
      quarter of their size): accuracy where not ``uncertain``, and the uncertain share;
    - per tile, n_compact_pred against the true compact sources with peak >= 5 sigma:
-     MAE and R^2 on unmasked tiles (target R^2 >= 0.8), negative counts (must be 0),
+     MAE and R^2 on unmasked tiles (target R^2 >= 0.8; with its 95 % bootstrap interval
+     over the tiles, which says how far one sky can tell), negative counts (must be 0),
      whether it was combined with the catalogue (``meta["COUNTCAT"]``; then the count
      head's own figures beside it, `radiofm.inference.count_sources` on the same tiles),
      the masked share, the share of unmasked tiles whose truth lies within one
@@ -67,6 +68,15 @@ def _r2(truth, predicted):
     if len(truth) < 2 or np.var(truth) == 0:
         return float("nan")
     return float(1 - np.sum((truth - predicted) ** 2) / np.sum((truth - truth.mean()) ** 2))
+
+
+def _r2_interval(truth, predicted, draws=2000, seed=0):
+    """The 95 % bootstrap interval of `_r2` over the items (tiles drawn with replacement)."""
+    truth, predicted = np.asarray(truth, float), np.asarray(predicted, float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(truth), (draws, len(truth)))
+    values = [_r2(truth[pick], predicted[pick]) for pick in picks]
+    return np.nanpercentile(values, [2.5, 97.5])
 
 
 def _within(truth, predicted, errors):
@@ -141,12 +151,14 @@ def example(model, finder, folder):
     values = np.asarray(Table(tiles_table)["n_compact_pred"].filled(np.nan), float)
     mask = np.asarray(tiles_table["ood_flag"]) | ~np.isfinite(values)
     combined = tiles_table.meta.get("COUNTCAT")
+    low, high = _r2_interval(true_counts[~mask], values[~mask])
     print(f"  counts per tile ({len(values)} tiles, {mask.sum()} masked = "
           f"{100 * mask.mean():.1f} %; n_compact_pred "
           + (f"combined with the {combined} catalogue" if combined else "the count head's alone")
           + f"): negative {int(np.sum(values < 0))}; on unmasked tiles "
           f"MAE {np.abs(values[~mask] - true_counts[~mask]).mean():.2f}, R^2 "
-          f"{_r2(true_counts[~mask], values[~mask]):.4f} (target >= 0.8); true mean "
+          f"{_r2(true_counts[~mask], values[~mask]):.4f} (target >= 0.8; 95 % bootstrap "
+          f"interval over the tiles {low:.3f} to {high:.3f}); true mean "
           f"{true_counts.mean():.1f} per tile")
     if combined:  # side by side: the same model's head alone on the same tiles
         from radiofm.inference import count_sources

@@ -479,6 +479,12 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
         "counts_simulated", "counts_simulated_artefacts", "counts_simulated_depths"}
     assert set(parsed.count_catalogues(7.5)) == {"photutils"}
     assert parsed.count_catalogues(5.4) == {}
+    # heads version 7: the combination knows the crowding of the skies it was fitted on
+    # (the depth skies make it span a range) and judges a catalogue by it
+    low, high = catalogue["crowding_range"]
+    assert 0 < low < high
+    mix = parsed.count_catalogues(7.5)["photutils"]
+    assert mix.crowding_known((low + high) / 2) and not mix.crowding_known(3 * high)
     from radiofm.cli import _head_fit_options, build_parser
 
     args = build_parser().parse_args(["fit-heads", "m.onnx", "-o", "out",
