@@ -92,7 +92,7 @@ __all__ = ["CROWDING_TOLERANCE", "HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT
 HEADS_VERSION = 7
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
 #: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``; 5: no count
-#: ``catalogues``; 6: no catalogue crowding coefficient).
+#: ``catalogues``; 6: no catalogue crowding range or coefficient).
 READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 #: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
 #: them after the embedding.
