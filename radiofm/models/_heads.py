@@ -377,12 +377,13 @@ def _count_regimes(counts, dim, version):
     if (any(isinstance(part, dict) and "catalogues" in part for part in [counts, *regimes])
             and version in (1, 2, 3, 4, 5)):
         raise _Invalid("count catalogues need heads version 6")
+    catalogues = [catalogue for part in [counts, *regimes]
+                  if isinstance(part, dict) and isinstance(part.get("catalogues"), list)
+                  for catalogue in part["catalogues"]]
+    # a crowding coefficient needs a range (CatalogueCount), so the range marks both
     if version in (1, 2, 3, 4, 5, 6) and any(
-            isinstance(catalogue, dict) and (np.shape(catalogue.get("coef")) == (4,)
-                                             or "crowding_range" in catalogue)
-            for part in [counts, *regimes] if isinstance(part, dict)
-            for catalogue in (part.get("catalogues") or [])
-            if isinstance(part.get("catalogues"), list)):
+            isinstance(catalogue, dict) and "crowding_range" in catalogue
+            for catalogue in catalogues):
         raise _Invalid("a count catalogue's crowding coefficient or range needs heads "
                        "version 7")
     if any(dispersed) and not all(dispersed):
