@@ -4,7 +4,8 @@ README's example sky and every simulated sky the count heads were first fitted o
 noise level (4 uJy/beam); a deeper MeerKAT field holds more sources above 5 sigma per tile
 (MIGHTEE reaches 1.3-2.7 uJy/beam). This script simulates example-like skies (2048 px,
 calibration artefacts) at each ``--noise`` level, with seeds from 9000 (no fit or
-evaluation uses them), runs ``radiofm annotate IMAGE --finder photutils`` on each with each
+evaluation uses them; ``--first-seed`` moves them, so a ship rule can be judged on skies no
+earlier look saw), runs ``radiofm annotate IMAGE --finder photutils`` on each with each
 ``--model``, and compares ``n_compact_pred`` per tile with the true compact sources whose
 peak reaches 5 sigma (`radiofm.simulate.count_true_compact`): on the unmasked tiles R^2,
 MAE, the mean error (bias), and the share whose truth lies within one
@@ -15,7 +16,7 @@ on the same skies in the same run.
 Usage::
 
     python benchmarks/bench_count_depths.py --model NEW.onnx --model default
-        [--noise 1.5e-6 2e-6 4e-6 8e-6] [--seeds 2] [--size 2048] [--output DIR]
+        [--noise 1.5e-6 2e-6 4e-6 8e-6] [--seeds 2] [--first-seed 9000] [--size 2048] [--output DIR]
 """
 
 import argparse
@@ -58,6 +59,8 @@ def main():
     parser.add_argument("--noise", type=float, nargs="+", default=[1.5e-6, 2e-6, 4e-6, 8e-6],
                         help="noise levels (Jy/beam)")
     parser.add_argument("--seeds", type=int, default=2, help="skies per noise level")
+    parser.add_argument("--first-seed", type=int, default=9000,
+                        help="seed of each level's first sky (9000 and up: no fit uses them)")
     parser.add_argument("--size", type=int, default=2048, help="sky side (pixels)")
     parser.add_argument("--output", default=tempfile.mkdtemp(prefix="radiofm-depths-"))
     args = parser.parse_args()
@@ -67,7 +70,7 @@ def main():
     output = Path(args.output)
     rows = []
     for noise in args.noise:
-        for seed in range(9000, 9000 + args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             sky = output / f"noise{noise:g}-seed{seed}"
             sky.mkdir(parents=True, exist_ok=True)
             hdu, truth = make_radio_sky((args.size, args.size), seed=seed, noise=noise,

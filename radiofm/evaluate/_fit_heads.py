@@ -84,11 +84,15 @@ SIMULATED_COUNT_SETS = ("counts_simulated", "counts_simulated_artefacts",
 #: to 1, around the label's 5 sigma.
 CATALOGUE_SNR_KNOTS = np.r_[np.arange(3.0, 10.0, 0.05), np.arange(10.0, 20.0, 0.5), 20.0,
                             30.0, 50.0, 100.0]
-#: A catalogue combination reads the crowding (`_catalogue_count`) only where its held-out
-#: tiles' fields span at least this factor in crowding: over fields of one depth the term
+#: A catalogue combination reads the crowding (`_catalogue_count`) only where the fields it
+#: was fitted on span at least this factor in crowding: over fields of one depth the term
 #: is all but a copy of the summed probabilities, and its weight would be set by chance,
 #: then multiplied by a deep field's crowding.
 CROWDING_SPAN = 2.0
+#: The count data set of skies at noise levels of their own (``depth_fields``): they train
+#: the catalogue combinations' crowding correction alone (`_catalogue_count`), so every
+#: other head is fitted as without them.
+DEPTH_SET = "counts_simulated_depths"
 #: A regime is kept when its validation deviance is this share below the pooled GLM's (a
 #: regime no better than the pooled GLM would only add noise).
 REGIME_MARGIN = 0.01
@@ -398,68 +402,108 @@ def _dispersion(truth, predicted):
     return float(max(np.sum((truth - predicted) ** 2) / predicted.sum(), 1e-6))
 
 
-def _catalogue_count(sources, held, finder):
-    """A count GLM's `radiofm.models.CatalogueCount`, fitted on its held-out tiles.
+def _catalogue_count(sources, held, finder, deep=None):
+    """A count GLM's `radiofm.models.CatalogueCount`, fitted on its held-out tiles and, for
+    its crowding correction, on the depth skies' tiles.
 
     The probability that a source compact by measurement is counted, against its measured
     peak S/N, is an isotonic (non-decreasing) fit on the sources of the training tiles the
-    GLM was fitted on, read at fixed S/N knots; the combination ``a + b x`` the GLM's count
-    ``+ c x`` the summed probabilities ``+ d x`` the summed probabilities times the field's
-    crowding (`radiofm.inference.catalogue_crowding`) is a non-negative least-squares fit on
-    the held-out tiles, with the GLM's counts for them from its fit without them
-    (`_beam_regimes`), and its dispersion is measured on the same tiles. The crowding term
-    is left out (``d`` absent) where the held-out fields span less than `CROWDING_SPAN` in
-    crowding. ``crowding_range`` records the crowding of every field the sources came
-    from: inference flags a catalogue beyond it.
+    GLM was fitted on, read at fixed S/N knots. The combination ``a + b x`` the GLM's count
+    ``+ c x`` the summed probabilities is a non-negative least-squares fit on the held-out
+    tiles, with the GLM's counts for them from its fit without them (`_beam_regimes`).
+
+    With ``deep`` (the depth skies' training tiles, which the GLM never saw), a crowding
+    correction ``d x`` the summed probabilities ``x`` (the field's crowding ``-`` the median
+    crowding of the held-out tiles' fields; `radiofm.inference.catalogue_crowding`) is
+    fitted on them by least squares with ``a``, ``b`` and ``c`` held, ``d`` within
+    ``[0, c / median]`` so that no field's weight falls below 0. The correction vanishes at
+    the held-out fields' crowding, so fields as crowded as those the combination was fitted
+    on are counted as without depth skies: a joint fit traded their accuracy for the deep
+    fields' (docs/model_card.rst). It is stored as the fourth coefficient, ``c`` becoming
+    ``c - d x median``, and left out where the fields span less than `CROWDING_SPAN` in
+    crowding. ``crowding_range`` records the crowding of every field the sources came from:
+    inference flags a catalogue beyond it.
 
     Parameters
     ----------
     sources : dict of `~numpy.ndarray`
         ``tile``, ``snr``, ``compact``, ``counted``, ``crowding`` of the regime's training
-        fields
-        (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the count
-        items are).
+        fields (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the
+        count items are).
     held : tuple
         The held-out tiles, their true counts and the GLM's counts for them
         (`_beam_regimes`'s ``held_predictions`` entry).
     finder : str
         The finder that made the catalogues.
+    deep : tuple, optional
+        The depth skies' training tiles, their true counts and the GLM's counts for them.
 
     Returns
     -------
     catalogue : dict or None
         The heads layout of `radiofm.models.CatalogueCount`, with ``validation``: the
         held-out tiles' R^2 of the GLM alone and of the combination (in-sample for the three
-        coefficients); None without compact sources on both sides.
+        coefficients), and with ``deep`` the depth tiles' R^2 without and with the
+        correction (in-sample for ``d``); None without compact sources on both sides.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> tile = np.repeat(np.arange(10), 20)
+    >>> sources = {"tile": tile, "snr": rng.uniform(3.0, 12.0, 200),
+    ...            "compact": np.ones(200, bool), "crowding": np.full(200, 0.01)}
+    >>> sources["counted"] = sources["snr"] >= 5.0
+    >>> held = np.arange(6, 10)
+    >>> truth = np.bincount(tile[sources["counted"]], minlength=10)[held].astype(float)
+    >>> mix = _catalogue_count(sources, (held, truth, truth), "photutils")
+    >>> len(mix["coef"]), mix["crowding_range"]
+    (3, [0.01, 0.01])
     """
     from scipy.optimize import nnls
     from sklearn.isotonic import IsotonicRegression
     from sklearn.metrics import r2_score
 
     tiles, truth, predicted = held
-    fitted_on = sources["compact"] & ~np.isin(sources["tile"], tiles)
+    deep_tiles = np.array([], int) if deep is None else deep[0]
     held_out = sources["compact"] & np.isin(sources["tile"], tiles)
+    fitted_on = sources["compact"] & ~held_out & ~np.isin(sources["tile"], deep_tiles)
     if not fitted_on.any() or not held_out.any() or len(tiles) < 3:
         return None
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
         sources["snr"][fitted_on], sources["counted"][fitted_on].astype(float))
     probability = np.clip(isotonic.predict(CATALOGUE_SNR_KNOTS), 0.0, 1.0)
-    weight = np.interp(sources["snr"][held_out], CATALOGUE_SNR_KNOTS, probability)
-    where = np.searchsorted(tiles, sources["tile"][held_out])
-    summed = np.bincount(where, weight, minlength=len(tiles))
-    design = [np.ones(len(tiles)), predicted, summed]
-    crowding = sources["crowding"][held_out]
-    if crowding.max() >= CROWDING_SPAN * crowding.min():
-        design.append(np.bincount(where, weight * crowding, minlength=len(tiles)))
-    design = np.column_stack(design)
+
+    def per_tile(chosen):  # the tiles' summed probabilities and their fields' crowding
+        rows = sources["compact"] & np.isin(sources["tile"], chosen)
+        where = np.searchsorted(chosen, sources["tile"][rows])
+        summed = np.bincount(where, np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
+                                              probability), minlength=len(chosen))
+        crowding = np.zeros(len(chosen))  # 0 where a tile holds no source (summed is 0)
+        crowding[where] = sources["crowding"][rows]
+        return summed, crowding
+
+    summed, crowding = per_tile(tiles)
+    design = np.column_stack([np.ones(len(tiles)), predicted, summed])
     coef = nnls(design, truth)[0]
     combined = design @ coef
-    fields = sources["crowding"][fitted_on | held_out]
+    validation = {"tiles": int(len(tiles)), "glm_r2": float(r2_score(truth, predicted)),
+                  "combined_r2": float(r2_score(truth, combined))}
+    fields = sources["crowding"][sources["compact"]]
+    if deep is not None and fields.max() >= CROWDING_SPAN * fields.min():
+        deep_summed, deep_crowding = per_tile(deep_tiles)
+        base = coef[0] + coef[1] * deep[2] + coef[2] * deep_summed
+        reference = float(np.median(crowding[crowding > 0]))
+        term = (deep_crowding - reference) * deep_summed
+        d = float(np.clip(term @ (deep[1] - base) / max(term @ term, 1e-12), 0.0,
+                          coef[2] / reference))
+        coef = np.r_[coef[:2], coef[2] - d * reference, d]
+        validation.update(deep_tiles=int(len(deep_tiles)),
+                          deep_r2_uncorrected=float(r2_score(deep[1], base)),
+                          deep_r2=float(r2_score(deep[1], base + d * term)),
+                          crowding_reference=reference)
     return {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability,
             "coef": coef, "crowding_range": [float(fields.min()), float(fields.max())],
-            "dispersion": _dispersion(truth, combined) or 1.0,
-            "validation": {"tiles": int(len(tiles)), "glm_r2": float(r2_score(truth, predicted)),
-                           "combined_r2": float(r2_score(truth, combined))}}
+            "dispersion": _dispersion(truth, combined) or 1.0, "validation": validation}
 
 
 def _catalogue_regimes(regimes, held_predictions):
@@ -470,12 +514,13 @@ def _catalogue_regimes(regimes, held_predictions):
 
 
 def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
-                          train_tiles):
+                          train_tiles, deep_predictions=None):
     """Give each kept regime fitted on simulated skies alone ``catalogues``, one per
     finder of ``catalogue_sources`` (finder -> data set -> sources; `_catalogue_count`, on
-    the training skies' sources), recording their held-out figures in ``validation``.
-    FIRST's label is itself a finder's count, with no truth to weigh a catalogue against:
-    its regime gets none."""
+    the training skies' sources, with the regime's ``deep_predictions`` entry: its depth
+    skies' training tiles, their true counts and its counts for them), recording their
+    held-out figures in ``validation``. FIRST's label is itself a finder's count, with no
+    truth to weigh a catalogue against: its regime gets none."""
     for regime in _catalogue_regimes(regimes, held_predictions):
         name = regime["name"]
         for finder, found in catalogue_sources.items():
@@ -484,7 +529,8 @@ def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sourc
                        for key in ("tile", "snr", "compact", "counted", "crowding")}
             keep = np.isin(sources["tile"], train_tiles)
             mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
-                                   held_predictions[name], finder)
+                                   held_predictions[name], finder,
+                                   (deep_predictions or {}).get(name))
             if mix is None:
                 continue
             figures = mix.pop("validation")
@@ -535,6 +581,13 @@ def _poisson_rate(glm, x):
     peak features where the GLM has a ``peak_level``), as `Heads` applies it."""
     dim = x.shape[1] - (len(PEAK_FEATURES) if "peak_level" in glm else 0)
     return PoissonGlm(glm, dim, "fitted GLM").predict(x).astype(np.float64)
+
+
+def _regime_rate(regime, x, peaks, rows):
+    """A regime's expected count of each item ``rows`` selects, from its embedding (``x``)
+    and, where the regime's GLM has a ``peak_level``, its peak features (``peaks``)."""
+    return _poisson_rate(regime, x[rows] if "peak_level" not in regime
+                         else np.concatenate([x[rows], peaks[rows]], axis=1))
 
 
 def _count_figures(predicted, truth, error):
@@ -741,8 +794,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     depth_fields : int
         Simulated skies with artefacts at noise levels of their own, log-uniform in
         `radiofm.evaluate._stamps.DEPTH_NOISE` (seeds from 3000), two thirds for training:
-        the other skies are all at the simulator's 4 uJy/beam, and a count head fitted on
-        them alone undercounts deeper fields, which hold more sources above 5 sigma.
+        the other skies are all at the simulator's 4 uJy/beam, where the finder merges fewer
+        close sources than in deeper fields, which hold more sources above 5 sigma. They
+        train the catalogue combinations' crowding correction alone (`_catalogue_count`);
+        every other head is fitted as without them.
     count_windows : int
         Windows per tile side the count head reads (1: the whole tile). Its test figures
         are per tile (the sum over each tile's windows).
@@ -829,17 +884,26 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
 
     # tiles: the OOD reference, the noise range and the graph heads; windows: the count head
     whole_tiles = count_data(1)
-    parts, x, _, noise, y, split, _, _, _ = whole_tiles
-    train = split == "train"
+    parts, x, _, noise, y, split, source, _, _ = whole_tiles
+    train = (split == "train") & (source != DEPTH_SET)  # the depth skies train one term
     _, xc, peaks_c, _, yc, split_c, source_c, tile_c, offsets_c = (
         whole_tiles if count_windows == 1 and peak_level is None
         else count_data(count_windows, peak_level))
     train_c = split_c == "train"
-    counts = _poisson(xc[train_c], yc[train_c])
+    glm_train = train_c & (source_c != DEPTH_SET)
+    counts = _poisson(xc[glm_train], yc[glm_train])
     held_predictions = {}
     regimes, validation, pooled_glm_dispersion = _beam_regimes(
-        xc, yc, train_c, source_c, tile_c, peaks=peaks_c, peak_level=peak_level,
+        xc, yc, glm_train, source_c, tile_c, peaks=peaks_c, peak_level=peak_level,
         held_predictions=held_predictions)
+    deep_predictions = {}  # regime -> its depth skies' training tiles, truths and counts
+    for regime in _catalogue_regimes(regimes, held_predictions):
+        rows = train_c & (source_c == DEPTH_SET)
+        if rows.any() and DEPTH_SET in _REGIME_SETS[regime["name"]]:
+            tiles, cell = np.unique(tile_c[rows], return_inverse=True)
+            deep_predictions[regime["name"]] = (
+                tiles, np.bincount(cell, yc[rows]),
+                np.bincount(cell, _regime_rate(regime, xc, peaks_c, rows)))
     if catalogue_finders is None:
         catalogue_finders = ("photutils", "bdsf") if HAS_BDSF else ("photutils",)
     if not _catalogue_regimes(regimes, held_predictions):
@@ -856,7 +920,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         for name, sources in found.items():
             sources["tile"] = sources["tile"] + offsets_c[name]
     _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
-                          np.unique(tile_c[train_c]))
+                          np.unique(tile_c[train_c]), deep_predictions)
     if pooled_glm_dispersion is not None:  # else no tile was held out, nor has any regime
         counts["dispersion"] = pooled_glm_dispersion
     # each data set is counted by its beam's regime head where one is kept, as at inference
@@ -866,8 +930,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     pooled_dispersion = dispersion.copy()
     for regime in regimes:
         rows = np.isin(source_c, _REGIME_SETS[regime["name"]])
-        rate[rows] = _poisson_rate(regime, xc[rows] if "peak_level" not in regime
-                                   else np.concatenate([xc[rows], peaks_c[rows]], axis=1))
+        rate[rows] = _regime_rate(regime, xc, peaks_c, rows)
         dispersion[rows] = regime["dispersion"]
     count_figures = _test_tile_figures(tile_c, source_c, split_c, yc, rate, dispersion)
     catalogue_figures = _catalogue_test_figures(regimes, catalogue_sources, tile_c, source_c,

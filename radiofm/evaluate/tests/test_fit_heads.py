@@ -459,10 +459,13 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     """A regime fitted on simulated skies alone learns how its counts combine with each
     finder's catalogue of the sky (probabilities non-decreasing in S/N, coefficients >= 0,
     the combination's held-out and test figures recorded); FIRST's regime, whose label is
-    itself a finder's count, gets none."""
-    heads = fit_output_heads(_PixelStatistics(), shared_data, limit=4, finder="photutils",
-                             artefact_fields=2, depth_fields=3, count_windows=2,
-                             cache=tmp_path, catalogue_finders=("photutils",))
+    itself a finder's count, gets none. The depth skies train the combination's crowding
+    correction alone: every GLM, the noise range and the combination at the held-out
+    fields' crowding are those of the fit without them."""
+    options = dict(limit=4, finder="photutils", artefact_fields=4, count_windows=2,
+                   cache=tmp_path, catalogue_finders=("photutils",))
+    heads = fit_output_heads(_PixelStatistics(), shared_data, depth_fields=6, **options)
+    without = fit_output_heads(_PixelStatistics(), shared_data, depth_fields=0, **options)
     parsed = parse_heads(heads, embedding_dim=4)
     counts = heads["counts"]
     regimes = {regime["name"]: regime for regime in counts["regimes"]}
@@ -485,6 +488,18 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     assert 0 < low < high
     mix = parsed.count_catalogues(7.5)["photutils"]
     assert mix.crowding_known((low + high) / 2) and not mix.crowding_known(3 * high)
+    assert len(catalogue["coef"]) == 4 and catalogue["coef"][3] > 0
+    assert held_out["deep_tiles"] > 0 and held_out["deep_r2"] > held_out["deep_r2_uncorrected"]
+    plain = {regime["name"]: regime for regime in without["counts"]["regimes"]}
+    for name, regime in regimes.items():
+        np.testing.assert_allclose(regime["coef"], plain[name]["coef"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(counts["coef"], without["counts"]["coef"], rtol=1e-4, atol=1e-6)
+    assert heads["ood"]["noise_range"] == without["ood"]["noise_range"]
+    (base,) = plain["MeerKAT-sim"]["catalogues"]
+    assert len(base["coef"]) == 3 and base["probability"] == catalogue["probability"]
+    at_reference = np.array(catalogue["coef"][:3])
+    at_reference[2] += catalogue["coef"][3] * held_out["crowding_reference"]
+    np.testing.assert_allclose(at_reference, base["coef"], rtol=1e-4, atol=1e-6)
     from radiofm.cli import _head_fit_options, build_parser
 
     args = build_parser().parse_args(["fit-heads", "m.onnx", "-o", "out",
@@ -517,34 +532,41 @@ def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
     assert _catalogue_count(none, (held, truth, truth), "photutils") is None
 
 
-def test_the_catalogue_combination_learns_what_crowded_fields_merge():
+def test_the_depth_skies_correct_the_combination_for_crowding():
     """Fields where the finder merges a share of the sources growing with their crowding:
-    the combination gives the crowding term weight, and counts the crowded fields' held-out
-    tiles without the bias a combination blind to crowding keeps."""
-    from scipy.optimize import nnls
-
+    fitted on the depth skies' tiles, the crowding correction gets weight and counts their
+    crowded tiles without the bias of the combination blind to crowding, which it leaves as
+    it was at the held-out fields' crowding; without depth skies there is no correction."""
     from radiofm.evaluate._fit_heads import _catalogue_count
 
     rng = np.random.default_rng(5)
-    tiles = np.arange(120)
-    crowding = np.where(tiles % 3 == 0, 0.005, np.where(tiles % 3 == 1, 0.015, 0.03))
-    true = rng.poisson(np.where(tiles % 3 == 0, 10, np.where(tiles % 3 == 1, 30, 60)))
+    tiles = np.arange(240)
+    crowding = np.select([tiles < 120, tiles % 2 == 0], [0.015, 0.005], 0.03)
+    true = rng.poisson(np.select([tiles < 120, tiles % 2 == 0], [30, 10], 60))
     kept = rng.binomial(true, 1 / (1 + 20 * crowding))  # the rest merged with a neighbour
     tile = np.repeat(tiles, kept)
     sources = {"tile": tile, "snr": np.full(len(tile), 20.0),
                "compact": np.ones(len(tile), bool), "counted": np.ones(len(tile), bool),
                "crowding": crowding[tile]}
-    held = tiles[tiles >= 60]
+    held, deep = tiles[60:120], tiles[120:]
     truth = true[held].astype(float)
-    mix = _catalogue_count(sources, (held, truth, np.full(len(held), truth.mean())),
-                           "photutils")
-    assert mix["coef"].shape == (4,) and mix["coef"][3] > 5.0
+    glm = (held, truth, np.full(len(held), truth.mean()))
+    blind = _catalogue_count(sources, glm, "photutils")
+    assert len(blind["coef"]) == 3  # no depth skies: no correction, whatever the span
+    mix = _catalogue_count(sources, glm, "photutils",
+                           (deep, true[deep].astype(float), np.full(len(deep), truth.mean())))
+    assert len(mix["coef"]) == 4 and mix["coef"][3] > 5.0
     assert mix["crowding_range"] == [0.005, 0.03]
-    found = kept[held].astype(float)
-    blind = np.column_stack([np.ones(len(held)), np.full(len(held), truth.mean()), found])
-    crowded = crowding[held] == 0.03
-    blind_bias = np.mean((blind @ nnls(blind, truth)[0] - truth)[crowded])
-    combined = (mix["coef"][0] + mix["coef"][1] * truth.mean()
-                + (mix["coef"][2] + mix["coef"][3] * crowding[held]) * found)
-    assert abs(np.mean((combined - truth)[crowded])) < abs(blind_bias) / 2
-    assert mix["validation"]["combined_r2"] > 0.95
+    figures = mix["validation"]
+    assert figures["crowding_reference"] == 0.015 and figures["deep_tiles"] == 120
+    np.testing.assert_allclose(mix["coef"][:2], blind["coef"][:2])
+    np.testing.assert_allclose(mix["coef"][2] + 0.015 * mix["coef"][3], blind["coef"][2])
+    crowded = deep[crowding[deep] == 0.03]
+    found = kept[crowded].astype(float)
+
+    def bias(coef, weight):
+        return np.mean(coef[0] + coef[1] * truth.mean() + weight * found - true[crowded])
+
+    corrected = bias(mix["coef"], mix["coef"][2] + 0.03 * mix["coef"][3])
+    assert abs(corrected) < abs(bias(blind["coef"], blind["coef"][2])) / 2
+    assert figures["deep_r2"] > max(0.9, figures["deep_r2_uncorrected"])
