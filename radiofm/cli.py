@@ -753,8 +753,8 @@ def _add_head_fit_options(parser):
                         "(default: radiofm.evaluate.ARTEFACT_FIELDS)")
     parser.add_argument("--depth-fields", type=int, metavar="N",
                         help="simulated skies with artefacts, each at a noise level of its "
-                        "own, for the count head, 2/3 train (default: "
-                        "radiofm.evaluate.DEPTH_FIELDS)")
+                        "own, 2/3 train: they fit the catalogue combination's crowding "
+                        "correction alone (default: radiofm.evaluate.DEPTH_FIELDS)")
     parser.add_argument("--embedding-counts-only", action="store_true",
                         help="the count head reads the embedding alone, not also each "
                         "window's 5-sigma peaks (a model on the S/N stretch reads both)")
