@@ -547,7 +547,7 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, dep
                 truth["sky_center"])
             counted = labelled[nearest] & (separation.to_value(u.arcsec) <= beam)
         tile, row, _, _ = tile_membership(catalog["sky_center"], tiles)
-        crowding = catalogue_crowding(catalog, tiles, radio.beam)
+        crowding = catalogue_crowding(catalog, tiles, radio.beam, compact)
         parts.append({"tile": tile + first_tile, "snr": snr[row], "compact": compact[row],
                       "counted": counted[row], "crowding": np.full(len(row), crowding)})
         first_tile += len(tiles.table)

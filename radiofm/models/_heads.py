@@ -66,15 +66,17 @@ sources, far more numerous, scatter above the threshold); a tile's count is then
 ``coef[0] + coef[1] x`` the GLM's count ``+ coef[2] x`` the summed probabilities, with
 coefficients >= 0, so never negative.
 
-A CATALOGUE may carry (version 7) the ``crowding_range`` [low, high] of the fields it was
-fitted on, in the catalogue's crowding (`radiofm.inference.catalogue_crowding`: its sources
-per beam solid angle over the image's tiles); a catalogue more than `CROWDING_TOLERANCE`
-beyond it is out of distribution. With a range it may carry a fourth coefficient:
-``+ coef[3] x`` the summed probabilities ``x`` the catalogue's crowding. A finder merges
+A CATALOGUE may carry (version 8) the ``crowding_range`` [low, high] of the fields it was
+fitted on, in the catalogue's crowding (`radiofm.inference.catalogue_crowding`: its
+sources compact by measurement per beam solid angle over the image's tiles); a catalogue
+more than `CROWDING_TOLERANCE` beyond it is out of distribution. With a range it may carry
+a fourth coefficient: ``+ coef[3] x`` the summed probabilities ``x`` the catalogue's
+crowding. A finder merges
 sources closer than about a beam, and the share merged grows with the number of sources
 per beam: on simulated MeerKAT skies of 1.5 uJy/beam, 13 % of the true 5-sigma compact
 sources share their catalogue source with another, against 6 % at 4 uJy/beam. Version 6
-catalogues have three coefficients and no range.
+catalogues have three coefficients and no range; version 7 measured the crowding over every
+detection, which a calibration artefact's spurious ones raise, and its ranges are refused.
 """
 
 import json
@@ -89,11 +91,12 @@ __all__ = ["CROWDING_TOLERANCE", "HEADS_VERSION", "PEAK_FEATURES", "POOLED_COUNT
            "serialize_heads"]
 
 #: Version of the heads layout above; bump when a key changes meaning.
-HEADS_VERSION = 7
+HEADS_VERSION = 8
 #: Heads versions this radiofm reads (1: no ``counts.windows``, whole tiles; 2: no
 #: ``counts.regimes``; 3: no count ``dispersion``; 4: no count ``peak_level``; 5: no count
-#: ``catalogues``; 6: no catalogue crowding range or coefficient).
-READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+#: ``catalogues``; 6: no catalogue crowding range or coefficient; 7: the same, its crowding
+#: having been measured over every detection).
+READABLE_HEADS_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 #: What `peak_features` gives per input, in order: a count GLM with a ``peak_level`` reads
 #: them after the embedding.
 PEAK_FEATURES = ("peaks", "islands", "log(1 + peaks)", "log(1 + islands)")
@@ -198,7 +201,7 @@ class OodReference:
 
 class CatalogueCount:
     """How a count GLM's tile counts combine with a catalogue of the image (heads version 6;
-    the crowding range and coefficient version 7).
+    the crowding range and coefficient version 8).
 
     Parameters
     ----------
@@ -380,12 +383,14 @@ def _count_regimes(counts, dim, version):
     catalogues = [catalogue for part in [counts, *regimes]
                   if isinstance(part, dict) and isinstance(part.get("catalogues"), list)
                   for catalogue in part["catalogues"]]
-    # a crowding coefficient needs a range (CatalogueCount), so the range marks both
-    if version in (1, 2, 3, 4, 5, 6) and any(
+    # a crowding coefficient needs a range (CatalogueCount), so the range marks both;
+    # version 7 measured the crowding over every detection, inference now over compact ones
+    if version in (1, 2, 3, 4, 5, 6, 7) and any(
             isinstance(catalogue, dict) and "crowding_range" in catalogue
             for catalogue in catalogues):
         raise _Invalid("a count catalogue's crowding coefficient or range needs heads "
-                       "version 7")
+                       "version 8 (version 7 measured the crowding over every detection: "
+                       "re-fit the heads with `radiofm fit-heads`)")
     if any(dispersed) and not all(dispersed):
         raise _Invalid("either every count GLM (counts and each of counts.regimes) has a "
                        "dispersion or none has")
@@ -803,7 +808,7 @@ def parse_heads(value, *, embedding_dim=None, class_names=None, source="model"):
     ...     parse_heads('{"heads_version": 99}')
     ... except ValueError as error:
     ...     print(str(error).split(".")[0])
-    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5, 6, 7)
+    model: heads version 99 is not one this radiofm reads (1, 2, 3, 4, 5, 6, 7, 8)
     """
     def fail(message):
         raise ModelMetadataError(

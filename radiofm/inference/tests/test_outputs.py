@@ -333,9 +333,9 @@ def test_counts_combine_with_the_catalogue_their_head_was_fitted_for(tiny_model,
 
 
 def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_path):
-    """A combination with a crowding term (heads version 7) adds, to each tile, its summed
-    probabilities times the catalogue's sources per beam, and records the crowding: the
-    same tile gains more in a catalogue twice as crowded."""
+    """A combination with a crowding term (heads version 8) adds, to each tile, its summed
+    probabilities times the catalogue's compact sources per beam, and records the crowding:
+    the same tile gains more in a catalogue twice as crowded."""
     from radiofm.catalogs import count_in_tiles
     from radiofm.image import read_image
     from radiofm.inference import add_catalogue_counts, catalogue_crowding
@@ -358,7 +358,8 @@ def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_
     for catalogue in (sources, sources[np.repeat(np.arange(len(sources)), 2)]):
         table = counted.copy()
         assert add_catalogue_counts(table, catalogue, tiles, model, "photutils", beam)
-        crowding = catalogue_crowding(catalogue, tiles, beam)
+        crowding = catalogue_crowding(catalogue, tiles, beam, np.asarray(
+            catalogue["morph_flag"]) == "compact_by_measurement")
         assert table.meta["CROWDING"] == pytest.approx(crowding)
         assert "sources per beam" in table["n_compact_pred"].info.description
         base = 0.5 + 0.25 * head + (2 if len(catalogue) > len(sources) else 1) * summed
@@ -379,12 +380,13 @@ def test_a_catalogue_more_crowded_than_the_fit_masks_every_count(tiny_model, tmp
     from radiofm.tiling import tile_image
 
     hdu, _ = make_radio_sky((512, 512), seed=4)
-    sources = find_sources(hdu, "photutils")
     beam = read_image(hdu).beam
     probe = load_model(_catalogued(tiny_model, tmp_path), threads=1)
     tiles = tile_image(hdu, probe.spec.tile_arcsec * u.arcsec)
-    crowding = catalogue_crowding(sources, tiles, beam)
-    sources = classify_morphology(sources, hdu, probe, threads=1, progress=False)
+    sources = classify_morphology(find_sources(hdu, "photutils"), hdu, probe, threads=1,
+                                  progress=False)
+    crowding = catalogue_crowding(sources, tiles, beam, np.asarray(
+        sources["morph_flag"]) == "compact_by_measurement")
     for coef in ((0.5, 0.25, 1.0, 30.0), (0.5, 0.25, 1.0)):
         model = load_model(_catalogued(tiny_model, tmp_path, coef=coef,
                                        crowding_range=(crowding / 10, crowding / 2)),
@@ -400,9 +402,10 @@ def test_a_catalogue_more_crowded_than_the_fit_masks_every_count(tiny_model, tmp
         assert table.meta["CROWDING"] == pytest.approx(crowding)
 
 
-def test_catalogue_crowding_is_sources_per_beam_over_finite_pixels():
-    """Sources per beam solid angle (pi major minor / 4 ln 2) over the tiles' finite
-    pixels: blanking half the image halves the area, not the sources inside it."""
+def test_catalogue_crowding_is_compact_sources_per_beam_over_finite_pixels():
+    """Compact sources per beam solid angle (pi major minor / 4 ln 2) over the tiles'
+    finite pixels: other detections (an artefact's) do not count, and blanking half the
+    image halves the area, not the sources inside it."""
     from radiofm.image import read_image
     from radiofm.inference import catalogue_crowding
     from radiofm.tiling import tile_image
@@ -413,11 +416,16 @@ def test_catalogue_crowding_is_sources_per_beam_over_finite_pixels():
     major, minor = (axis.to_value(u.arcsec) for axis in image.beam[:2])
     pixel = image.pixel_scale.to_value(u.arcsec)
     beams = 512 * 512 * pixel**2 / (np.pi * major * minor / (4 * np.log(2)))
-    assert catalogue_crowding(truth, tiles, image.beam) == pytest.approx(len(truth) / beams)
+    every = np.ones(len(truth), bool)
+    assert catalogue_crowding(truth, tiles, image.beam, every) == pytest.approx(
+        len(truth) / beams)
+    compact = np.arange(len(truth)) % 3 > 0  # the rest, say, an artefact's detections
+    assert catalogue_crowding(truth, tiles, image.beam, compact) == pytest.approx(
+        compact.sum() / beams)
     hdu.data[..., 256:] = np.nan
     right = truth["x_center"] >= 256
     half = tile_image(read_image(hdu), 256, min_valid=0.0)
-    assert catalogue_crowding(truth[~right], half, image.beam) == pytest.approx(
+    assert catalogue_crowding(truth[~right], half, image.beam, every[~right]) == pytest.approx(
         (~right).sum() / (beams / 2))
 
 

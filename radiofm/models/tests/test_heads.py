@@ -362,15 +362,19 @@ def test_bad_count_catalogues_are_refused(change, message):
         parse_heads(_with_catalogue(**change), embedding_dim=DIM)
 
 
-def test_a_crowding_coefficient_needs_heads_version_7():
+def test_a_crowding_coefficient_needs_heads_version_8():
     """A fourth catalogue coefficient weighs the summed probabilities by the catalogue's
-    crowding; a radiofm of heads version 6 would drop that term, so such heads are
-    refused below version 7, and round-trip from it."""
+    crowding; a radiofm of heads version 6 would drop that term, and version 7 measured the
+    crowding over every detection (inference now over the compact ones), so such heads are
+    refused below version 8, and round-trip from it."""
     crowded = _with_catalogue(coef=[0.5, 0.4, 0.6, 20.0], crowding_range=[0.004, 0.02])
-    with pytest.raises(ModelMetadataError, match="coefficient or range needs heads version 7"):
-        parse_heads({**crowded, "heads_version": 6})
-    with pytest.raises(ModelMetadataError, match="coefficient or range needs heads version 7"):
-        parse_heads({**_with_catalogue(crowding_range=[0.004, 0.02]), "heads_version": 6})
+    for version in (6, 7):
+        with pytest.raises(ModelMetadataError, match="range needs heads version 8"):
+            parse_heads({**crowded, "heads_version": version})
+        with pytest.raises(ModelMetadataError, match="range needs heads version 8"):
+            parse_heads({**_with_catalogue(crowding_range=[0.004, 0.02]),
+                         "heads_version": version})
+    assert parse_heads({**_with_catalogue(), "heads_version": 7}).count_catalogues(7.5)
     with pytest.raises(ModelMetadataError, match="weighs the crowding but has no crowding_range"):
         parse_heads(_with_catalogue(coef=[0.5, 0.4, 0.6, 20.0]))
     with pytest.raises(ModelMetadataError, match="crowding_range must be"):
