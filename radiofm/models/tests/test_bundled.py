@@ -52,6 +52,15 @@ def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
     # pooled head, with no truth to fit one on, do not
     assert set(model.heads.count_catalogues(7.5)) == {"photutils", "bdsf"}
     assert model.heads.count_catalogues(5.4) == model.heads.count_catalogues() == {}
+    # heads version 8: each combination corrects for the sources its finder merges in
+    # crowded (deep) fields, and judges a catalogue by the crowding of its fitted fields
+    # (README's example: about 0.017 compact sources per beam; fields of 2 to 8 uJy/beam
+    # span 0.01 to 0.03)
+    for mix in model.heads.count_catalogues(7.5).values():
+        assert mix.reads_crowding and mix.coef[3] > 0
+        low, high = mix.crowding_range
+        assert low < 0.011 and 0.025 < high and mix.crowding_known(0.017)
+        assert not mix.crowding_known(0.1) and not mix.crowding_known(0.003)
 
 
 def test_default_model_embeds_an_image_out_of_the_box():
