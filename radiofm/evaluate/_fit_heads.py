@@ -897,8 +897,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         xc, yc, glm_train, source_c, tile_c, peaks=peaks_c, peak_level=peak_level,
         held_predictions=held_predictions)
     deep_predictions = {}  # regime -> its depth skies' training tiles, truths and counts
+    rows = train_c & (source_c == DEPTH_SET)
     for regime in _catalogue_regimes(regimes, held_predictions):
-        rows = train_c & (source_c == DEPTH_SET)
         if rows.any() and DEPTH_SET in _REGIME_SETS[regime["name"]]:
             tiles, cell = np.unique(tile_c[rows], return_inverse=True)
             deep_predictions[regime["name"]] = (

@@ -331,13 +331,13 @@ def catalogue_crowding(sources, tiles, beam, compact):
     ----------
     sources : `~astropy.table.Table`
         The image's catalogue.
-    compact : `~numpy.ndarray` of bool
-        Which of its sources are compact by measurement (`compact_by_measurement`).
     tiles : `~radiofm.tiling.TileSet`
         The image's tiles: sources outside them, and the tiles' non-finite pixels, are left
         out.
     beam : `~radiofm.image.Beam`
         The image's restoring beam (major and minor FWHM).
+    compact : `~numpy.ndarray` of bool
+        Which of its sources are compact by measurement (`compact_by_measurement`).
 
     Returns
     -------
