@@ -277,8 +277,7 @@ def _poisson(x_train, y_train, seed=0, solver=POISSON_SOLVER):
             "max_log_rate": float(np.log(3.0 * max(1.0, y_train.max())))}
 
 
-def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2,
-                  held_predictions=None):
+def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2):
     """The count GLMs of `COUNT_REGIMES` that count their own beam's tiles better than the
     GLM fitted on every tile does, judged on validation tiles, and each GLM's dispersion.
 
@@ -309,10 +308,6 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
         peaks and whether it was kept.
     pooled_dispersion : float or None
         The pooled GLM's dispersion (None when no tile is held out).
-
-    With a dict ``held_predictions``, each kept regime's entry is set to its held-out tiles
-    (their ``tile`` numbers), their true counts and the counts the regime's chosen GLM,
-    fitted without them, predicts for them (`_catalogue_count` fits on these).
     """
     from sklearn.metrics import mean_poisson_deviance, r2_score
 
@@ -356,8 +351,6 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
         scores["tiles"] = int(truth.size)
         validation[name] = scores
         log.info("count regime %s on %d validation tiles: %s", name, truth.size, scores)
-        if scores["kept"] and held_predictions is not None:
-            held_predictions[name] = (np.unique(tile[check]), truth, tile_predictions[chosen])
         if scores["kept"]:
             regimes.append({"name": name, "description": fitted_on + (
                                 ", reading each window's 5-sigma peaks beside its embedding"
@@ -374,15 +367,78 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
     return regimes, validation, pooled_dispersion
 
 
-def _held_out_tiles(tile, train, source, seed):
-    """A fifth of each data set's training tiles, drawn by a generator of the seed and the
-    set's name: adding or dropping a data set leaves every other set's carve as it was."""
-    held = []
+def _tile_folds(tile, train, source, seed, folds=5):
+    """Each training tile's fold, drawn per data set by a generator of the seed and the
+    set's name: adding or dropping a data set leaves every other set's folds as they were.
+
+    Fold 0 is the first fifth of each set's tiles in the generator's order (the regimes'
+    validation tiles, `_held_out_tiles`); the rest are split evenly over the other folds.
+
+    Returns
+    -------
+    tiles : `~numpy.ndarray`
+        The training tiles, set by set.
+    fold : `~numpy.ndarray`
+        Each one's fold, ``0`` to ``folds - 1``.
+
+    Examples
+    --------
+    >>> tile = np.arange(12)
+    >>> tiles, fold = _tile_folds(tile, np.ones(12, bool), np.array(["a"] * 12), seed=2)
+    >>> np.bincount(fold).tolist()
+    [2, 3, 3, 2, 2]
+    """
+    tiles, fold = [], []
     for name in np.unique(source):
-        tiles = np.unique(tile[train & (source == name)])
-        rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])
-        held.append(rng.permutation(tiles)[: len(tiles) // 5])
-    return np.concatenate(held) if held else np.array([], int)
+        own = np.unique(tile[train & (source == name)])
+        order = np.random.default_rng([seed, zlib.crc32(str(name).encode())]).permutation(own)
+        first = len(own) // 5
+        tiles.append(order)
+        rest = np.array_split(order[first:], folds - 1)
+        fold.append(np.concatenate([np.zeros(first, int)] + [
+            np.full(len(part), k + 1, int) for k, part in enumerate(rest)]))
+    if not tiles:
+        return np.array([], int), np.array([], int)
+    return np.concatenate(tiles), np.concatenate(fold)
+
+
+def _held_out_tiles(tile, train, source, seed):
+    """A fifth of each data set's training tiles: fold 0 of `_tile_folds`."""
+    tiles, fold = _tile_folds(tile, train, source, seed)
+    return tiles[fold == 0]
+
+
+def _out_of_fold_counts(regime, x, y, train, source, tile, peaks=None, seed=2):
+    """A regime's counts of each of its training tiles from its GLM fitted without them.
+
+    The regime's training tiles are split into the folds of `_tile_folds` (fold 0: its
+    validation tiles); the GLM, reading what the regime's reads (the embedding, and the
+    peaks where it has a ``peak_level``), is fitted on the other folds with its own penalty
+    search (`_poisson`) and counts the tiles of each fold in turn. A catalogue combination
+    is fitted on these counts (`_catalogue_count`): on every training tile, where one fold
+    alone let the held-out tiles' draw set its coefficients.
+
+    Returns
+    -------
+    tiles, truth, predicted, fold : `~numpy.ndarray`
+        The regime's training tiles, their true counts (summed over their items), the
+        out-of-fold counts and each tile's fold.
+    """
+    rows = train & np.isin(source, _REGIME_SETS[regime["name"]])
+    tiles, fold = _tile_folds(tile, rows, source, seed)
+    order = np.argsort(tiles)
+    tiles, fold = tiles[order], fold[order]
+    cell = np.searchsorted(tiles, tile[rows])
+    truth = np.bincount(cell, y[rows], minlength=len(tiles))
+    predicted = np.zeros(len(tiles))
+    reads = {"peak_level": regime["peak_level"]} if "peak_level" in regime else {}
+    features = (np.concatenate([x, peaks], axis=1) if reads else x)
+    for k in np.unique(fold):
+        check = rows & np.isin(tile, tiles[fold == k])
+        glm = {**_poisson(features[rows & ~check], y[rows & ~check]), **reads}
+        predicted += np.bincount(np.searchsorted(tiles, tile[check]),
+                                 _regime_rate(glm, x, peaks, check), minlength=len(tiles))
+    return tiles, truth, predicted, fold
 
 
 def _dispersion(truth, predicted):
@@ -402,22 +458,25 @@ def _dispersion(truth, predicted):
     return float(max(np.sum((truth - predicted) ** 2) / predicted.sum(), 1e-6))
 
 
-def _catalogue_count(sources, held, finder, deep=None):
-    """A count GLM's `radiofm.models.CatalogueCount`, fitted on its held-out tiles and, for
-    its crowding correction, on the depth skies' tiles.
+def _catalogue_count(sources, folds, finder, deep=None):
+    """A count GLM's `radiofm.models.CatalogueCount`, fitted out of fold on its training
+    tiles and, for its crowding correction, on the depth skies' tiles.
 
     The probability that a source compact by measurement is counted, against its measured
-    peak S/N, is an isotonic (non-decreasing) fit on the sources of the training tiles the
-    GLM was fitted on, read at fixed S/N knots. The combination ``a + b x`` the GLM's count
-    ``+ c x`` the summed probabilities is a non-negative least-squares fit on the held-out
-    tiles, with the GLM's counts for them from its fit without them (`_beam_regimes`).
+    peak S/N, is an isotonic (non-decreasing) fit on the sources of the training tiles, read
+    at fixed S/N knots. The combination ``a + b x`` the GLM's count ``+ c x`` the summed
+    probabilities is a non-negative least-squares fit on every training tile, each read
+    out of fold: the GLM's count from its fit without the tile's fold
+    (`_out_of_fold_counts`), the probabilities from the isotonic fit without it. (One
+    held-out fifth alone let its draw set the three coefficients: another draw moved
+    ``a`` from 0.93 to 0.60.)
 
     With ``deep`` (the depth skies' training tiles, which the GLM never saw), a crowding
     correction ``d x`` the summed probabilities ``x`` (the field's crowding ``-`` the median
-    crowding of the held-out tiles' fields; `radiofm.inference.catalogue_crowding`) is
+    crowding of the training tiles' fields; `radiofm.inference.catalogue_crowding`) is
     fitted on them by least squares with ``a``, ``b`` and ``c`` held, ``d`` within
     ``[0, c / median]`` so that no field's weight falls below 0. The correction vanishes at
-    the held-out fields' crowding, so fields as crowded as those the combination was fitted
+    the training fields' crowding, so fields as crowded as those the combination was fitted
     on are counted as without depth skies: a joint fit traded their accuracy for the deep
     fields' (docs/model_card.rst). It is stored as the fourth coefficient, ``c`` becoming
     ``c - d x median``, and left out where the fields span less than `CROWDING_SPAN` in
@@ -430,9 +489,9 @@ def _catalogue_count(sources, held, finder, deep=None):
         ``tile``, ``snr``, ``compact``, ``counted``, ``crowding`` of the regime's training
         fields (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the
         count items are).
-    held : tuple
-        The held-out tiles, their true counts and the GLM's counts for them
-        (`_beam_regimes`'s ``held_predictions`` entry).
+    folds : tuple
+        The training tiles, their true counts, the GLM's out-of-fold counts for them and
+        their folds (`_out_of_fold_counts`).
     finder : str
         The finder that made the catalogues.
     deep : tuple, optional
@@ -442,9 +501,10 @@ def _catalogue_count(sources, held, finder, deep=None):
     -------
     catalogue : dict or None
         The heads layout of `radiofm.models.CatalogueCount`, with ``validation``: the
-        held-out tiles' R^2 of the GLM alone and of the combination (in-sample for the three
-        coefficients), and with ``deep`` the depth tiles' R^2 without and with the
-        correction (in-sample for ``d``); None without compact sources on both sides.
+        training tiles' out-of-fold R^2 of the GLM alone and of the combination (in-sample
+        for the three coefficients), and with ``deep`` the depth tiles' R^2 without and with
+        the correction (in-sample for ``d``); None without compact sources, or with fewer
+        than three tiles or two folds.
 
     Examples
     --------
@@ -453,9 +513,9 @@ def _catalogue_count(sources, held, finder, deep=None):
     >>> sources = {"tile": tile, "snr": rng.uniform(3.0, 12.0, 200),
     ...            "compact": np.ones(200, bool), "crowding": np.full(200, 0.01)}
     >>> sources["counted"] = sources["snr"] >= 5.0
-    >>> held = np.arange(6, 10)
-    >>> truth = np.bincount(tile[sources["counted"]], minlength=10)[held].astype(float)
-    >>> mix = _catalogue_count(sources, (held, truth, truth), "photutils")
+    >>> truth = np.bincount(tile[sources["counted"]], minlength=10).astype(float)
+    >>> folds = (np.arange(10), truth, truth, np.arange(10) % 5)
+    >>> mix = _catalogue_count(sources, folds, "photutils")
     >>> len(mix["coef"]), mix["crowding_range"]
     (3, [0.01, 0.01])
     """
@@ -463,17 +523,18 @@ def _catalogue_count(sources, held, finder, deep=None):
     from sklearn.isotonic import IsotonicRegression
     from sklearn.metrics import r2_score
 
-    tiles, truth, predicted = held
+    tiles, truth, predicted, fold = folds
     deep_tiles = np.array([], int) if deep is None else deep[0]
-    held_out = sources["compact"] & np.isin(sources["tile"], tiles)
-    fitted_on = sources["compact"] & ~held_out & ~np.isin(sources["tile"], deep_tiles)
-    if not fitted_on.any() or not held_out.any() or len(tiles) < 3:
+    fitted_on = sources["compact"] & ~np.isin(sources["tile"], deep_tiles)
+    if not fitted_on.any() or len(tiles) < 3 or len(np.unique(fold)) < 2:
         return None
-    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
-        sources["snr"][fitted_on], sources["counted"][fitted_on].astype(float))
-    probability = np.clip(isotonic.predict(CATALOGUE_SNR_KNOTS), 0.0, 1.0)
 
-    def per_tile(chosen):  # the tiles' summed probabilities and their fields' crowding
+    def counted_probability(rows):  # at the knots, fitted on the sources ``rows`` selects
+        isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+            sources["snr"][rows], sources["counted"][rows].astype(float))
+        return np.clip(isotonic.predict(CATALOGUE_SNR_KNOTS), 0.0, 1.0)
+
+    def per_tile(chosen, probability):  # the tiles' summed probabilities, fields' crowding
         rows = sources["compact"] & np.isin(sources["tile"], chosen)
         where = np.searchsorted(chosen, sources["tile"][rows])
         summed = np.bincount(where, np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
@@ -482,7 +543,15 @@ def _catalogue_count(sources, held, finder, deep=None):
         crowding[where] = sources["crowding"][rows]
         return summed, crowding
 
-    summed, crowding = per_tile(tiles)
+    probability = counted_probability(fitted_on)
+    order = np.argsort(tiles)
+    tiles, truth, predicted, fold = tiles[order], truth[order], predicted[order], fold[order]
+    summed, crowding = np.zeros(len(tiles)), np.zeros(len(tiles))
+    for k in np.unique(fold):
+        inside = fold == k
+        others = fitted_on & ~np.isin(sources["tile"], tiles[inside])
+        summed[inside], crowding[inside] = per_tile(
+            tiles[inside], counted_probability(others) if others.any() else probability)
     design = np.column_stack([np.ones(len(tiles)), predicted, summed])
     coef = nnls(design, truth)[0]
     combined = design @ coef
@@ -490,7 +559,7 @@ def _catalogue_count(sources, held, finder, deep=None):
                   "combined_r2": float(r2_score(truth, combined))}
     fields = sources["crowding"][sources["compact"]]
     if deep is not None and fields.max() >= CROWDING_SPAN * fields.min():
-        deep_summed, deep_crowding = per_tile(deep_tiles)
+        deep_summed, deep_crowding = per_tile(deep_tiles, probability)
         base = coef[0] + coef[1] * deep[2] + coef[2] * deep_summed
         reference = float(np.median(crowding[crowding > 0]))
         term = (deep_crowding - reference) * deep_summed
@@ -506,22 +575,23 @@ def _catalogue_count(sources, held, finder, deep=None):
             "dispersion": _dispersion(truth, combined) or 1.0, "validation": validation}
 
 
-def _catalogue_regimes(regimes, held_predictions):
-    """The kept regimes fitted on simulated skies alone (with held-out tiles): the ones that
-    learn to combine with catalogues."""
-    return [regime for regime in regimes if regime["name"] in held_predictions
-            and set(_REGIME_SETS[regime["name"]]) <= set(SIMULATED_COUNT_SETS)]
+def _catalogue_regimes(regimes):
+    """The kept regimes fitted on simulated skies alone: the ones that learn to combine
+    with catalogues."""
+    return [regime for regime in regimes
+            if set(_REGIME_SETS[regime["name"]]) <= set(SIMULATED_COUNT_SETS)]
 
 
-def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
+def _add_catalogue_counts(regimes, validation, out_of_fold, catalogue_sources,
                           train_tiles, deep_predictions=None):
     """Give each kept regime fitted on simulated skies alone ``catalogues``, one per
     finder of ``catalogue_sources`` (finder -> data set -> sources; `_catalogue_count`, on
-    the training skies' sources, with the regime's ``deep_predictions`` entry: its depth
-    skies' training tiles, their true counts and its counts for them), recording their
-    held-out figures in ``validation``. FIRST's label is itself a finder's count, with no
-    truth to weigh a catalogue against: its regime gets none."""
-    for regime in _catalogue_regimes(regimes, held_predictions):
+    the training skies' sources and the regime's ``out_of_fold`` counts, with its
+    ``deep_predictions`` entry: its depth skies' training tiles, their true counts and its
+    counts for them), recording their out-of-fold figures in ``validation``. FIRST's label
+    is itself a finder's count, with no truth to weigh a catalogue against: its regime gets
+    none."""
+    for regime in _catalogue_regimes(regimes):
         name = regime["name"]
         for finder, found in catalogue_sources.items():
             sets = [s for s in _REGIME_SETS[name] if s in found]
@@ -529,7 +599,7 @@ def _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sourc
                        for key in ("tile", "snr", "compact", "counted", "crowding")}
             keep = np.isin(sources["tile"], train_tiles)
             mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
-                                   held_predictions[name], finder,
+                                   out_of_fold[name], finder,
                                    (deep_predictions or {}).get(name))
             if mix is None:
                 continue
@@ -749,8 +819,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       A regime fitted on simulated skies alone also learns how its counts combine with a
       catalogue of the image made by each of ``catalogue_finders``
       (`radiofm.models.CatalogueCount`, `_catalogue_count`: each finder is run on every
-      simulated sky; the probabilities on the training skies' sources, the combination on
-      the held-out fifth), which ``radiofm annotate`` applies when it finds the sources
+      simulated sky; the probabilities and the combination on the training skies, out of
+      fold), which ``radiofm annotate`` applies when it finds the sources
       itself with one of them; ``figures_catalogue`` holds the test tiles' figures counted
       that way, per finder;
     - morphology: multinomial logistic regression on RadioGalaxyDataset train (each
@@ -892,13 +962,14 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     train_c = split_c == "train"
     glm_train = train_c & (source_c != DEPTH_SET)
     counts = _poisson(xc[glm_train], yc[glm_train])
-    held_predictions = {}
     regimes, validation, pooled_glm_dispersion = _beam_regimes(
-        xc, yc, glm_train, source_c, tile_c, peaks=peaks_c, peak_level=peak_level,
-        held_predictions=held_predictions)
+        xc, yc, glm_train, source_c, tile_c, peaks=peaks_c, peak_level=peak_level)
+    out_of_fold = {regime["name"]: _out_of_fold_counts(regime, xc, yc, glm_train, source_c,
+                                                       tile_c, peaks_c)
+                   for regime in _catalogue_regimes(regimes)}
     deep_predictions = {}  # regime -> its depth skies' training tiles, truths and counts
     rows = train_c & (source_c == DEPTH_SET)
-    for regime in _catalogue_regimes(regimes, held_predictions):
+    for regime in _catalogue_regimes(regimes):
         if rows.any() and DEPTH_SET in _REGIME_SETS[regime["name"]]:
             tiles, cell = np.unique(tile_c[rows], return_inverse=True)
             deep_predictions[regime["name"]] = (
@@ -906,7 +977,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
                 np.bincount(cell, _regime_rate(regime, xc, peaks_c, rows)))
     if catalogue_finders is None:
         catalogue_finders = ("photutils", "bdsf") if HAS_BDSF else ("photutils",)
-    if not _catalogue_regimes(regimes, held_predictions):
+    if not _catalogue_regimes(regimes):
         catalogue_finders = ()  # no regime would combine with them: find nothing
     catalogue_sources = {  # what each finder finds in the simulated skies, tiles numbered
         catalogue_finder: {  # as the count items are
@@ -919,7 +990,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     for found in catalogue_sources.values():
         for name, sources in found.items():
             sources["tile"] = sources["tile"] + offsets_c[name]
-    _add_catalogue_counts(regimes, validation, held_predictions, catalogue_sources,
+    _add_catalogue_counts(regimes, validation, out_of_fold, catalogue_sources,
                           np.unique(tile_c[train_c]), deep_predictions)
     if pooled_glm_dispersion is not None:  # else no tile was held out, nor has any regime
         counts["dispersion"] = pooled_glm_dispersion

@@ -509,9 +509,10 @@ def test_a_simulated_regime_learns_to_combine_with_a_catalogue(shared_data, tmp_
     assert _head_fit_options(args) == {"depth_fields": 6}
 
 
-def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
-    """Probabilities from the sources of the tiles the GLM was fitted on, the combination
-    from the held-out tiles; with no compact source on either side there is nothing to fit."""
+def test_the_catalogue_combination_is_fitted_out_of_fold():
+    """Probabilities from the training tiles' sources, the combination on every training
+    tile with each tile's probabilities fitted without its fold; with no compact source or
+    a single fold there is nothing to fit."""
     from radiofm.evaluate._fit_heads import _catalogue_count
 
     rng = np.random.default_rng(3)
@@ -520,16 +521,53 @@ def test_the_catalogue_combination_is_fitted_on_held_out_tiles():
     counted = rng.random(4000) < np.clip((snr - 4.0) / 4.0, 0, 1)
     sources = {"tile": tile, "snr": snr, "compact": np.ones(4000, bool), "counted": counted,
                "crowding": np.full(4000, 0.01)}
-    held = np.arange(30, 40)
-    truth = np.bincount(tile[counted], minlength=40)[held].astype(float)
-    mix = _catalogue_count(sources, (held, truth, np.full(10, truth.mean())), "photutils")
+    tiles = np.arange(40)
+    truth = np.bincount(tile[counted], minlength=40).astype(float)
+    folds = (tiles, truth, np.full(40, truth.mean()), tiles % 5)
+    mix = _catalogue_count(sources, folds, "photutils")
     probability = np.interp([4.0, 6.0, 8.0, 11.0], mix["snr"], mix["probability"])
     np.testing.assert_allclose(probability, [0.0, 0.5, 1.0, 1.0], atol=0.12)
+    assert mix["validation"]["tiles"] == 40
     assert mix["validation"]["combined_r2"] > 0.5 > mix["validation"]["glm_r2"]
     assert mix["coef"].shape == (3,)  # fields of one crowding: no crowding term
     assert mix["crowding_range"] == [0.01, 0.01]
     none = {**sources, "compact": np.zeros(4000, bool)}
-    assert _catalogue_count(none, (held, truth, truth), "photutils") is None
+    assert _catalogue_count(none, folds, "photutils") is None
+    assert _catalogue_count(sources, (*folds[:3], np.zeros(40, int)), "photutils") is None
+
+
+def test_a_tile_counted_out_of_fold_is_counted_by_a_glm_that_never_saw_it():
+    """Each training tile's out-of-fold count comes from the regime's GLM fitted on the
+    other folds (fold 0: the validation tiles): changing the labels of one fold's tiles
+    changes every other fold's counts and none of its own. Test tiles get none; the folds
+    keep per set."""
+    from radiofm.evaluate._fit_heads import (
+        _held_out_tiles,
+        _out_of_fold_counts,
+        _poisson,
+        _tile_folds,
+    )
+
+    rng = np.random.default_rng(4)
+    tile = np.repeat(np.arange(100), 2)  # two windows per tile
+    source = np.where(tile < 60, "counts_simulated", "counts_simulated_artefacts")
+    x = rng.normal(size=(200, 3))
+    y = rng.poisson(np.exp(0.5 + 0.6 * x[:, 0])).astype(float)
+    train = tile >= 10  # tiles 0-9 are test tiles
+    regime = {"name": "MeerKAT-sim", **_poisson(x[train], y[train])}
+    tiles, truth, predicted, fold = _out_of_fold_counts(regime, x, y, train, source, tile)
+    np.testing.assert_array_equal(tiles, np.arange(10, 100))
+    np.testing.assert_allclose(truth, np.bincount(tile, y)[10:])
+    assert set(tiles[fold == 0]) == set(_held_out_tiles(tile, train, source, seed=2))
+    _, set_folds = _tile_folds(tile, train & (source == "counts_simulated"), source, seed=2)
+    assert np.bincount(set_folds).tolist() == [10, 10, 10, 10, 10]
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.5
+
+    changed = y.copy()
+    changed[np.isin(tile, tiles[fold == 2])] += 5.0
+    _, _, again, _ = _out_of_fold_counts(regime, x, changed, train, source, tile)
+    np.testing.assert_allclose(again[fold == 2], predicted[fold == 2])
+    assert np.all(again[fold != 2] > predicted[fold != 2])
 
 
 def test_the_depth_skies_correct_the_combination_for_crowding():
@@ -550,7 +588,7 @@ def test_the_depth_skies_correct_the_combination_for_crowding():
                "crowding": crowding[tile]}
     held, deep = tiles[60:120], tiles[120:]
     truth = true[held].astype(float)
-    glm = (held, truth, np.full(len(held), truth.mean()))
+    glm = (held, truth, np.full(len(held), truth.mean()), held % 5)
     blind = _catalogue_count(sources, glm, "photutils")
     assert len(blind["coef"]) == 3  # no depth skies: no correction, whatever the span
     mix = _catalogue_count(sources, glm, "photutils",
