@@ -6,7 +6,8 @@ noise level (4 uJy/beam); a deeper MeerKAT field holds more sources above 5 sigm
 calibration artefacts) at each ``--noise`` level, with seeds from 9000 (no fit or
 evaluation uses them; ``--first-seed`` moves them, so a ship rule can be judged on skies no
 earlier look saw), runs ``radiofm annotate IMAGE --finder photutils`` on each with each
-``--model``, and compares ``n_compact_pred`` per tile with the true compact sources whose
+``--model`` (``--finder none``: the count head alone, as `radiofm.inference.count_sources`
+counts), and compares ``n_compact_pred`` per tile with the true compact sources whose
 peak reaches 5 sigma (`radiofm.simulate.count_true_compact`): on the unmasked tiles R^2,
 MAE, the mean error (bias), and the share whose truth lies within one
 ``n_compact_pred_err``; the share of tiles masked out of distribution; and the catalogue's
@@ -16,7 +17,8 @@ on the same skies in the same run.
 Usage::
 
     python benchmarks/bench_count_depths.py --model NEW.onnx --model default
-        [--noise 1.5e-6 2e-6 4e-6 8e-6] [--seeds 2] [--first-seed 9000] [--size 2048] [--output DIR]
+        [--noise 1.5e-6 2e-6 4e-6 8e-6] [--seeds 2] [--first-seed 9000] [--size 2048]
+        [--finder {photutils,bdsf,none}] [--output DIR]
 """
 
 import argparse
@@ -62,6 +64,8 @@ def main():
     parser.add_argument("--first-seed", type=int, default=9000,
                         help="seed of each level's first sky (9000 and up: no fit uses them)")
     parser.add_argument("--size", type=int, default=2048, help="sky side (pixels)")
+    parser.add_argument("--finder", choices=["photutils", "bdsf", "none"], default="photutils",
+                        help="annotate's finder; none: the count head alone")
     parser.add_argument("--output", default=tempfile.mkdtemp(prefix="radiofm-depths-"))
     args = parser.parse_args()
 
@@ -79,7 +83,7 @@ def main():
             for k, model in enumerate(args.model):
                 folder = sky / f"model{k}"
                 command = [sys.executable, "-m", "radiofm", "annotate", str(sky / "sky.fits"),
-                           "--finder", "photutils", "--model", model, "-o", str(folder),
+                           "--finder", args.finder, "--model", model, "-o", str(folder),
                            "--overwrite"]
                 subprocess.run(command, check=True, capture_output=True,
                                env={**os.environ, "MPLBACKEND": "agg"})

@@ -311,8 +311,9 @@ def _first_count_tiles(root, limit, normalization, finder, windows=1):
 
     fields = load_first_fields(root, limit=limit)
     catalogues = first_field_catalogues(fields, finder)
-    stamps, stretches, counts, compact5, splits = [], [], [], [], []
-    for image, wcs, row in zip(fields.images, fields.wcs, fields.table, strict=True):
+    stamps, stretches, counts, compact5, splits, field = [], [], [], [], [], []
+    for k, (image, wcs, row) in enumerate(zip(fields.images, fields.wcs, fields.table,
+                                              strict=True)):
         tiles = tile_image(read_image(image, wcs=wcs), FIRST_TILE, min_valid=0.5)
         catalogue = catalogues[row["file"]]
         counted = count_in_tiles(catalogue, tiles, windows=windows)
@@ -325,18 +326,21 @@ def _first_count_tiles(root, limit, normalization, finder, windows=1):
             compact5.append(n_strong)
             stretches.append(stretch)
             splits.append(row["split"])
-    return _count_data("FIRST tiles", stamps, stretches, compact5, splits, windows,
+            field.append(k)
+    return _count_data("FIRST tiles", stamps, stretches, compact5, splits, windows, field,
                        n_single=counts)
 
 
-def _count_data(name, stamps, stretches, counts, splits, windows, **extra):
+def _count_data(name, stamps, stretches, counts, splits, windows, field, **extra):
     """TaskData of count tiles, or of their windows (one item each) with ``windows`` > 1;
-    ``extra["tile"]`` is each item's tile."""
+    ``extra["tile"]`` is each item's tile, ``extra["field"]`` the field (image) of each
+    tile, as numbered in ``field``."""
     cells = windows * windows
     if windows > 1:  # another data set: feature caches know data sets by name
         name = f"{name}, {windows} x {windows} windows"
     extra = {key: np.asarray(value, float).reshape(-1) for key, value in extra.items()}
     extra["tile"] = np.repeat(np.arange(len(splits)), cells)
+    extra["field"] = np.repeat(np.asarray(field, int), cells)
     return TaskData(name, split_windows(np.stack(stamps), windows),
                     [stretch for stretch in stretches for _ in range(cells)],
                     np.asarray(counts, float).reshape(-1),
@@ -489,7 +493,7 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
                          f"would include README's example sky (seed {EXAMPLE_SEED}), which "
                          "must stay out of every training set; use fewer fields")
 
-    stamps, stretches, counts, splits = [], [], [], []
+    stamps, stretches, counts, splits, field = [], [], [], [], []
     n_train = max(1, round(fields * 2 / 3))
     for seed in range(fields):
         hdu, truth = _simulated_sky(first_seed + seed, size, artefacts=artefacts,
@@ -503,7 +507,8 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
             counts.append(tile["n_compact"])
             stretches.append(stretch)
             splits.append("train" if seed < n_train else "test")
-    return _count_data("simulated tiles", stamps, stretches, counts, splits, windows)
+            field.append(seed)
+    return _count_data("simulated tiles", stamps, stretches, counts, splits, windows, field)
 
 
 def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, depths=False,

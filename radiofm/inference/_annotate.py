@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .._provenance import provenance_meta
 from ..catalogs import count_in_tiles
 from ..image import RadioImage, read_image
-from ..models import DEFAULT_MODEL, ModelMismatchWarning, input_noise
+from ..models import DEFAULT_MODEL, ModelMismatchWarning, input_noise, peak_features
 from ..sources import read_catalog, sky_positions
 from ..tiling import TileSet, tile_image
 from ._columns import describe_columns, image_noise
@@ -86,7 +86,9 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
     With ``counts`` and a count head that reads windows or its inputs' peaks, also
     ``window_counts``: the head's count per tile summed over the tile's windows, each run
     through the model (in batches of ``batch_size`` windows' worth of tiles, so memory stays
-    bounded) and read with its input.
+    bounded) and read with its input; and where the head has a range of training fields'
+    peaks (`radiofm.models.Heads.count_field_peaks`), ``tile_peaks``: each tile's peaks at
+    its level, summed over the windows the head reads.
     """
     stretch = model.spec.fit_stretch(tiles.image)
     n = len(tiles)
@@ -102,9 +104,13 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
             outputs[key][ids] = result[key]
         outputs["input_noise"][ids] = input_noise(inputs)
     heads = model.heads
-    if counts and heads is not None and (heads.count_windows > 1 or heads.count_reads_peaks):
+    beam = _beam_arcsec(tiles.image.beam)
+    field_peaks = None if heads is None else heads.count_field_peaks(beam)
+    if counts and field_peaks is not None:
+        outputs["tile_peaks"] = np.empty(n, np.float32)
+    if counts and heads is not None and (heads.count_windows > 1 or heads.count_reads_peaks
+                                         or field_peaks is not None):
         cells = heads.count_windows ** 2
-        beam = _beam_arcsec(tiles.image.beam)
         outputs["window_counts"] = np.empty(n, np.float32)
         for ids, inputs in model.spec.stream_tiles(tiles, stretch,
                                                    batch_size=max(1, batch_size // cells),
@@ -113,6 +119,9 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
             embedding = model.run(inputs)["embedding"]
             outputs["window_counts"][ids] = heads.predict_tile_counts(embedding, beam,
                                                                       inputs)
+            if field_peaks is not None:
+                peaks = peak_features(inputs, field_peaks[0])[:, 0]
+                outputs["tile_peaks"][ids] = peaks.reshape(-1, cells).sum(axis=1)
     return outputs, stretch
 
 
@@ -216,10 +225,14 @@ def count_sources(image_or_tiles, model=DEFAULT_MODEL, *, tile_size=None, overla
         ``ood_flag``; ``n_compact_pred_err``, its one-sigma uncertainty
         (`radiofm.models.Heads.count_errors`; heads version 4 on, masked likewise);
         ``ood_score`` (distance to the training tiles), ``ood_flag`` (bool)
-        and ``ood_reason`` (``embedding``, ``noise``, ``beam``, and ``crowding`` where
-        `add_catalogue_counts` judges the catalogue, comma-separated): a tile is
+        and ``ood_reason`` (``embedding``, ``noise``, ``beam``, ``peaks``, and ``crowding``
+        where `add_catalogue_counts` judges the catalogue, comma-separated): a tile is
         flagged when its embedding lies beyond the threshold chosen on held-out training
-        tiles, when its input noise or the image's beam lies outside the training range.
+        tiles, when its input noise or the image's beam lies outside the training range,
+        and every tile when the image's median peaks per tile (``meta["PEAKS"]``) lie
+        outside the range of the fields the count head was fitted on
+        (`radiofm.models.Heads.field_peaks_known`: a deeper field holds more sources
+        above 5 sigma per tile, and the head, fitted at one depth, undercounts it).
         Models without numpy heads (`radiofm.models.Heads`; re-fit them with ``radiofm
         fit-heads``) give their graph's linear count clipped at 0, flagged where it was
         negative, and no ``ood_score``.
@@ -254,7 +267,10 @@ def add_count_columns(table, model, outputs):
     outputs : dict
         ``embedding``, ``input_noise``, ``beam`` (the image's, or None), for a count head
         that reads windows or its inputs' peaks ``window_counts`` (its count per tile,
-        summed over the windows) and, for models without heads, the graph's ``n_compact``.
+        summed over the windows), for one with a range of training fields' peaks
+        ``tile_peaks`` (each tile's peaks at its level; the image is flagged when their
+        median lies outside the range, ``ood_reason`` ``peaks``) and, for models without
+        heads, the graph's ``n_compact``.
     """
     from astropy.table import MaskedColumn
 
@@ -288,6 +304,17 @@ def add_count_columns(table, model, outputs):
                             low, high, model.name)
                 for reason in reasons:
                     reason.append("beam")
+        tile_peaks = outputs.get("tile_peaks")
+        if tile_peaks is not None and len(tile_peaks):
+            table.meta["PEAKS"] = float(np.median(tile_peaks))
+            if not heads.field_peaks_known(tile_peaks, beam):
+                low, high = heads.count_field_peaks(beam)[1]
+                log.warning("the image's tiles hold a median %.3g peaks above the count "
+                            "head's level, outside the %.3g-%.3g of the fields model %r's "
+                            "count head was fitted on (a deeper or shallower field): every "
+                            "tile is flagged", table.meta["PEAKS"], low, high, model.name)
+                for reason in reasons:
+                    reason.append("peaks")
     else:
         raw = outputs["n_compact"]
         counts = np.maximum(raw, 0).astype(np.float32)
@@ -378,7 +405,9 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     `catalogue_crowding`, recorded in ``meta["CROWDING"]``, and may read it: a catalogue
     more crowded, or less, than the fields it was fitted on
     (`radiofm.models.CatalogueCount.crowding_known`) flags every tile (``ood_reason``
-    ``crowding``) and masks its count. Otherwise the table is left as it is.
+    ``crowding``) and masks its count; its judgement replaces the count head's of the
+    image's peaks per tile (``peaks``, `add_count_columns`), which says the same of the
+    field but for the head alone. Otherwise the table is left as it is.
 
     Parameters
     ----------
@@ -430,7 +459,14 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
     if mix.reads_crowding:
         description += (f", and by the sources a finder merges at the catalogue's "
                         f"{crowding:.3g} sources per beam")
-    if judged:
+    if judged:  # the crowding, judged here, replaces the head's judgement of the peaks
+        reasons = [[r for r in str(reason).split(",") if r and r != "peaks"]
+                   for reason in table["ood_reason"]]
+        mask = (np.array([bool(r) for r in reasons], dtype=bool)
+                | (mask & ~np.asarray(table["ood_flag"], bool)))
+        table["ood_flag"] = np.array([bool(r) for r in reasons], dtype=bool)
+        table["ood_reason"] = np.array([",".join(r) for r in reasons] or np.zeros(0, str),
+                                       dtype=str)
         table.meta["CROWDING"] = crowding
         if not mix.crowding_known(crowding):
             low, high = mix.crowding_range

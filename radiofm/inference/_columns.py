@@ -19,9 +19,10 @@ COLUMN_DESCRIPTIONS = {
     "embedding": (DIMENSIONLESS, "embedding of the model's backbone (see meta MODEL)"),
     "ood_score": (DIMENSIONLESS, "distance of the tile's embedding to the training tiles' "
                   "(root mean squared whitened PCA distance; about 1 for training tiles)"),
-    "ood_flag": (None, "tile unlike the training tiles (embedding, noise level, beam or the "
-                 "catalogue's crowding; see ood_reason): n_compact_pred is masked"),
-    "ood_reason": (None, "why the tile is flagged: embedding, noise, beam, crowding "
+    "ood_flag": (None, "tile unlike the training tiles (embedding, noise level, beam, the "
+                 "image's peaks per tile or the catalogue's crowding; see ood_reason): "
+                 "n_compact_pred is masked"),
+    "ood_reason": (None, "why the tile is flagged: embedding, noise, beam, peaks, crowding "
                    "(comma-separated; empty when in distribution)"),
     "input_noise": (DIMENSIONLESS, "robust noise (1.4826 MAD) of the normalised model input"),
     "n_compact": (u.ct, "compact sources of the catalogue in the tile"),

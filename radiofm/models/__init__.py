@@ -11,6 +11,7 @@ a registered file against its sha256. Nothing here imports torch.
 
 from ._heads import (
     CROWDING_TOLERANCE,
+    FIELD_PEAKS_TOLERANCE,
     HEADS_VERSION,
     PEAK_FEATURES,
     POOLED_COUNT_HEAD,
@@ -51,7 +52,8 @@ from ._spec import (
 )
 
 __all__ = [
-    "CROWDING_TOLERANCE", "DEFAULT_MODEL", "HEADS_VERSION", "METADATA_VERSION",
+    "CROWDING_TOLERANCE", "DEFAULT_MODEL", "FIELD_PEAKS_TOLERANCE", "HEADS_VERSION",
+    "METADATA_VERSION",
     "NORMALIZATION_VERSION", "OUTPUTS",
     "PEAK_FEATURES", "POOLED_COUNT_HEAD", "READABLE_METADATA_VERSIONS", "REFUSE_FACTOR",
     "VIEW_COUNTS", "CatalogueCount", "Heads", "ModelMetadataError", "ModelMismatchWarning",

@@ -66,6 +66,7 @@ def test_heads_fitted_on_an_onnx_model_are_written_into_a_copy(tiny_model, share
                                                 "counts_simulated_artefacts"}
     assert "peak >= 5 sigma" in parsed.count_description
     assert not parsed.count_reads_peaks  # a percentile stretch has no S/N to peak at
+    assert parsed.count_field_peaks(7.5) is None and parsed.count_field_peaks() is None
     # a count GLM per training beam is kept where it beats the pooled one on validation
     validation = heads["counts"]["regime_validation"]
     assert set(validation) == {"FIRST", "MeerKAT-sim"}
@@ -326,6 +327,10 @@ def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_da
     the stretch's own 5-sigma level) beside the embedding where they help on its held-out
     tiles, the pooled GLM never (other stretches give the embedding alone: the tiny
     model's percentile one, above)."""
+    from radiofm.evaluate._embedders import normalization_of
+    from radiofm.evaluate._stamps import _simulated_count_tiles
+    from radiofm.models import peak_features
+
     options = dict(limit=4, finder="photutils", artefact_fields=0, depth_fields=0,
                    count_windows=2, cache=tmp_path, catalogue_finders=())
     heads = fit_output_heads(_PixelStatistics(), shared_data, **options)
@@ -345,6 +350,23 @@ def test_a_model_on_the_snr_stretch_gets_a_count_head_that_reads_peaks(shared_da
             assert regime["peak_level"] == pytest.approx(np.arcsinh(5.0 / 2.0))
             assert "5-sigma peaks" in regime["description"]
     assert counts["figures"]["counts_simulated"]["r2"] is not None
+    # heads version 9: each GLM knows its training fields' median 5-sigma peaks per tile;
+    # the simulated skies (one depth, far more sources than FIRST's fields) span a narrow
+    # range, the pooled GLM's spans both
+    level = np.arcsinh(5.0 / 2.0)
+    ranges = {regime["name"]: regime["field_peaks"]["range"] for regime in counts["regimes"]}
+    ranges["pooled"] = counts["field_peaks"]["range"]
+    assert all(glm["field_peaks"]["level"] == pytest.approx(level)
+               for glm in [counts, *counts["regimes"]])
+    sky = _simulated_count_tiles(normalization_of(_PixelStatistics()), 1, 1024,
+                                 first_seed=1000, windows=2)
+    peaks = np.bincount(sky.extra["tile"], peak_features(sky.prepared(32), level)[:, 0])
+    assert ranges["MeerKAT-sim"][0] <= np.median(peaks) <= ranges["MeerKAT-sim"][1]
+    assert ranges["pooled"][0] <= ranges["FIRST"][1] < ranges["MeerKAT-sim"][0]
+    assert ranges["pooled"][1] == ranges["MeerKAT-sim"][1]
+    heads_again = fit_output_heads(_PixelStatistics(), shared_data,
+                                   **{**options, "count_peaks": False})
+    assert heads_again["counts"]["field_peaks"] == counts["field_peaks"]  # read or not
     # fit-heads and export --embedding-counts-only ask for the embedding alone
     from radiofm.cli import _head_fit_options, build_parser
 

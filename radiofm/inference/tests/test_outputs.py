@@ -449,3 +449,77 @@ def test_annotate_combines_counts_only_with_the_sources_it_finds(tiny_model, tmp
     own = QTable.read(tmp_path / "own" / "sky_tiles.ecsv")
     assert "COUNTCAT" not in own.meta
     assert not np.allclose(own["n_compact_pred"], found["n_compact_pred"])
+
+
+def _peaks_judged(tiny_model, folder, low, high, coef=None):
+    """The tiny model whose MeerKAT-sim count head records training fields of ``low`` to
+    ``high`` median peaks per tile above an input level of 0.5 (heads version 9); with
+    ``coef``, also a photutils combination that judges the crowding of any catalogue."""
+    def judge(heads):
+        heads["counts"]["regimes"][0]["field_peaks"] = {"level": 0.5, "range": [low, high]}
+        if coef is not None:
+            heads["counts"]["regimes"][0]["catalogues"] = [{
+                "finder": "photutils", "snr": [5.0, 10.0], "probability": [0.2, 1.0],
+                "coef": list(coef), "dispersion": 2.0, "crowding_range": [0.0, 1.0]}]
+    return _with_heads(tiny_model, folder, f"peaks_{low:g}_{high:g}_{coef is not None}",
+                       threshold=1e6, count_dispersion=1.0, change=judge,
+                       count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
+
+
+def test_an_image_unlike_the_count_heads_fields_in_peaks_masks_every_count(tiny_model,
+                                                                          tmp_path):
+    """The count head alone, fitted on fields of one depth, undercounts a deeper one: an
+    image whose median peaks per tile lie beyond its training fields' (heads version 9,
+    FIELD_PEAKS_TOLERANCE) has every tile flagged 'peaks' and its count masked; within the
+    range nothing is flagged, and the median is recorded either way."""
+    from radiofm.models import FIELD_PEAKS_TOLERANCE, peak_features
+    from radiofm.tiling import tile_image
+
+    hdu, _ = make_radio_sky((512, 512), seed=4)
+    known = load_model(_peaks_judged(tiny_model, tmp_path, 0.0, 1e6), threads=1)
+    table = count_sources(hdu, known, threads=1, progress=False)
+    median = table.meta["PEAKS"]
+    assert median > 2 and not table["ood_flag"].any()
+    assert not table["n_compact_pred"].mask.any()
+    tiles = tile_image(hdu, known.spec.tile_arcsec * u.arcsec)
+    stretch = known.spec.fit_stretch(tiles.image)
+    cells = known.heads.count_windows ** 2
+    counted = []
+    for _, inputs in known.spec.stream_tiles(tiles, stretch, windows=known.heads.count_windows,
+                                             progress=False):
+        counted.extend(peak_features(inputs, 0.5)[:, 0].reshape(-1, cells).sum(axis=1))
+    assert median == pytest.approx(np.median(counted))
+    edge = median / FIELD_PEAKS_TOLERANCE
+    for low, high, flagged in ((edge * 1.01, edge * 1.01, False),  # within the tolerance
+                               (median * 2, median * 3, True), (edge / 2, edge / 1.1, True)):
+        model = load_model(_peaks_judged(tiny_model, tmp_path, low, high), threads=1)
+        table = count_sources(hdu, model, threads=1, progress=False)
+        assert table.meta["PEAKS"] == pytest.approx(median)
+        assert table["ood_flag"].all() == flagged and table["ood_flag"].any() == flagged
+        assert table["n_compact_pred"].mask.all() == flagged
+        assert all(("peaks" in reason) == flagged for reason in table["ood_reason"])
+
+
+def test_a_catalogue_combination_that_judges_the_crowding_lifts_the_peaks_flag(tiny_model,
+                                                                             tmp_path):
+    """A combination that judges the catalogue's crowding counts deep fields (it reads the
+    crowding): it replaces the head's 'peaks' flag, keeping every other reason."""
+    from radiofm.image import read_image
+    from radiofm.inference import add_catalogue_counts
+    from radiofm.tiling import tile_image
+
+    hdu, _ = make_radio_sky((512, 512), seed=4)
+    model = load_model(_peaks_judged(tiny_model, tmp_path, 1e4, 1e5,
+                                     coef=(0.5, 0.25, 1.0, 30.0)), threads=1)
+    tiles = tile_image(hdu, model.spec.tile_arcsec * u.arcsec)
+    table = count_sources(tiles, model, threads=1, progress=False)
+    assert table["ood_flag"].all() and (table["ood_reason"] == "peaks").all()
+    table["ood_reason"] = ["noise,peaks"] + list(table["ood_reason"][1:])
+    sources = classify_morphology(find_sources(hdu, "photutils"), hdu, model, threads=1,
+                                  progress=False)
+    assert add_catalogue_counts(table, sources, tiles, model, "photutils",
+                                read_image(hdu).beam)
+    assert table["ood_reason"][0] == "noise" and table["ood_flag"][0]
+    assert table["n_compact_pred"].mask[0]
+    assert not table["ood_flag"][1:].any() and (table["ood_reason"][1:] == "").all()
+    assert not table["n_compact_pred"].mask[1:].any()

@@ -397,6 +397,31 @@ def test_a_crowding_coefficient_needs_heads_version_8():
         True, True, True, False, False]
 
 
+def test_a_count_heads_field_peaks_need_heads_version_9_and_judge_by_beam():
+    """A count GLM's range of training fields' median peaks per tile (heads version 9)
+    judges an image's tiles by their median, for the head that counts its beam only, within
+    FIELD_PEAKS_TOLERANCE; older versions refuse it, and it round-trips."""
+    raw = _with_catalogue()
+    raw["counts"]["regimes"][0]["field_peaks"] = {"level": 2.3, "range": [16.0, 24.0]}
+    for version in (6, 8):
+        with pytest.raises(ModelMetadataError, match="field_peaks range needs heads version 9"):
+            parse_heads({**raw, "heads_version": version})
+    heads = parse_heads(raw, embedding_dim=DIM)
+    assert heads.count_field_peaks(7.5) == (2.3, [16.0, 24.0])
+    assert heads.count_field_peaks(20.0) is None  # the pooled head has none
+    assert heads.field_peaks_known([40.0, 41.0], 20.0)
+    assert [heads.field_peaks_known([1.0, p, 90.0], 7.5) for p in (12.7, 12.9, 29.9, 30.1)] == [
+        False, True, True, False]
+    assert heads.field_peaks_known([np.nan], 7.5) and heads.field_peaks_known([], 7.5)
+    assert parse_heads(serialize_heads(heads)).count_field_peaks(7.5) == (2.3, [16.0, 24.0])
+    for bad, message in (({"level": 2.3}, r"field_peaks lacks \['range'\]"),
+                         ({"level": 0.0, "range": [1.0, 2.0]}, "level must be positive"),
+                         ({"level": 2.3, "range": [3.0, 2.0]}, "range must be")):
+        raw["counts"]["regimes"][0]["field_peaks"] = bad
+        with pytest.raises(ModelMetadataError, match=message):
+            parse_heads(raw)
+
+
 def test_count_catalogues_need_heads_version_6_and_one_per_finder():
     """A radiofm of version 5 would print the head's count alone: such heads are refused;
     two catalogues of one finder would leave it unclear which applies."""
