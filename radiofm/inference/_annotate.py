@@ -96,6 +96,12 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
             "morph_logits": (n, len(model.class_names))}
     outputs = {key: np.empty(dims[key], np.float32) for key in model.outputs}
     outputs["input_noise"] = np.empty(n, np.float32)
+    heads = model.heads
+    beam = _beam_arcsec(tiles.image.beam)
+    field_peaks = None if heads is None or not counts else heads.count_field_peaks(beam)
+    if field_peaks is not None:
+        outputs["tile_peaks"] = np.empty(n, np.float32)
+    whole = field_peaks is not None and heads.count_windows == 1  # peaks of whole tiles
     # Reader threads prepare the next batches while onnxruntime runs on the current one.
     for ids, inputs in model.spec.stream_tiles(tiles, stretch, batch_size=batch_size,
                                                progress=progress):
@@ -103,13 +109,9 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
         for key in model.outputs:
             outputs[key][ids] = result[key]
         outputs["input_noise"][ids] = input_noise(inputs)
-    heads = model.heads
-    beam = _beam_arcsec(tiles.image.beam)
-    field_peaks = None if heads is None else heads.count_field_peaks(beam)
-    if counts and field_peaks is not None:
-        outputs["tile_peaks"] = np.empty(n, np.float32)
-    if counts and heads is not None and (heads.count_windows > 1 or heads.count_reads_peaks
-                                         or field_peaks is not None):
+        if whole:
+            outputs["tile_peaks"][ids] = peak_features(inputs, field_peaks[0])[:, 0]
+    if counts and heads is not None and (heads.count_windows > 1 or heads.count_reads_peaks):
         cells = heads.count_windows ** 2
         outputs["window_counts"] = np.empty(n, np.float32)
         for ids, inputs in model.spec.stream_tiles(tiles, stretch,
@@ -119,7 +121,7 @@ def _run_tiles(tiles, model, *, batch_size, progress, counts=False):
             embedding = model.run(inputs)["embedding"]
             outputs["window_counts"][ids] = heads.predict_tile_counts(embedding, beam,
                                                                       inputs)
-            if field_peaks is not None:
+            if field_peaks is not None and not whole:
                 peaks = peak_features(inputs, field_peaks[0])[:, 0]
                 outputs["tile_peaks"][ids] = peaks.reshape(-1, cells).sum(axis=1)
     return outputs, stretch

@@ -451,7 +451,7 @@ def test_annotate_combines_counts_only_with_the_sources_it_finds(tiny_model, tmp
     assert not np.allclose(own["n_compact_pred"], found["n_compact_pred"])
 
 
-def _peaks_judged(tiny_model, folder, low, high, coef=None):
+def _peaks_judged(tiny_model, folder, low, high, coef=None, windows=1):
     """The tiny model whose MeerKAT-sim count head records training fields of ``low`` to
     ``high`` median peaks per tile above an input level of 0.5 (heads version 9); with
     ``coef``, also a photutils combination that judges the crowding of any catalogue."""
@@ -461,22 +461,28 @@ def _peaks_judged(tiny_model, folder, low, high, coef=None):
             heads["counts"]["regimes"][0]["catalogues"] = [{
                 "finder": "photutils", "snr": [5.0, 10.0], "probability": [0.2, 1.0],
                 "coef": list(coef), "dispersion": 2.0, "crowding_range": [0.0, 1.0]}]
-    return _with_heads(tiny_model, folder, f"peaks_{low:g}_{high:g}_{coef is not None}",
+    return _with_heads(tiny_model, folder,
+                       f"peaks_{low:g}_{high:g}_{coef is not None}_{windows}",
                        threshold=1e6, count_dispersion=1.0, change=judge,
+                       count_windows=windows,
                        count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
 
 
+@pytest.mark.parametrize("windows", [1, 2])
 def test_an_image_unlike_the_count_heads_fields_in_peaks_masks_every_count(tiny_model,
-                                                                          tmp_path):
+                                                                          tmp_path, windows):
     """The count head alone, fitted on fields of one depth, undercounts a deeper one: an
     image whose median peaks per tile lie beyond its training fields' (heads version 9,
     FIELD_PEAKS_TOLERANCE) has every tile flagged 'peaks' and its count masked; within the
-    range nothing is flagged, and the median is recorded either way."""
+    range nothing is flagged, and the median is recorded either way. A head that reads
+    windows sums each tile's windows' peaks."""
     from radiofm.models import FIELD_PEAKS_TOLERANCE, peak_features
     from radiofm.tiling import tile_image
 
     hdu, _ = make_radio_sky((512, 512), seed=4)
-    known = load_model(_peaks_judged(tiny_model, tmp_path, 0.0, 1e6), threads=1)
+    known = load_model(_peaks_judged(tiny_model, tmp_path, 0.0, 1e6, windows=windows),
+                       threads=1)
+    assert known.heads.count_windows == windows
     table = count_sources(hdu, known, threads=1, progress=False)
     median = table.meta["PEAKS"]
     assert median > 2 and not table["ood_flag"].any()
@@ -492,7 +498,8 @@ def test_an_image_unlike_the_count_heads_fields_in_peaks_masks_every_count(tiny_
     edge = median / FIELD_PEAKS_TOLERANCE
     for low, high, flagged in ((edge * 1.01, edge * 1.01, False),  # within the tolerance
                                (median * 2, median * 3, True), (edge / 2, edge / 1.1, True)):
-        model = load_model(_peaks_judged(tiny_model, tmp_path, low, high), threads=1)
+        model = load_model(_peaks_judged(tiny_model, tmp_path, low, high, windows=windows),
+                           threads=1)
         table = count_sources(hdu, model, threads=1, progress=False)
         assert table.meta["PEAKS"] == pytest.approx(median)
         assert table["ood_flag"].all() == flagged and table["ood_flag"].any() == flagged
