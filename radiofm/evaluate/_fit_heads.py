@@ -424,7 +424,8 @@ def _out_of_fold_counts(regime, x, y, train, source, tile, peaks=None, seed=2):
     -------
     tiles, truth, predicted, fold : `~numpy.ndarray`
         The regime's training tiles, their true counts (summed over their items), the
-        out-of-fold counts and each tile's fold.
+        out-of-fold counts and each tile's fold (with fewer than two folds, too few tiles to
+        hold any out, every count is 0 and `_catalogue_count` fits nothing).
     """
     rows = train & np.isin(source, _REGIME_SETS[regime["name"]])
     tiles, fold = _tile_folds(tile, rows, source, seed)
@@ -435,7 +436,7 @@ def _out_of_fold_counts(regime, x, y, train, source, tile, peaks=None, seed=2):
     predicted = np.zeros(len(tiles))
     reads = {"peak_level": regime["peak_level"]} if "peak_level" in regime else {}
     features = (np.concatenate([x, peaks], axis=1) if reads else x)
-    for k in np.unique(fold):
+    for k in np.unique(fold) if len(np.unique(fold)) > 1 else []:
         check = rows & np.isin(tile, tiles[fold == k])
         glm = {**_poisson(features[rows & ~check], y[rows & ~check]), **reads}
         predicted += np.bincount(np.searchsorted(tiles, tile[check]),

@@ -585,6 +585,9 @@ def test_a_tile_counted_out_of_fold_is_counted_by_a_glm_that_never_saw_it():
     assert np.bincount(set_folds).tolist() == [10, 10, 10, 10, 10]
     assert np.corrcoef(predicted, truth)[0, 1] > 0.5
 
+    few = tile == 99  # one training tile, one fold: nothing to fit without it
+    _, _, counted, fold_of_few = _out_of_fold_counts(regime, x, y, few, source, tile)
+    assert len(set(fold_of_few)) == 1 and not counted.any()
     changed = y.copy()
     changed[np.isin(tile, tiles[fold == 2])] += 5.0
     _, _, again, _ = _out_of_fold_counts(regime, x, changed, train, source, tile)
