@@ -847,6 +847,9 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       fifth with the GLM fitted on the rest; the test figures are those of the head each
       data set is counted by (with ``within_1_error`` and ``variance_ratio``, how well the
       uncertainty covers the test tiles), and ``figures_pooled`` those of the pooled head.
+      On the S/N stretch each GLM also records the range over its training fields of each
+      field's median 5-sigma peaks per tile (``field_peaks``, `_field_peaks`): inference
+      flags an image beyond it, deeper or shallower than any field the GLM was fitted on.
       A regime fitted on simulated skies alone also learns how its counts combine with a
       catalogue of the image made by each of ``catalogue_finders``
       (`radiofm.models.CatalogueCount`, `_catalogue_count`: each finder is run on every
