@@ -61,6 +61,16 @@ def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
         low, high = mix.crowding_range
         assert low < 0.011 and 0.025 < high and mix.crowding_known(0.017)
         assert not mix.crowding_known(0.1) and not mix.crowding_known(0.003)
+    # heads version 9: each count head knows its training fields' median 5-sigma peaks per
+    # tile; the simulated MeerKAT sky's (fields at 4 uJy/beam, about 20 per tile) flags a
+    # 1.5 or 2 uJy/beam field (about 43 and 36), where its count alone falls short
+    level, (low, high) = model.heads.count_field_peaks(7.5)
+    assert level == pytest.approx(np.arcsinh(5.0 / model.spec.normalization.softening), rel=1e-5)
+    assert 15 <= low <= 20 <= high <= 25
+    assert model.heads.field_peaks_known([20.0], 7.5)
+    assert not model.heads.field_peaks_known([36.0], 7.5)
+    assert not model.heads.field_peaks_known([43.0], 7.5)
+    assert all(model.heads.count_field_peaks(beam) is not None for beam in (5.4, None))
 
 
 def test_default_model_embeds_an_image_out_of_the_box():
