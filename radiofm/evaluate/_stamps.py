@@ -43,9 +43,10 @@ COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
 #: DR1, Hale et al., arXiv:2411.04958) to short MeerKAT tracks.
 DEPTH_NOISE = (1.5e-6, 12e-6)
 CHUNK = 100  # FIRST fields per cache update
-# catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec); v3: photutils's
-# background and rms measured in two passes, leaving out the first pass's islands
-CACHE_VERSION = "v3"
+# catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec), versioned per
+# finder; photutils v3: background and rms measured in two passes, leaving out the first
+# pass's islands; bdsf v4: pyBDSF's rms measured in boxes of ten beams
+CACHE_VERSIONS = {"photutils": "v3", "bdsf": "v4"}
 
 
 @dataclass
@@ -394,7 +395,7 @@ def _robust_noise(image):
 def first_field_catalogues(fields, finder="auto", processes=None):
     """Source catalogues of FIRST fields (beam 5.4", 1.4 GHz), cached per finder.
 
-    Fields missing from the cache (``first_fields_<finder>.ecsv`` in
+    Fields missing from the cache (``first_fields_<finder>_<version>.ecsv`` in
     `radiofm.datasets.cache_dir`) are searched in parallel processes, and the cache is
     saved after every chunk of fields, so an interrupted run keeps what it found.
 
@@ -419,7 +420,7 @@ def first_field_catalogues(fields, finder="auto", processes=None):
     from .._optional_deps import HAS_BDSF
 
     method = ("bdsf" if HAS_BDSF else "photutils") if finder == "auto" else finder
-    path = cache_dir() / f"first_fields_{method}_{CACHE_VERSION}.ecsv"
+    path = cache_dir() / f"first_fields_{method}_{CACHE_VERSIONS[method]}.ecsv"
     cached = QTable.read(path) if path.is_file() else None
     done = set() if cached is None else set(np.asarray(cached["file"]))
     todo = [(image, wcs, row["file"]) for image, wcs, row

@@ -88,6 +88,27 @@ def test_photutils_finds_faint_sources_beside_bright_ones_with_artefacts():
 
 
 @pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
+def test_bdsf_measures_the_rms_in_boxes_of_ten_beams_unless_told_otherwise(tmp_path):
+    # This field's largest bright island made pyBDSF size its own box beyond a quarter of
+    # the image and fall back to one rms for the whole field: 1.87 times the true noise,
+    # inflated by the confusion of faint sources. Boxes of ten beams measure 1.16 times.
+    hdu, truth = make_radio_sky((512, 512), seed=1, artefacts=True)
+    noise = truth.meta["SIMNOISE"]
+    catalog = find_sources(hdu, "bdsf", workdir=tmp_path / "boxed")
+    rms = catalog["local_rms"].to_value(u.Jy / u.beam)
+    assert np.median(rms) < 1.3 * noise
+    assert np.ptp(rms) > 0.1 * noise  # a map, not one value
+    log = (tmp_path / "boxed" / "image.fits.pybdsf.log").read_text()
+    beam_px = 7.5 / 1.1  # make_radio_sky's beam over its pixel
+    assert f"rms_box              = ({int(10 * beam_px)}, {int(10 * beam_px) // 3})" in log
+    # the user's own pyBDSF options win: here pyBDSF's own choice, as before
+    own = find_sources(hdu, "bdsf", bdsf_options={"rms_map": None})
+    rms = own["local_rms"].to_value(u.Jy / u.beam)
+    assert np.ptp(rms) < 1e-3 * noise
+    assert np.median(rms) > 1.5 * noise
+
+
+@pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
 def test_bdsf_writes_only_in_its_work_folder(tmp_path, monkeypatch):
     hdu, _ = make_radio_sky((256, 256), seed=3)
     images = tmp_path / "images"
