@@ -885,7 +885,8 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
     finder : {"auto", "bdsf", "photutils"}
         Source finder of the FIRST compact counts (catalogues are cached).
     cache : str or path-like, optional
-        Folder where embeddings are cached (per embedder and data set).
+        Folder where embeddings (per embedder and data set) and the simulated skies'
+        catalogues (per finder and sky) are cached.
     n_components : int
         PCA components of the OOD references.
     ood_quantile : float
@@ -1031,7 +1032,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         catalogue_finder: {  # as the count items are
             name: _simulated_catalogues(fields, size, first_seed=first_seed,
                                         artefacts=artefacts, depths=depths,
-                                        finder=catalogue_finder)
+                                        finder=catalogue_finder, cache=cache)
             for name, (fields, size, first_seed, artefacts, depths) in simulated_skies.items()
             if name in offsets_c}
         for catalogue_finder in catalogue_finders}

@@ -1,9 +1,11 @@
 """Evaluation inputs: normalised stamps and labels for every task, cut the way inference
 cuts them (`radiofm.tiling.prepare_tiles` with the per-parent-image normalisation)."""
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -43,9 +45,10 @@ COMPACT_BEAMS = 2.0  # ... and its fitted major axis is at most 2 beams
 #: DR1, Hale et al., arXiv:2411.04958) to short MeerKAT tracks.
 DEPTH_NOISE = (1.5e-6, 12e-6)
 CHUNK = 100  # FIRST fields per cache update
-# catalogue cache rows: position, S_Code, peak (Jy/beam), major (arcsec), versioned per
-# finder; photutils v3: background and rms measured in two passes, leaving out the first
-# pass's islands; bdsf v4: pyBDSF's rms measured in boxes of ten beams
+# versions of each finder's cached catalogues (FIRST fields' rows: position, S_Code, peak in
+# Jy/beam, major in arcsec; simulated skies' whole catalogues); photutils v3: background and
+# rms measured in two passes, leaving out the first pass's islands; bdsf v4: pyBDSF's rms
+# measured in boxes of ten beams
 CACHE_VERSIONS = {"photutils": "v3", "bdsf": "v4"}
 
 
@@ -512,13 +515,36 @@ def _simulated_count_tiles(normalization, fields, size, *, first_seed=1000, arte
     return _count_data("simulated tiles", stamps, stretches, counts, splits, windows, field)
 
 
+def _found_sources(radio, pixels, finder, cache):
+    """`radiofm.sources.find_sources` of a simulated field, cached in the folder ``cache``
+    (None: not cached) under the finder, its `CACHE_VERSIONS` entry and the pixels' digest."""
+    from astropy.table import QTable
+
+    from ..sources import find_sources
+
+    if cache is None:
+        return find_sources(radio, finder)
+    digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()[:16]
+    path = Path(cache) / f"catalogue_{finder}_{CACHE_VERSIONS[finder]}_{digest}.ecsv"
+    if path.is_file():
+        log.info("%s catalogue of a simulated field from %s", finder, path)
+        return QTable.read(path)
+    catalog = find_sources(radio, finder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=True) as partial:
+        catalog.write(partial)
+    return catalog
+
+
 def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, depths=False,
-                          finder="photutils"):
+                          finder="photutils", cache=None):
     """What a source finder finds in the fields of `_simulated_count_tiles` (the same seeds,
     size and tiles), and which of its sources the count label counts.
 
     Each field is simulated again, its sources found with ``finder``
-    (`radiofm.sources.find_sources`) and measured as `radiofm.inference.classify_morphology`
+    (`radiofm.sources.find_sources`; with ``cache``, a folder, the catalogue is kept there
+    and read back on the next call, keyed by the finder's `CACHE_VERSIONS` entry and a
+    digest of the field's pixels) and measured as `radiofm.inference.classify_morphology`
     measures them (peak S/N, compact by measurement); a found source is ``counted`` when
     the true source nearest to it, within one beam, is one the label counts (compact, peak
     >= 5 sigma).
@@ -534,14 +560,13 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, dep
     from ..image import read_image
     from ..inference import catalogue_crowding, compact_by_measurement, measured_snr
     from ..simulate import COUNT_SNR
-    from ..sources import find_sources
 
     parts, first_tile = [], 0
     for seed in range(first_seed, first_seed + fields):
         hdu, truth = _simulated_sky(seed, size, artefacts=artefacts, depths=depths)
         radio = read_image(hdu)
         tiles = tile_image(hdu, SIMULATED_TILE_ARCSEC * u.arcsec)
-        catalog = find_sources(radio, finder)
+        catalog = _found_sources(radio, hdu.data, finder, cache)
         beam = float(radio.beam[0].to_value(u.arcsec))
         snr, _, _ = measured_snr(catalog, radio)
         compact = compact_by_measurement(catalog, beam, snr)
