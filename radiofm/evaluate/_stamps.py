@@ -48,8 +48,8 @@ CHUNK = 100  # FIRST fields per cache update
 # versions of each finder's cached catalogues (FIRST fields' rows: position, S_Code, peak in
 # Jy/beam, major in arcsec; simulated skies' whole catalogues); photutils v3: background and
 # rms measured in two passes, leaving out the first pass's islands; bdsf v4: pyBDSF's rms
-# measured in boxes of ten beams
-CACHE_VERSIONS = {"photutils": "v3", "bdsf": "v4"}
+# measured in boxes of ten beams; bdsf v5: the image handed to pyBDSF in double precision
+CACHE_VERSIONS = {"photutils": "v3", "bdsf": "v5"}
 
 
 @dataclass

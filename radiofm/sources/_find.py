@@ -181,9 +181,9 @@ def _find_with_bdsf(image, thresh_pix, thresh_isl, workdir, ncores, options):
             f"{image.source} records no frequency (FREQ axis, FREQ/RESTFRQ/RESTFREQ); pyBDSF "
             "needs one: pass frequency=, e.g. frequency=1.4 * u.GHz for FIRST"
         )
-    import bdsf
-
     with contextlib.ExitStack() as stack:
+        stack.enter_context(np.errstate())  # pyBDSF sets numpy's error handling for the
+        import bdsf  # whole process (on import and while it runs); restored on the way out
         if workdir is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="radiofm-bdsf-")))
         else:
@@ -219,11 +219,17 @@ def _find_with_bdsf(image, thresh_pix, thresh_isl, workdir, ncores, options):
 
 
 def _write_plane(image, path):
-    """Write the image's 2-D plane with the header pyBDSF wants, row strip by row strip."""
+    """Write the image's 2-D plane with the header pyBDSF wants, row strip by row strip.
+
+    The plane is written in double precision: pyBDSF's clipped rms of a box takes the
+    difference of two sums of squares in the image's own precision, and in single precision
+    a box holding a bright extended source (1 Jy/beam over 4 uJy/beam of noise) cancels to
+    nothing, and pyBDSF stops ("unphysical rms" or a division by zero).
+    """
     ny, nx = image.shape
     header = fits.Header()
     header["SIMPLE"] = True
-    header["BITPIX"] = -32
+    header["BITPIX"] = -64
     header["NAXIS"] = 2
     header["NAXIS1"] = nx
     header["NAXIS2"] = ny
@@ -233,7 +239,7 @@ def _write_plane(image, path):
     low, high = np.inf, -np.inf
     for start in range(0, ny, _STRIP_ROWS):
         strip = np.array(image.read_region(slice(start, min(start + _STRIP_ROWS, ny)),
-                                           slice(None)), dtype=np.float32)
+                                           slice(None)), dtype=np.float64)
         finite = np.isfinite(strip)
         strip[~finite] = np.nan  # inf pixels are blanked, as every other radiofm path does
         if finite.any():

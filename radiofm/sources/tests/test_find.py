@@ -109,6 +109,23 @@ def test_bdsf_measures_the_rms_in_boxes_of_ten_beams_unless_told_otherwise(tmp_p
 
 
 @pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
+def test_bdsf_survives_a_bright_extended_source_and_leaves_numpy_as_it_was():
+    # A 1 Jy/beam source 20 x 6 pixels (sigma) over 4 uJy/beam of noise: in single
+    # precision pyBDSF's clipped rms of the boxes around it cancelled to nothing and it
+    # stopped with a division by zero (a simulated sky of fit-heads: "unphysical rms").
+    hdu, truth = make_radio_sky((384, 384), seed=3)
+    y, x = np.mgrid[:384, :384]
+    hdu.data[0, 0] += np.exp(-((x - 192) / 20) ** 2 / 2 - ((y - 192) / 6) ** 2 / 2)
+    before = np.geterr()
+    catalog = find_sources(hdu, "bdsf")
+    assert np.geterr() == before  # importing pyBDSF set divide="raise" for the whole process
+    assert catalog["peak"].max().to_value(u.Jy / u.beam) == pytest.approx(1, rel=0.01)
+    rms = catalog["local_rms"].to_value(u.Jy / u.beam)
+    assert np.median(rms) < 1.3 * truth.meta["SIMNOISE"]
+    assert np.ptp(rms) > 0  # a map, not one value
+
+
+@pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
 def test_bdsf_writes_only_in_its_work_folder(tmp_path, monkeypatch):
     hdu, _ = make_radio_sky((256, 256), seed=3)
     images = tmp_path / "images"
