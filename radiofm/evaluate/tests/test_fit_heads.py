@@ -405,7 +405,6 @@ def test_cached_embeddings_follow_the_prepared_inputs(tmp_path):
     assert len(list(tmp_path.glob("*_toy_*.npz"))) == 2
 
 
-
 def test_cached_simulated_catalogues_are_read_back_per_finder_and_sky(tmp_path, monkeypatch):
     """The skies' catalogues come back from the cache unchanged, without the finder; another
     sky, or another finder version, is searched again."""
@@ -429,6 +428,8 @@ def test_cached_simulated_catalogues_are_read_back_per_finder_and_sky(tmp_path, 
     _stamps._simulated_catalogues(1, 512, first_seed=7, cache=tmp_path)
     assert len(calls) == 3
     assert len(list(tmp_path.glob("catalogue_photutils_*.ecsv"))) == 3
+
+
 def test_each_test_tile_is_scored_with_its_own_heads_dispersion():
     """Tiles of two data sets counted by heads of different dispersions, with the same
     misses: each tile's error is sqrt(its head's dispersion x its predicted count), so the
