@@ -182,8 +182,11 @@ def _find_with_bdsf(image, thresh_pix, thresh_isl, workdir, ncores, options):
             "needs one: pass frequency=, e.g. frequency=1.4 * u.GHz for FIRST"
         )
     with contextlib.ExitStack() as stack:
-        stack.enter_context(np.errstate())  # pyBDSF sets numpy's error handling for the
-        import bdsf  # whole process (on import and while it runs); restored on the way out
+        # pyBDSF sets numpy's error handling for the whole process, on import and while it
+        # runs; errstate gives the caller's back on the way out
+        stack.enter_context(np.errstate())
+        import bdsf
+
         if workdir is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="radiofm-bdsf-")))
         else:
