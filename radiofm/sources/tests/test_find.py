@@ -101,11 +101,28 @@ def test_bdsf_measures_the_rms_in_boxes_of_ten_beams_unless_told_otherwise(tmp_p
     log = (tmp_path / "boxed" / "image.fits.pybdsf.log").read_text()
     beam_px = 7.5 / 1.1  # make_radio_sky's beam over its pixel
     assert f"rms_box              = ({int(10 * beam_px)}, {int(10 * beam_px) // 3})" in log
-    # the user's own pyBDSF options win: here pyBDSF's own choice, as before
-    own = find_sources(hdu, "bdsf", bdsf_options={"rms_map": None})
-    rms = own["local_rms"].to_value(u.Jy / u.beam)
-    assert np.ptp(rms) < 1e-3 * noise
-    assert np.median(rms) > 1.5 * noise
+
+
+@pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
+@pytest.mark.parametrize("options", [{"rms_map": None}, {"rms_map": False},
+                                     {"rms_box": (60, 20)}])
+def test_the_users_own_bdsf_rms_options_win(options, monkeypatch):
+    # {"rms_map": None} gives pyBDSF back its own choice of box (measured on the field of
+    # the test above: one rms for the whole field, 1.87 times the true noise)
+    import bdsf
+
+    given = {}
+
+    def process_image(path, **kwargs):
+        given.update(kwargs)
+        raise InterruptedError("stop before pyBDSF runs")
+
+    monkeypatch.setattr(bdsf, "process_image", process_image)
+    hdu, _ = make_radio_sky((64, 64), seed=1)
+    with pytest.raises(InterruptedError):
+        find_sources(hdu, "bdsf", bdsf_options=options)
+    assert {key: given.get(key, "unset") for key in ("rms_map", "rms_box")} == {
+        "rms_map": "unset", "rms_box": "unset", **options}
 
 
 @pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
