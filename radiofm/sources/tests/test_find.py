@@ -88,7 +88,7 @@ def test_photutils_finds_faint_sources_beside_bright_ones_with_artefacts():
 
 
 @pytest.mark.skipif(not HAS_BDSF, reason="pyBDSF is not installed")
-def test_bdsf_measures_the_rms_in_boxes_of_ten_beams_unless_told_otherwise(tmp_path):
+def test_bdsf_measures_the_rms_in_boxes_of_ten_beams(tmp_path):
     # This field's largest bright island made pyBDSF size its own box beyond a quarter of
     # the image and fall back to one rms for the whole field: 1.87 times the true noise,
     # inflated by the confusion of faint sources. Boxes of ten beams measure 1.16 times.
