@@ -91,6 +91,10 @@ CATALOGUE_SNR_KNOTS = np.r_[np.arange(3.0, 10.0, 0.05), np.arange(10.0, 20.0, 0.
 #: is all but a copy of the summed probabilities, and its weight would be set by chance,
 #: then multiplied by a deep field's crowding.
 CROWDING_SPAN = 2.0
+#: A catalogue combination fits compact sources that share their island with a resolved one
+#: a curve of their own (`_catalogue_count`) only with at least this many among its
+#: training sources; with fewer, they take the other sources' curve.
+SHARED_MIN_SOURCES = 50
 #: The count data set of skies at noise levels of their own (``depth_fields``): they train
 #: the catalogue combinations' crowding correction alone (`_catalogue_count`), so every
 #: other head is fitted as without them.
@@ -495,9 +499,11 @@ def _catalogue_count(sources, folds, finder, deep=None):
 
     The probability that a source compact by measurement is counted, against its measured
     peak S/N, is an isotonic (non-decreasing) fit on the sources of the training tiles, read
-    at fixed S/N knots. The combination ``a + b x`` the GLM's count ``+ c x`` the summed
-    probabilities is a non-negative least-squares fit on every training tile, each read
-    out of fold: the GLM's count from its fit without the tile's fold
+    at fixed S/N knots; with ``shared`` sources (compact, sharing their island with a
+    resolved source; at least `SHARED_MIN_SOURCES`), they get an isotonic fit of their own
+    and the others one without them. The combination ``a + b x`` the GLM's count
+    ``+ c x`` the summed probabilities is a non-negative least-squares fit on every training
+    tile, each read out of fold: the GLM's count from its fit without the tile's fold
     (`_out_of_fold_counts`), the probabilities from the isotonic fit without it. (One
     held-out fifth alone let its draw set the three coefficients: another draw moved
     ``a`` from 0.93 to 0.60.)
@@ -506,20 +512,27 @@ def _catalogue_count(sources, folds, finder, deep=None):
     correction ``d x`` the summed probabilities ``x`` (the field's crowding ``-`` the median
     crowding of the training tiles' fields; `radiofm.inference.catalogue_crowding`) is
     fitted on them by least squares with ``a``, ``b`` and ``c`` held, ``d`` within
-    ``[0, c / median]`` so that no field's weight falls below 0. The correction vanishes at
+    ``[0, c / median]`` so that no field's weight falls below 0. The shared sources' summed
+    probabilities get a slope ``s`` of their own, fitted with ``d`` (within the same
+    bounds): the deeper and more crowded the field, the more often such a piece is a compact
+    source blended with its neighbour (on the simulated skies, counted 0.25-0.4 of the time
+    at 6-7 uJy/beam and 0.6-0.8 below 2.5 uJy/beam, at S/N >= 7), so one weight for every
+    depth would bias the others. The correction vanishes at
     the training fields' crowding, so fields as crowded as those the combination was fitted
     on are counted as without depth skies: a joint fit traded their accuracy for the deep
     fields' (docs/model_card.rst). It is stored as the fourth coefficient, ``c`` becoming
-    ``c - d x median``, and left out where the fields span less than `CROWDING_SPAN` in
-    crowding. ``crowding_range`` records the crowding of every field the sources came from:
-    inference flags a catalogue beyond it.
+    ``c - d x median``, the shared sources' weight as ``shared_coef`` ``[c - s x median,
+    s]``, and left out where the fields span less than `CROWDING_SPAN` in crowding (the
+    shared sources' weight is then ``[c, 0]``). ``crowding_range`` records the crowding of
+    every field the sources came from: inference flags a catalogue beyond it.
 
     Parameters
     ----------
     sources : dict of `~numpy.ndarray`
-        ``tile``, ``snr``, ``compact``, ``counted``, ``crowding`` of the regime's training
-        fields (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the
-        count items are).
+        ``tile``, ``snr``, ``compact``, ``counted``, ``crowding`` and, optionally,
+        ``shared`` of the regime's training fields
+        (`radiofm.evaluate._stamps._simulated_catalogues`, tiles numbered as the count
+        items are).
     folds : tuple
         The training tiles, their true counts, the GLM's out-of-fold counts for them and
         their folds (`_out_of_fold_counts`).
@@ -550,7 +563,7 @@ def _catalogue_count(sources, folds, finder, deep=None):
     >>> len(mix["coef"]), mix["crowding_range"]
     (3, [0.01, 0.01])
     """
-    from scipy.optimize import nnls
+    from scipy.optimize import lsq_linear, nnls
     from sklearn.isotonic import IsotonicRegression
     from sklearn.metrics import r2_score
 
@@ -560,50 +573,77 @@ def _catalogue_count(sources, folds, finder, deep=None):
     if not fitted_on.any() or len(tiles) < 3 or len(np.unique(fold)) < 2:
         return None
 
+    shared = sources.get("shared", np.zeros(len(sources["tile"]), bool)) & sources["compact"]
+    split = min(np.count_nonzero(fitted_on & shared),
+                np.count_nonzero(fitted_on & ~shared)) >= SHARED_MIN_SOURCES
+
     def counted_probability(rows):  # at the knots, fitted on the sources ``rows`` selects
         isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
             sources["snr"][rows], sources["counted"][rows].astype(float))
         return np.clip(isotonic.predict(CATALOGUE_SNR_KNOTS), 0.0, 1.0)
 
-    def per_tile(chosen, probability):  # the tiles' summed probabilities, fields' crowding
+    def curves(rows):  # (other compact sources', shared ones') probabilities at the knots
+        if not split:
+            return (counted_probability(rows),) * 2
+        return (counted_probability(rows & ~shared if (rows & ~shared).any()
+                                    else fitted_on & ~shared),
+                counted_probability(rows & shared if (rows & shared).any()
+                                    else fitted_on & shared))
+
+    def per_tile(chosen, probabilities):  # summed probabilities (others', pieces'), crowding
         rows = sources["compact"] & np.isin(sources["tile"], chosen)
         where = np.searchsorted(chosen, sources["tile"][rows])
-        summed = np.bincount(where, np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
-                                              probability), minlength=len(chosen))
+        pieces = shared[rows] if split else np.zeros(np.count_nonzero(rows), bool)
+        weight = np.where(pieces, np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
+                                            probabilities[1]),
+                          np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
+                                    probabilities[0]))
+        summed = np.stack([np.bincount(where, weight * ~pieces, minlength=len(chosen)),
+                           np.bincount(where, weight * pieces, minlength=len(chosen))])
         crowding = np.zeros(len(chosen))  # 0 where a tile holds no source (summed is 0)
         crowding[where] = sources["crowding"][rows]
         return summed, crowding
 
-    probability = counted_probability(fitted_on)
+    probability = curves(fitted_on)
     order = np.argsort(tiles)
     tiles, truth, predicted, fold = tiles[order], truth[order], predicted[order], fold[order]
-    summed, crowding = np.zeros(len(tiles)), np.zeros(len(tiles))
+    summed, crowding = np.zeros((2, len(tiles))), np.zeros(len(tiles))
     for k in np.unique(fold):
         inside = fold == k
         others = fitted_on & ~np.isin(sources["tile"], tiles[inside])
-        summed[inside], crowding[inside] = per_tile(
-            tiles[inside], counted_probability(others) if others.any() else probability)
-    design = np.column_stack([np.ones(len(tiles)), predicted, summed])
+        summed[:, inside], crowding[inside] = per_tile(
+            tiles[inside], curves(others) if others.any() else probability)
+    design = np.column_stack([np.ones(len(tiles)), predicted, summed.sum(axis=0)])
     coef = nnls(design, truth)[0]
     combined = design @ coef
+    # the weights of the others' and the pieces' summed probabilities: intercept + slope x
+    # the field's crowding, one and the same at the training fields' crowding
+    intercepts, slopes = np.full(2, coef[2]), np.zeros(2)
     validation = {"tiles": int(len(tiles)), "glm_r2": float(r2_score(truth, predicted)),
                   "combined_r2": float(r2_score(truth, combined))}
     fields = sources["crowding"][sources["compact"]]
     if deep is not None and fields.max() >= CROWDING_SPAN * fields.min():
         deep_summed, deep_crowding = per_tile(deep_tiles, probability)
-        base = coef[0] + coef[1] * deep[2] + coef[2] * deep_summed
+        base = coef[0] + coef[1] * deep[2] + coef[2] * deep_summed.sum(axis=0)
         reference = float(np.median(crowding[crowding > 0]))
-        term = (deep_crowding - reference) * deep_summed
-        d = float(np.clip(term @ (deep[1] - base) / max(term @ term, 1e-12), 0.0,
-                          coef[2] / reference))
-        coef = np.r_[coef[:2], coef[2] - d * reference, d]
+        terms = (deep_crowding - reference) * deep_summed[:1 + split]
+        slopes[:1 + split] = lsq_linear(terms.T, deep[1] - base,
+                                        bounds=(0.0, max(coef[2], 1e-12) / reference)).x
+        if not split:
+            slopes[1] = slopes[0]
+        intercepts = np.maximum(coef[2] - slopes * reference, 0.0)  # >= 0 despite rounding
+        coef = np.r_[coef[:2], intercepts[0], slopes[0]]
         validation.update(deep_tiles=int(len(deep_tiles)),
                           deep_r2_uncorrected=float(r2_score(deep[1], base)),
-                          deep_r2=float(r2_score(deep[1], base + d * term)),
+                          deep_r2=float(r2_score(deep[1], base + slopes[:1 + split] @ terms)),
                           crowding_reference=reference)
-    return {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability,
-            "coef": coef, "crowding_range": [float(fields.min()), float(fields.max())],
-            "dispersion": _dispersion(truth, combined) or 1.0, "validation": validation}
+    mix = {"finder": finder, "snr": CATALOGUE_SNR_KNOTS, "probability": probability[0],
+           "coef": coef, "crowding_range": [float(fields.min()), float(fields.max())],
+           "dispersion": _dispersion(truth, combined) or 1.0, "validation": validation}
+    if split:
+        mix["shared_probability"] = probability[1]
+        mix["shared_coef"] = [float(intercepts[1]), float(slopes[1])]
+    return mix
 
 
 def _catalogue_regimes(regimes):
@@ -627,7 +667,8 @@ def _add_catalogue_counts(regimes, validation, out_of_fold, catalogue_sources,
         for finder, found in catalogue_sources.items():
             sets = [s for s in _REGIME_SETS[name] if s in found]
             sources = {key: np.concatenate([found[s][key] for s in sets])
-                       for key in ("tile", "snr", "compact", "counted", "crowding")}
+                       for key in ("tile", "snr", "compact", "shared", "counted",
+                                   "crowding")}
             keep = np.isin(sources["tile"], train_tiles)
             mix = _catalogue_count({key: value[keep] for key, value in sources.items()},
                                    out_of_fold[name], finder,
@@ -667,12 +708,15 @@ def _catalogue_set_figures(mix, sets, catalogue_sources, tile, source, split, ta
         found = catalogue_sources[name]
         inside = np.isin(found["tile"], tiles)
         where = np.searchsorted(tiles, found["tile"][inside])
-        summed = np.bincount(where, mix.source_probabilities(found["snr"][inside],
-                                                             found["compact"][inside]),
-                             minlength=len(tiles))
+        shared = found["shared"][inside] & mix.reads_islands
+        probability = mix.source_probabilities(found["snr"][inside], found["compact"][inside],
+                                               shared)
+        summed = [np.bincount(where, probability * part, minlength=len(tiles))
+                  for part in (~shared, shared)]
         crowding = np.zeros(len(tiles))  # each tile's field's (0 where it has no source)
         crowding[where] = found["crowding"][inside]
-        counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed, crowding)
+        counts, errors = mix.combine(np.bincount(cell, rate[rows]), summed[0], crowding,
+                                     summed[1] if mix.reads_islands else None)
         figures[name] = _count_figures(counts, np.bincount(cell, target[rows]), errors)
     return figures
 

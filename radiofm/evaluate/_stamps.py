@@ -553,12 +553,14 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, dep
     -------
     sources : dict of `~numpy.ndarray`
         ``tile`` (the source's tile, numbered as `_simulated_count_tiles` numbers them over
-        all the fields), ``snr``, ``compact``, ``counted`` and ``crowding`` (its field's
-        `radiofm.inference.catalogue_crowding`); sources in no tile are left out.
+        all the fields), ``snr``, ``compact``, ``shared`` (compact, sharing its island with
+        a source that is not: `radiofm.inference.shares_island`), ``counted`` and
+        ``crowding`` (its field's `radiofm.inference.catalogue_crowding`); sources in no
+        tile are left out.
     """
     from ..catalogs import tile_membership
     from ..image import read_image
-    from ..inference import catalogue_crowding, compact_by_measurement, measured_snr
+    from ..inference import catalogue_crowding, compact_by_measurement, measured_snr, shares_island
     from ..simulate import COUNT_SNR
 
     parts, first_tile = [], 0
@@ -580,6 +582,7 @@ def _simulated_catalogues(fields, size, *, first_seed=1000, artefacts=False, dep
         tile, row, _, _ = tile_membership(catalog["sky_center"], tiles)
         crowding = catalogue_crowding(catalog, tiles, radio.beam, compact)
         parts.append({"tile": tile + first_tile, "snr": snr[row], "compact": compact[row],
+                      "shared": shares_island(catalog, compact)[row],
                       "counted": counted[row], "crowding": np.full(len(row), crowding)})
         first_tile += len(tiles.table)
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}

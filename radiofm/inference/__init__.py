@@ -21,6 +21,7 @@ from ._annotate import (
     embed_sources,
     measured_snr,
     read_stamps,
+    shares_island,
 )
 from ._columns import COLUMN_DESCRIPTIONS, describe_columns, image_noise
 from ._session import OnnxModel, clear_cache, load_model
@@ -30,4 +31,5 @@ __all__ = [
     "add_count_columns", "catalogue_crowding", "check_image", "classify_morphology", "clear_cache",
     "compact_by_measurement", "count_sources", "describe_columns", "embed_image",
     "embed_sources", "image_noise", "load_model", "measured_snr", "read_stamps",
+    "shares_island",
 ]

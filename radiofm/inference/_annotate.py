@@ -21,7 +21,7 @@ from ._session import load_model
 __all__ = ["ModelMismatchWarning", "add_catalogue_counts", "add_count_columns",
            "catalogue_crowding", "check_image", "classify_morphology",
            "compact_by_measurement", "count_sources", "embed_image", "embed_sources",
-           "measured_snr", "read_stamps", "stamp_inputs"]
+           "measured_snr", "read_stamps", "shares_island", "stamp_inputs"]
 
 log = logging.getLogger("radiofm")
 
@@ -448,16 +448,24 @@ def add_catalogue_counts(table, sources, tiles, model, finder, beam=None):
         return False
     mix = mixes[finder]
     compact = np.asarray(sources["morph_flag"]) == "compact_by_measurement"
-    probability = mix.source_probabilities(np.asarray(sources["snr"], float), compact)
-    summed = count_in_tiles(sources, tiles, select="all", weights=probability)["n_compact"]
+    shared = shares_island(sources, compact) & mix.reads_islands
+    probability = mix.source_probabilities(np.asarray(sources["snr"], float), compact, shared)
+    summed = [np.asarray(count_in_tiles(sources, tiles, select="all",
+                                        weights=probability * part)["n_compact"])
+              for part in (~shared, shared)]
     predicted = table["n_compact_pred"]
     mask = np.ma.getmaskarray(predicted)
     judged = mix.crowding_range is not None  # always where the combination reads it
     crowding = catalogue_crowding(sources, tiles, beam, compact) if judged else 0.0
-    counts, errors = mix.combine(np.ma.getdata(predicted), np.asarray(summed), crowding)
+    counts, errors = mix.combine(np.ma.getdata(predicted), summed[0], crowding,
+                                 summed[1] if mix.reads_islands else None)
     description = (f"{predicted.info.description}; combined with the {finder} catalogue: "
                    "each source compact by measurement weighted by the probability that a "
                    "source of its measured S/N has a true peak >= 5 sigma")
+    if mix.reads_islands:
+        description += (" (by a curve and a weight of their own, which grows with the "
+                        "catalogue's crowding, for those that share their island with a "
+                        "resolved source)")
     if mix.reads_crowding:
         description += (f", and by the sources a finder merges at the catalogue's "
                         f"{crowding:.3g} sources per beam")
@@ -632,6 +640,45 @@ def measured_snr(catalog, image):
     local_rms = _values(catalog, "local_rms", n, unit)
     rms = np.where(local_rms > 0, local_rms, image_rms)  # NaN > 0 is False
     return _values(catalog, "peak", n, unit) / rms, rms, image_rms
+
+
+def shares_island(catalog, compact):
+    """Which compact sources share their island with a source that is not compact.
+
+    A finder cuts a resolved source's emission into several sources of one island
+    (``island_id``); some of the pieces are as small as the beam and pass as compact by
+    measurement. Such a piece is less often a compact source of its own than a compact
+    source alone in its island (on simulated MeerKAT skies, 42-49 % against 86-87 % of
+    them are true compact sources with peaks >= 5 sigma), and a count head's
+    `radiofm.models.CatalogueCount` may weigh it by a curve of its own.
+
+    Parameters
+    ----------
+    catalog : `~astropy.table.Table`
+        The image's catalogue, with ``island_id`` (`radiofm.sources.find_sources`; without
+        it every source is its own island).
+    compact : `~numpy.ndarray` of bool
+        Which of its sources are compact by measurement (`compact_by_measurement`).
+
+    Returns
+    -------
+    shared : `~numpy.ndarray` of bool
+        The compact sources whose island holds a source that is not compact.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> from radiofm.inference import shares_island
+    >>> catalog = Table({"island_id": [1, 1, 2, 3, 3]})
+    >>> shares_island(catalog, np.array([True, False, True, True, True])).tolist()
+    [True, False, False, False, False]
+    """
+    compact = np.asarray(compact, bool)
+    if "island_id" not in catalog.colnames:
+        return np.zeros(len(catalog), bool)
+    island = np.asarray(catalog["island_id"])
+    return compact & np.isin(island, island[~compact])
 
 
 def compact_by_measurement(catalog, beam_arcsec, snr):

@@ -583,6 +583,64 @@ def test_the_catalogue_combination_is_fitted_out_of_fold():
     assert _catalogue_count(sources, (*folds[:3], np.zeros(40, int)), "photutils") is None
 
 
+def test_pieces_of_resolved_sources_get_a_curve_and_a_weight_of_their_own():
+    """Compact sources that share their island with a resolved source, counted half as
+    often as the others at the same S/N, get their own isotonic curve (half the other one)
+    and the combination counts the tiles better; with fewer than SHARED_MIN_SOURCES of them,
+    or none marked, one curve serves all. On depth skies where the pieces are counted more
+    often the more crowded the field, the pieces' weight grows with the crowding faster than
+    the others' (its slope fitted there), while both curves stay those of the training
+    skies."""
+    from radiofm.evaluate._fit_heads import SHARED_MIN_SOURCES, _catalogue_count
+
+    rng = np.random.default_rng(5)
+
+    def sky(first_tile, tiles, n, crowding, piece_rate):
+        tile = rng.integers(first_tile, first_tile + tiles, n)
+        snr = rng.uniform(4.0, 12.0, n)
+        shared = rng.random(n) < rng.uniform(0.0, 0.6, first_tile + tiles)[tile]
+        rate = np.clip((snr - 4.0) / 4.0, 0, 1) * np.where(shared, piece_rate, 1.0)
+        return {"tile": tile, "snr": snr, "compact": np.ones(n, bool), "shared": shared,
+                "counted": rng.random(n) < rate, "crowding": np.full(n, crowding)}
+
+    sources = sky(0, 60, 6000, 0.01, 0.5)
+    tiles = np.arange(60)
+    truth = np.bincount(sources["tile"][sources["counted"]], minlength=60).astype(float)
+    folds = (tiles, truth, np.full(60, truth.mean()), tiles % 5)
+    mix = _catalogue_count(sources, folds, "photutils")
+    at = [6.0, 8.0, 11.0]
+    np.testing.assert_allclose(np.interp(at, mix["snr"], mix["probability"]), [0.5, 1, 1],
+                               atol=0.1)
+    np.testing.assert_allclose(np.interp(at, mix["snr"], mix["shared_probability"]),
+                               [0.25, 0.5, 0.5], atol=0.1)
+    assert mix["shared_coef"] == [mix["coef"][2], 0.0]  # no depth skies: one weight
+    one = _catalogue_count({k: v for k, v in sources.items() if k != "shared"}, folds,
+                           "photutils")
+    assert "shared_probability" not in one and "shared_coef" not in one
+    assert mix["validation"]["combined_r2"] > one["validation"]["combined_r2"] + 0.02
+    few = sources["shared"] & (np.cumsum(sources["shared"]) < SHARED_MIN_SOURCES)
+    assert "shared_probability" not in _catalogue_count({**sources, "shared": few}, folds,
+                                                        "photutils")
+    # depth skies: pieces counted as often as any source in a field three times as crowded,
+    # half as often in a sparse one
+    deep = [sky(60, 10, 3000, 0.03, 1.0), sky(70, 10, 1000, 0.004, 0.5)]
+    both = {key: np.concatenate([part[key] for part in [sources, *deep]]) for key in sources}
+    deep_truth = np.bincount(both["tile"][both["counted"]], minlength=80)[60:].astype(float)
+    mixed = _catalogue_count(both, folds, "photutils",
+                             (np.arange(60, 80), deep_truth, np.full(20, truth.mean())))
+    np.testing.assert_array_equal(mixed["probability"], mix["probability"])
+    np.testing.assert_array_equal(mixed["shared_probability"], mix["shared_probability"])
+    reference = mixed["validation"]["crowding_reference"]
+    others, pieces = (mixed["coef"][2:], mixed["shared_coef"])
+    assert pieces[1] > others[1] + 5.0
+    # equal at the training skies' crowding, the pieces' twice the others' at 0.03
+    assert pieces[0] + pieces[1] * reference == pytest.approx(
+        others[0] + others[1] * reference)
+    assert (pieces[0] + pieces[1] * 0.03) / (others[0] + others[1] * 0.03) == pytest.approx(
+        2.0, rel=0.25)
+    assert mixed["validation"]["deep_r2"] > mixed["validation"]["deep_r2_uncorrected"]
+
+
 def test_a_tile_counted_out_of_fold_is_counted_by_a_glm_that_never_saw_it():
     """Each training tile's out-of-fold count comes from the regime's GLM fitted on the
     other folds (fold 0: the validation tiles): changing the labels of one fold's tiles

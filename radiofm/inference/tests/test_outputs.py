@@ -276,17 +276,22 @@ def test_copies_keep_the_heads(headed, tmp_path):
 
 
 def _catalogued(tiny_model, folder, finder="photutils", coef=(0.5, 0.25, 1.0),
-                crowding_range=None):
+                crowding_range=None, shared=None):
     """The tiny model whose MeerKAT-sim regime combines its counts with ``finder``
     catalogues: 0.5 + 0.25 x the head's count + the summed probabilities (and, with a
     fourth ``coef``, that times the summed probabilities times the catalogue's crowding);
-    with a ``crowding_range``, of the fields it was fitted on."""
+    with a ``crowding_range``, of the fields it was fitted on; with ``shared`` (a
+    ``shared_probability`` and a ``shared_coef``), a curve and a weight of their own for the
+    pieces of resolved sources."""
     def catalogue(heads):
         heads["counts"]["regimes"][0]["catalogues"] = [{
             "finder": finder, "snr": [5.0, 10.0], "probability": [0.2, 1.0],
             "coef": list(coef), "dispersion": 2.0,
-            **({"crowding_range": list(crowding_range)} if crowding_range else {})}]
-    name = f"catalogued_{finder}_{len(coef)}_{crowding_range and crowding_range[1]}"
+            **({"crowding_range": list(crowding_range)} if crowding_range else {}),
+            **({"shared_probability": list(shared[0]), "shared_coef": list(shared[1])}
+               if shared else {})}]
+    name = (f"catalogued_{finder}_{len(coef)}_{crowding_range and crowding_range[1]}_"
+            f"{shared and shared[1][1]}")
     return _with_heads(tiny_model, folder, name, threshold=1e6,
                        count_dispersion=1.0, change=catalogue,
                        count_regimes=[("MeerKAT-sim", [6.5, 8.6], 1.0, 1.0)])
@@ -330,6 +335,45 @@ def test_counts_combine_with_the_catalogue_their_head_was_fitted_for(tiny_model,
     assert table.meta["COUNTCAT"] == "photutils"
     assert "combined with the photutils catalogue" in table["n_compact_pred"].info.description
     assert "CROWDING" not in table.meta  # a version 6 combination judges no crowding
+
+
+def test_pieces_of_a_resolved_source_count_by_their_own_curve(tiny_model, tmp_path):
+    """A combination with a shared-island curve (heads version 10) weighs the compact
+    sources that share their island with a resolved source by that curve and by a weight
+    that grows with the catalogue's crowding, every other compact source by the usual
+    ones, and says so in the column description."""
+    from radiofm.catalogs import count_in_tiles
+    from radiofm.image import read_image
+    from radiofm.inference import add_catalogue_counts, shares_island
+    from radiofm.tiling import tile_image
+
+    hdu, _ = make_radio_sky((512, 512), seed=4)
+    model = load_model(_catalogued(tiny_model, tmp_path, crowding_range=[1e-4, 1.0],
+                                   shared=([0.0, 0.1], [0.5, 20.0])), threads=1)
+    tiles = tile_image(hdu, model.spec.tile_arcsec * u.arcsec)
+    table = count_sources(tiles, model, threads=1, progress=False)
+    head = np.asarray(table["n_compact_pred"]).copy()
+    sources = classify_morphology(find_sources(hdu, "photutils"), hdu, model, threads=1,
+                                  progress=False)
+    compact = np.asarray(sources["morph_flag"]) == "compact_by_measurement"
+    resolved = np.flatnonzero(~compact)
+    assert len(resolved) and compact.sum() > 10
+    pieces = np.flatnonzero(compact)[::3]  # a third of them join a resolved source's island
+    sources["island_id"][pieces] = sources["island_id"][resolved[0]]
+    shared = shares_island(sources, compact)
+    assert set(np.flatnonzero(shared)) >= set(pieces)
+    assert add_catalogue_counts(table, sources, tiles, model, "photutils",
+                                read_image(hdu).beam)
+    crowding = table.meta["CROWDING"]
+    assert crowding > 0
+    weights = np.where(shared, np.interp(sources["snr"], [5.0, 10.0], [0.0, 0.1])
+                       * (0.5 + 20.0 * crowding),
+                       np.interp(sources["snr"], [5.0, 10.0], [0.2, 1.0]))
+    summed = count_in_tiles(sources, tiles, select="all",
+                            weights=np.where(compact, weights, 0.0))["n_compact"]
+    np.testing.assert_allclose(table["n_compact_pred"], 0.5 + 0.25 * head + summed,
+                               rtol=1e-5)
+    assert "a curve and a weight of their own" in table["n_compact_pred"].info.description
 
 
 def test_a_crowded_catalogue_adds_the_sources_its_finder_merged(tiny_model, tmp_path):

@@ -354,6 +354,18 @@ def test_a_count_catalogue_weighs_each_compact_source_by_its_snr():
     ({"snr": []}, "snr must be a non-empty increasing list"),
     ({"probability": [0.3, 1.2, 1.0]}, r"probability must lie in \[0, 1\]"),
     ({"probability": [0.3, 1.0]}, r"probability has shape \(2,\), expected \(3,\)"),
+    ({"shared_probability": [0.1, 1.5, 1.0], "shared_coef": [0.6, 0.0]},
+     r"shared_probability must lie in \[0, 1\]"),
+    ({"shared_probability": [0.1, 0.4], "shared_coef": [0.6, 0.0]},
+     r"shared_probability has shape \(2,\), expected \(3,\)"),
+    ({"shared_probability": [0.1, 0.2, 0.5]}, "needs both shared_probability and shared_coef"),
+    ({"shared_coef": [0.6, 0.0]}, "needs both shared_probability and shared_coef"),
+    ({"shared_probability": [0.1, 0.2, 0.5], "shared_coef": [0.6, -1.0],
+      "crowding_range": [0.01, 0.02]}, "shared_coef must be >= 0"),
+    ({"shared_probability": [0.1, 0.2, 0.5], "shared_coef": [0.6]},
+     r"shared_coef has shape \(1,\), expected \(2,\)"),
+    ({"shared_probability": [0.1, 0.2, 0.5], "shared_coef": [0.6, 10.0]},
+     "weighs the crowding but has no crowding_range"),
     ({"finder": ""}, "finder must name a source finder"),
     ({"dispersion": 0.0}, "dispersion must be positive"),
 ])
@@ -395,6 +407,42 @@ def test_a_crowding_coefficient_needs_heads_version_8():
     # known within CROWDING_TOLERANCE of the fitted fields' range, not beyond
     assert [mix.crowding_known(c) for c in (0.0033, 0.01, 0.0249, 0.0031, 0.026)] == [
         True, True, True, False, False]
+
+
+def test_a_shared_island_curve_needs_heads_version_10_and_weighs_only_the_pieces():
+    """A catalogue's ``shared_probability`` and ``shared_coef`` (heads version 10) weigh the
+    compact sources that share their island with a resolved source: by a curve of their own
+    and by a weight that grows with the catalogue's crowding; every other compact source
+    keeps ``probability`` and ``coef``, as do all of them without the curve or without
+    ``shared``. A radiofm of version 9 would weigh the pieces as whole sources: such heads
+    are refused below 10."""
+    raw = _with_catalogue(shared_probability=[0.1, 0.2, 0.5], shared_coef=[0.2, 30.0],
+                          crowding_range=[0.01, 0.03])
+    with pytest.raises(ModelMetadataError, match="shared_probability needs heads version 10"):
+        parse_heads({**raw, "heads_version": 9})
+    mix = parse_heads(raw, embedding_dim=DIM).count_catalogues(7.5)["photutils"]
+    assert mix.reads_islands and not mix.reads_crowding
+    snr = np.array([5.5, 5.5, 7.0, 7.0, 7.0])
+    compact = np.array([True, True, True, True, False])
+    shared = np.array([False, True, False, True, True])
+    np.testing.assert_allclose(mix.source_probabilities(snr, compact, shared),
+                               [0.5, 0.15, 0.85, 0.35, 0.0])
+    np.testing.assert_allclose(mix.source_probabilities(snr, compact),
+                               [0.5, 0.5, 0.85, 0.85, 0.0])
+    # 0.5 + 0.4 x the head's count + 0.6 x the others' sum + (0.2 + 30 x crowding) x the
+    # pieces' sum
+    counts, _ = mix.combine(np.array([10.0, 10.0]), np.array([5.0, 5.0]), [0.01, 0.03],
+                            shared_counts=np.array([2.0, 2.0]))
+    np.testing.assert_allclose(counts, [7.5 + 0.5 * 2.0, 7.5 + 1.1 * 2.0], rtol=1e-6)
+    plain = parse_heads(_with_catalogue()).count_catalogues(7.5)["photutils"]
+    assert not plain.reads_islands
+    np.testing.assert_allclose(plain.source_probabilities(snr, compact, shared),
+                               [0.5, 0.5, 0.85, 0.85, 0.0])
+    with pytest.raises(ValueError, match="no weight of its own"):
+        plain.combine(np.array([10.0]), np.array([5.0]), shared_counts=np.array([2.0]))
+    again = parse_heads(serialize_heads(parse_heads(raw))).count_catalogues(7.5)["photutils"]
+    assert again.shared_probability.tolist() == [0.1, 0.2, 0.5]
+    assert again.shared_coef.tolist() == [0.2, 30.0]
 
 
 def test_a_count_heads_field_peaks_need_heads_version_9_and_judge_by_beam():
