@@ -71,6 +71,20 @@ def test_default_model_is_bundled_small_and_matches_its_sha256(shipped):
     assert not model.heads.field_peaks_known([36.0], 7.5)
     assert not model.heads.field_peaks_known([43.0], 7.5)
     assert all(model.heads.count_field_peaks(beam) is not None for beam in (5.4, None))
+    # heads version 10: compact sources that share their island with a resolved source are
+    # counted by a curve of their own, lower than the others' at 4 uJy/beam's S/N, and by a
+    # weight that grows with the crowding faster than the others' (a piece is more often a
+    # blended compact source in a deep field), equal at the training fields' crowding
+    for mix in model.heads.count_catalogues(7.5).values():
+        assert mix.reads_islands
+        at = np.interp(8.0, mix.snr, mix.shared_probability), np.interp(8.0, mix.snr,
+                                                                        mix.probability)
+        assert at[0] < 0.8 * at[1]
+        (pieces, steep), (others, slope) = mix.shared_coef, mix.coef[2:]
+        assert steep > slope > 0
+        crossing = (others - pieces) / (steep - slope)
+        low, high = mix.crowding_range
+        assert low < crossing < high
 
 
 def test_default_model_embeds_an_image_out_of_the_box():
