@@ -593,7 +593,7 @@ def _catalogue_count(sources, folds, finder, deep=None):
     def per_tile(chosen, probabilities):  # summed probabilities (others', pieces'), crowding
         rows = sources["compact"] & np.isin(sources["tile"], chosen)
         where = np.searchsorted(chosen, sources["tile"][rows])
-        pieces = shared[rows] if split else np.zeros(np.count_nonzero(rows), bool)
+        pieces = shared[rows] & split
         weight = np.where(pieces, np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
                                             probabilities[1]),
                           np.interp(sources["snr"][rows], CATALOGUE_SNR_KNOTS,
@@ -629,8 +629,6 @@ def _catalogue_count(sources, folds, finder, deep=None):
         terms = (deep_crowding - reference) * deep_summed[:1 + split]
         slopes[:1 + split] = lsq_linear(terms.T, deep[1] - base,
                                         bounds=(0.0, max(coef[2], 1e-12) / reference)).x
-        if not split:
-            slopes[1] = slopes[0]
         intercepts = np.maximum(coef[2] - slopes * reference, 0.0)  # >= 0 despite rounding
         coef = np.r_[coef[:2], intercepts[0], slopes[0]]
         validation.update(deep_tiles=int(len(deep_tiles)),
