@@ -23,7 +23,9 @@ class DataConfig:
         the data root) and ``"mirabest"`` (MiraBest's TRAIN stamps, less the monitor's; never
         its test batch). Weights set each kind's share of the samples, whatever its size.
         Image sources (``"fits"``, ``"first"``) take ``tile_pixels``: cut tiles of that many
-        image pixels and resample them to ``tile_size`` (default: no resampling).
+        image pixels and resample them to ``tile_size`` (default: no resampling), and
+        ``overlap``: pixels shared by neighbouring tiles (default 0; half of ``tile_pixels``
+        on a FIRST field adds the tile centred on its source).
     root : str
         The shared data folder (default: ``$RADIOFM_DATA`` or ``../shared/data``).
     tile_size : int

@@ -152,10 +152,10 @@ def _to_float16(tiles, name):
     return np.clip(tiles, -limit, limit).astype(np.float16)
 
 
-def _normalised_tiles(image, data, guard=None, tile_pixels=None):
-    """Guarded tiles of ``tile_pixels`` (default: the tile size), resampled to the tile size,
-    then normalised with the fit on the whole image."""
-    tiles = tile_image(image, tile_pixels or data.tile_size, min_valid=0.95)
+def _normalised_tiles(image, data, guard=None, tile_pixels=None, overlap=0):
+    """Guarded tiles of ``tile_pixels`` (default: the tile size) overlapping by ``overlap``
+    pixels, resampled to the tile size, then normalised with the fit on the whole image."""
+    tiles = tile_image(image, tile_pixels or data.tile_size, overlap=overlap, min_valid=0.95)
     stretch = tiles.fit_normalization(data.normalization)
     keep = np.ones(len(tiles), dtype=bool)
     if guard is not None:
@@ -196,14 +196,14 @@ def _npy_tiles(data, path):
     return tiles
 
 
-def _fits_tiles(data, guard, path, pattern="*.fits*", tile_pixels=None):
+def _fits_tiles(data, guard, path, pattern="*.fits*", tile_pixels=None, overlap=0):
     files = sorted(Path(path).glob(pattern))
     if not files:
         raise ValueError(f"no FITS image matches {pattern} in {path}")
-    return _files_tiles(data, guard, files, tile_pixels)
+    return _files_tiles(data, guard, files, tile_pixels, overlap)
 
 
-def _files_tiles(data, guard, files, tile_pixels, **image_options):
+def _files_tiles(data, guard, files, tile_pixels, overlap, **image_options):
     """Guarded, normalised tiles of each image file; unreadable or blank files are skipped."""
     from ..image import read_image
 
@@ -211,7 +211,7 @@ def _files_tiles(data, guard, files, tile_pixels, **image_options):
     for file in files:
         try:
             with read_image(file, **image_options) as image:
-                parts.append(_normalised_tiles(image, data, guard, tile_pixels))
+                parts.append(_normalised_tiles(image, data, guard, tile_pixels, overlap))
         except ValueError as error:
             log.info("skipping %s: %s", Path(file).name, error)
     if not parts:
@@ -219,8 +219,11 @@ def _files_tiles(data, guard, files, tile_pixels, **image_options):
     return np.concatenate(parts)
 
 
-def _first_tiles(data, guard, limit=None, tile_pixels=None):
-    """FIRST fields: whole fields near an evaluation source go, then tiles are guarded too."""
+def _first_tiles(data, guard, limit=None, tile_pixels=None, overlap=0):
+    """FIRST fields: whole fields near an evaluation source go, then tiles are guarded too.
+
+    Each field is centred on its MiraBest source: 150-pixel tiles of a 300-pixel field cut
+    that source in four unless they overlap (``overlap=75`` adds the centred tile)."""
     folder = data_root(data.root or None) / "first_fields"
     with open(folder / "manifest.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
@@ -228,7 +231,8 @@ def _first_tiles(data, guard, limit=None, tile_pixels=None):
                        unit="deg")
     rows = [row for row, ok in zip(rows, exclude_near(centres, guard), strict=True) if ok]
     files = [folder / row["file"] for row in rows][:limit]
-    return _files_tiles(data, guard, files, tile_pixels, beam=FIRST_BEAM)  # no beam in FIRST
+    # FIRST files carry no beam keywords
+    return _files_tiles(data, guard, files, tile_pixels, overlap, beam=FIRST_BEAM)
 
 
 def _mgcls_tiles(data, guard, limit=None):

@@ -162,6 +162,15 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     tiles = np.asarray(resampled.banks[0], dtype=np.float32)
     assert tiles.shape[1:] == (64, 64) and len(tiles) <= 24
     assert tiles.min() >= 0 and tiles.max() == 1
+    # tiles overlapping by half: nine per field, and the centre one holds the field's
+    # MiraBest source whole, which the four corner tiles above cut at their shared corner
+    overlapping = build_tile_bank(DataConfig(
+        root=str(shared_data), tile_size=64, normalization="snr",
+        sources=[{"kind": "first", "limit": 6, "tile_pixels": 150, "overlap": 75}]))
+    snr = np.asarray(overlapping.banks[0], dtype=np.float32)
+    assert 24 < len(snr) <= 54
+    centre_peaks = snr[:, 24:40, 24:40].max(axis=(1, 2))
+    assert (centre_peaks > 5).sum() >= 4  # one centred tile per field (6, some blank-edged)
     # through a FITS folder, a MiraBest test field loses every tile near its source
     with open(shared_data / "first_fields" / "manifest.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
