@@ -65,9 +65,8 @@ def test_a_short_run_beats_the_random_backbone_without_collapse(tmp_path):
                   "global_scale": [0.5, 1.0], "local_scale": [0.3, 0.6]},
         "optim": {"epochs": 2, "steps_per_epoch": 50, "batch_size": 32, "lr": 0.004,
                   "warmup_epochs": 0.3, "freeze_last_layer": 0, "momentum_teacher": 0.99},
-        "run": {"output": str(tmp_path / "run"), "checkpoint_every": 1000, "threads": 1},
+        "run": {"output": str(tmp_path / "run"), "checkpoint_every": 1000, "threads": 2},
     })
-    torch.set_num_threads(1)
     output = train(config, progress=False)
 
     torch.manual_seed(config.run.seed)  # the student's (and teacher's) initial weights
