@@ -233,6 +233,7 @@ def _train_gpu_script(repo_root):
 
 @pytest.mark.parametrize("name, arch, size", [
     ("gpu-resnet18-64.toml", "resnet18", 64),
+    ("gpu-resnet18-128.toml", "resnet18", 128),
     ("gpu-vits16.toml", "vit_small_patch16_224", 128),
 ])
 def test_gpu_route_packs_trains_returns_and_unpacks(repo_root, tmp_path, monkeypatch, name, arch,
