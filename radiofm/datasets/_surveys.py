@@ -20,6 +20,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable
 
+from .._atomic import atomic_path
 from ..tiling import NormalizationSpec
 from ._imageset import ImageSet
 from ._leakage import data_root, evaluation_positions, exclude_near
@@ -187,12 +188,12 @@ def load_radio_galaxy_dataset(root=None):
     stamp = unpacked.with_suffix(".md5")
     if not (unpacked.is_file() and stamp.is_file() and stamp.read_text() == RGZ_MD5):
         _check_md5(archive, RGZ_MD5)
-        with zipfile.ZipFile(archive) as bundle:
-            partial = unpacked.with_suffix(".part")
+        # A partial file of this process's own, so that processes unpacking at once (pytest
+        # workers, survey jobs) never write into one file.
+        with zipfile.ZipFile(archive) as bundle, atomic_path(unpacked, overwrite=True) as partial:
             with bundle.open("galaxy_data_h5.h5") as source, open(partial, "wb") as target:
                 for block in iter(lambda: source.read(1 << 22), b""):
                     target.write(block)
-        partial.replace(unpacked)
         stamp.write_text(RGZ_MD5)
     with h5py.File(unpacked, "r") as store:
         count = len(store)

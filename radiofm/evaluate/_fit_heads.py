@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_path
 from .._optional_deps import HAS_BDSF
 from .._provenance import radiofm_version
 from ..datasets import FIRST_PIXEL
@@ -1310,8 +1311,6 @@ def _boxed_stretch(stored, box_pixels):
 def _save_with_metadata(proto, props, path):
     """Write the graph ``proto`` with metadata ``props`` (checked first) to ``path``, whole
     or not at all."""
-    import os
-
     import onnx
 
     from ..models import parse_metadata
@@ -1319,6 +1318,5 @@ def _save_with_metadata(proto, props, path):
     parse_metadata(props, source=str(path))
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
-    partial = path.with_name(path.name + ".partial")
-    onnx.save_model(proto, str(partial))
-    os.replace(partial, path)
+    with atomic_path(path, overwrite=True) as partial:
+        onnx.save_model(proto, str(partial))

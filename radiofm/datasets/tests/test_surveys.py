@@ -1,6 +1,9 @@
 """Loaders of the local evaluation data sets."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -103,6 +106,26 @@ def test_radio_galaxy_dataset(shared_data):
     np.testing.assert_array_equal(np.bincount(test.labels), [50, 50, 50, 50])
     assert (cache_dir() / "galaxy_data_h5.h5").is_file()
 
+
+
+def test_processes_unpacking_radio_galaxy_dataset_at_once_each_get_it_whole(
+        shared_data, tmp_path, monkeypatch):
+    # pytest workers and survey jobs may all meet an empty cache at once: each must read
+    # the whole data set, and the cache must hold it whole afterwards
+    script = ("import sys; from radiofm.datasets import load_radio_galaxy_dataset; "
+              "print(len(load_radio_galaxy_dataset(sys.argv[1])))")
+    env = dict(os.environ, RADIOFM_CACHE=str(tmp_path))
+    jobs = [subprocess.Popen([sys.executable, "-c", script, str(shared_data)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    results = [job.communicate(timeout=300) for job in jobs]
+    assert [(job.returncode, out.strip()) for job, (out, _) in zip(jobs, results,
+                                                                   strict=True)] == \
+        [(0, "2158")] * 3, [err for _, err in results]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["galaxy_data_h5.h5",
+                                                                "galaxy_data_h5.md5"]
+    monkeypatch.setenv("RADIOFM_CACHE", str(tmp_path))
+    assert len(load_radio_galaxy_dataset(shared_data)) == 2158  # the stamp matches: no unpacking
 
 def _snr(stamp, spec):
     """The S/N that a stretch gives each pixel of a stamp."""
