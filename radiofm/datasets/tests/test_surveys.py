@@ -107,7 +107,6 @@ def test_radio_galaxy_dataset(shared_data):
     assert (cache_dir() / "galaxy_data_h5.h5").is_file()
 
 
-
 def test_processes_unpacking_radio_galaxy_dataset_at_once_each_get_it_whole(
         shared_data, tmp_path, monkeypatch):
     # pytest workers and survey jobs may all meet an empty cache at once: each must read
@@ -118,14 +117,18 @@ def test_processes_unpacking_radio_galaxy_dataset_at_once_each_get_it_whole(
     jobs = [subprocess.Popen([sys.executable, "-c", script, str(shared_data)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(3)]
-    results = [job.communicate(timeout=300) for job in jobs]
-    assert [(job.returncode, out.strip()) for job, (out, _) in zip(jobs, results,
-                                                                   strict=True)] == \
-        [(0, "2158")] * 3, [err for _, err in results]
+    for job in jobs:
+        out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err
+        assert out.strip() == "2158"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["galaxy_data_h5.h5",
                                                                 "galaxy_data_h5.md5"]
+    unpacked = tmp_path / "galaxy_data_h5.h5"
+    written = unpacked.stat().st_mtime_ns
     monkeypatch.setenv("RADIOFM_CACHE", str(tmp_path))
-    assert len(load_radio_galaxy_dataset(shared_data)) == 2158  # the stamp matches: no unpacking
+    assert len(load_radio_galaxy_dataset(shared_data)) == 2158
+    assert unpacked.stat().st_mtime_ns == written  # its md5 stamp matched: read, not unpacked
+
 
 def _snr(stamp, spec):
     """The S/N that a stretch gives each pixel of a stamp."""
