@@ -3,6 +3,7 @@
 import contextlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 __all__ = ["atomic_path", "check_not_inputs", "check_writable_folder"]
@@ -12,9 +13,13 @@ __all__ = ["atomic_path", "check_not_inputs", "check_writable_folder"]
 def atomic_path(path, *, overwrite=False):
     """A temporary path beside ``path`` to write to; renamed onto ``path`` on success.
 
-    The temporary file lies in the target folder and ends with the target's name, so
-    writers that choose a format from the extension choose the same one. A crash leaves the
-    old file (or none), never half a file; an error removes the temporary file.
+    The one way radiofm writes a file that another process may read or write at the same
+    time (outputs, caches, checkpoints, the model registry). The temporary file lies in the
+    target folder (created if needed) and ends with the target's name, so writers that
+    choose a format from the extension choose the same one. Its name is unique to the call,
+    so processes and threads writing the same target at once never share a temporary file:
+    the last rename wins, whole. A crash leaves the old file (or none), never half a file;
+    an error removes the temporary file.
 
     Parameters
     ----------
@@ -26,11 +31,23 @@ def atomic_path(path, *, overwrite=False):
     Yields
     ------
     partial : `~pathlib.Path`
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from radiofm._atomic import atomic_path
+    >>> target = Path(tempfile.mkdtemp()) / "out" / "counts.txt"
+    >>> with atomic_path(target) as partial:
+    ...     _ = partial.write_text("3")
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('3', ['counts.txt'])
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"would overwrite {path}; pass --overwrite (overwrite=True)")
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         yield partial
         os.replace(partial, path)

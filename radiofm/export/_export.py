@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
 from ..datasets import data_root
 from ..image import read_image
 from ..models import (
@@ -508,10 +508,8 @@ def _set_metadata(proto, metadata):
 
 
 def _save(proto, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    onnx.save_model(proto, partial)
-    os.replace(partial, path)
+    with atomic_path(path, overwrite=True) as partial:
+        onnx.save_model(proto, partial)
 
 
 def _quantized_path(path):

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+from .._atomic import atomic_path
+
 __all__ = ["DEFAULT_MODEL", "ModelRegistry", "bundled_registry", "check_sha256", "file_sha256",
            "graph_sha256", "locate_model", "resolve_model"]
 
@@ -214,13 +216,11 @@ class ModelRegistry:
                              "figures": dict(figures or {})}
         if default:
             self.default = name
-        self.folder.mkdir(parents=True, exist_ok=True)
-        partial = self.folder / (REGISTRY_FILE + ".partial")
-        with open(partial, "w") as stream:
+        with atomic_path(self.folder / REGISTRY_FILE, overwrite=True) as partial, \
+                open(partial, "w") as stream:
             json.dump({"default": self.default, "models": self.models}, stream, indent=2,
                       sort_keys=True)
             stream.write("\n")
-        os.replace(partial, self.folder / REGISTRY_FILE)
 
 
 def bundled_registry():

@@ -8,7 +8,6 @@ classify the catalogue, write every output atomically, then the resume marker).
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table, vstack
 
+from .._atomic import atomic_path
 from .._optional_deps import HAS_BDSF
 from ..catalogs import count_in_tiles
 from ..image import read_image
@@ -237,11 +237,10 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
             regions = tiles.footprints()
         write_table(describe_columns(Table(table, copy=True), units=True), paths["tiles"],
                     overwrite=overwrite)
-        _atomic(paths["regions"], lambda p: regions.write(p, format="ds9", overwrite=True),
-                overwrite)
-        _atomic(paths["quicklook"],
-                lambda p: plot_tiles(tiles, p, column="n_compact_pred", sources=sources),
-                overwrite)
+        with atomic_path(paths["regions"], overwrite=overwrite) as partial:
+            regions.write(partial, format="ds9", overwrite=True)
+        with atomic_path(paths["quicklook"], overwrite=overwrite) as partial:
+            plot_tiles(tiles, partial, column="n_compact_pred", sources=sources)
     if index is not None:
         from ._index import add_to_index
 
@@ -253,23 +252,9 @@ def finish(image_plan, model, blocks, output_dir, *, format="ecsv", overwrite=Fa
                "model_sha": image_plan.model_sha, "input_sha": image_plan.input_sha,
                "outputs": [str(p) for p in paths.values()]}
     marker = _marker_path(output_dir, image_plan.image)
-    _atomic(marker, lambda p: Path(p).write_text(json.dumps(summary)), True)
+    with atomic_path(marker, overwrite=True) as partial:
+        partial.write_text(json.dumps(summary))
     return summary
-
-
-def _atomic(path, write, overwrite):
-    """Call ``write(temporary)`` then rename the temporary file to ``path``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def count_measured_compact(sources, tiles, *, snr=COUNT_SNR):

@@ -5,13 +5,13 @@ the same columns. Adding an image writes one new part (atomically); nothing alre
 is rewritten. `read_index` reads all parts into one `SurveyIndex`.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
 
+from .._atomic import atomic_path
 from .._optional_deps import HAS_PYARROW, SURVEY_EXTRA_HINT
 
 __all__ = ["SurveyIndex", "add_to_index", "check_index_support", "read_index"]
@@ -92,18 +92,9 @@ def add_to_index(index, tiles, *, name=None, image=None, overwrite=True):
     }
     table = pa.table(columns).replace_schema_metadata(
         {"model": str(tiles.meta.get("MODEL", "")), "image": image})
-    folder = Path(index)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.parquet"
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists in the index; pass overwrite=True")
-    temporary = folder / f".{name}.{os.getpid()}.parquet.tmp"
-    try:
+    path = Path(index) / f"{name}.parquet"
+    with atomic_path(path, overwrite=overwrite) as temporary:
         pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -489,6 +489,19 @@ def test_cli_outputs_are_atomic(tmp_path):
         pass
 
 
+def test_writers_of_one_file_at_once_never_share_a_temporary_file(tmp_path):
+    """Two writers of one target in one process (threads, or a nested write) stay apart."""
+    from radiofm._atomic import atomic_path
+
+    target = tmp_path / "new" / "index.json"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second and first.parent == second.parent == target.parent
+        first.write_text("first")
+        second.write_text("second")
+    assert target.read_text() == "first"  # the outer write renames last
+    assert [p.name for p in target.parent.iterdir()] == ["index.json"]
+
+
 def test_environment_threads(monkeypatch):
     from radiofm.inference._session import _threads
 

@@ -1,8 +1,6 @@
 """Writing tile tables and catalogues: FITS, ECSV, VOTable or Parquet, atomically."""
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import astropy.units as u
@@ -10,6 +8,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
 
+from .._atomic import atomic_path
 from .._optional_deps import HAS_PYARROW, SURVEY_EXTRA_HINT
 
 __all__ = ["TABLE_FORMATS", "read_table", "table_format", "write_table"]
@@ -211,20 +210,11 @@ def write_table(table, path, *, overwrite=False):
     """
     path = Path(path)
     format = table_format(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name keeps the extension (astropy reads compression from it)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-                               + "".join(path.suffixes[-2:]))
-    try:
+    # the temporary name ends with the target's (astropy reads compression from it)
+    with atomic_path(path, overwrite=overwrite) as temporary:
         if format == "votable":
             _write_votable(table, temporary)
         elif format == "parquet":
             _write_parquet(table, temporary)
         else:
             table.write(temporary, format=format)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

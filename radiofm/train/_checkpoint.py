@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .._atomic import atomic_path
+
 __all__ = [
     "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "RunLog", "backbone_state",
     "find_checkpoint", "read_checkpoint", "save_checkpoint",
@@ -57,24 +59,22 @@ def save_checkpoint(state, path):
     digest : str
         sha256 (hex) of the saved bytes, as stored.
     """
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    size = partial.stat().st_size
-    digest = hashlib.sha256()
-    with open(partial, "r+b") as stream:
-        for block in iter(lambda: stream.read(_BLOCK), b""):
-            digest.update(block)
-        stream.seek(size - 22)
-        end = stream.read(22)
-        if not (end.startswith(_EOCD) and end[-2:] == b"\0\0"):  # pragma: no cover
-            raise RuntimeError(f"torch.save wrote an unexpected zip layout to {partial}")
-        stream.seek(size - 2)
-        stream.write(_COMMENT_LENGTH.to_bytes(2, "little") + _MARK
-                     + digest.hexdigest().encode("ascii"))
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
+    with atomic_path(path, overwrite=True) as partial:
+        torch.save(state, partial)
+        size = partial.stat().st_size
+        digest = hashlib.sha256()
+        with open(partial, "r+b") as stream:
+            for block in iter(lambda: stream.read(_BLOCK), b""):
+                digest.update(block)
+            stream.seek(size - 22)
+            end = stream.read(22)
+            if not (end.startswith(_EOCD) and end[-2:] == b"\0\0"):  # pragma: no cover
+                raise RuntimeError(f"torch.save wrote an unexpected zip layout to {partial}")
+            stream.seek(size - 2)
+            stream.write(_COMMENT_LENGTH.to_bytes(2, "little") + _MARK
+                         + digest.hexdigest().encode("ascii"))
+            stream.flush()
+            os.fsync(stream.fileno())
     return digest.hexdigest()
 
 
@@ -237,12 +237,12 @@ class RunLog:
             with open(path, newline="") as stream:
                 rows = [row for row in csv.DictReader(stream) if int(row["step"]) < start
                         or (finished and int(row["step"]) == start and not row.get("loss"))]
-        partial = path.with_name(path.name + ".partial")  # a kill keeps the old log whole
-        with open(partial, "w", newline="") as stream:
+        # a kill keeps the old log whole
+        with atomic_path(path, overwrite=True) as partial, \
+                open(partial, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=list(columns))
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(partial, path)
         self._stream = open(path, "a", newline="")  # noqa: SIM115 (closed by close())
         self._writer = csv.DictWriter(self._stream, fieldnames=list(columns))
 

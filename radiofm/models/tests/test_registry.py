@@ -75,3 +75,25 @@ def test_file_sha256_matches_hashlib(tmp_path):
     assert file_sha256(path) == hashlib.sha256(b"radiofm" * 1000).hexdigest()
     path.write_bytes(b"changed")  # the cache notices a changed file
     assert file_sha256(path) == hashlib.sha256(b"changed").hexdigest()
+
+
+def test_two_registrations_writing_at_once_both_finish_whole(tiny_model, tmp_path,
+                                                             monkeypatch):
+    """A second process's write inside the first's leaves neither failing nor half a file."""
+    shutil.copy(tiny_model, tmp_path / "first.onnx")
+    shutil.copy(tiny_model, tmp_path / "second.onnx")
+    dump = _registry.json.dump
+    interleaved = []
+
+    def dump_with_another_writer(content, stream, **options):
+        if not interleaved:  # the other writer runs while the first has its file open
+            interleaved.append(True)
+            ModelRegistry(tmp_path).add("second", tmp_path / "second.onnx")
+        dump(content, stream, **options)
+
+    monkeypatch.setattr(_registry.json, "dump", dump_with_another_writer)
+    ModelRegistry(tmp_path).add("first", tmp_path / "first.onnx")
+    assert interleaved
+    assert ModelRegistry(tmp_path).names() == ["first"]  # the last rename wins, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.onnx", "registry.json",
+                                                          "second.onnx"]

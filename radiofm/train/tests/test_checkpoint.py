@@ -45,7 +45,24 @@ def test_round_trip_gives_the_same_weights(run_folder):
     assert state["radiofm_version"] == "test"
     x = torch.zeros(1, 1, 32, 32)
     assert load_backbone(run_folder)(x).shape == backbone(x).shape
-    assert not list(run_folder.glob("*.partial"))
+    assert [p.name for p in run_folder.iterdir()] == ["teacher_backbone.pt"]
+
+
+def test_a_save_that_fails_keeps_the_old_checkpoint_whole(run_folder, tmp_path, monkeypatch):
+    path = _copy(run_folder / "teacher_backbone.pt", tmp_path / "checkpoint.pt")
+    before = path.read_bytes()
+
+    def killed(state, target):
+        with open(target, "wb") as stream:
+            stream.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": 1}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert read_checkpoint(path)["radiofm_version"] == "test"
 
 
 def _flip(raw):
