@@ -254,7 +254,6 @@ def format_report(report):
 def _write(report, plots, names, output):
     from ._figures import task_figure
 
-    output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "report.ecsv", overwrite=True) as partial:
         report.write(partial)
     records = [{name: (row[name].item() if hasattr(row[name], "item") else row[name])

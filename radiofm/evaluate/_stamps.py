@@ -530,7 +530,6 @@ def _found_sources(radio, pixels, finder, cache):
         log.info("%s catalogue of a simulated field from %s", finder, path)
         return QTable.read(path)
     catalog = find_sources(radio, finder)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as partial:
         catalog.write(partial)
     return catalog
