@@ -734,6 +734,10 @@ def _add_export(commands):
                           "the size), run in float32")
     exporter.add_argument("--finder", choices=["auto", "bdsf", "photutils"], default="auto",
                        help="source finder for the FIRST compact counts (cached)")
+    exporter.add_argument("--cache", metavar="DIR",
+                          help="folder to keep the heads' fit embeddings (keyed by the weights) "
+                          "and the simulated skies' catalogues in, for a later export or "
+                          "fit-heads (default: none kept)")
     _add_head_fit_options(exporter)
     exporter.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     exporter.set_defaults(run=_run_export)
@@ -799,7 +803,8 @@ def _run_export(args):
     log.info("fitting the numpy heads (counts, morphology, OOD) and the graph's linear heads "
              "on frozen embeddings")
     numpy_heads, heads = fit_output_heads(embedder, args.data, finder=args.finder,
-                                          graph_heads=True, **_head_fit_options(args))
+                                          graph_heads=True, cache=args.cache,
+                                          **_head_fit_options(args))
     report = export_checkpoint(
         args.checkpoint, args.output, heads=heads, numpy_heads=numpy_heads, root=args.data,
         name=args.name,

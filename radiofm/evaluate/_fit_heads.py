@@ -189,12 +189,16 @@ def _monotonic_equal_mass_bins(confidence, correct):
 
 def _embedder_key(embedder):
     """Cache key of an embedder's embeddings: an exported model's graph identity (its name,
-    export time and weight storage, which new heads leave alone), else name and sha256."""
+    export time and weight storage, which new heads leave alone), else its name, sha256,
+    weights' sha256 and architecture (a checkpoint's backbone, whose file a resumed run
+    rewrites, and the stages it is read out at)."""
     metadata = getattr(getattr(embedder, "model", None), "metadata", None) or {}
     if metadata:
         identity = [metadata.get(key) for key in ("name", "created", "quantization", "arch")]
     else:
-        identity = [embedder.name, getattr(embedder, "sha256", None)]
+        identity = [embedder.name, getattr(embedder, "sha256", None),
+                    getattr(embedder, "weights_sha256", None),
+                    getattr(embedder, "architecture", None)]
     text = f"{identity}|{embedder.input_size}|{getattr(embedder, 'views', 1)}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -1,5 +1,6 @@
 """Export a trained backbone and its heads to one ONNX graph, checked against torch."""
 
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -231,6 +232,7 @@ class TorchEmbedder:
                               else None)
         self.name = name
         self.sha256 = None
+        self.weights_sha256 = _weights_sha256(self.backbone)
         self.batch_size = batch_size
 
     def __repr__(self):
@@ -250,6 +252,17 @@ class TorchEmbedder:
     def embed(self, stamps):
         """(N, S, S) or (N, 1, S, S) preprocessed stamps -> (N, D) float32."""
         return self.run(stamps)["embedding"]
+
+
+def _weights_sha256(backbone):
+    """sha256 of a backbone's parameters and buffers (names, shapes, values): what caches of
+    its embeddings are keyed by, so a resumed run or another readout is embedded again."""
+    digest = hashlib.sha256()
+    for key, value in backbone.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _feature_stages(backbone):

@@ -140,17 +140,17 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
     import radiofm.evaluate
     from radiofm.tests.model_helpers import numpy_heads
 
-    finders = []
+    fits = []
 
-    def fake_fit(embedder, root, *, finder, graph_heads):
-        finders.append(finder)
+    def fake_fit(embedder, root, *, finder, graph_heads, cache):
+        fits.append((finder, cache))
         return numpy_heads(96), tiny_heads(96)
 
     monkeypatch.setattr(radiofm.evaluate, "fit_output_heads", fake_fit)
     assert main(["export", str(run), "-o", str(tmp_path), "--name", "model", "--finder",
                  "photutils", "--data", str(tmp_path), "--pixel-scale-range", "1", "2",
-                 "--quantize"]) == 0
-    assert finders == ["photutils"]
+                 "--quantize", "--cache", str(tmp_path / "cache")]) == 0
+    assert fits == [("photutils", str(tmp_path / "cache"))]
     out = tmp_path / "model.onnx"
     from radiofm.inference import load_model
 
@@ -165,7 +165,7 @@ def test_export_a_run_with_fit_heads_monkeypatched(tmp_path, monkeypatch):
     dim = sum(backbone.feature_info[stage]["num_chs"] for stage in (3, 4))
     fitted_dims = []
 
-    def fake_staged_fit(embedder, root, *, finder, graph_heads):
+    def fake_staged_fit(embedder, root, *, finder, graph_heads, cache):
         fitted_dims.append(embedder.embed(np.zeros((1, 32, 32), np.float32)).shape[1])
         return numpy_heads(dim), tiny_heads(dim)
 

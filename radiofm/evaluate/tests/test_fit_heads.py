@@ -405,6 +405,30 @@ def test_cached_embeddings_follow_the_prepared_inputs(tmp_path):
     assert len(list(tmp_path.glob("*_toy_*.npz"))) == 2
 
 
+def test_a_checkpoint_trained_further_under_the_same_name_is_embedded_again(tmp_path):
+    """Checkpoint embedders have no file sha256: their cache key holds their weights' digest
+    and readout, so a resumed run's rewritten checkpoint.pt is not read back stale."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from radiofm.evaluate._fit_heads import _embedder_key
+    from radiofm.export._export import TorchEmbedder
+    from radiofm.tests.model_helpers import tiny_backbone
+    from radiofm.train import StagePooled
+
+    def embedder(backbone):
+        return TorchEmbedder(backbone, input_size=32, normalization="snr",
+                             name="run/checkpoint.pt", arch="test_resnet")
+
+    key = _embedder_key(embedder(tiny_backbone(seed=0)))
+    assert _embedder_key(embedder(tiny_backbone(seed=0))) == key
+    trained = tiny_backbone(seed=0)
+    with torch.no_grad():
+        next(trained.parameters())[0] += 1e-3  # one more step
+    assert _embedder_key(embedder(trained)) != key
+    staged = StagePooled(tiny_backbone(seed=0), [3, 4])
+    assert _embedder_key(embedder(staged)) != key
+
+
 def test_cached_simulated_catalogues_are_read_back_per_finder_and_sky(tmp_path, monkeypatch):
     """The skies' catalogues come back from the cache unchanged, without the finder; another
     sky, or another finder version, is searched again."""
