@@ -3,10 +3,11 @@
 import contextlib
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_not_inputs", "check_writable_folder"]
+__all__ = ["atomic_path", "check_not_inputs", "check_writable_folder", "exclusive_lock"]
 
 
 @contextlib.contextmanager
@@ -54,6 +55,61 @@ def atomic_path(path, *, overwrite=False):
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Hold an exclusive lock on the lock file ``path`` (created if needed) for the block.
+
+    For a read-modify-write of a shared file (the model registry): other processes and
+    threads that take the same lock wait until the block ends. The lock file stays, empty;
+    the operating system releases the lock when its holder exits, even by a crash.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The lock file, beside the file it guards.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from radiofm._atomic import exclusive_lock
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with exclusive_lock(folder / ".counts.lock"):
+    ...     _ = (folder / "counts.txt").write_text("3")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as stream:
+        _lock(stream.fileno())
+        try:
+            yield
+        finally:
+            _unlock(stream.fileno())
+
+
+if os.name == "nt":
+    import msvcrt
+
+    def _lock(fd):
+        while True:  # LK_LOCK gives up after 10 s; a registry writer may take longer
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return
+            except OSError:
+                time.sleep(0.05)
+
+    def _unlock(fd):
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _lock(fd):
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock(fd):
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _same_file(a, b):

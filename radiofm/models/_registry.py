@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, exclusive_lock
 
 __all__ = ["DEFAULT_MODEL", "ModelRegistry", "bundled_registry", "check_sha256", "file_sha256",
            "graph_sha256", "locate_model", "resolve_model"]
@@ -13,6 +13,7 @@ __all__ = ["DEFAULT_MODEL", "ModelRegistry", "bundled_registry", "check_sha256",
 #: The name that stands for the shipped default model.
 DEFAULT_MODEL = "default"
 REGISTRY_FILE = "registry.json"
+LOCK_FILE = ".registry.lock"
 DATA_DIR = Path(__file__).parent / "data"
 
 _BLOCK = 1 << 20
@@ -131,6 +132,9 @@ class ModelRegistry:
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        self._read()
+
+    def _read(self):
         path = self.folder / REGISTRY_FILE
         if path.is_file():
             with open(path) as stream:
@@ -190,6 +194,10 @@ class ModelRegistry:
     def add(self, name, path, *, description="", default=False, figures=None):
         """Register a model file lying inside the folder under ``name`` (sha256 recorded).
 
+        The registry file is read again and written under a lock (``.registry.lock`` in the
+        folder), so registrations by other processes since this object was made, or at the
+        same time, are kept.
+
         Parameters
         ----------
         name : str
@@ -211,16 +219,18 @@ class ModelRegistry:
         folder = self.folder.resolve()
         if folder not in path.parents:
             raise ValueError(f"{path} is not inside the registry folder {folder}")
-        self.models[name] = {"file": path.relative_to(folder).as_posix(),
-                             "sha256": file_sha256(path), "description": description,
-                             "figures": dict(figures or {})}
-        if default:
-            self.default = name
-        with atomic_path(self.folder / REGISTRY_FILE, overwrite=True) as partial, \
-                open(partial, "w") as stream:
-            json.dump({"default": self.default, "models": self.models}, stream, indent=2,
-                      sort_keys=True)
-            stream.write("\n")
+        entry = {"file": path.relative_to(folder).as_posix(), "sha256": file_sha256(path),
+                 "description": description, "figures": dict(figures or {})}
+        with exclusive_lock(self.folder / LOCK_FILE):
+            self._read()
+            self.models[name] = entry
+            if default:
+                self.default = name
+            with atomic_path(self.folder / REGISTRY_FILE, overwrite=True) as partial, \
+                    open(partial, "w") as stream:
+                json.dump({"default": self.default, "models": self.models}, stream, indent=2,
+                          sort_keys=True)
+                stream.write("\n")
 
 
 def bundled_registry():

@@ -77,23 +77,39 @@ def test_file_sha256_matches_hashlib(tmp_path):
     assert file_sha256(path) == hashlib.sha256(b"changed").hexdigest()
 
 
-def test_two_registrations_writing_at_once_both_finish_whole(tiny_model, tmp_path,
-                                                             monkeypatch):
-    """A second process's write inside the first's leaves neither failing nor half a file."""
+def test_a_registration_keeps_those_made_since_the_registry_was_read(tiny_model, tmp_path):
+    """Two registry objects of one folder (two processes): the later add keeps the earlier."""
     shutil.copy(tiny_model, tmp_path / "first.onnx")
     shutil.copy(tiny_model, tmp_path / "second.onnx")
-    dump = _registry.json.dump
-    interleaved = []
+    stale = ModelRegistry(tmp_path)  # read before "first" was registered
+    ModelRegistry(tmp_path).add("first", tmp_path / "first.onnx", default=True)
+    stale.add("second", tmp_path / "second.onnx")
+    reread = ModelRegistry(tmp_path)
+    assert reread.names() == stale.names() == ["first", "second"]
+    assert reread.entry("default")["name"] == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".registry.lock", "first.onnx", "registry.json", "second.onnx"]
 
-    def dump_with_another_writer(content, stream, **options):
-        if not interleaved:  # the other writer runs while the first has its file open
-            interleaved.append(True)
-            ModelRegistry(tmp_path).add("second", tmp_path / "second.onnx")
-        dump(content, stream, **options)
 
-    monkeypatch.setattr(_registry.json, "dump", dump_with_another_writer)
-    ModelRegistry(tmp_path).add("first", tmp_path / "first.onnx")
-    assert interleaved
-    assert ModelRegistry(tmp_path).names() == ["first"]  # the last rename wins, whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.onnx", "registry.json",
-                                                          "second.onnx"]
+_REGISTERING_PROCESS = """
+import pathlib, sys, time
+from radiofm.models import ModelRegistry
+folder, worker = pathlib.Path(sys.argv[1]), sys.argv[2]
+while not (folder / "go").exists():
+    time.sleep(0.01)
+for k in range(5):
+    ModelRegistry(folder).add(f"{worker}-{k}", folder / "tiny.onnx")
+"""
+
+
+def test_registrations_from_several_processes_at_once_are_all_kept(tiny_model, tmp_path):
+    import subprocess
+    import sys
+
+    shutil.copy(tiny_model, tmp_path / "tiny.onnx")
+    workers = [subprocess.Popen([sys.executable, "-c", _REGISTERING_PROCESS, str(tmp_path),
+                                 f"w{n}"]) for n in range(4)]
+    (tmp_path / "go").touch()
+    assert [worker.wait(timeout=120) for worker in workers] == [0] * 4
+    assert ModelRegistry(tmp_path).names() == sorted(f"w{n}-{k}" for n in range(4)
+                                                     for k in range(5))
