@@ -56,6 +56,21 @@ def repo_root(request):
 
 
 @pytest.fixture(scope="session")
+def repo_script(repo_root):
+    """``repo_script(name)``: the clone's ``scripts/<name>.py`` as a module (scripts are not
+    part of the package)."""
+    import importlib.util
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, repo_root / "scripts" / f"{name}.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        return script
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def shared_data():
     """Path of the read-only real data folder; skips the test when it is absent."""
     root = shared_data_root()

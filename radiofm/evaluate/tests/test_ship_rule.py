@@ -1,20 +1,14 @@
 """scripts/ship_rule.py, the rule a candidate model must pass to replace the default (issue 12):
 the six headline figures, the kNN guard and the heads' own test figures."""
 
-import importlib.util
 import json
 
 import pytest
 
 
 @pytest.fixture
-def ship_rule(repo_root):
-    """scripts/ship_rule.py as a module (scripts are not part of the package)."""
-    spec = importlib.util.spec_from_file_location("ship_rule",
-                                                  repo_root / "scripts" / "ship_rule.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+def ship_rule(repo_script):
+    return repo_script("ship_rule")
 
 
 def _report(path, ship_rule, *, gain=0.02, knn_loss=0.0):

@@ -220,24 +220,13 @@ def test_resume_accepts_a_checkpoint_from_before_new_options(tmp_path):
         train(config, progress=False, resume=True)
 
 
-def _train_gpu_script(repo_root):
-    """scripts/train_gpu.py as a module (scripts are not part of the package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_gpu",
-                                                  repo_root / "scripts" / "train_gpu.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 @pytest.mark.parametrize("name, arch, size", [
     ("gpu-resnet18-64.toml", "resnet18", 64),
     ("gpu-resnet18-128.toml", "resnet18", 128),
     ("gpu-vits16.toml", "vit_small_patch16_224", 128),
 ])
-def test_gpu_route_packs_trains_returns_and_unpacks(repo_root, tmp_path, monkeypatch, name, arch,
-                                                    size):
+def test_gpu_route_packs_trains_returns_and_unpacks(repo_root, repo_script, tmp_path, monkeypatch,
+                                                    name, arch, size):
     """scripts/train_gpu.py: pack a bank, train 2 CPU steps on it (--dry-run), return the
     teacher in half-precision parts and join them into a run folder that export reads (on
     simulated tiles: no data root here)."""
@@ -246,7 +235,7 @@ def test_gpu_route_packs_trains_returns_and_unpacks(repo_root, tmp_path, monkeyp
     from radiofm.train._checkpoint import backbone_state, read_checkpoint
 
     monkeypatch.setenv("RADIOFM_DATA", str(tmp_path / "no-data"))
-    script = _train_gpu_script(repo_root)
+    script = repo_script("train_gpu")
     text = (repo_root / "configs" / name).read_text()
     text = re.sub(r"sources = \[.*?\]\n", 'sources = [{kind = "simulated", fields = 1, '
                   'size = 256}]\n', text, count=1, flags=re.S)
@@ -276,10 +265,10 @@ def test_gpu_route_packs_trains_returns_and_unpacks(repo_root, tmp_path, monkeyp
     assert len(parts) == (3 if arch.startswith("vit") else 2)
 
 
-def test_gpu_bank_codes_keep_the_signal_to_noise(repo_root):
+def test_gpu_bank_codes_keep_the_signal_to_noise(repo_script):
     """The packed bank's int8 codes: within 0.05 of every value after the arcsinh the crops
     take, within 0.03 sigma below 0.2 sigma, and saturating (not wrapping) beyond float16."""
-    script = _train_gpu_script(repo_root)
+    script = repo_script("train_gpu")
     values = np.concatenate([np.linspace(-6, 6, 2001), np.geomspace(6, 6e4, 500)])
     back = script.decode(script.encode(values))
     assert np.abs(np.arcsinh(back) - np.arcsinh(values)).max() <= 0.05
