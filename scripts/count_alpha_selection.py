@@ -1,0 +1,118 @@
+"""How the FIRST count GLM's penalty is chosen, against what FIRST's validation tiles prefer.
+
+`radiofm.evaluate._fit_heads._poisson` picks a Poisson GLM's penalty from `POISSON_ALPHAS`
+by the deviance on a random fifth of its training *windows*; the heads' regime check
+(`_beam_regimes`) then judges the GLM per *tile* (the sum of its 3 x 3 windows) on a fifth
+of the training tiles held out. v6's FIRST regime GLM on the embedding alone reached R^2
+-0.19 on those tiles (v2's 0.14) while the pooled GLM reached 0.34: a sign the penalty
+chosen per window is too small for FIRST. This script measures that on the held-out
+validation tiles only (fold 0 of `_tile_folds`, as `_beam_regimes` holds out; FIRST's
+test split is never read): for each model, each feature set (embedding alone; with the
+windows' 5-sigma peaks) and each penalty, the per-tile deviance and R^2 of a FIRST GLM
+fitted on the other training tiles, and the penalty each selector picks:
+
+- ``windows``: `_poisson` as the heads use it (a random fifth of the windows);
+- ``tiles``: the same search with whole tiles held out (a fifth of the fit tiles, scored
+  per tile).
+
+Usage::
+
+    python scripts/count_alpha_selection.py MODEL.onnx [MODEL.onnx ...] --finder photutils \\
+        --cache DIR [--limit N]
+
+The embeddings are cached in DIR under the keys ``radiofm fit-heads --cache`` and
+``radiofm export --cache`` use, so a model's heads fit and this study share them.
+"""
+
+import argparse
+
+import numpy as np
+
+
+def tile_scores(glm, x, y, tile):
+    """Per-tile Poisson deviance and R^2 of ``glm`` on windows ``x`` with counts ``y``."""
+    from sklearn.metrics import mean_poisson_deviance, r2_score
+
+    from radiofm.evaluate._fit_heads import _poisson_rate
+
+    _, cell = np.unique(tile, return_inverse=True)
+    truth = np.bincount(cell, y)
+    predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x)), 1e-9)
+    return mean_poisson_deviance(truth, predicted), r2_score(truth, predicted)
+
+
+def fixed_glm(x, y, alpha):
+    """`_poisson`'s GLM (standardised features, Newton-Cholesky) at a given penalty."""
+    from sklearn.linear_model import PoissonRegressor
+
+    from radiofm.evaluate._fit_heads import POISSON_SOLVER, _scaler
+
+    mean, scale = _scaler(x)
+    model = PoissonRegressor(alpha=alpha, solver=POISSON_SOLVER, max_iter=3000)
+    model.fit((x - mean) / scale, y)
+    return {"mean": mean, "scale": scale, "coef": model.coef_,
+            "intercept": float(model.intercept_),
+            "max_log_rate": float(np.log(3.0 * max(1.0, y.max())))}
+
+
+def alpha_by_tiles(x, y, tile, seed=0):
+    """The penalty whose GLM, fitted on four fifths of the tiles, has the lowest per-tile
+    deviance on the other fifth."""
+    from radiofm.evaluate._fit_heads import POISSON_ALPHAS
+
+    tiles = np.unique(tile)
+    held_tiles = np.random.default_rng(seed).permutation(tiles)[:len(tiles) // 5]
+    held = np.isin(tile, held_tiles)
+    deviances = [tile_scores(fixed_glm(x[~held], y[~held], alpha), x[held], y[held],
+                             tile[held])[0] for alpha in POISSON_ALPHAS]
+    return POISSON_ALPHAS[int(np.argmin(deviances))]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help=".onnx files (or registered names)")
+    parser.add_argument("--finder", default="photutils", choices=["photutils", "bdsf"])
+    parser.add_argument("--cache", help="embedding cache folder (shared with fit-heads)")
+    parser.add_argument("--limit", type=int, help="at most this many FIRST fields per split")
+    parser.add_argument("--data", help="data root (default: $RADIOFM_DATA)")
+    args = parser.parse_args(argv)
+
+    from radiofm.evaluate import load_embedder, load_task_data
+    from radiofm.evaluate._embedders import normalization_of
+    from radiofm.evaluate._fit_heads import POISSON_ALPHAS, _embed, _held_out_tiles, _poisson
+    from radiofm.models import peak_features, resolve_model
+    from radiofm.simulate import COUNT_SNR
+
+    for model in args.models:
+        embedder = load_embedder(str(resolve_model(model)[0]))
+        stretch = normalization_of(embedder)
+        data = load_task_data("counts_first", root=args.data, finder=args.finder,
+                              limit=args.limit, normalization=stretch, count_windows=3)
+        # the tag fit_output_heads gives these windows, so the caches are shared
+        x, _ = _embed(embedder, data, args.cache, f"counts_first_{args.finder}_{args.limit}_w3")
+        feature_sets = [("embedding", x)]
+        if stretch.method == "snr":  # the windows' 5-sigma peaks, as the regime GLMs read them
+            level = float(np.arcsinh(COUNT_SNR / stretch.softening))
+            peaks = peak_features(data.prepared(embedder.input_size), level)
+            feature_sets.append(("embedding + peaks", np.concatenate([x, peaks], axis=1)))
+        y, tile = data.target, data.extra["tile"]
+        train = data.split == "train"
+        source = np.full(len(y), "counts_first")
+        held = train & np.isin(tile, _held_out_tiles(tile, train, source, seed=2))
+        fit = train & ~held
+        print(f"\n{embedder.name}: {len(np.unique(tile[fit]))} fit tiles, "
+              f"{len(np.unique(tile[held]))} validation tiles (FIRST test split unread)")
+        for label, features in feature_sets:
+            print(f"  {label}: validation tiles per penalty")
+            print(f"  {'alpha':>8} {'deviance':>9} {'R^2':>7}")
+            for alpha in POISSON_ALPHAS:
+                deviance, r2 = tile_scores(fixed_glm(features[fit], y[fit], alpha),
+                                           features[held], y[held], tile[held])
+                print(f"  {alpha:>8g} {deviance:>9.4f} {r2:>7.3f}")
+            by_windows = _poisson(features[fit], y[fit])["alpha"]
+            by_tiles = alpha_by_tiles(features[fit], y[fit], tile[fit])
+            print(f"  chosen: by windows {by_windows:g}, by tiles {by_tiles:g}")
+
+
+if __name__ == "__main__":
+    main()
