@@ -17,14 +17,17 @@ fitted on the other training tiles, and the penalty each selector picks:
 
 Usage::
 
-    python scripts/count_alpha_selection.py MODEL.onnx [MODEL.onnx ...] --finder photutils \\
+    python scripts/count_alpha_selection.py MODEL [MODEL ...] --finder photutils \\
         --cache DIR [--limit N]
 
-The embeddings are cached in DIR under the keys ``radiofm fit-heads --cache`` and
-``radiofm export --cache`` use, so a model's heads fit and this study share them.
+MODEL is an exported ``.onnx`` file, a registered name or a training checkpoint (read with
+8 views, as ``radiofm export --views 8`` reads it). The embeddings are cached in DIR under
+the keys ``radiofm fit-heads --cache`` and ``radiofm export --cache`` use, so a model's
+heads fit and this study share them.
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -70,21 +73,26 @@ def alpha_by_tiles(x, y, tile, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="+", help=".onnx files (or registered names)")
+    parser.add_argument("models", nargs="+",
+                        help=".onnx files, registered names or training checkpoints")
+    parser.add_argument("--views", type=int, default=8, choices=[1, 8],
+                        help="views a checkpoint's embedding averages over, as exported "
+                        "(default 8; an exported model keeps its own)")
     parser.add_argument("--finder", default="photutils", choices=["photutils", "bdsf"])
     parser.add_argument("--cache", help="embedding cache folder (shared with fit-heads)")
     parser.add_argument("--limit", type=int, help="at most this many FIRST fields per split")
     parser.add_argument("--data", help="data root (default: $RADIOFM_DATA)")
     args = parser.parse_args(argv)
 
-    from radiofm.evaluate import load_embedder, load_task_data
+    from radiofm.evaluate import load_embedder, load_task_data, with_views
     from radiofm.evaluate._embedders import normalization_of
     from radiofm.evaluate._fit_heads import POISSON_ALPHAS, _embed, _held_out_tiles, _poisson
     from radiofm.models import peak_features, resolve_model
     from radiofm.simulate import COUNT_SNR
 
     for model in args.models:
-        embedder = load_embedder(str(resolve_model(model)[0]))
+        path = Path(model) if Path(model).exists() else resolve_model(model)[0]
+        embedder = with_views(load_embedder(str(path)), args.views)
         stretch = normalization_of(embedder)
         data = load_task_data("counts_first", root=args.data, finder=args.finder,
                               limit=args.limit, normalization=stretch, count_windows=3)
