@@ -173,10 +173,11 @@ def main(argv=None):
                   f"{v['reference']:.3f} -> {'passes' if v['passes'] else 'fails'} "
                   f"(may fall by {HEAD_TOLERANCE})")
         ships = ships and heads_pass
-    else:
-        print("heads not judged (give --heads and --reference-heads once the candidate is "
-              "exported): the verdict below is provisional")
-    print("ships" if ships else "does not ship")
+    verdict = "ships" if ships else "does not ship"
+    if args.heads is None:
+        verdict += (", provisionally: the heads were not judged (give --heads and "
+                    "--reference-heads once the candidate is exported)")
+    print(verdict)
     return 0 if ships else 1
 
 
