@@ -217,6 +217,12 @@ class TorchEmbedder:
     stretch_known : bool
         False for a backbone that was never trained (a random twin): its ``normalization``
         is then None and the evaluation harness feeds it the model's stretch.
+
+    Attributes
+    ----------
+    weights_sha256 : str
+        sha256 of the backbone's parameters and buffers, which caches of its embeddings
+        are keyed by (``sha256``, a file's digest, is None: there is no exported file).
     """
 
     pca = None  # the evaluation harness reduces raw-pixel baselines only
