@@ -44,29 +44,15 @@ def tile_scores(glm, x, y, tile):
     return mean_poisson_deviance(truth, predicted), r2_score(truth, predicted)
 
 
-def fixed_glm(x, y, alpha):
-    """`_poisson`'s GLM (standardised features, Newton-Cholesky) at a given penalty."""
-    from sklearn.linear_model import PoissonRegressor
-
-    from radiofm.evaluate._fit_heads import POISSON_SOLVER, _scaler
-
-    mean, scale = _scaler(x)
-    model = PoissonRegressor(alpha=alpha, solver=POISSON_SOLVER, max_iter=3000)
-    model.fit((x - mean) / scale, y)
-    return {"mean": mean, "scale": scale, "coef": model.coef_,
-            "intercept": float(model.intercept_),
-            "max_log_rate": float(np.log(3.0 * max(1.0, y.max())))}
-
-
 def alpha_by_tiles(x, y, tile, seed=0):
     """The penalty whose GLM, fitted on four fifths of the tiles, has the lowest per-tile
     deviance on the other fifth."""
-    from radiofm.evaluate._fit_heads import POISSON_ALPHAS
+    from radiofm.evaluate._fit_heads import POISSON_ALPHAS, _poisson_at
 
     tiles = np.unique(tile)
     held_tiles = np.random.default_rng(seed).permutation(tiles)[:len(tiles) // 5]
     held = np.isin(tile, held_tiles)
-    deviances = [tile_scores(fixed_glm(x[~held], y[~held], alpha), x[held], y[held],
+    deviances = [tile_scores(_poisson_at(x[~held], y[~held], alpha), x[held], y[held],
                              tile[held])[0] for alpha in POISSON_ALPHAS]
     return POISSON_ALPHAS[int(np.argmin(deviances))]
 
@@ -86,7 +72,13 @@ def main(argv=None):
 
     from radiofm.evaluate import load_embedder, load_task_data, with_views
     from radiofm.evaluate._embedders import normalization_of
-    from radiofm.evaluate._fit_heads import POISSON_ALPHAS, _embed, _held_out_tiles, _poisson
+    from radiofm.evaluate._fit_heads import (
+        POISSON_ALPHAS,
+        _embed,
+        _held_out_tiles,
+        _poisson,
+        _poisson_at,
+    )
     from radiofm.models import peak_features, resolve_model
     from radiofm.simulate import COUNT_SNR
 
@@ -114,7 +106,7 @@ def main(argv=None):
             print(f"  {label}: validation tiles per penalty")
             print(f"  {'alpha':>8} {'deviance':>9} {'R^2':>7}")
             for alpha in POISSON_ALPHAS:
-                deviance, r2 = tile_scores(fixed_glm(features[fit], y[fit], alpha),
+                deviance, r2 = tile_scores(_poisson_at(features[fit], y[fit], alpha),
                                            features[held], y[held], tile[held])
                 print(f"  {alpha:>8g} {deviance:>9.4f} {r2:>7.3f}")
             by_windows = _poisson(features[fit], y[fit])["alpha"]

@@ -69,14 +69,14 @@ def read_rows(paths):
     return rows
 
 
-def judge(rows, figures=HEADLINE):
+def judge(rows, figures=HEADLINE, wins_needed=WINS_NEEDED):
     """The rule on the rows: per-figure verdicts, the number of wins, and whether it ships.
 
     Each verdict is a dict with the figure's name, both values, the default's interval, the
     paired margin (candidate minus default, with its interval, where the report has it),
     and ``outcome``: ``"better"``, ``"level"``, ``"worse"`` (within half the default's
-    interval) or ``"much worse"``. ``figures`` are the figures judged (`HEADLINE`, or
-    `GUARDS` whose ``ships`` then only says that none is much worse).
+    interval) or ``"much worse"``. ``figures`` are the figures judged and ``wins_needed``
+    how many must be better (`GUARDS` need none: none may be much worse).
     """
     verdicts = []
     for task, dataset, probe, metric, higher in figures:
@@ -104,7 +104,7 @@ def judge(rows, figures=HEADLINE):
                          "high": reference["high"], "margin": margin, "outcome": outcome})
     wins = sum(v["outcome"] == "better" for v in verdicts)
     none_much_worse = not any(v["outcome"] == "much worse" for v in verdicts)
-    ships = none_much_worse and (figures is not HEADLINE or wins >= WINS_NEEDED)
+    ships = none_much_worse and wins >= wins_needed
     return verdicts, wins, ships
 
 
@@ -153,7 +153,7 @@ def main(argv=None):
         parser.error("--heads and --reference-heads go together")
     rows = read_rows(args.reports)
     verdicts, wins, headline_passes = judge(rows)
-    guards, _, guards_pass = judge(rows, GUARDS)
+    guards, _, guards_pass = judge(rows, GUARDS, wins_needed=0)
     for kind, v in [("", v) for v in verdicts] + [("guard ", v) for v in guards]:
         margin = ""
         if v["margin"] is not None:

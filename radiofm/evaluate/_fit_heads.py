@@ -282,9 +282,18 @@ def _poisson(x_train, y_train, seed=0, solver=POISSON_SOLVER):
                                          np.maximum(model.predict(z[held]), 1e-9))
         if best is None or deviance < best[0]:
             best = (deviance, alpha)
-    model = PoissonRegressor(alpha=best[1], solver=solver, max_iter=3000).fit(z, y_train)
+    return _poisson_at(x_train, y_train, best[1], solver=solver)
+
+
+def _poisson_at(x_train, y_train, alpha, solver=POISSON_SOLVER):
+    """The count GLM of `_poisson` at a given penalty (no search), in the heads' layout."""
+    from sklearn.linear_model import PoissonRegressor
+
+    mean, scale = _scaler(x_train)
+    model = PoissonRegressor(alpha=alpha, solver=solver, max_iter=3000)
+    model.fit((x_train - mean) / scale, y_train)
     return {"mean": mean, "scale": scale, "coef": model.coef_,
-            "intercept": float(model.intercept_), "alpha": best[1],
+            "intercept": float(model.intercept_), "alpha": alpha,
             "max_log_rate": float(np.log(3.0 * max(1.0, y_train.max())))}
 
 
