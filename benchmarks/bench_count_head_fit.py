@@ -1,7 +1,7 @@
 """Fitting the count GLM: scikit-learn's Newton-Cholesky solver against L-BFGS, side by side.
 
 `radiofm.evaluate._fit_heads._poisson` chooses the penalty of a Poisson GLM (log link) from
-`POISSON_ALPHAS` by the deviance on a held-out fifth of its training rows, then refits on
+`POISSON_ALPHAS` by the deviance on a held-out fifth of its training tiles, then refits on
 all of them. This script runs that whole search once with each solver on the same rows:
 the 3 x 3 windows of 270" tiles from simulated MeerKAT-like fields (seeds from 1000, the
 count heads' own training skies; README's example is never among them), embedded by a
@@ -57,7 +57,8 @@ def main():
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # L-BFGS may stop at max_iter
-            glm = _poisson(x[train], data.target[train], solver=solver)
+            glm = _poisson(x[train], data.target[train], data.extra["tile"][train],
+                           solver=solver)
         seconds = time.perf_counter() - start
         predicted = np.maximum(np.bincount(tile, _poisson_rate(glm, x[~train])), 1e-9)
         print(f"{solver:<16} {seconds:8.1f} {glm['alpha']:8.0e} "

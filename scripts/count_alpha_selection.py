@@ -1,19 +1,19 @@
 """How the FIRST count GLM's penalty is chosen, against what FIRST's validation tiles prefer.
 
 `radiofm.evaluate._fit_heads._poisson` picks a Poisson GLM's penalty from `POISSON_ALPHAS`
-by the deviance on a random fifth of its training *windows*; the heads' regime check
-(`_beam_regimes`) then judges the GLM per *tile* (the sum of its 3 x 3 windows) on a fifth
-of the training tiles held out. v6's FIRST regime GLM on the embedding alone reached R^2
--0.19 on those tiles (v2's 0.14) while the pooled GLM reached 0.34: a sign the penalty
-chosen per window is too small for FIRST. This script measures that on the held-out
-validation tiles only (fold 0 of `_tile_folds`, as `_beam_regimes` holds out; FIRST's
-test split is never read): for each model, each feature set (embedding alone; with the
-windows' 5-sigma peaks) and each penalty, the per-tile deviance and R^2 of a FIRST GLM
+by the per-tile deviance on a fifth of its training *tiles* held out whole; until December
+2026 it held out a random fifth of the *windows* and scored them one by one. The heads'
+regime check (`_beam_regimes`) judges each GLM per tile (the sum of its 3 x 3 windows) on
+a fifth of the training tiles held out. v6's FIRST regime GLM on the embedding alone
+reached R^2 -0.19 on those tiles (v2's 0.14) while the pooled GLM reached 0.34: a sign the
+penalty chosen per window was too small for FIRST. This script measures that on the
+held-out validation tiles only (fold 0 of `_tile_folds`, as `_beam_regimes` holds out;
+FIRST's test split is never read): for each model, each feature set (embedding alone; with
+the windows' 5-sigma peaks) and each penalty, the per-tile deviance and R^2 of a FIRST GLM
 fitted on the other training tiles, and the penalty each selector picks:
 
-- ``windows``: `_poisson` as the heads use it (a random fifth of the windows);
-- ``tiles``: the same search with whole tiles held out (a fifth of the fit tiles, scored
-  per tile).
+- ``windows``: `_poisson` with each window its own tile (the old selection);
+- ``tiles``: `_poisson` as the heads use it (a fifth of the fit tiles, scored per tile).
 
 Usage::
 
@@ -42,19 +42,6 @@ def tile_scores(glm, x, y, tile):
     truth = np.bincount(cell, y)
     predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x)), 1e-9)
     return mean_poisson_deviance(truth, predicted), r2_score(truth, predicted)
-
-
-def alpha_by_tiles(x, y, tile, seed=0):
-    """The penalty whose GLM, fitted on four fifths of the tiles, has the lowest per-tile
-    deviance on the other fifth."""
-    from radiofm.evaluate._fit_heads import POISSON_ALPHAS, _poisson_at
-
-    tiles = np.unique(tile)
-    held_tiles = np.random.default_rng(seed).permutation(tiles)[:len(tiles) // 5]
-    held = np.isin(tile, held_tiles)
-    deviances = [tile_scores(_poisson_at(x[~held], y[~held], alpha), x[held], y[held],
-                             tile[held])[0] for alpha in POISSON_ALPHAS]
-    return POISSON_ALPHAS[int(np.argmin(deviances))]
 
 
 def main(argv=None):
@@ -109,8 +96,8 @@ def main(argv=None):
                 deviance, r2 = tile_scores(_poisson_at(features[fit], y[fit], alpha),
                                            features[held], y[held], tile[held])
                 print(f"  {alpha:>8g} {deviance:>9.4f} {r2:>7.3f}")
-            by_windows = _poisson(features[fit], y[fit])["alpha"]
-            by_tiles = alpha_by_tiles(features[fit], y[fit], tile[fit])
+            by_windows = _poisson(features[fit], y[fit], np.arange(fit.sum()))["alpha"]
+            by_tiles = _poisson(features[fit], y[fit], tile[fit])["alpha"]
             print(f"  chosen: by windows {by_windows:g}, by tiles {by_tiles:g}")
 
 

@@ -43,6 +43,15 @@ def sky_windows(embedder, stretch, seed, artefacts, windows):
     return embedding, data.target, data.extra["tile"]
 
 
+def stacked(skies):
+    """The windows of several skies (`sky_windows`), each sky's tiles numbered after the
+    previous sky's."""
+    x, y, tile = zip(*skies, strict=True)
+    offsets = np.cumsum([0] + [own.max() + 1 for own in tile[:-1]])
+    return (np.concatenate(x), np.concatenate(y),
+            np.concatenate([own + offset for own, offset in zip(tile, offsets, strict=True)]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?",
@@ -66,8 +75,7 @@ def main():
     for (role, embedder), windows in itertools.product(embedders.items(), args.windows):
         parts = [sky_windows(embedder, stretch, seed, artefacts, windows)
                  for seed, artefacts in train]
-        head = _poisson(np.concatenate([p[0] for p in parts]),
-                        np.concatenate([p[1] for p in parts]))
+        head = _poisson(*stacked(parts))
         predicted, truth = [], []
         for seed, artefacts in valid:
             x, y, tile = sky_windows(embedder, stretch, seed, artefacts, windows)

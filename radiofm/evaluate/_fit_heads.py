@@ -40,7 +40,7 @@ log = logging.getLogger("radiofm")
 OOD_COMPONENTS = 32
 #: Share of held-out in-distribution items an OOD threshold keeps (the rest are flagged).
 OOD_QUANTILE = 0.99
-#: Poisson GLM penalties tried (chosen by deviance on a held-out fifth of train).
+#: Poisson GLM penalties tried (chosen by deviance on a held-out fifth of the tiles).
 POISSON_ALPHAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 #: scikit-learn solver of the count GLMs (`_poisson`).
 POISSON_SOLVER = "newton-cholesky"
@@ -257,29 +257,66 @@ def _reference(x_train, x_heldout, n_components, quantile):
     return reference
 
 
-def _poisson(x_train, y_train, seed=0, solver=POISSON_SOLVER):
-    """Poisson GLM (log link) on standardised features; alpha by held-out deviance.
+def _poisson(x_train, y_train, tile, seed=0, solver=POISSON_SOLVER):
+    """Poisson GLM (log link) on standardised features; alpha by held-out tiles' deviance.
+
+    A fifth of the tiles (all their windows) is held out, a GLM is fitted on the rest at
+    each of `POISSON_ALPHAS`, and the penalty whose per-tile counts (the sum over each
+    tile's windows, what the heads report) have the lowest Poisson deviance on the
+    held-out tiles is refitted on every tile. Whole tiles are held out because the windows
+    of one tile share its field, noise and extended emission: held out one by one, a
+    window's neighbours in training tell the GLM about it, and the search picks too weak a
+    penalty (on FIRST, the default model's embedding GLM took 0.001, validation-tile R^2
+    0.145, where the penalty chosen on whole tiles, 0.01, gives 0.280;
+    ``configs/study-results/count-alpha-selection.txt``). With one window per tile,
+    ``tile = np.arange(len(y_train))``, this is a search over held-out items.
 
     Newton steps with a Cholesky solve (``solver``) reach the optimum in a handful of
     iterations on these few hundred features, where L-BFGS took hundreds at the small
     penalties: on the default model's windows of six simulated fields the whole search
     takes 2 s against 110 s, for the same penalty and deviance
     (`benchmarks/bench_count_head_fit.py`).
+
+    Parameters
+    ----------
+    x_train, y_train : `~numpy.ndarray`
+        Each window's features and count.
+    tile : `~numpy.ndarray`
+        Each window's tile (any labels; windows of one tile are held out together).
+    seed : int
+        Seed of the held-out tiles' draw.
+    solver : str
+        scikit-learn's `~sklearn.linear_model.PoissonRegressor` solver.
+
+    Returns
+    -------
+    dict
+        The GLM in the heads' layout (`_poisson_at`).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(300, 2))
+    >>> y = rng.poisson(np.exp(0.5 + 0.8 * x[:, 0]))
+    >>> glm = _poisson(x, y, tile=np.repeat(np.arange(100), 3))
+    >>> glm["alpha"] in POISSON_ALPHAS and glm["coef"][0] > 0.5
+    True
     """
-    from sklearn.linear_model import PoissonRegressor
     from sklearn.metrics import mean_poisson_deviance
 
-    mean, scale = _scaler(x_train)
-    z = (x_train - mean) / scale
-    order = np.random.default_rng(seed).permutation(len(z))
-    cut = len(z) // 5
-    held, fit = order[:cut], order[cut:]
+    tiles = np.unique(tile)
+    if len(tiles) < 2:
+        raise ValueError(f"the count GLM's penalty is chosen on held-out tiles; it has "
+                         f"{len(tiles)} tile(s) to fit on, at least 2 are needed")
+    held_tiles = np.random.default_rng(seed).permutation(tiles)[:max(1, len(tiles) // 5)]
+    held = np.isin(tile, held_tiles)
+    _, cell = np.unique(tile[held], return_inverse=True)
+    truth = np.bincount(cell, y_train[held])
     best = None
     for alpha in POISSON_ALPHAS:
-        model = PoissonRegressor(alpha=alpha, solver=solver, max_iter=3000)
-        model.fit(z[fit], y_train[fit])
-        deviance = mean_poisson_deviance(y_train[held],
-                                         np.maximum(model.predict(z[held]), 1e-9))
+        glm = _poisson_at(x_train[~held], y_train[~held], alpha, solver=solver)
+        predicted = np.bincount(cell, _poisson_rate(glm, x_train[held]))
+        deviance = mean_poisson_deviance(truth, np.maximum(predicted, 1e-9))
         if best is None or deviance < best[0]:
             best = (deviance, alpha)
     return _poisson_at(x_train, y_train, best[1], solver=solver)
@@ -333,7 +370,7 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
 
     held = train & np.isin(tile, _held_out_tiles(tile, train, source, seed))
     fit = train & ~held
-    pooled = _poisson(x[fit], y[fit])
+    pooled = _poisson(x[fit], y[fit], tile[fit])
     _, cell = np.unique(tile[held], return_inverse=True)
     pooled_dispersion = _dispersion(np.bincount(cell, y[held]),
                                     np.bincount(cell, _poisson_rate(pooled, x[held])))
@@ -354,7 +391,8 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
         scores, tile_predictions = {}, {}
         for head, reads_peaks in candidates:
             glm = (pooled if head == "pooled"
-                   else _poisson(features(rows & fit, reads_peaks), y[rows & fit]))
+                   else _poisson(features(rows & fit, reads_peaks), y[rows & fit],
+                                 tile[rows & fit]))
             predicted = np.maximum(np.bincount(cell, _poisson_rate(
                 glm, features(check, reads_peaks))), 1e-9)
             tile_predictions[head] = predicted
@@ -378,7 +416,7 @@ def _beam_regimes(x, y, train, source, tile, peaks=None, peak_level=None, seed=2
                             "beam_range_arcsec": [beam / REGIME_BEAM_FACTOR,
                                                   beam * REGIME_BEAM_FACTOR],
                             **_poisson(features(rows & train, reads_peaks),
-                                       y[rows & train]),
+                                       y[rows & train], tile[rows & train]),
                             "dispersion": scores[f"{chosen}_dispersion"],
                             **({"peak_level": peak_level} if reads_peaks else {})})
     if pooled_dispersion is not None:
@@ -456,7 +494,8 @@ def _out_of_fold_counts(regime, x, y, train, source, tile, peaks=None, seed=2):
     features = (np.concatenate([x, peaks], axis=1) if reads else x)
     for k in np.unique(fold) if len(np.unique(fold)) > 1 else []:
         check = rows & np.isin(tile, tiles[fold == k])
-        glm = {**_poisson(features[rows & ~check], y[rows & ~check]), **reads}
+        glm = {**_poisson(features[rows & ~check], y[rows & ~check], tile[rows & ~check]),
+               **reads}
         predicted += np.bincount(np.searchsorted(tiles, tile[check]),
                                  _regime_rate(glm, x, peaks, check), minlength=len(tiles))
     return tiles, truth, predicted, fold
@@ -892,9 +931,10 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
       270 arcsec tiles: FIRST tiles (components a finder finds with peak >= 5 sigma and a
       major axis of at most 2 beams) and simulated MeerKAT-like tiles, with and without
       calibration artefacts (true compact sources with peak >= 5 sigma), training splits
-      only; the penalty is chosen on a held-out fifth of train. With ``count_windows`` the
-      head reads each tile's windows (`radiofm.tiling.split_windows`), fitted on the
-      windows' own counts, and a tile's count is their sum. Beside this head, fitted on
+      only; the penalty is chosen on a fifth of the training tiles held out whole
+      (`_poisson`). With ``count_windows`` the head reads each tile's windows
+      (`radiofm.tiling.split_windows`), fitted on the windows' own counts, and a tile's
+      count is their sum. Beside this head, fitted on
       every tile, a GLM per beam regime (`COUNT_REGIMES`: FIRST's tiles, the simulated
       MeerKAT-like ones) counts images of that beam (`radiofm.models.Heads.count_regime`),
       where it counts a held-out fifth of its training tiles better than the pooled GLM
@@ -1059,7 +1099,7 @@ def fit_output_heads(embedder, root=None, *, limit=None, first_limit=None, finde
         else count_data(count_windows, level))
     train_c = split_c == "train"
     glm_train = train_c & (source_c != DEPTH_SET)
-    counts = _poisson(xc[glm_train], yc[glm_train])
+    counts = _poisson(xc[glm_train], yc[glm_train], tile_c[glm_train])
     regimes, validation, pooled_glm_dispersion = _beam_regimes(
         xc, yc, glm_train, source_c, tile_c, peaks=peaks_c if peak_level is not None else None,
         peak_level=peak_level)

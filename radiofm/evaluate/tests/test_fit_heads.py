@@ -261,10 +261,49 @@ def test_the_count_uncertainty_covers_two_thirds_of_new_tiles():
     regimes, _, dispersion = _beam_regimes(x, y, np.ones(len(y), bool), source, tile)
     assert regimes == [] and dispersion == pytest.approx(2.0, rel=0.15)
     x_new, y_new = draw(2000)
-    predicted = PoissonGlm(_poisson(x, y), 3, "test").predict(x_new)
+    predicted = PoissonGlm(_poisson(x, y, tile), 3, "test").predict(x_new)
     within = np.abs(y_new - predicted) <= np.sqrt(dispersion * predicted)
     assert 0.6 < within.mean() < 0.78
     assert (np.abs(y_new - predicted) <= np.sqrt(predicted)).mean() < 0.55
+
+
+def test_the_count_penalty_is_chosen_on_tiles_held_out_whole():
+    """The windows of a tile share its field (here a random effect on the counts that no
+    feature carries, and a fingerprint every window of the tile carries). Held out one by
+    one, a window's neighbours teach the GLM its tile's effect through the fingerprint and
+    the search picks a weak penalty that fails on new tiles; held out whole, tiles choose a
+    stronger one that counts new tiles better."""
+    from sklearn.metrics import mean_poisson_deviance
+
+    from radiofm.evaluate._fit_heads import _poisson, _poisson_rate
+
+    rng = np.random.default_rng(0)
+
+    def draw(tiles, windows=9, dim=20):
+        tile = np.repeat(np.arange(tiles), windows)
+        fingerprint = (rng.normal(size=(tiles, dim))[tile]
+                       + 0.1 * rng.normal(size=(len(tile), dim)))
+        signal = rng.normal(size=(len(tile), 1))
+        effect = rng.normal(0, 0.7, tiles)[tile]
+        y = rng.poisson(np.exp(0.3 + 0.5 * signal[:, 0] + effect)).astype(float)
+        return np.concatenate([signal, fingerprint], axis=1), y, tile
+
+    x, y, tile = draw(60)
+    x_new, y_new, tile_new = draw(200)
+    by_tiles, by_windows = _poisson(x, y, tile), _poisson(x, y, np.arange(len(y)))
+    assert by_tiles["alpha"] > by_windows["alpha"]
+    truth = np.bincount(tile_new, y_new)
+    deviance = {name: mean_poisson_deviance(truth,
+                                            np.bincount(tile_new, _poisson_rate(glm, x_new)))
+                for name, glm in [("tiles", by_tiles), ("windows", by_windows)]}
+    assert deviance["tiles"] < 0.9 * deviance["windows"]
+
+
+def test_a_count_penalty_needs_two_tiles():
+    from radiofm.evaluate._fit_heads import _poisson
+
+    with pytest.raises(ValueError, match="at least 2 are needed"):
+        _poisson(np.ones((9, 2)), np.ones(9), np.zeros(9))
 
 
 def test_a_windowed_count_head_is_fitted_on_window_counts(tiny_model, shared_data, tmp_path):
@@ -683,7 +722,7 @@ def test_a_tile_counted_out_of_fold_is_counted_by_a_glm_that_never_saw_it():
     x = rng.normal(size=(200, 3))
     y = rng.poisson(np.exp(0.5 + 0.6 * x[:, 0])).astype(float)
     train = tile >= 10  # tiles 0-9 are test tiles
-    regime = {"name": "MeerKAT-sim", **_poisson(x[train], y[train])}
+    regime = {"name": "MeerKAT-sim", **_poisson(x[train], y[train], tile[train])}
     tiles, truth, predicted, fold = _out_of_fold_counts(regime, x, y, train, source, tile)
     np.testing.assert_array_equal(tiles, np.arange(10, 100))
     np.testing.assert_allclose(truth, np.bincount(tile, y)[10:])
