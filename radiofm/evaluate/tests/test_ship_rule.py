@@ -36,6 +36,7 @@ def test_a_candidate_better_on_the_headline_ships_only_while_its_knn_error_holds
     assert ship_rule.main([str(_report(tmp_path / "b.json", ship_rule, knn_loss=0.06))]) == 1
     out = capsys.readouterr().out
     assert "guard frii / MBFRConfident / knn error" in out and "much worse" in out
+    assert "provisional" not in out  # no heads can make it ship
 
 
 def test_a_report_without_the_guard_figure_is_refused(ship_rule, tmp_path):
