@@ -32,18 +32,6 @@ from pathlib import Path
 import numpy as np
 
 
-def tile_scores(glm, x, y, tile):
-    """Per-tile Poisson deviance and R^2 of ``glm`` on windows ``x`` with counts ``y``."""
-    from sklearn.metrics import mean_poisson_deviance, r2_score
-
-    from radiofm.evaluate._fit_heads import _poisson_rate
-
-    _, cell = np.unique(tile, return_inverse=True)
-    truth = np.bincount(cell, y)
-    predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x)), 1e-9)
-    return mean_poisson_deviance(truth, predicted), r2_score(truth, predicted)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+",
@@ -65,6 +53,7 @@ def main(argv=None):
         _held_out_tiles,
         _poisson,
         _poisson_at,
+        _tile_scores,
     )
     from radiofm.models import peak_features, resolve_model
     from radiofm.simulate import COUNT_SNR
@@ -93,7 +82,7 @@ def main(argv=None):
             print(f"  {label}: validation tiles per penalty")
             print(f"  {'alpha':>8} {'deviance':>9} {'R^2':>7}")
             for alpha in POISSON_ALPHAS:
-                deviance, r2 = tile_scores(_poisson_at(features[fit], y[fit], alpha),
+                deviance, r2 = _tile_scores(_poisson_at(features[fit], y[fit], alpha),
                                            features[held], y[held], tile[held])
                 print(f"  {alpha:>8g} {deviance:>9.4f} {r2:>7.3f}")
             by_windows = _poisson(features[fit], y[fit], np.arange(fit.sum()))["alpha"]

@@ -302,24 +302,30 @@ def _poisson(x_train, y_train, tile, seed=0, solver=POISSON_SOLVER):
     >>> glm["alpha"] in POISSON_ALPHAS and bool(glm["coef"][0] > 0.5)
     True
     """
-    from sklearn.metrics import mean_poisson_deviance
-
     tiles = np.unique(tile)
     if len(tiles) < 2:
         raise ValueError(f"the count GLM's penalty is chosen on held-out tiles; it has "
                          f"{len(tiles)} tile(s) to fit on, at least 2 are needed")
     held_tiles = np.random.default_rng(seed).permutation(tiles)[:max(1, len(tiles) // 5)]
     held = np.isin(tile, held_tiles)
-    _, cell = np.unique(tile[held], return_inverse=True)
-    truth = np.bincount(cell, y_train[held])
     best = None
     for alpha in POISSON_ALPHAS:
         glm = _poisson_at(x_train[~held], y_train[~held], alpha, solver=solver)
-        predicted = np.bincount(cell, _poisson_rate(glm, x_train[held]))
-        deviance = mean_poisson_deviance(truth, np.maximum(predicted, 1e-9))
+        deviance, _ = _tile_scores(glm, x_train[held], y_train[held], tile[held])
         if best is None or deviance < best[0]:
             best = (deviance, alpha)
     return _poisson_at(x_train, y_train, best[1], solver=solver)
+
+
+def _tile_scores(glm, x, y, tile):
+    """Per-tile Poisson deviance and R^2 of a count GLM on windows ``x`` with counts ``y``
+    (each tile's count is the sum over its windows, as the heads report it)."""
+    from sklearn.metrics import mean_poisson_deviance, r2_score
+
+    _, cell = np.unique(tile, return_inverse=True)
+    truth = np.bincount(cell, y)
+    predicted = np.maximum(np.bincount(cell, _poisson_rate(glm, x)), 1e-9)
+    return float(mean_poisson_deviance(truth, predicted)), float(r2_score(truth, predicted))
 
 
 def _poisson_at(x_train, y_train, alpha, solver=POISSON_SOLVER):
