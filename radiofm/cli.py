@@ -599,7 +599,8 @@ def _add_train(commands):
     trainer.add_argument("--resume", action="store_true",
                          help="continue from the checkpoint in the config's run.output")
     trainer.add_argument("--stop-after", type=int,
-                         help="stop (with a checkpoint) after this many steps")
+                         help="stop (with a checkpoint) once the run has done this many steps, "
+                         "counted from its start also when resuming")
     trainer.set_defaults(run=_run_train)
 
 

@@ -95,8 +95,10 @@ def train(config, *, resume=False, progress=True, stop_after=None):
     progress : bool
         Progress bar on the first process (only on a terminal).
     stop_after : int, optional
-        Stop (with a checkpoint) after this many steps of this call, e.g. to split a run
-        across sessions.
+        Stop (with a checkpoint) once the run has done this many steps, counted from its
+        start whether or not this call resumes it, e.g. to stop at a chosen point of the
+        schedule or to split a run across sessions: the same ``stop_after`` starts the run
+        and resumes it to the same step.
 
     Returns
     -------
@@ -123,6 +125,11 @@ def train(config, *, resume=False, progress=True, stop_after=None):
     resumed = None
     if resume:
         resumed = _read_resume_state(output / CHECKPOINT, config, device)
+        if stop_after is not None and resumed["step"] >= stop_after:
+            raise ValueError(f"{output / CHECKPOINT} is already at step {resumed['step']}, "
+                             f"not before stop_after={stop_after} (--stop-after counts the "
+                             "run's steps from its start); pass a later step, or none to "
+                             "finish the schedule")
     elif (output / CHECKPOINT).exists():
         raise ValueError(f"{output / CHECKPOINT} exists: pass resume=True (--resume) to continue "
                          "it, or choose another run.output")
@@ -175,7 +182,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         start = _apply_state(resumed, student, teacher, optimizer, loss_fn, device)
         resumed = None
         log.info("resuming at step %d of %d", start, total)
-    end = total if stop_after is None else min(total, start + int(stop_after))
+    end = total if stop_after is None else min(total, stop_after)
     writer = (RunLog(output / LOG, LOG_COLUMNS, start, finished=start == end) if rank == 0
               else None)
     bar = tqdm(total=total, initial=start, unit="step",

@@ -183,6 +183,34 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     assert len(build_tile_bank(config)) < 9  # a 300 px field has 9 tiles of 100 px
 
 
+def test_stop_after_counts_the_runs_steps_from_its_start(tmp_path):
+    from radiofm.train import train
+
+    config = TrainConfig.from_dict({
+        "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 64},
+        "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
+        "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
+        "optim": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 2},
+        "run": {"output": str(tmp_path / "run"), "threads": 1},
+    })
+    run = tmp_path / "run"
+
+    def step():
+        return torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+
+    train(config, progress=False, stop_after=2)
+    assert step() == 2
+    train(config, progress=False, resume=True, stop_after=4)  # to step 4, not 2 + 4
+    assert step() == 4
+    assert not (run / "teacher_backbone.pt").exists()  # the schedule (6 steps) is not done
+    with pytest.raises(ValueError, match="already at step 4, not before stop_after=4"):
+        train(config, progress=False, resume=True, stop_after=4)
+    assert step() == 4  # the refused call left the checkpoint alone
+    train(config, progress=False, resume=True)
+    assert step() == 6
+    assert (run / "teacher_backbone.pt").exists()
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     from radiofm.train import train
 
