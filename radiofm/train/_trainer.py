@@ -4,6 +4,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +72,46 @@ def _device(config, rank):
     return torch.device("cpu")
 
 
+class _StopRequest:
+    """SIGINT and SIGTERM ask the run to stop after the step it is in, with a checkpoint.
+
+    A scheduler's SIGTERM (Slurm at the end of a job's time, a preempted node) or a Ctrl-C
+    then costs no finished step. A second signal stops at once (`KeyboardInterrupt`); a
+    signal the process ignores (SIGINT of a job a shell put in the background) stays
+    ignored. Only the main thread can take signals; elsewhere nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._receive)
+        return self
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _receive(self, number, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt(f"a second {signal.Signals(number).name}")
+        self.received = signal.Signals(number).name
+
+    def agreed(self, device, world):
+        """Whether any process was asked to stop (every process gets the same answer)."""
+        if world == 1:
+            return self.received is not None
+        flag = torch.tensor([self.received is not None], dtype=torch.int32, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
 def _param_groups(model):
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
@@ -107,6 +149,12 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         readable with ``torch.load(weights_only=True)``, see `load_backbone`) and
         ``train_log.csv`` (loss, lr, momentum, teacher entropy and collapse indicators per
         step).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After SIGINT or SIGTERM (Ctrl-C, a scheduler ending the job): the run finishes the
+        step it is in, writes a checkpoint there and stops; ``resume=True`` continues it.
     """
     if stop_after is not None and (isinstance(stop_after, bool)
                                    or not isinstance(stop_after, int) or stop_after < 1):
@@ -205,56 +253,69 @@ def train(config, *, resume=False, progress=True, stop_after=None):
             return {}
         return monitor(teacher.backbone, device)
 
-    try:
-        for step in range(start, end):
-            figures = monitored(step)
-            began = time.perf_counter()
-            epoch = step // per_epoch
-            seed = _step_seed(config.run.seed, step, rank)
-            torch.manual_seed(seed)  # drop-path draws
-            generator = torch.Generator().manual_seed(seed)
-            tiles = bank.sample(np.random.default_rng(seed), optim.batch_size)
-            crops = augment(tiles.to(device, non_blocking=True), generator)
-            if use_amp:
-                crops = [c.contiguous(memory_format=torch.channels_last) for c in crops]
-            for group in optimizer.param_groups:
-                group["lr"] = float(lr[step])
-            optimizer.param_groups[0]["weight_decay"] = float(weight_decay[step])  # not biases
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+    stopped_after = None
+    with _StopRequest() as stop:
+        try:
+            for step in range(start, end):
+                figures = monitored(step)
+                began = time.perf_counter()
+                epoch = step // per_epoch
+                seed = _step_seed(config.run.seed, step, rank)
+                torch.manual_seed(seed)  # drop-path draws
+                generator = torch.Generator().manual_seed(seed)
+                tiles = bank.sample(np.random.default_rng(seed), optim.batch_size)
+                crops = augment(tiles.to(device, non_blocking=True), generator)
+                if use_amp:
+                    crops = [c.contiguous(memory_format=torch.channels_last) for c in crops]
+                for group in optimizer.param_groups:
+                    group["lr"] = float(lr[step])
+                optimizer.param_groups[0]["weight_decay"] = float(weight_decay[step])  # not biases
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    with torch.no_grad():
+                        teacher_out = teacher(crops[:2])
+                    student_out = trained(crops)
+                loss, teacher_probs = loss_fn(student_out.float(), teacher_out.float(), epoch)
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopping")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if optim.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(student.parameters(), optim.clip_grad)
+                if epoch < optim.freeze_last_layer:
+                    for parameter in student.head.last_layer.parameters():
+                        parameter.grad = None
+                optimizer.step()
                 with torch.no_grad():
-                    teacher_out = teacher(crops[:2])
-                student_out = trained(crops)
-            loss, teacher_probs = loss_fn(student_out.float(), teacher_out.float(), epoch)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopping")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if optim.clip_grad:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), optim.clip_grad)
-            if epoch < optim.freeze_last_layer:
-                for parameter in student.head.last_layer.parameters():
-                    parameter.grad = None
-            optimizer.step()
-            with torch.no_grad():
-                m = float(momentum[step])
-                for p_student, p_teacher in zip(student.parameters(), teacher.parameters(),
-                                                strict=True):
-                    p_teacher.mul_(m).add_(p_student.detach(), alpha=1 - m)
+                    m = float(momentum[step])
+                    for p_student, p_teacher in zip(student.parameters(), teacher.parameters(),
+                                                    strict=True):
+                        p_teacher.mul_(m).add_(p_student.detach(), alpha=1 - m)
+                if writer is not None:
+                    writer.writerow({**_metrics(step, epoch, loss, lr, weight_decay, momentum,
+                                                loss_fn, teacher_probs, teacher_out, began),
+                                     **figures})
+                bar.update()
+                asked = stop.agreed(device, world) and step + 1 < end  # else it ends here
+                if (step + 1) % config.run.checkpoint_every == 0 or step + 1 == end or asked:
+                    checkpoint(step + 1)
+                if asked:
+                    stopped_after = step + 1
+                    break
+            if writer is not None and monitor is not None and end > start and not stopped_after:
+                # the teacher after this call's last step (rewritten when a resume passes it)
+                writer.writerow({"step": end, "epoch": end // per_epoch,
+                                 **monitor(teacher.backbone, device)})
+        finally:
+            bar.close()
             if writer is not None:
-                writer.writerow({**_metrics(step, epoch, loss, lr, weight_decay, momentum,
-                                            loss_fn, teacher_probs, teacher_out, began),
-                                 **figures})
-            bar.update()
-            if (step + 1) % config.run.checkpoint_every == 0 or step + 1 == end:
-                checkpoint(step + 1)
-        if writer is not None and monitor is not None and end > start:
-            # the teacher after this call's last step (rewritten when a resume passes it)
-            writer.writerow({"step": end, "epoch": end // per_epoch,
-                             **monitor(teacher.backbone, device)})
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+                writer.close()
+    if stopped_after:
+        message = (f"{stop.received or 'a signal to another process'}: stopped after step "
+                   f"{stopped_after} of {total} with a checkpoint in {output}; --resume "
+                   "continues the run")
+        if rank == 0:
+            log.warning("%s", message)
+        raise KeyboardInterrupt(message)
     if end == total and rank == 0:
         save_checkpoint({
             "model": {"arch": model_config.arch, "patch_size": model_config.patch_size,

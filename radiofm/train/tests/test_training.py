@@ -1,4 +1,5 @@
-"""Whole training runs: exact resume after kill -9, and two processes through torchrun."""
+"""Whole training runs: exact resume after kill -9 or SIGTERM, and two processes through
+torchrun."""
 
 import csv
 import os
@@ -90,6 +91,33 @@ def test_resume_after_kill_ends_with_the_same_weights(tmp_path):
     whole_log, resumed_log = _log(tmp_path / "whole"), _log(tmp_path / "killed")
     assert [r["step"] for r in resumed_log] == [str(s) for s in range(12)]
     assert [r["loss"] for r in resumed_log] == [r["loss"] for r in whole_log]
+
+
+def test_sigterm_stops_after_its_step_with_a_checkpoint(tmp_path):
+    command = [sys.executable, "-m", "radiofm", "train"]
+    whole = _config(tmp_path, "whole")
+    subprocess.run(command + [str(whole)], check=True, env=_environment(), capture_output=True)
+
+    stopped = _config(tmp_path, "stopped")
+    log_file = tmp_path / "stopped" / "train_log.csv"
+    process = subprocess.Popen(command + [str(stopped)], env=_environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while (process.poll() is None and time.monotonic() < deadline
+           and (not log_file.exists() or log_file.read_text().count("\n") < 2)):
+        time.sleep(0.01)  # until the first step is logged
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr  # the command line's "interrupted"
+    assert "SIGTERM: stopped after step" in stderr
+    state = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == len(_log(tmp_path / "stopped")) < 12  # no logged step is lost
+    assert not (tmp_path / "stopped" / "teacher_backbone.pt").exists()
+    subprocess.run(command + [str(stopped), "--resume"], check=True, env=_environment(),
+                   capture_output=True)
+    expected, resumed = _teacher(tmp_path / "whole"), _teacher(tmp_path / "stopped")
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def test_two_processes_with_torchrun(tmp_path):
