@@ -183,16 +183,21 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     assert len(build_tile_bank(config)) < 9  # a 300 px field has 9 tiles of 100 px
 
 
-def test_stop_after_counts_the_runs_steps_from_its_start(tmp_path):
-    from radiofm.train import train
-
-    config = TrainConfig.from_dict({
+def _tiny_run(tmp_path, epochs, steps_per_epoch):
+    """A ResNet-18 run on one simulated field, small enough to train in seconds."""
+    return TrainConfig.from_dict({
         "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 64},
         "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
         "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
-        "optim": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 2},
+        "optim": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": 2},
         "run": {"output": str(tmp_path / "run"), "threads": 1},
     })
+
+
+def test_stop_after_counts_the_runs_steps_from_its_start(tmp_path):
+    from radiofm.train import train
+
+    config = _tiny_run(tmp_path, epochs=2, steps_per_epoch=3)
     run = tmp_path / "run"
 
     def step():
@@ -214,13 +219,7 @@ def test_stop_after_counts_the_runs_steps_from_its_start(tmp_path):
 def test_resume_refuses_a_changed_config(tmp_path):
     from radiofm.train import train
 
-    config = TrainConfig.from_dict({
-        "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 64},
-        "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
-        "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
-        "optim": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2},
-        "run": {"output": str(tmp_path / "run"), "threads": 1},
-    })
+    config = _tiny_run(tmp_path, epochs=1, steps_per_epoch=2)
     train(config, progress=False, stop_after=1)
     with pytest.raises(ValueError, match="exists: pass resume=True"):
         train(config, progress=False)
