@@ -61,14 +61,28 @@ def _log(folder):
         return list(csv.DictReader(stream))
 
 
+TRAIN = [sys.executable, "-m", "radiofm", "train"]
+
+
+def _train(config, *options):
+    """One ``radiofm train`` process to its end; raises if it fails."""
+    subprocess.run(TRAIN + [str(config), *options], check=True, env=_environment(),
+                   capture_output=True)
+
+
+def _assert_same_teacher(expected_folder, resumed_folder):
+    expected, resumed = _teacher(expected_folder), _teacher(resumed_folder)
+    assert expected.keys() == resumed.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+
+
 def test_resume_after_kill_ends_with_the_same_weights(tmp_path):
-    command = [sys.executable, "-m", "radiofm", "train"]
-    whole = _config(tmp_path, "whole")
-    subprocess.run(command + [str(whole)], check=True, env=_environment(), capture_output=True)
+    _train(_config(tmp_path, "whole"))
 
     killed = _config(tmp_path, "killed")
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
-    process = subprocess.Popen(command + [str(killed)], env=_environment(),
+    process = subprocess.Popen(TRAIN + [str(killed)], env=_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -79,28 +93,21 @@ def test_resume_after_kill_ends_with_the_same_weights(tmp_path):
     assert stopped_at < 12, "the run ended before it could be killed"
     assert not (tmp_path / "killed" / "teacher_backbone.pt").exists()
     with pytest.raises(subprocess.CalledProcessError):  # refuses to start over the old run
-        subprocess.run(command + [str(killed)], check=True, env=_environment(),
-                       capture_output=True)
-    subprocess.run(command + [str(killed), "--resume"], check=True, env=_environment(),
-                   capture_output=True)
+        _train(killed)
+    _train(killed, "--resume")
 
-    expected, resumed = _teacher(tmp_path / "whole"), _teacher(tmp_path / "killed")
-    assert expected.keys() == resumed.keys()
-    for name, value in expected.items():
-        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+    _assert_same_teacher(tmp_path / "whole", tmp_path / "killed")
     whole_log, resumed_log = _log(tmp_path / "whole"), _log(tmp_path / "killed")
     assert [r["step"] for r in resumed_log] == [str(s) for s in range(12)]
     assert [r["loss"] for r in resumed_log] == [r["loss"] for r in whole_log]
 
 
 def test_sigterm_stops_after_its_step_with_a_checkpoint(tmp_path):
-    command = [sys.executable, "-m", "radiofm", "train"]
-    whole = _config(tmp_path, "whole")
-    subprocess.run(command + [str(whole)], check=True, env=_environment(), capture_output=True)
+    _train(_config(tmp_path, "whole"))
 
     stopped = _config(tmp_path, "stopped")
     log_file = tmp_path / "stopped" / "train_log.csv"
-    process = subprocess.Popen(command + [str(stopped)], env=_environment(),
+    process = subprocess.Popen(TRAIN + [str(stopped)], env=_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while (process.poll() is None and time.monotonic() < deadline
@@ -113,11 +120,8 @@ def test_sigterm_stops_after_its_step_with_a_checkpoint(tmp_path):
     state = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
     assert state["step"] == len(_log(tmp_path / "stopped")) < 12  # no logged step is lost
     assert not (tmp_path / "stopped" / "teacher_backbone.pt").exists()
-    subprocess.run(command + [str(stopped), "--resume"], check=True, env=_environment(),
-                   capture_output=True)
-    expected, resumed = _teacher(tmp_path / "whole"), _teacher(tmp_path / "stopped")
-    for name, value in expected.items():
-        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+    _train(stopped, "--resume")
+    _assert_same_teacher(tmp_path / "whole", tmp_path / "stopped")
 
 
 def test_two_processes_with_torchrun(tmp_path):
