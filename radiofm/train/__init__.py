@@ -28,7 +28,7 @@ from ._config import (
     load_config,
 )
 from ._data import TileBank, build_tile_bank
-from ._loss import DINOLoss, cosine_schedule
+from ._loss import DINOLoss, cosine_schedule, koleo_loss
 from ._model import (
     DINOHead,
     MultiCropModel,
@@ -50,5 +50,5 @@ __all__ = [
     "OptimConfig", "RadioMultiCrop", "RunConfig", "StagePooled", "TileBank", "TrainConfig",
     "build_tile_bank",
     "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config",
-    "read_run", "train", "train_small_cnn",
+    "koleo_loss", "read_run", "train", "train_small_cnn",
 ]

@@ -187,6 +187,10 @@ class OptimConfig:
     teacher_temp, warmup_teacher_temp : float
     warmup_teacher_temp_epochs : int
     student_temp, center_momentum : float
+    koleo_weight : float
+        Weight of the KoLeo spread term (`koleo_loss`) on the student's backbone features of
+        each global crop, added to the DINO loss; 0 (the default) leaves it out. DINOv2 uses
+        0.1.
     """
 
     epochs: int = 10
@@ -205,6 +209,7 @@ class OptimConfig:
     warmup_teacher_temp_epochs: int = 0
     student_temp: float = 0.1
     center_momentum: float = 0.9
+    koleo_weight: float = 0.0
 
 
 @dataclass
@@ -305,6 +310,7 @@ class TrainConfig:
             (self.run.device in DEVICES, f"run.device must be one of {DEVICES}, got "
              f"{self.run.device!r}"),
             (o.lr > 0, f"lr must be > 0, got {o.lr}"),
+            (o.koleo_weight >= 0, f"koleo_weight must be >= 0, got {o.koleo_weight}"),
         ]
         for index, source in enumerate(self.data.sources):
             if not isinstance(source, dict) or "kind" not in source:

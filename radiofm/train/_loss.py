@@ -1,11 +1,12 @@
-"""DINO's self-distillation loss with centering and sharpening, and its schedules."""
+"""DINO's self-distillation loss with centering and sharpening, the KoLeo spread term, and
+the schedules."""
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DINOLoss", "cosine_schedule"]
+__all__ = ["DINOLoss", "cosine_schedule", "koleo_loss"]
 
 
 def cosine_schedule(start, end, steps, *, warmup_steps=0, warmup_start=0.0):
@@ -105,3 +106,42 @@ class DINOLoss(nn.Module):
             dist.all_reduce(count)
         self.center.mul_(self.center_momentum).add_(batch_sum / count,
                                                     alpha=1 - self.center_momentum)
+
+
+def koleo_loss(features, eps=1e-8):
+    """Kozachenko-Leonenko spread term: minus the mean log distance to the nearest neighbour.
+
+    The features are L2-normalised first, so the term depends on directions only. It is
+    lowest when the batch spreads evenly over the sphere, and it grows without bound as two
+    images map to the same direction: added to the DINO loss (DINOv2 weighs it 0.1), it
+    keeps a small batch from settling on a handful of prototypes.
+
+    Parameters
+    ----------
+    features : `torch.Tensor`
+        (B, D) backbone features of one crop of each image, B >= 2.
+    eps : float
+        Added to each distance inside the logarithm.
+
+    Returns
+    -------
+    loss : `torch.Tensor`
+        A scalar.
+
+    Examples
+    --------
+    >>> import torch
+    >>> spread = koleo_loss(torch.eye(4))
+    >>> clustered = koleo_loss(torch.tensor([[1.0, 0], [1.0, 0.01], [0, 1.0], [0.01, 1.0]]))
+    >>> bool(spread < clustered)
+    True
+    """
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"koleo_loss needs (B, D) features with B >= 2, got shape "
+                         f"{tuple(features.shape)}")
+    unit = nn.functional.normalize(features.float(), dim=-1)
+    similarity = unit @ unit.T
+    similarity.fill_diagonal_(-2.0)  # below any cosine: never its own neighbour
+    nearest = unit[similarity.argmax(dim=1)]
+    distance = (unit - nearest).norm(dim=-1)
+    return -torch.log(distance + eps).mean()

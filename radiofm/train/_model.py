@@ -166,7 +166,22 @@ class MultiCropModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, crops):
+    def forward(self, crops, *, with_features=False):
+        """Head outputs of all crops, in order; with ``with_features`` also their features.
+
+        Parameters
+        ----------
+        crops : list of `torch.Tensor`
+            (B, 1, H, W) each; crops of one size must be adjacent.
+        with_features : bool
+            Also return the backbone features (the KoLeo term's input).
+
+        Returns
+        -------
+        output : `torch.Tensor`
+            (len(crops) * B, out_dim), or ``(output, features)`` with features
+            (len(crops) * B, num_features).
+        """
         features, start = [], 0
         sizes = [c.shape[-1] for c in crops]
         while start < len(crops):
@@ -175,7 +190,9 @@ class MultiCropModel(nn.Module):
                 end += 1
             features.append(self.backbone(torch.cat(crops[start:end])))
             start = end
-        return self.head(torch.cat(features))
+        features = torch.cat(features)
+        output = self.head(features)
+        return (output, features) if with_features else output
 
 
 def load_backbone(path, map_location="cpu"):

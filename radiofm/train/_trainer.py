@@ -27,7 +27,7 @@ from ._checkpoint import (
 )
 from ._config import DEVICES
 from ._data import build_tile_bank
-from ._loss import DINOLoss, cosine_schedule
+from ._loss import DINOLoss, cosine_schedule, koleo_loss
 from ._model import DINOHead, MultiCropModel, create_backbone
 from ._monitor import MONITOR_COLUMNS, FeatureMonitor
 
@@ -36,8 +36,9 @@ __all__ = ["train"]
 log = logging.getLogger("radiofm")
 
 CHECKPOINT, BACKBONE, LOG = CHECKPOINT_FILE, BACKBONE_FILE, LOG_FILE
-LOG_COLUMNS = ("step", "epoch", "loss", "lr", "weight_decay", "momentum", "teacher_temp",
-               "teacher_entropy", "mean_entropy", "embedding_std", "seconds", *MONITOR_COLUMNS)
+LOG_COLUMNS = ("step", "epoch", "loss", "koleo", "lr", "weight_decay", "momentum",
+               "teacher_temp", "teacher_entropy", "mean_entropy", "embedding_std", "seconds",
+               *MONITOR_COLUMNS)
 
 
 def _step_seed(seed, step, rank):
@@ -273,12 +274,16 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     with torch.no_grad():
                         teacher_out = teacher(crops[:2])
-                    student_out = trained(crops)
+                    student_out, features = trained(crops, with_features=True)
                 loss, teacher_probs = loss_fn(student_out.float(), teacher_out.float(), epoch)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopping")
+                spread = (sum(koleo_loss(f) for f in features[:2 * len(crops[0])].chunk(2)) / 2
+                          if optim.koleo_weight else None)
+                objective = loss if spread is None else loss + optim.koleo_weight * spread
+                if not math.isfinite(objective.item()):
+                    raise FloatingPointError(f"loss is {objective.item()} at step {step}; "
+                                             "stopping")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 if optim.clip_grad:
                     torch.nn.utils.clip_grad_norm_(student.parameters(), optim.clip_grad)
                 if epoch < optim.freeze_last_layer:
@@ -291,8 +296,9 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                                                     strict=True):
                         p_teacher.mul_(m).add_(p_student.detach(), alpha=1 - m)
                 if writer is not None:
-                    writer.writerow({**_metrics(step, epoch, loss, lr, weight_decay, momentum,
-                                                loss_fn, teacher_probs, teacher_out, began),
+                    writer.writerow({**_metrics(step, epoch, loss, spread, lr, weight_decay,
+                                                momentum, loss_fn, teacher_probs, teacher_out,
+                                                began),
                                      **figures})
                 bar.update()
                 asked = stop.agreed(device, world) and step + 1 < end  # else it ends here
@@ -330,9 +336,12 @@ def train(config, *, resume=False, progress=True, stop_after=None):
     return output
 
 
-def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teacher_out,
-             began):
-    """One log row: the schedules, the loss and three collapse indicators.
+def _metrics(step, epoch, loss, koleo, lr, weight_decay, momentum, loss_fn, probs,
+             teacher_out, began):
+    """One log row: the schedules, the losses and three collapse indicators.
+
+    ``loss`` is the DINO term alone, comparable across runs with and without the KoLeo term;
+    ``koleo`` is the unweighted KoLeo term (empty when its weight is 0).
 
     ``teacher_entropy`` is the entropy of the batch-mean teacher distribution over log K (near
     0: every image maps to the same prototype); ``mean_entropy`` the mean per-image entropy
@@ -344,7 +353,8 @@ def _metrics(step, epoch, loss, lr, weight_decay, momentum, loss_fn, probs, teac
     batch_entropy = float(-(mean * torch.log(mean + 1e-12)).sum() / k)
     per_image = float((-(probs * torch.log(probs + 1e-12)).sum(dim=-1)).mean() / k)
     spread = float(teacher_out.float().std(dim=0).mean())
-    return {"step": step, "epoch": epoch, "loss": round(loss.item(), 6), "lr": float(lr[step]),
+    return {"step": step, "epoch": epoch, "loss": round(loss.item(), 6),
+            "koleo": "" if koleo is None else round(koleo.item(), 6), "lr": float(lr[step]),
             "weight_decay": float(weight_decay[step]), "momentum": float(momentum[step]),
             "teacher_temp": loss_fn.teacher_temps[min(epoch, len(loss_fn.teacher_temps) - 1)],
             "teacher_entropy": round(batch_entropy, 6), "mean_entropy": round(per_image, 6),

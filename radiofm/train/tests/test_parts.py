@@ -18,6 +18,7 @@ from radiofm.train import (  # noqa: E402
     cosine_schedule,
     create_backbone,
     embed_tiles,
+    koleo_loss,
     load_config,
 )
 
@@ -35,6 +36,8 @@ def test_config_defaults_toml_and_errors(tmp_path):
         TrainConfig.from_dict({"trainer": {}})
     with pytest.raises(ValueError, match="local_size <= global_size <= data.tile_size"):
         TrainConfig.from_dict({"crops": {"global_size": 512}})
+    with pytest.raises(ValueError, match="koleo_weight must be >= 0, got -0.1"):
+        TrainConfig.from_dict({"optim": {"koleo_weight": -0.1}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[optim\n")
     with pytest.raises(ValueError, match="is not valid TOML"):
@@ -80,6 +83,24 @@ def test_dino_loss_and_centering():
     assert torch.isfinite(loss) and loss > 0
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(6))
     torch.testing.assert_close(loss_fn.center, 0.5 * teacher.mean(dim=0, keepdim=True))
+
+
+def test_koleo_loss_rewards_spread_and_pushes_near_neighbours_apart():
+    spread = koleo_loss(torch.eye(4))
+    torch.testing.assert_close(spread, -torch.log(torch.tensor(2.0).sqrt()))  # all sqrt(2) apart
+    torch.testing.assert_close(koleo_loss(5 * torch.eye(4)), spread)  # directions only
+    features = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.05, 0.0], [0.0, 0.0, 1.0]],
+                            requires_grad=True)
+    loss = koleo_loss(features)
+    assert loss > spread
+    loss.backward()
+    with torch.no_grad():
+        moved = features - 0.5 * features.grad
+    gap = torch.nn.functional.normalize(moved, dim=-1)
+    before = torch.nn.functional.normalize(features.detach(), dim=-1)
+    assert (gap[0] - gap[1]).norm() > (before[0] - before[1]).norm()  # the close pair parts
+    with pytest.raises(ValueError, match=r"B >= 2, got shape \(1, 3\)"):
+        koleo_loss(torch.ones(1, 3))
 
 
 @pytest.mark.parametrize(("arch", "patch"), [("vit_tiny_patch16_224", 8),
@@ -183,15 +204,36 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     assert len(build_tile_bank(config)) < 9  # a 300 px field has 9 tiles of 100 px
 
 
-def _tiny_run(tmp_path, epochs, steps_per_epoch):
+def _tiny_run(tmp_path, epochs, steps_per_epoch, *, name="run", koleo_weight=0.0):
     """A ResNet-18 run on one simulated field, small enough to train in seconds."""
     return TrainConfig.from_dict({
         "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 64},
         "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
         "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
-        "optim": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": 2},
-        "run": {"output": str(tmp_path / "run"), "threads": 1},
+        "optim": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": 2,
+                  "koleo_weight": koleo_weight},
+        "run": {"output": str(tmp_path / name), "threads": 1},
     })
+
+
+def test_koleo_weight_adds_the_spread_term_to_the_students_gradient(tmp_path):
+    import csv
+
+    from radiofm.train import train
+
+    runs = {weight: train(_tiny_run(tmp_path, 1, 2, name=f"koleo-{weight}",
+                                    koleo_weight=weight), progress=False)
+            for weight in (0.0, 0.5)}
+    logs = {weight: list(csv.DictReader((run / "train_log.csv").read_text().splitlines()))
+            for weight, run in runs.items()}
+    assert [row["koleo"] for row in logs[0.0]] == ["", ""]  # left out, not logged as 0
+    assert all(np.isfinite(float(row["koleo"])) for row in logs[0.5])
+    # step 0 sees the same weights, crops and teacher: the DINO term alone is logged
+    assert logs[0.0][0]["loss"] == logs[0.5][0]["loss"]
+    state = [torch.load(run / "teacher_backbone.pt", weights_only=True)["state_dict"]
+             for run in runs.values()]
+    assert any(not torch.equal(state[0][k], state[1][k]) for k in state[0]
+               if state[0][k].is_floating_point())
 
 
 def test_stop_after_counts_the_runs_steps_from_its_start(tmp_path):
