@@ -347,6 +347,10 @@ def _metrics(step, epoch, loss, koleo, lr, weight_decay, momentum, loss_fn, prob
     0: every image maps to the same prototype); ``mean_entropy`` the mean per-image entropy
     over log K (near 1: the teacher is uniform); ``embedding_std`` the mean per-dimension
     standard deviation of the teacher outputs across the batch (near 0: collapse).
+    ``exp(teacher_entropy * log K)`` is the number of prototypes the step's N teacher
+    outputs use; with a sharp teacher (``mean_entropy`` near 0) it is at most N, so
+    ``teacher_entropy`` cannot exceed log N / log K (0.545 for 64 outputs and K = 2048) and a
+    value well below that ceiling means the batch shares a handful of prototypes.
     """
     k = math.log(probs.shape[-1])
     mean = probs.mean(dim=0)
