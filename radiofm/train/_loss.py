@@ -113,8 +113,8 @@ def koleo_loss(features, eps=1e-8):
 
     The features are L2-normalised first, so the term depends on directions only. It is
     lowest when the batch spreads evenly over the sphere, and it grows without bound as two
-    images map to the same direction: added to the DINO loss (DINOv2 weighs it 0.1), it
-    keeps a small batch from settling on a handful of prototypes.
+    images map to the same direction. Added to the DINO loss (DINOv2 weighs it 0.1), its
+    gradient pushes each image away from its nearest neighbour in the batch.
 
     Parameters
     ----------
