@@ -276,9 +276,9 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                         teacher_out = teacher(crops[:2])
                     student_out, features = trained(crops, with_features=True)
                 loss, teacher_probs = loss_fn(student_out.float(), teacher_out.float(), epoch)
-                spread = (sum(koleo_loss(f) for f in features[:2 * len(crops[0])].chunk(2)) / 2
-                          if optim.koleo_weight else None)
-                objective = loss if spread is None else loss + optim.koleo_weight * spread
+                koleo = (sum(koleo_loss(f) for f in features[:2 * len(crops[0])].chunk(2)) / 2
+                         if optim.koleo_weight else None)
+                objective = loss if koleo is None else loss + optim.koleo_weight * koleo
                 if not math.isfinite(objective.item()):
                     raise FloatingPointError(f"loss is {objective.item()} at step {step}; "
                                              "stopping")
@@ -296,7 +296,7 @@ def train(config, *, resume=False, progress=True, stop_after=None):
                                                     strict=True):
                         p_teacher.mul_(m).add_(p_student.detach(), alpha=1 - m)
                 if writer is not None:
-                    writer.writerow({**_metrics(step, epoch, loss, spread, lr, weight_decay,
+                    writer.writerow({**_metrics(step, epoch, loss, koleo, lr, weight_decay,
                                                 momentum, loss_fn, teacher_probs, teacher_out,
                                                 began),
                                      **figures})
