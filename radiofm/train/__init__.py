@@ -18,6 +18,7 @@ from ._checkpoint import (
     save_checkpoint,
 )
 from ._config import (
+    CENTERINGS,
     CropConfig,
     DataConfig,
     ModelConfig,
@@ -28,7 +29,7 @@ from ._config import (
     load_config,
 )
 from ._data import TileBank, build_tile_bank
-from ._loss import DINOLoss, cosine_schedule, koleo_loss
+from ._loss import DINOLoss, cosine_schedule, koleo_loss, sinkhorn_knopp
 from ._model import (
     DINOHead,
     MultiCropModel,
@@ -43,12 +44,13 @@ from ._supervised import train_small_cnn
 from ._trainer import train
 
 __all__ = [
-    "MONITOR_COLUMNS", "FeatureMonitor", "MonitorConfig", "monitor_carve", "stretch_snr",
+    "CENTERINGS", "MONITOR_COLUMNS", "FeatureMonitor", "MonitorConfig", "monitor_carve",
+    "stretch_snr",
     "BACKBONE_FILE", "CHECKPOINT_FILE", "LOG_FILE", "CheckpointError", "backbone_state",
     "find_checkpoint", "read_checkpoint", "save_checkpoint",
     "CropConfig", "DINOHead", "DINOLoss", "DataConfig", "ModelConfig", "MultiCropModel",
     "OptimConfig", "RadioMultiCrop", "RunConfig", "StagePooled", "TileBank", "TrainConfig",
     "build_tile_bank",
     "cosine_schedule", "create_backbone", "embed_tiles", "load_backbone", "load_config",
-    "koleo_loss", "read_run", "train", "train_small_cnn",
+    "koleo_loss", "read_run", "sinkhorn_knopp", "train", "train_small_cnn",
 ]

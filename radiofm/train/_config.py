@@ -187,6 +187,13 @@ class OptimConfig:
     teacher_temp, warmup_teacher_temp : float
     warmup_teacher_temp_epochs : int
     student_temp, center_momentum : float
+    centering : str
+        How the teacher is kept from collapsing (`radiofm.train.CENTERINGS`): ``"ema"``
+        (DINO: an EMA centre of ``center_momentum`` is subtracted from its logits) or
+        ``"sinkhorn"`` (DINOv2: `radiofm.train.sinkhorn_knopp` balances each step's batch
+        over the prototypes).
+    sinkhorn_iterations : int
+        Normalisation rounds with ``centering = "sinkhorn"``.
     koleo_weight : float
         Weight of the KoLeo spread term (`koleo_loss`) on the student's backbone features of
         each global crop, added to the DINO loss; 0 (the default) leaves it out. DINOv2 uses
@@ -209,6 +216,8 @@ class OptimConfig:
     warmup_teacher_temp_epochs: int = 0
     student_temp: float = 0.1
     center_momentum: float = 0.9
+    centering: str = "ema"
+    sinkhorn_iterations: int = 3
     koleo_weight: float = 0.0
 
 
@@ -311,6 +320,10 @@ class TrainConfig:
              f"{self.run.device!r}"),
             (o.lr > 0, f"lr must be > 0, got {o.lr}"),
             (o.koleo_weight >= 0, f"koleo_weight must be >= 0, got {o.koleo_weight}"),
+            (o.centering in CENTERINGS, f"optim.centering must be one of {CENTERINGS}, got "
+             f"{o.centering!r}"),
+            (o.sinkhorn_iterations >= 1,
+             f"sinkhorn_iterations must be >= 1, got {o.sinkhorn_iterations}"),
         ]
         for index, source in enumerate(self.data.sources):
             if not isinstance(source, dict) or "kind" not in source:
@@ -338,6 +351,10 @@ class TrainConfig:
 
 #: The devices `radiofm.train.train` runs on.
 DEVICES = ("auto", "cpu", "cuda")
+#: How the teacher is kept from collapsing (``optim.centering``): DINO's EMA centre, or
+#: DINOv2's Sinkhorn-Knopp balancing of the batch over the prototypes
+#: (`radiofm.train.sinkhorn_knopp`).
+CENTERINGS = ("ema", "sinkhorn")
 _TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
           list: "a list (an array in TOML)", dict: "a table"}
 

@@ -1,12 +1,14 @@
-"""DINO's self-distillation loss with centering and sharpening, the KoLeo spread term, and
-the schedules."""
+"""DINO's self-distillation loss with centering (an EMA centre or Sinkhorn-Knopp) and
+sharpening, the KoLeo spread term, and the schedules."""
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DINOLoss", "cosine_schedule", "koleo_loss"]
+from ._config import CENTERINGS
+
+__all__ = ["DINOLoss", "cosine_schedule", "koleo_loss", "sinkhorn_knopp"]
 
 
 def cosine_schedule(start, end, steps, *, warmup_steps=0, warmup_start=0.0):
@@ -39,8 +41,11 @@ class DINOLoss(nn.Module):
     """Cross-entropy between the sharpened, centred teacher and the student, across crops.
 
     The teacher sees the global crops only; each student crop is compared with every
-    teacher crop but its own view. The centre is an EMA of the teacher's batch mean,
-    all-reduced across processes when a process group exists.
+    teacher crop but its own view. With ``centering="ema"`` (DINO) the teacher's logits lose
+    a centre, an EMA of the teacher's batch mean (all-reduced across processes when a process
+    group exists), before the sharpened softmax. With ``centering="sinkhorn"`` (DINOv2) the
+    sharpened teacher is balanced over the prototypes by `sinkhorn_knopp` instead, and the
+    centre stays unused.
 
     Parameters
     ----------
@@ -52,18 +57,33 @@ class DINOLoss(nn.Module):
         Teacher temperature per epoch (warm-up then constant).
     student_temp : float
     center_momentum : float
+    centering : {"ema", "sinkhorn"}
+    sinkhorn_iterations : int
+        Normalisation rounds of `sinkhorn_knopp` (DINOv2 uses 3).
+
+    Raises
+    ------
+    ValueError
+        For a ``centering`` not in `CENTERINGS` or fewer than one Sinkhorn iteration.
     """
 
-    def __init__(self, out_dim, n_global, teacher_temps, student_temp=0.1, center_momentum=0.9):
+    def __init__(self, out_dim, n_global, teacher_temps, student_temp=0.1, center_momentum=0.9,
+                 centering="ema", sinkhorn_iterations=3):
         super().__init__()
+        if centering not in CENTERINGS:
+            raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
+        if sinkhorn_iterations < 1:
+            raise ValueError(f"sinkhorn_iterations must be >= 1, got {sinkhorn_iterations}")
         self.n_global = n_global
         self.student_temp = student_temp
         self.center_momentum = center_momentum
+        self.centering = centering
+        self.sinkhorn_iterations = sinkhorn_iterations
         self.teacher_temps = list(map(float, teacher_temps))
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def forward(self, student_output, teacher_output, epoch):
-        """Loss for one step; also updates the centre.
+        """Loss for one step; with EMA centering it also updates the centre.
 
         Parameters
         ----------
@@ -83,7 +103,10 @@ class DINOLoss(nn.Module):
         temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
         student = (student_output / self.student_temp).chunk(
             student_output.shape[0] // (teacher_output.shape[0] // self.n_global))
-        teacher_probs = torch.softmax((teacher_output - self.center) / temp, dim=-1)
+        if self.centering == "sinkhorn":
+            teacher_probs = sinkhorn_knopp(teacher_output / temp, self.sinkhorn_iterations)
+        else:
+            teacher_probs = torch.softmax((teacher_output - self.center) / temp, dim=-1)
         teacher = teacher_probs.detach().chunk(self.n_global)
         total, terms = 0.0, 0
         for iq, q in enumerate(teacher):
@@ -92,7 +115,8 @@ class DINOLoss(nn.Module):
                     continue
                 total = total + torch.sum(-q * torch.log_softmax(s, dim=-1), dim=-1).mean()
                 terms += 1
-        self.update_center(teacher_output)
+        if self.centering == "ema":
+            self.update_center(teacher_output)
         return total / terms, teacher_probs.detach()
 
     @torch.no_grad()
@@ -145,3 +169,56 @@ def koleo_loss(features, eps=1e-8):
     nearest = unit[similarity.argmax(dim=1)]
     distance = (unit - nearest).norm(dim=-1)
     return -torch.log(distance + eps).mean()
+
+
+def sinkhorn_knopp(scores, iterations=3):
+    """Teacher targets balanced over the prototypes by Sinkhorn-Knopp normalisation.
+
+    ``exp(scores)`` is normalised in turn so that every prototype carries the same total over
+    the batch and every image's row sums to one, ``iterations`` times, ending with the rows:
+    each row is a distribution, and the batch (all processes' rows, when a process group
+    exists) spreads evenly over the prototypes. Where EMA centering lets a sharp teacher
+    settle on a handful of prototypes for the whole batch, this balancing gives each image a
+    share of them (about K / N prototypes each for N rows and K prototypes, when N < K).
+    It runs in log space, so sharp scores (logits over a small temperature) do not
+    overflow.
+
+    Parameters
+    ----------
+    scores : `torch.Tensor`
+        (N, K) teacher logits over the teacher temperature.
+    iterations : int
+        Normalisation rounds (SwAV and DINOv2 use 3).
+
+    Returns
+    -------
+    probs : `torch.Tensor`
+        (N, K) float32, each row summing to one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> collapsed = torch.tensor([[9.0, 0.0], [9.0, 0.0]])  # both rows on prototype 0
+    >>> balanced = sinkhorn_knopp(collapsed, iterations=20)
+    >>> torch.allclose(balanced.sum(dim=0), torch.ones(2))  # each prototype: one row's worth
+    True
+    """
+    if scores.ndim != 2:
+        raise ValueError(f"sinkhorn_knopp needs (N, K) scores, got shape {tuple(scores.shape)}")
+    log_probs = scores.float()
+    for _ in range(iterations):
+        log_probs = log_probs - _batch_logsumexp(log_probs)  # each prototype's batch total: 1
+        log_probs = log_probs - torch.logsumexp(log_probs, dim=1, keepdim=True)  # rows: 1
+    return log_probs.exp()
+
+
+def _batch_logsumexp(log_probs):
+    """(1, K) logsumexp over the rows of every process's batch."""
+    distributed = dist.is_available() and dist.is_initialized()
+    peak = log_probs.max(dim=0, keepdim=True).values
+    if distributed:
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    total = (log_probs - peak).exp().sum(dim=0, keepdim=True)
+    if distributed:
+        dist.all_reduce(total)
+    return peak + total.log()

@@ -224,7 +224,8 @@ def train(config, *, resume=False, progress=True, stop_after=None):
         np.full(max(optim.epochs - optim.warmup_teacher_temp_epochs, 1), optim.teacher_temp),
     ])
     loss_fn = DINOLoss(model_config.out_dim, 2, teacher_temps, optim.student_temp,
-                       optim.center_momentum).to(device)
+                       optim.center_momentum, centering=optim.centering,
+                       sinkhorn_iterations=optim.sinkhorn_iterations).to(device)
 
     start = 0
     if resumed is not None:
@@ -350,7 +351,10 @@ def _metrics(step, epoch, loss, koleo, lr, weight_decay, momentum, loss_fn, prob
     ``exp(teacher_entropy * log K)`` is the number of prototypes the step's N teacher
     outputs use; with a sharp teacher (``mean_entropy`` near 0) it is at most N, so
     ``teacher_entropy`` cannot exceed log N / log K (0.545 for 64 outputs and K = 2048) and a
-    value well below that ceiling means the batch shares a handful of prototypes.
+    value well below that ceiling means the batch shares a handful of prototypes. With
+    ``optim.centering = "sinkhorn"`` the batch mean is balanced over the prototypes by
+    construction, so ``teacher_entropy`` reads near 1 and ``mean_entropy`` (at least about
+    log(K / N) / log K once balanced) carries the sharpness.
     """
     k = math.log(probs.shape[-1])
     mean = probs.mean(dim=0)

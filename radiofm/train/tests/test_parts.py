@@ -20,6 +20,7 @@ from radiofm.train import (  # noqa: E402
     embed_tiles,
     koleo_loss,
     load_config,
+    sinkhorn_knopp,
 )
 
 
@@ -38,6 +39,11 @@ def test_config_defaults_toml_and_errors(tmp_path):
         TrainConfig.from_dict({"crops": {"global_size": 512}})
     with pytest.raises(ValueError, match="koleo_weight must be >= 0, got -0.1"):
         TrainConfig.from_dict({"optim": {"koleo_weight": -0.1}})
+    with pytest.raises(ValueError, match=r"optim.centering must be one of \('ema', "
+                       r"'sinkhorn'\), got 'swav'"):
+        TrainConfig.from_dict({"optim": {"centering": "swav"}})
+    with pytest.raises(ValueError, match="sinkhorn_iterations must be >= 1, got 0"):
+        TrainConfig.from_dict({"optim": {"centering": "sinkhorn", "sinkhorn_iterations": 0}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[optim\n")
     with pytest.raises(ValueError, match="is not valid TOML"):
@@ -83,6 +89,46 @@ def test_dino_loss_and_centering():
     assert torch.isfinite(loss) and loss > 0
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(6))
     torch.testing.assert_close(loss_fn.center, 0.5 * teacher.mean(dim=0, keepdim=True))
+
+
+def test_sinkhorn_knopp_spreads_a_collapsed_teacher_over_the_prototypes():
+    generator = torch.Generator().manual_seed(0)
+    collapsed = torch.randn(4, 8, generator=generator)
+    collapsed[:, 0] += 25.0  # a sharp teacher: every image on prototype 0
+    assert torch.softmax(collapsed, dim=-1)[:, 0].min() > 0.99
+    balanced = sinkhorn_knopp(collapsed, iterations=50)
+    torch.testing.assert_close(balanced.sum(dim=1), torch.ones(4))
+    torch.testing.assert_close(balanced.sum(dim=0), torch.full((8,), 0.5), atol=1e-3, rtol=0)
+    # three rounds (the default) already move most of prototype 0's mass to the others
+    assert sinkhorn_knopp(collapsed)[:, 0].sum() < 1.0
+    # a sharp teacher that is already balanced keeps its assignment
+    distinct = 30.0 * torch.eye(4) + torch.randn(4, 4, generator=generator)
+    torch.testing.assert_close(sinkhorn_knopp(distinct), torch.softmax(distinct, dim=-1),
+                               atol=1e-4, rtol=0)
+    assert torch.isfinite(sinkhorn_knopp(collapsed / 1e-3)).all()  # no overflow when sharp
+    with pytest.raises(ValueError, match=r"\(N, K\) scores, got shape \(8,\)"):
+        sinkhorn_knopp(collapsed[0])
+
+
+def test_dino_loss_with_sinkhorn_centering_leaves_the_centre_alone():
+    generator = torch.Generator().manual_seed(0)
+    teacher = 0.1 * torch.randn(2 * 3, 8, generator=generator)
+    teacher[:, 0] += 10.0  # every image on prototype 0
+    student = torch.cat([teacher, torch.randn(3, 8, generator=generator)])
+    sinkhorn = DINOLoss(out_dim=8, n_global=2, teacher_temps=[0.04], centering="sinkhorn")
+    loss, probs = sinkhorn(student, teacher, epoch=0)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(probs, sinkhorn_knopp(teacher / 0.04))
+    assert not sinkhorn.center.any()  # unused, so never updated
+    ema_loss, ema_probs = DINOLoss(out_dim=8, n_global=2, teacher_temps=[0.04])(
+        student, teacher, epoch=0)
+    assert ema_probs[:, 0].min() > 0.99 > probs[:, 0].max()  # the EMA's first step: collapsed
+    assert not torch.isclose(loss, ema_loss)
+    with pytest.raises(ValueError, match=r"centering must be one of \('ema', 'sinkhorn'\)"):
+        DINOLoss(out_dim=8, n_global=2, teacher_temps=[0.04], centering="none")
+    with pytest.raises(ValueError, match="sinkhorn_iterations must be >= 1, got 0"):
+        DINOLoss(out_dim=8, n_global=2, teacher_temps=[0.04], centering="sinkhorn",
+                 sinkhorn_iterations=0)
 
 
 def test_koleo_loss_rewards_spread_and_pushes_near_neighbours_apart():
@@ -204,14 +250,15 @@ def test_real_sources_pass_the_leakage_guard(shared_data, tmp_path):
     assert len(build_tile_bank(config)) < 9  # a 300 px field has 9 tiles of 100 px
 
 
-def _tiny_run(tmp_path, epochs, steps_per_epoch, *, name="run", koleo_weight=0.0):
-    """A ResNet-18 run on one simulated field, small enough to train in seconds."""
+def _tiny_run(tmp_path, epochs, steps_per_epoch, *, name="run", **optim):
+    """A ResNet-18 run on one simulated field, small enough to train in seconds; ``optim``
+    sets more ``[optim]`` options."""
     return TrainConfig.from_dict({
         "data": {"sources": [{"kind": "simulated", "fields": 1, "size": 128}], "tile_size": 64},
         "model": {"arch": "resnet18", "out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
         "crops": {"global_size": 32, "local_size": 16, "n_local": 1},
         "optim": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": 2,
-                  "koleo_weight": koleo_weight},
+                  **optim},
         "run": {"output": str(tmp_path / name), "threads": 1},
     })
 
@@ -234,6 +281,24 @@ def test_koleo_weight_adds_the_spread_term_to_the_students_gradient(tmp_path):
              for run in runs.values()]
     assert any(not torch.equal(state[0][k], state[1][k]) for k in state[0]
                if state[0][k].is_floating_point())
+
+
+def test_sinkhorn_centering_reaches_the_trainers_teacher_targets(tmp_path):
+    import csv
+
+    from radiofm.train import train
+
+    runs = {centering: train(_tiny_run(tmp_path, 1, 2, name=centering, centering=centering),
+                             progress=False)
+            for centering in ("ema", "sinkhorn")}
+    logs = {centering: list(csv.DictReader((run / "train_log.csv").read_text().splitlines()))
+            for centering, run in runs.items()}
+    # step 0: same weights and crops, so only the teacher's targets can part the two losses
+    assert logs["ema"][0]["loss"] != logs["sinkhorn"][0]["loss"]
+    centre = {centering: torch.load(run / "checkpoint.pt", weights_only=True)["center"]
+              for centering, run in runs.items()}
+    assert centre["ema"].any() and not centre["sinkhorn"].any()
+    assert (runs["sinkhorn"] / "teacher_backbone.pt").exists()
 
 
 def test_stop_after_counts_the_runs_steps_from_its_start(tmp_path):

@@ -139,3 +139,38 @@ def test_two_processes_with_torchrun(tmp_path):
     single = 5e-4 * 4 / 256
     assert max(float(r["lr"]) for r in rows) == pytest.approx(2 * single, rel=0.3)
     assert _teacher(tmp_path / "ddp")
+
+
+SINKHORN_PROCESS = """
+import sys
+
+import torch
+import torch.distributed as dist
+
+from radiofm.train import sinkhorn_knopp
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+scores = torch.load(sys.argv[1], weights_only=True).chunk(dist.get_world_size())[rank]
+torch.save(sinkhorn_knopp(scores), sys.argv[2] + f"/rank{rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_sinkhorn_knopp_balances_the_batch_of_every_process(tmp_path):
+    from radiofm.train import sinkhorn_knopp
+
+    scores = torch.randn(6, 16, generator=torch.Generator().manual_seed(0)) / 0.04
+    scores[:3, 0] += 200.0  # the first process's rows all lean on prototype 0
+    torch.save(scores, tmp_path / "scores.pt")
+    script = tmp_path / "sinkhorn_process.py"
+    script.write_text(SINKHORN_PROCESS)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", str(script), str(tmp_path / "scores.pt"), str(tmp_path)]
+    done = subprocess.run(command, env=_environment(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parts = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    whole = sinkhorn_knopp(scores)
+    torch.testing.assert_close(torch.cat(parts), whole)  # as one process with the whole batch
+    assert not torch.allclose(parts[0], sinkhorn_knopp(scores[:3]))  # not each half alone
