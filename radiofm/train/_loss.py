@@ -195,6 +195,11 @@ def sinkhorn_knopp(scores, iterations=3):
     probs : `torch.Tensor`
         (N, K) float32, each row summing to one.
 
+    Raises
+    ------
+    ValueError
+        If ``scores`` is not two-dimensional.
+
     Examples
     --------
     >>> import torch
