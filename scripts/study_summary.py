@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 FIGURES = ("mb_logistic_acc", "mb_knn_acc", "sim_count_r2")
-# collapse indicators averaged over the last steps of each run (radiofm.train's log columns)
+# collapse indicators (radiofm.train's log columns) averaged over a window of steps
 TEACHER = ("teacher_entropy", "mean_entropy")
 
 
